@@ -1,0 +1,47 @@
+//! The model that serves a request, as callers see it.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Where the serving model came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelSource {
+    /// Discovered from Affine's public API.
+    Affine,
+    /// Pinned at runtime by an operator (`PUT /admin/v1/winner`).
+    Pinned,
+    /// Fixed by configuration (`GATEWAY_WINNER`, or the embedded simulator's model).
+    Static,
+    /// A fallback upstream served this request.
+    Fallback,
+}
+
+/// The model that answered (CONTRACT §4 `model`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ModelInfo {
+    /// Hugging Face style id, `org/model`.
+    #[schema(example = "affine-champ/Affine-Reasoner-32B")]
+    pub id: String,
+    /// The model revision (commit sha), when known.
+    pub revision: Option<String>,
+    /// SS58 hotkey of the miner that owns the model, when known.
+    pub miner_hotkey: Option<String>,
+    /// The miner's uid on the Affine subnet, when known.
+    pub uid: Option<u16>,
+    /// Where this model choice came from.
+    pub source: ModelSource,
+}
+
+/// `GET /v1/winner`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WinnerResponse {
+    /// The current winner.
+    pub model: ModelInfo,
+    /// When this model became the winner (RFC 3339).
+    #[schema(example = "2026-11-25T09:00:00Z")]
+    pub since: String,
+    /// The upstream base URL, without credentials.
+    #[schema(example = "https://llm.chutes.ai/v1")]
+    pub upstream: String,
+}

@@ -1,0 +1,636 @@
+//! The effective configuration: an optional TOML file, overridden by environment variables.
+//!
+//! The variables, their defaults and their meaning are public contract (CONTRACT.md §1).
+//! Loading is strict so mistakes surface at start, not at the first request: unknown keys in
+//! the file are errors, every value is range-checked, and every message names the field (and
+//! the variable or file it came from) and what was expected. Secrets ([`Secret`]) never appear
+//! in an error, a log line or the `check-config` output.
+//!
+//! The file mirrors the struct layout: top-level keys for the process (`listen`,
+//! `max_body_bytes`, …), then one table per concern (`[redis]`, `[upstream]`, `[winner]`,
+//! `[reason]`). A new concern is a new struct, a field here and, if it has variables, entries
+//! in the table in `env.rs`.
+//!
+//! ```toml
+//! listen = "0.0.0.0:8080"
+//! log_format = "json"
+//!
+//! [redis]
+//! url = "redis://cache.internal:6379"
+//! key_prefix = "agw-prod:"
+//!
+//! [upstream]
+//! first_token_timeout_secs = 90
+//! ```
+
+mod env;
+mod secret;
+mod validate;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use secret::{REDACTED, Secret};
+
+use validate::{MAX_BODY_BYTES, MAX_SECS, range};
+
+/// The default provider: Chutes' OpenAI-compatible API.
+pub const DEFAULT_UPSTREAM_URL: &str = "https://llm.chutes.ai/v1";
+
+/// The default Affine public API, polled for the current winner.
+pub const DEFAULT_AFFINE_API_URL: &str = "https://api.affine.io/api/v1";
+
+/// The SS58 address of the well-known dev key `//Bob`, the gateway's identity when
+/// `GATEWAY_HOTKEY` is unset. Anyone can sign as it, so it is for development only.
+pub const DEV_HOTKEY: &str = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty";
+
+/// The shortest accepted `GATEWAY_JWT_SECRET`: an HS256 key shorter than the hash output
+/// (32 bytes) weakens it.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// Everything the gateway can be configured with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listen address (`GATEWAY_LISTEN`). Loopback by default so a first run exposes nothing.
+    pub listen: SocketAddr,
+    /// Largest accepted request body in bytes (`GATEWAY_MAX_BODY_BYTES`), at least 1.
+    pub max_body_bytes: usize,
+    /// Deadline for a whole non-streaming request, in seconds
+    /// (`GATEWAY_REQUEST_TIMEOUT_SECS`), at least 1.
+    pub request_timeout_secs: u64,
+    /// How long graceful shutdown waits for in-flight requests, in seconds
+    /// (`GATEWAY_DRAIN_TIMEOUT_SECS`); 0 stops at once.
+    pub drain_timeout_secs: u64,
+    /// Log line format (`GATEWAY_LOG_FORMAT`).
+    pub log_format: LogFormat,
+    /// The gateway's own SS58 hotkey (`GATEWAY_HOTKEY`); `None` means [`DEV_HOTKEY`].
+    pub hotkey: Option<String>,
+    /// HS256 secret for caller and admin tokens (`GATEWAY_JWT_SECRET`), at least
+    /// [`MIN_JWT_SECRET_BYTES`]; `None` means a random per-process secret.
+    pub jwt_secret: Option<Secret>,
+    /// Whether hotkeys not in the registry may call, on the `public` plan
+    /// (`GATEWAY_ALLOW_UNREGISTERED`).
+    pub allow_unregistered: bool,
+    /// Shared state.
+    pub redis: RedisConfig,
+    /// The model provider.
+    pub upstream: UpstreamConfig,
+    /// How the serving model is chosen.
+    pub winner: WinnerConfig,
+    /// `/v1/reason` request limits.
+    pub reason: ReasonConfig,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+            max_body_bytes: 1_048_576,
+            request_timeout_secs: 300,
+            drain_timeout_secs: 30,
+            log_format: LogFormat::default(),
+            hotkey: None,
+            jwt_secret: None,
+            allow_unregistered: true,
+            redis: RedisConfig::default(),
+            upstream: UpstreamConfig::default(),
+            winner: WinnerConfig::default(),
+            reason: ReasonConfig::default(),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines, for a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Shared state in Redis; without a URL the state lives in process memory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` URL (`GATEWAY_REDIS_URL`). A secret because it may carry
+    /// the password. `None`: in-memory state, one process only.
+    pub url: Option<Secret>,
+    /// Talk Redis Cluster instead of a single node (`GATEWAY_REDIS_CLUSTER`); needs `url`.
+    pub cluster: bool,
+    /// Prefix of every key this gateway writes (`GATEWAY_KEY_PREFIX`): non-empty, at most
+    /// 64 bytes, no whitespace, no `{`/`}` (those would hijack the Cluster hash tags).
+    pub key_prefix: String,
+    /// Deadline for connecting, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Deadline for one command or script, in milliseconds. Short: Redis sits on the latency
+    /// path of every request.
+    pub command_timeout_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> RedisConfig {
+        RedisConfig {
+            url: None,
+            cluster: false,
+            key_prefix: "agw:".to_string(),
+            connect_timeout_ms: 2000,
+            command_timeout_ms: 250,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// [`RedisConfig::connect_timeout_ms`] as a duration.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// [`RedisConfig::command_timeout_ms`] as a duration.
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_millis(self.command_timeout_ms)
+    }
+}
+
+/// The OpenAI-compatible provider of the winner.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// Base URL (`GATEWAY_UPSTREAM_URL`), `http://` or `https://`, stored without a trailing
+    /// `/` so paths can be appended as `{url}/chat/completions`.
+    pub url: String,
+    /// Provider API key, sent as a Bearer token (`CHUTES_API_KEY`).
+    pub api_key: Option<Secret>,
+    /// Deadline for the TCP and TLS connection, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Deadline for the first token of the answer, in seconds. Long: reasoning models may
+    /// think silently for a while.
+    pub first_token_timeout_secs: u64,
+    /// Longest silence allowed between two stream chunks, in seconds.
+    pub idle_timeout_secs: u64,
+    /// Deadline for the whole upstream call, streaming included, in seconds.
+    pub total_timeout_secs: u64,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> UpstreamConfig {
+        UpstreamConfig {
+            url: DEFAULT_UPSTREAM_URL.to_string(),
+            api_key: None,
+            connect_timeout_ms: 5000,
+            first_token_timeout_secs: 120,
+            idle_timeout_secs: 60,
+            total_timeout_secs: 600,
+        }
+    }
+}
+
+impl UpstreamConfig {
+    /// [`UpstreamConfig::connect_timeout_ms`] as a duration.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// [`UpstreamConfig::first_token_timeout_secs`] as a duration.
+    pub fn first_token_timeout(&self) -> Duration {
+        Duration::from_secs(self.first_token_timeout_secs)
+    }
+
+    /// [`UpstreamConfig::idle_timeout_secs`] as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// [`UpstreamConfig::total_timeout_secs`] as a duration.
+    pub fn total_timeout(&self) -> Duration {
+        Duration::from_secs(self.total_timeout_secs)
+    }
+}
+
+/// How the serving model is chosen.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WinnerConfig {
+    /// A pinned model, `org/model[@revision]` (`GATEWAY_WINNER`); when set, Affine is not
+    /// polled.
+    pub model: Option<String>,
+    /// How often the Affine API is polled, in seconds (`GATEWAY_WINNER_POLL_SECS`), at least 1.
+    pub poll_secs: u64,
+    /// The Affine public API (`GATEWAY_AFFINE_API_URL`), stored without a trailing `/`.
+    pub affine_api_url: String,
+}
+
+impl Default for WinnerConfig {
+    fn default() -> WinnerConfig {
+        WinnerConfig {
+            model: None,
+            poll_secs: 30,
+            affine_api_url: DEFAULT_AFFINE_API_URL.to_string(),
+        }
+    }
+}
+
+impl WinnerConfig {
+    /// [`WinnerConfig::poll_secs`] as a duration.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_secs(self.poll_secs)
+    }
+}
+
+/// `/v1/reason` limits that hold until per-plan limits exist.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReasonConfig {
+    /// `max_tokens` used when a request omits it; at most `max_tokens_limit`.
+    pub default_max_tokens: u32,
+    /// The largest `max_tokens` a request may ask for.
+    pub max_tokens_limit: u32,
+}
+
+impl Default for ReasonConfig {
+    fn default() -> ReasonConfig {
+        ReasonConfig {
+            default_max_tokens: 2048,
+            max_tokens_limit: 32768,
+        }
+    }
+}
+
+/// Why the configuration was refused. Every message names the file, variable or field at
+/// fault and what was expected; none contains a secret value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The configuration file could not be read (missing, unreadable, not UTF-8).
+    #[error("cannot read configuration file {}: {source}", .path.display())]
+    Read {
+        /// The file as given.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key or a value of the wrong type.
+    #[error("{location}: {message}")]
+    Toml {
+        /// `file:line:column`.
+        location: String,
+        /// What the TOML parser found.
+        message: String,
+    },
+    /// An environment variable could not be parsed.
+    #[error("{var}{}: {expected}", shown_value(.value.as_deref()))]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// The offending value; `None` for secret variables, whose values are never shown.
+        value: Option<String>,
+        /// What was expected.
+        expected: String,
+    },
+    /// A value parsed but is not acceptable.
+    #[error("{field}{}: {expected}", shown_origin(.origin.as_deref()))]
+    Invalid {
+        /// The field, spelled as in the TOML file (`upstream.url`).
+        field: &'static str,
+        /// Where the value came from (`GATEWAY_UPSTREAM_URL`, a file path), when known.
+        origin: Option<String>,
+        /// What was expected.
+        expected: String,
+    },
+}
+
+fn shown_value(value: Option<&str>) -> String {
+    match value {
+        Some(v) => format!("={v:?}"),
+        None => " (value not shown: it is a secret)".to_string(),
+    }
+}
+
+fn shown_origin(origin: Option<&str>) -> String {
+    origin.map(|o| format!(" (from {o})")).unwrap_or_default()
+}
+
+/// Every environment variable the configuration reads, with the field it sets (spelled as
+/// in the TOML file), in the order they are applied. `RUST_LOG` is not among them: the log
+/// filter reads it directly.
+pub fn env_variables() -> impl Iterator<Item = (&'static str, &'static str)> {
+    env::VARS.iter().map(|v| (v.name, v.field))
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then the TOML `file` if given, then the
+    /// environment, then validation.
+    ///
+    /// `env` looks a variable up; it is injected so tests need not touch the process
+    /// environment, and production passes `|k| std::env::var(k).ok()`. A variable set to the
+    /// empty string counts as unset (`VAR=` in compose files and `docker run -e` means "not
+    /// set", and no setting accepts an empty value).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                parse_toml(&text, &path.display().to_string())?
+            }
+            None => Config::default(),
+        };
+        let from_env = env::apply(&mut config, env)?;
+        config.normalize();
+        config.validate().map_err(|e| match e {
+            ConfigError::Invalid {
+                field, expected, ..
+            } => {
+                let origin = if from_env.contains(&field) {
+                    env::var_for(field).map(str::to_string)
+                } else {
+                    file.map(|p| p.display().to_string())
+                };
+                ConfigError::Invalid {
+                    field,
+                    origin,
+                    expected,
+                }
+            }
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// Parses and validates the contents of a configuration file (no environment).
+    pub fn from_toml_str(s: &str) -> Result<Config, ConfigError> {
+        let mut config = parse_toml(s, "<config>")?;
+        config.normalize();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every field; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let check = |field: &'static str, r: Result<(), String>| {
+            r.map_err(|expected| ConfigError::Invalid {
+                field,
+                origin: None,
+                expected,
+            })
+        };
+        let secs = |v: u64, lo: u64| range(v, lo, MAX_SECS, "seconds");
+        let millis = |v: u64| range(v, 1, MAX_SECS * 1000, "milliseconds");
+
+        let body = u64::try_from(self.max_body_bytes).unwrap_or(u64::MAX);
+        check(
+            "max_body_bytes",
+            range(body, 1, MAX_BODY_BYTES as u64, "bytes"),
+        )?;
+        check("request_timeout_secs", secs(self.request_timeout_secs, 1))?;
+        check("drain_timeout_secs", secs(self.drain_timeout_secs, 0))?;
+        if let Some(hotkey) = &self.hotkey {
+            check("hotkey", validate::hotkey(hotkey))?;
+        }
+        if let Some(secret) = &self.jwt_secret {
+            check("jwt_secret", validate::placeholder(secret.expose()))?;
+            if secret.expose().len() < MIN_JWT_SECRET_BYTES {
+                check(
+                    "jwt_secret",
+                    Err(format!(
+                        "must be at least {MIN_JWT_SECRET_BYTES} bytes \
+                         (generate one with `openssl rand -hex 32`)"
+                    )),
+                )?;
+            }
+        }
+
+        let r = &self.redis;
+        if let Some(url) = &r.url {
+            check("redis.url", validate::redis_url(url.expose()))?;
+        } else if r.cluster {
+            check(
+                "redis.cluster",
+                Err(
+                    "requires redis.url (GATEWAY_REDIS_URL): in-memory state has no cluster mode"
+                        .to_string(),
+                ),
+            )?;
+        }
+        check("redis.key_prefix", validate::key_prefix(&r.key_prefix))?;
+        check("redis.connect_timeout_ms", millis(r.connect_timeout_ms))?;
+        check("redis.command_timeout_ms", millis(r.command_timeout_ms))?;
+
+        let u = &self.upstream;
+        check("upstream.url", validate::http_url(&u.url))?;
+        if let Some(key) = &u.api_key {
+            check("upstream.api_key", validate::header_secret(key.expose()))?;
+        }
+        check("upstream.connect_timeout_ms", millis(u.connect_timeout_ms))?;
+        check(
+            "upstream.first_token_timeout_secs",
+            secs(u.first_token_timeout_secs, 1),
+        )?;
+        check("upstream.idle_timeout_secs", secs(u.idle_timeout_secs, 1))?;
+        check("upstream.total_timeout_secs", secs(u.total_timeout_secs, 1))?;
+
+        let w = &self.winner;
+        if let Some(model) = &w.model {
+            check("winner.model", validate::winner_model(model))?;
+        }
+        check("winner.poll_secs", secs(w.poll_secs, 1))?;
+        check(
+            "winner.affine_api_url",
+            validate::http_url(&w.affine_api_url),
+        )?;
+
+        let rs = &self.reason;
+        check(
+            "reason.max_tokens_limit",
+            range(rs.max_tokens_limit.into(), 1, u32::MAX.into(), "tokens"),
+        )?;
+        if rs.default_max_tokens == 0 || rs.default_max_tokens > rs.max_tokens_limit {
+            check(
+                "reason.default_max_tokens",
+                Err(format!(
+                    "must be between 1 and reason.max_tokens_limit ({}), got {}",
+                    rs.max_tokens_limit, rs.default_max_tokens
+                )),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, for `check-config`: secrets print as
+    /// `<redacted>` (the whole Redis URL, since it may hold a password) and credentials
+    /// embedded in other URLs are replaced. Unset optional values are omitted. Without
+    /// secrets, the output parses back to an equal configuration.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.upstream.url = validate::redact_userinfo(&shown.upstream.url);
+        shown.winner.affine_api_url = validate::redact_userinfo(&shown.winner.affine_api_url);
+        match toml::to_string_pretty(&shown) {
+            Ok(body) => {
+                format!("# Effective configuration; secrets are shown as \"{REDACTED}\".\n{body}")
+            }
+            // Only an unvalidated config (a value beyond TOML's i64) can get here.
+            Err(e) => format!("# cannot render the configuration as TOML: {e}\n"),
+        }
+    }
+
+    /// True when no `CHUTES_API_KEY` is set and the upstream is the default: the gateway then
+    /// serves from the built-in simulator, so a first run works offline (the caller prints
+    /// the loud warning).
+    pub fn uses_simulator(&self) -> bool {
+        self.upstream.api_key.is_none()
+            && self.upstream.url.trim_end_matches('/') == DEFAULT_UPSTREAM_URL
+    }
+
+    /// The gateway's hotkey: the configured one, or [`DEV_HOTKEY`].
+    pub fn effective_hotkey(&self) -> &str {
+        self.hotkey.as_deref().unwrap_or(DEV_HOTKEY)
+    }
+
+    /// Human-readable warnings about defaults in force that are fine for a first run and
+    /// wrong in production. Empty for a fully configured gateway.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.redis.url.is_none() {
+            out.push(
+                "GATEWAY_REDIS_URL is not set: state (quotas, balances, replay protection, \
+                 revocations) is kept in memory; run a single process only, and expect it to \
+                 be lost on restart"
+                    .to_string(),
+            );
+        }
+        if self.hotkey.is_none() {
+            out.push(format!(
+                "GATEWAY_HOTKEY is not set: using the dev hotkey //Bob ({DEV_HOTKEY}), whose \
+                 private key is public; signed requests must be addressed to it"
+            ));
+        }
+        if self.jwt_secret.is_none() {
+            out.push(
+                "GATEWAY_JWT_SECRET is not set: tokens are signed with a random per-process \
+                 secret (they stop working on restart and other replicas refuse them), and a \
+                 dev token for the account `dev` is printed at start"
+                    .to_string(),
+            );
+        }
+        if self.uses_simulator() {
+            out.push(format!(
+                "CHUTES_API_KEY is not set and the upstream is the default ({DEFAULT_UPSTREAM_URL}): \
+                 answers come from the built-in SIMULATED upstream, not from a real model"
+            ));
+        }
+        if self.upstream.api_key.is_some() && sends_in_clear(&self.upstream.url) {
+            out.push(format!(
+                "the upstream {} is plain http:// and not on this host: CHUTES_API_KEY crosses \
+                 the network unencrypted",
+                validate::redact_userinfo(&self.upstream.url)
+            ));
+        }
+        out
+    }
+
+    /// [`Config::request_timeout_secs`] as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// [`Config::drain_timeout_secs`] as a duration.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+
+    /// Canonical forms that are not worth an error: base URLs lose trailing slashes so that
+    /// `{url}/path` never has a `//`.
+    fn normalize(&mut self) {
+        for url in [&mut self.upstream.url, &mut self.winner.affine_api_url] {
+            let trimmed = url.trim_end_matches('/').len();
+            url.truncate(trimmed);
+        }
+    }
+}
+
+/// Whether a request to `url` leaves the host unencrypted.
+fn sends_in_clear(url: &str) -> bool {
+    let plain = url
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+    let local = validate::url_host(url).is_some_and(|h| {
+        h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    });
+    plain && !local
+}
+
+/// Parses TOML into a [`Config`] (unvalidated). Errors carry `origin:line:column` and the
+/// parser's message, but not the source line it would normally quote: that line may hold a
+/// secret.
+fn parse_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    toml::from_str(text).map_err(|mut e: toml::de::Error| {
+        let location = match e.span() {
+            Some(span) => {
+                let (line, column) = line_column(text, span.start);
+                format!("{origin}:{line}:{column}")
+            }
+            None => origin.to_string(),
+        };
+        e.set_input(None);
+        let mut message = e.to_string().trim_end().replace('\n', " ");
+        // A type error quotes the value ("invalid type: integer `123`"); for a secret field
+        // keep only which field was wrong.
+        if let Some(field) = env::secret_fields().find(|f| message.ends_with(&format!(" in `{f}`")))
+        {
+            message = format!("expected a string (value not shown: it is a secret) in `{field}`");
+        }
+        ConfigError::Toml { location, message }
+    })
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_columns() {
+        assert_eq!(line_column("abc", 0), (1, 1));
+        assert_eq!(line_column("a\nbc", 3), (2, 2));
+        assert_eq!(line_column("a\n", 9), (2, 1));
+        assert_eq!(line_column("é=1", 2), (1, 2));
+    }
+
+    #[test]
+    fn every_variable_names_a_distinct_field() {
+        let mut fields: Vec<_> = env::VARS.iter().map(|v| v.field).collect();
+        fields.sort_unstable();
+        fields.dedup();
+        assert_eq!(fields.len(), env::VARS.len());
+    }
+
+    #[test]
+    fn clear_text_detection() {
+        assert!(sends_in_clear("http://llm.example.com/v1"));
+        assert!(!sends_in_clear("https://llm.example.com/v1"));
+        assert!(!sends_in_clear("http://127.0.0.1:9000/v1"));
+        assert!(!sends_in_clear("http://[::1]:9000/v1"));
+        assert!(!sends_in_clear("http://localhost:9000"));
+    }
+}

@@ -1,0 +1,313 @@
+//! Field-level checks. Each returns what was expected, and the caller names the field.
+//!
+//! Values of non-secret fields are quoted in the messages (an operator fixes a typo faster
+//! when they see it); URLs are quoted with any `user:password@` replaced, and secrets are
+//! never quoted.
+
+use super::secret::REDACTED;
+
+/// The longest accepted timeout or interval: one year. Bounding them keeps every deadline
+/// representable (`Instant + Duration` must not overflow) and every value printable as a
+/// TOML integer.
+pub(super) const MAX_SECS: u64 = 365 * 24 * 3600;
+
+/// The largest accepted body limit. Bodies are buffered whole (signatures hash the exact
+/// bytes), so the limit is a memory bound per request; 1 GiB is far beyond any real request.
+pub(super) const MAX_BODY_BYTES: usize = 1 << 30;
+
+/// Checks `lo ≤ v ≤ hi`, describing the range in the unit given.
+pub(super) fn range(v: u64, lo: u64, hi: u64, unit: &str) -> Result<(), String> {
+    if (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!("must be between {lo} and {hi} {unit}, got {v}"))
+    }
+}
+
+/// An `http://` or `https://` base URL to which API paths are appended.
+pub(super) fn http_url(url: &str) -> Result<(), String> {
+    let rest = strip_scheme(url, &["http://", "https://"]).ok_or_else(|| {
+        format!(
+            "must be an http:// or https:// URL, got {:?}",
+            redact_userinfo(url)
+        )
+    })?;
+    no_blanks(url)?;
+    if rest.contains(['?', '#']) {
+        return Err(format!(
+            "must be a base URL without query (?) or fragment (#), got {:?}",
+            redact_userinfo(url)
+        ));
+    }
+    host_port(authority(rest)).map_err(|why| format!("{why}, got {:?}", redact_userinfo(url)))
+}
+
+/// A `redis://` or `rediss://` URL. The URL is a secret (it may carry a password), so the
+/// messages never quote it.
+pub(super) fn redis_url(url: &str) -> Result<(), String> {
+    placeholder(url)?;
+    let rest = strip_scheme(url, &["redis://", "rediss://"])
+        .ok_or_else(|| "must start with redis:// or rediss://".to_string())?;
+    no_blanks(url)?;
+    host_port(authority(rest))
+}
+
+/// A secret sent as an HTTP header value: no whitespace (a pasted newline is the classic
+/// mistake, and the header would be refused at the first request instead of at start) and
+/// not the placeholder `check-config` prints.
+pub(super) fn header_secret(value: &str) -> Result<(), String> {
+    placeholder(value)?;
+    no_blanks(value)
+}
+
+/// Refuses the `<redacted>` placeholder, so a `check-config` output pasted back into a file
+/// fails loudly instead of sending `<redacted>` as a credential.
+pub(super) fn placeholder(value: &str) -> Result<(), String> {
+    if value == REDACTED {
+        Err(format!(
+            "is the {REDACTED:?} placeholder printed by check-config; set the real value"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// `org/model` or `org/model@revision`, each part of `[A-Za-z0-9._-]`, as Hugging Face ids
+/// and revisions are.
+pub(super) fn winner_model(spec: &str) -> Result<(), String> {
+    let (id, revision) = match spec.split_once('@') {
+        Some((id, rev)) => (id, Some(rev)),
+        None => (spec, None),
+    };
+    let ok = match id.split_once('/') {
+        Some((org, name)) => id_part(org) && id_part(name) && revision.is_none_or(id_part),
+        None => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected org/model or org/model@revision (exactly one '/', non-empty parts of \
+             letters, digits, '.', '_' and '-'), got {spec:?}"
+        ))
+    }
+}
+
+fn id_part(p: &str) -> bool {
+    !p.is_empty()
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The prefix of every Redis key.
+pub(super) fn key_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    if prefix.len() > 64 {
+        return Err(format!("must be at most 64 bytes, got {}", prefix.len()));
+    }
+    if prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "must not contain whitespace or control characters, got {prefix:?}"
+        ));
+    }
+    // Redis Cluster hashes only the first `{…}` of a key: braces in the prefix would replace
+    // the per-account hash tags and put every key in one slot.
+    if prefix.contains(['{', '}']) {
+        return Err(format!(
+            "must not contain '{{' or '}}' (they would become the Redis Cluster hash tag), \
+             got {prefix:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// The gateway's own hotkey. Only the shape a later SS58 check cannot disagree with.
+pub(super) fn hotkey(hotkey: &str) -> Result<(), String> {
+    if hotkey.is_empty() {
+        return Err("must not be empty (leave it unset to use the dev hotkey)".to_string());
+    }
+    if hotkey.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "must be an SS58 address without whitespace, got {hotkey:?}"
+        ));
+    }
+    Ok(())
+}
+
+fn no_blanks(s: &str) -> Result<(), String> {
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Err("must not contain whitespace or control characters".to_string())
+    } else {
+        Ok(())
+    }
+}
+
+/// `url` after one of `schemes` (matched case-insensitively, as URL schemes are).
+fn strip_scheme<'a>(url: &'a str, schemes: &[&str]) -> Option<&'a str> {
+    schemes.iter().find_map(|scheme| {
+        let head = url.get(..scheme.len())?;
+        head.eq_ignore_ascii_case(scheme)
+            .then(|| &url[scheme.len()..])
+    })
+}
+
+/// The authority (`user:pass@host:port`) of the part of a URL after `scheme://`.
+fn authority(rest: &str) -> &str {
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// The host of an `http(s)://` URL, without userinfo and port; `None` if it has none.
+pub(super) fn url_host(url: &str) -> Option<&str> {
+    let rest = strip_scheme(url, &["http://", "https://"])?;
+    let auth = authority(rest);
+    let hp = auth.rsplit_once('@').map_or(auth, |(_, hp)| hp);
+    if let Some(v6) = hp.strip_prefix('[') {
+        return v6.split_once(']').map(|(h, _)| h);
+    }
+    Some(hp.split_once(':').map_or(hp, |(h, _)| h))
+}
+
+/// Checks `[userinfo@]host[:port]`: a host is required, a port must be a number.
+fn host_port(auth: &str) -> Result<(), String> {
+    let hp = auth.rsplit_once('@').map_or(auth, |(_, hp)| hp);
+    let (host, port) = if let Some(v6) = hp.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| "has an unterminated IPv6 address".to_string())?;
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err("has an invalid IPv6 address".to_string());
+        }
+        match after {
+            "" => (host, None),
+            p => (
+                host,
+                Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| "has text after the IPv6 address".to_string())?,
+                ),
+            ),
+        }
+    } else {
+        match hp.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hp, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("must name a host".to_string());
+    }
+    // IPv6 literals were checked above; names and IPv4 addresses use this alphabet.
+    if !hp.starts_with('[')
+        && !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        return Err("has an invalid host name".to_string());
+    }
+    if let Some(port) = port
+        && port.parse::<u16>().is_err()
+    {
+        return Err("has an invalid port (expected a number up to 65535)".to_string());
+    }
+    Ok(())
+}
+
+/// `url` with any `user:password@` replaced by `<redacted>@`, for printing.
+pub(super) fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let auth = authority(rest);
+    match auth.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://{REDACTED}@{host}{}", &rest[auth.len()..]),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_urls() {
+        for ok in [
+            "https://llm.chutes.ai/v1",
+            "http://127.0.0.1:8000",
+            "HTTP://Example.com/v1/",
+            "http://[::1]:9000/v1",
+            "https://user:pw@host/v1",
+        ] {
+            assert_eq!(http_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "ftp://x",
+            "llm.chutes.ai/v1",
+            "https://",
+            "https:///v1",
+            "https://host:port/v1",
+            "https://host:70000",
+            "https://host/v1?x=1",
+            "https://ho st/v1",
+            "http://[::1",
+            "http://[zz]/",
+        ] {
+            assert!(http_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn url_errors_hide_credentials() {
+        let err = http_url("https://user:pw-123@host/v1?x").unwrap_err();
+        assert!(!err.contains("pw-123"), "{err}");
+        assert!(err.contains("<redacted>@host"), "{err}");
+    }
+
+    #[test]
+    fn redis_urls() {
+        assert_eq!(redis_url("redis://127.0.0.1:6379/0"), Ok(()));
+        assert_eq!(redis_url("rediss://:pw@cache.internal:6380"), Ok(()));
+        for bad in ["http://x", "redis://", "redis+unix:///tmp/s", "<redacted>"] {
+            assert!(redis_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(
+            url_host("https://u:p@Example.com:8443/v1"),
+            Some("Example.com")
+        );
+        assert_eq!(url_host("http://[::1]:80"), Some("::1"));
+        assert_eq!(url_host("http://localhost"), Some("localhost"));
+    }
+
+    #[test]
+    fn winner_shapes() {
+        for ok in [
+            "org/model",
+            "Qwen/Qwen3-32B",
+            "a.b/c_d-e@0123abc",
+            "o/m@v1.2",
+        ] {
+            assert_eq!(winner_model(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "model", "a/b/c", "/m", "o/", "o/m@", "o/m@a@b", "o/m@r/x", "o m/x",
+        ] {
+            assert!(winner_model(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(key_prefix("agw:"), Ok(()));
+        assert!(key_prefix("").is_err());
+        assert!(key_prefix("a b").is_err());
+        assert!(key_prefix("{agw}:").is_err());
+        assert!(key_prefix(&"x".repeat(65)).is_err());
+        assert_eq!(key_prefix(&"x".repeat(64)), Ok(()));
+    }
+}

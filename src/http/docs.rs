@@ -1,0 +1,134 @@
+//! The OpenAPI document and a self-contained human-readable docs page.
+//!
+//! The page is rendered from the same OpenAPI document (no CDN scripts: it works offline and
+//! behind strict CSPs) and lists every error code with an anchor, which is what the `type`
+//! of a problem object points at.
+
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+use utoipa::OpenApi;
+
+use crate::error::ErrorCode;
+
+/// The OpenAPI 3.1 description of the public API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Affine Reasoning API",
+        description = "Reasoning answers from the current winner of Bittensor's Affine subnet. Errors are RFC 9457 problem+json with a stable `code`.",
+    ),
+    paths(
+        crate::http::reason::reason,
+        crate::http::winner::winner,
+        crate::http::health::healthz,
+        crate::http::health::readyz,
+        crate::http::health::metrics,
+    ),
+    components(schemas(
+        crate::api::ReasonRequest,
+        crate::api::ReasonResponse,
+        crate::api::ReasonDoneSchema,
+        crate::api::StreamDelta,
+        crate::api::WinnerResponse,
+        crate::error::Problem,
+        crate::error::ErrorCode,
+    )),
+    tags(
+        (name = "reason", description = "The Reasoning API"),
+        (name = "operations", description = "Health, readiness and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as JSON, built once.
+pub fn openapi_json() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = ApiDoc::openapi();
+        doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+        doc.to_pretty_json().unwrap_or_else(|_| "{}".into())
+    })
+}
+
+/// `GET /openapi.json`.
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], openapi_json()).into_response()
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// `GET /docs`.
+pub async fn docs() -> Html<&'static str> {
+    static PAGE: OnceLock<String> = OnceLock::new();
+    Html(PAGE.get_or_init(render_page))
+}
+
+fn render_page() -> String {
+    let doc = ApiDoc::openapi();
+    let mut h = String::with_capacity(16 * 1024);
+    h.push_str("<!doctype html><html><head><meta charset=\"utf-8\"><title>Affine Reasoning API</title><style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.45}code,pre{background:#f4f4f4;padding:.1rem .3rem}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}</style></head><body>");
+    let _ = write!(
+        h,
+        "<h1>Affine Reasoning API <small>{}</small></h1><p>{}</p><p>Machine-readable: <a href=\"/openapi.json\">/openapi.json</a> (OpenAPI 3.1).</p><h2>Endpoints</h2><table><tr><th>Method</th><th>Path</th><th>Summary</th></tr>",
+        env!("CARGO_PKG_VERSION"),
+        esc(doc.info.description.as_deref().unwrap_or(""))
+    );
+    for (path, item) in doc.paths.paths.iter() {
+        for (method, op) in [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("DELETE", &item.delete),
+        ] {
+            if let Some(op) = op {
+                let _ = write!(
+                    h,
+                    "<tr><td>{method}</td><td><code>{}</code></td><td>{}</td></tr>",
+                    esc(path),
+                    esc(op.summary.as_deref().or(op.description.as_deref()).unwrap_or(""))
+                );
+            }
+        }
+    }
+    h.push_str("</table><h2 id=\"errors\">Errors</h2><p>Every error is <code>application/problem+json</code> with <code>type</code>, <code>title</code>, <code>status</code>, <code>detail</code>, a stable <code>code</code> and the <code>request_id</code>.</p><table><tr><th>Code</th><th>Status</th><th>Meaning</th></tr>");
+    for code in ErrorCode::ALL {
+        let _ = write!(
+            h,
+            "<tr id=\"error-{0}\"><td><code>{0}</code></td><td>{1}</td><td>{2}</td></tr>",
+            code.as_str(),
+            code.status().as_u16(),
+            esc(code.title())
+        );
+    }
+    h.push_str("</table></body></html>");
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_is_openapi_31_with_the_reason_path() {
+        let v: serde_json::Value = serde_json::from_str(openapi_json()).unwrap();
+        assert_eq!(v["openapi"], "3.1.0");
+        assert!(v["paths"]["/v1/reason"]["post"].is_object());
+        assert!(v["components"]["schemas"]["ReasonRequest"].is_object());
+    }
+
+    #[test]
+    fn page_has_an_anchor_per_error_code() {
+        let page = render_page();
+        for c in ErrorCode::ALL {
+            assert!(page.contains(&format!("id=\"error-{}\"", c.as_str())));
+        }
+    }
+}

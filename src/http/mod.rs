@@ -1,0 +1,21 @@
+//! The HTTP surface: router, layer stack, extractors and handlers.
+//!
+//! - [`stack`]: builds the router and writes down the layer order, once.
+//! - [`state`]: what every handler shares ([`AppState`]).
+//! - [`request_id`]: `X-Request-Id` validation and generation.
+//! - [`extract`]: the JSON body extractor (content type, size limit, one read into `Bytes`).
+//! - [`reason`], [`reason_stream`]: `POST /v1/reason`, whole and streamed.
+//! - [`health`], [`winner`], [`docs`]: the public informational routes.
+
+pub mod docs;
+pub mod extract;
+pub mod health;
+pub mod reason;
+pub mod reason_stream;
+pub mod request_id;
+pub mod stack;
+pub mod state;
+pub mod winner;
+
+pub use stack::router;
+pub use state::AppState;

@@ -1,0 +1,226 @@
+//! The streamed form of `/v1/reason`: server-sent events.
+//!
+//! The upstream status is awaited before answering, so a provider that refuses the request
+//! still yields a real HTTP error status. After that a detached task pumps the provider's
+//! stream into a bounded channel that backs the SSE body: the task, not the client
+//! connection, owns the upstream call, so a client that disconnects merely closes the
+//! channel (the task then drops the upstream request), and metering will settle from the
+//! task whatever the client does.
+//!
+//! Events: `reasoning` and `output` (`{"delta": …}`), then exactly one `done` (the response
+//! without its texts) or one `error` (a problem object).
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::mpsc;
+
+use crate::api::{ReasonDone, StreamDelta};
+use crate::error::ApiError;
+use crate::http::AppState;
+use crate::http::reason::{Prepared, metered_headers, ms, observe_upstream};
+use crate::upstream::client::next_chunk;
+use crate::upstream::sse::SseDecoder;
+use crate::upstream::answer::StreamTranslator;
+use crate::upstream::think::Piece;
+use crate::upstream::{TimeoutKind, UpstreamError};
+
+/// Largest single upstream SSE event accepted; a provider that never ends a line is cut off.
+pub const MAX_UPSTREAM_EVENT_BYTES: usize = 1 << 20;
+
+/// How many events may wait for a slow client before the pump waits too.
+const CHANNEL_DEPTH: usize = 64;
+
+/// Opens the upstream stream and answers with SSE.
+pub async fn respond(st: AppState, prep: Prepared, upstream_body: Vec<u8>) -> Result<Response, ApiError> {
+    let timeouts = st.upstream.timeouts();
+    let up_started = Instant::now();
+    let res = match st.upstream.open(upstream_body, timeouts.first_token).await {
+        Ok(r) => r,
+        Err(e) => {
+            observe_upstream(&st, up_started, Some(&e));
+            return Err(e.into());
+        }
+    };
+    let (tx, mut rx) = mpsc::channel::<Event>(CHANNEL_DEPTH);
+    let model = prep.winner.model.id.clone();
+    tokio::spawn(pump(st, prep, res, tx, up_started));
+    let stream = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|o| o.map(Ok::<_, Infallible>))
+    });
+    let mut res = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response();
+    // The cost is only known at the end: it travels in the `done` event, not in a header.
+    metered_headers(&mut res, &model, None);
+    Ok(res)
+}
+
+/// Decrements the active-streams gauge however the pump ends.
+struct StreamGuard(prometheus::IntGauge);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn piece_event(p: &Piece) -> Event {
+    let (name, delta) = match p {
+        Piece::Reasoning(t) => ("reasoning", t.as_str()),
+        Piece::Output(t) => ("output", t.as_str()),
+    };
+    Event::default()
+        .event(name)
+        .json_data(StreamDelta { delta })
+        .unwrap_or_default()
+}
+
+fn error_event(err: &ApiError, request_id: &str) -> Event {
+    Event::default()
+        .event("error")
+        .json_data(err.to_problem(request_id))
+        .unwrap_or_default()
+}
+
+/// Outcome of reading the upstream stream.
+enum Ended {
+    /// The provider finished the answer.
+    Complete,
+    /// The client went away.
+    ClientGone,
+    /// The provider failed.
+    Failed(UpstreamError),
+}
+
+async fn pump(
+    st: AppState,
+    prep: Prepared,
+    mut res: reqwest::Response,
+    tx: mpsc::Sender<Event>,
+    up_started: Instant,
+) {
+    st.metrics.streams_active.inc();
+    let _guard = StreamGuard(st.metrics.streams_active.clone());
+    let timeouts = st.upstream.timeouts();
+    let total_deadline = prep.started + timeouts.total;
+    let first_token_deadline = prep.started + timeouts.first_token;
+    let mut decoder = SseDecoder::new(MAX_UPSTREAM_EVENT_BYTES);
+    let mut translator = StreamTranslator::new(prep.include_reasoning);
+    let mut pieces: Vec<Piece> = Vec::with_capacity(8);
+    let mut first_piece_at: Option<Instant> = None;
+
+    let ended = 'read: loop {
+        let now = Instant::now();
+        let (deadline, kind) = match first_piece_at {
+            None if first_token_deadline < total_deadline => {
+                (first_token_deadline, TimeoutKind::FirstToken)
+            }
+            Some(_) if now + timeouts.idle < total_deadline => (now + timeouts.idle, TimeoutKind::Idle),
+            _ => (total_deadline, TimeoutKind::Total),
+        };
+        let chunk = match next_chunk(&mut res, deadline.saturating_duration_since(now), kind).await {
+            Ok(c) => c,
+            Err(e) => break 'read Ended::Failed(e),
+        };
+        match chunk {
+            Some(bytes) => decoder.push(&bytes),
+            None => {
+                // End of body: a last event without its blank line still counts.
+                match decoder.finish() {
+                    Ok(Some(ev)) => {
+                        if let Err(e) = translator.on_data(&ev.data, &mut pieces) {
+                            break 'read Ended::Failed(e);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => break 'read Ended::Failed(UpstreamError::Malformed(e.to_string())),
+                }
+                if !send_pieces(&tx, &mut pieces, &mut first_piece_at).await {
+                    break 'read Ended::ClientGone;
+                }
+                break 'read Ended::Complete;
+            }
+        }
+        loop {
+            match decoder.next_event() {
+                Ok(Some(ev)) => {
+                    if let Err(e) = translator.on_data(&ev.data, &mut pieces) {
+                        break 'read Ended::Failed(e);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => break 'read Ended::Failed(UpstreamError::Malformed(e.to_string())),
+            }
+        }
+        if !send_pieces(&tx, &mut pieces, &mut first_piece_at).await {
+            break 'read Ended::ClientGone;
+        }
+        if translator.is_done() {
+            break 'read Ended::Complete;
+        }
+    };
+    // Dropping the response here closes the upstream connection at once when the stream did
+    // not complete (client gone or provider failed), instead of reading it to the end.
+    drop(res);
+
+    let ttft_ms = first_piece_at.map_or(0, |t| ms(t.duration_since(prep.started)));
+    let outcome = match ended {
+        Ended::ClientGone => {
+            observe_upstream(&st, up_started, None);
+            tracing::info!(request_id = %prep.request_id, "client disconnected mid-stream");
+            return;
+        }
+        Ended::Failed(e) => Err(e),
+        Ended::Complete => translator.finish(&mut pieces),
+    };
+    observe_upstream(&st, up_started, outcome.as_ref().err());
+    match outcome {
+        Ok(summary) => {
+            if !send_pieces(&tx, &mut pieces, &mut first_piece_at).await {
+                return;
+            }
+            let done = prep.response(
+                String::new(),
+                None,
+                summary.finish_reason,
+                summary.usage,
+                ttft_ms,
+            );
+            let ev = Event::default()
+                .event("done")
+                .json_data(ReasonDone(&done))
+                .unwrap_or_default();
+            let _ = tx.send(ev).await;
+        }
+        Err(e) => {
+            let err = ApiError::from(e);
+            let _ = tx.send(error_event(&err, &prep.request_id)).await;
+        }
+    }
+}
+
+/// Sends the pending pieces; false when the client has gone.
+async fn send_pieces(
+    tx: &mpsc::Sender<Event>,
+    pieces: &mut Vec<Piece>,
+    first_piece_at: &mut Option<Instant>,
+) -> bool {
+    for p in pieces.drain(..) {
+        let text_len = match &p {
+            Piece::Reasoning(t) | Piece::Output(t) => t.len(),
+        };
+        if text_len == 0 {
+            continue;
+        }
+        if first_piece_at.is_none() {
+            *first_piece_at = Some(Instant::now());
+        }
+        if tx.send(piece_event(&p)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}

@@ -1,0 +1,123 @@
+//! The router and its layer stack — the one place the order is written down.
+//!
+//! Layers, outermost first (a request passes them top to bottom, its response bottom to top):
+//!
+//! 1. `drop_invalid_request_id` (map_request) — removes an `X-Request-Id` we may not echo,
+//!    so the next layer generates a fresh one. First, because everything below logs or
+//!    returns the id.
+//! 2. `SetRequestId` (tower-http) — fills a missing `X-Request-Id` with a new UUID.
+//! 3. `PropagateRequestId` (tower-http) — copies the id onto every response, including
+//!    errors produced by the layers below.
+//! 4. `Trace` (tower-http) — one span per request carrying the request id; one log line per
+//!    response with status and latency. Outside the error renderer so it sees final statuses.
+//! 5. `render_problems` ([`crate::error`]) — turns an [`ApiError`] left in a response into
+//!    problem+json (or the OpenAI error shape on `/v1/chat/completions`) with the request id.
+//!    Outside every layer that can fail, so none of them has to know the body format.
+//! 6. `track` (this file, applied per route) — Prometheus request count, latency and in-flight
+//!    gauge labelled by the matched route template (bounded label values).
+//! 7. Timeout (tower) — the total request timeout (`request_timeout_secs`), mapped to 504
+//!    `upstream_timeout`: nothing but the provider can take that long. It bounds the time to
+//!    the response head; a stream's body is bounded by the upstream timeouts instead.
+//! 8. `DefaultBodyLimit` (axum) — the body size limit (`max_body_bytes`). It is enforced where
+//!    the body is read, by [`crate::http::extract::JsonBody`], which maps it to 413
+//!    `body_too_large`; routes without a body never read one.
+//! 9. (issue #3) authentication, then (issue #4) quotas: after the body limit (signatures hash
+//!    the body) and before anything that costs money.
+//! 10. the handler.
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::{ApiError, ErrorCode, render_problems};
+use crate::http::request_id::{X_REQUEST_ID, drop_invalid_request_id};
+use crate::http::{AppState, docs, health, reason, winner};
+
+/// Builds the complete application: routes and layers.
+pub fn router(state: AppState) -> Router {
+    let request_timeout = state.config.request_timeout();
+    let max_body = state.config.max_body_bytes;
+    let routes = Router::new()
+        .route("/v1/reason", post(reason::reason))
+        .route("/v1/winner", get(winner::winner))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(docs::openapi))
+        .route("/docs", get(docs::docs))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(
+            ServiceBuilder::new()
+                .layer(middleware::from_fn_with_state(state.clone(), track))
+                .layer(HandleErrorLayer::new(timed_out))
+                .timeout(request_timeout)
+                .layer(DefaultBodyLimit::max(max_body)),
+        )
+        .with_state(state);
+    routes.layer(
+        ServiceBuilder::new()
+            .map_request(drop_invalid_request_id)
+            .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+            .layer(TraceLayer::new_for_http().make_span_with(make_span))
+            .layer(middleware::from_fn(render_problems)),
+    )
+}
+
+fn make_span(req: &Request) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        request_id = %crate::http::request_id::of(req.headers()),
+    )
+}
+
+async fn timed_out(_: tower::BoxError) -> ApiError {
+    // The only error the inner stack produces is the timeout's `Elapsed`.
+    ApiError::new(
+        ErrorCode::UpstreamTimeout,
+        "the request took longer than the gateway's total request timeout",
+    )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, "this route does not accept that method")
+}
+
+/// Counts and times requests by matched route template.
+async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let method = req.method().clone();
+    let started = Instant::now();
+    st.metrics.in_flight.inc();
+    let res = next.run(req).await;
+    st.metrics.in_flight.dec();
+    let route = route.as_deref().unwrap_or("unmatched");
+    let status = res.status();
+    st.metrics
+        .http_requests
+        .with_label_values(&[route, method.as_str(), status.as_str()])
+        .inc();
+    st.metrics
+        .http_duration
+        .with_label_values(&[route])
+        .observe(started.elapsed().as_secs_f64());
+    res
+}

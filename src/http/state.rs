@@ -1,0 +1,54 @@
+//! State shared by every handler.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use crate::api::ReasonLimits;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::routing::WinnerHandle;
+use crate::store::Store;
+use crate::upstream::UpstreamClient;
+
+/// Cheap to clone: one `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The shared parts.
+pub struct Inner {
+    /// The effective configuration.
+    pub config: Config,
+    /// Redis or in-memory state.
+    pub store: Store,
+    /// The winner's provider.
+    pub upstream: UpstreamClient,
+    /// The current winner.
+    pub winner: WinnerHandle,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Validation limits for `/v1/reason` (from configuration until plans land).
+    pub limits: ReasonLimits,
+}
+
+impl AppState {
+    /// Wraps the parts.
+    pub fn new(inner: Inner) -> Self {
+        AppState(Arc::new(inner))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.store.backend())
+            .field("upstream", &self.upstream.base_url())
+            .finish_non_exhaustive()
+    }
+}

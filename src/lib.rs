@@ -1,0 +1,38 @@
+//! # Affine Reasoning API gateway
+//!
+//! An HTTP gateway in front of the current winner of Bittensor's Affine subnet, served on
+//! Chutes behind an OpenAI-compatible API. The public interface is `CONTRACT.md` (mirrored
+//! in the README and the OpenAPI document); this crate is the whole service, the binary in
+//! `src/main.rs` only parses the command line and calls into it.
+//!
+//! ## Layout
+//! The modules follow one request through the gateway:
+//! - [`config`]: the effective configuration — TOML file overridden by environment variables,
+//!   unknown keys refused, secrets redacted when printed.
+//! - [`http`]: the axum router, the tower layer stack (its order is written down once, in
+//!   [`http::stack`]), and the route handlers.
+//! - [`api`]: the published request and response types (`/v1/reason`, problem+json), each with
+//!   a utoipa schema so the OpenAPI document is generated from the code.
+//! - [`auth`]: who is calling (the authenticated [`auth::Caller`] travels with the request).
+//! - [`quota`]: per-plan limits (requests, tokens, concurrency).
+//! - [`metering`]: cost in rao of a request's usage.
+//! - [`routing`]: which model serves the request — the current winner snapshot.
+//! - [`upstream`]: the OpenAI-compatible client, the incremental SSE decoder and the
+//!   `<think>` splitter that turn the provider's answer into ours.
+//! - [`store`]: the storage boundary — Redis when configured, in-memory for a single process.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`error`]: the one error enum, rendered as problem+json (or the OpenAI error shape).
+//! - [`server`]: binding, serving and graceful shutdown.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metering;
+pub mod metrics;
+pub mod quota;
+pub mod routing;
+pub mod server;
+pub mod store;
+pub mod upstream;

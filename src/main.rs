@@ -1,0 +1,82 @@
+//! `affine-gateway`: the command line. Everything it runs lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use affine_gateway::config::Config;
+use clap::{Parser, Subcommand};
+
+/// The Affine Reasoning API gateway.
+#[derive(Debug, Parser)]
+#[command(name = "affine-gateway", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// TOML configuration file (environment variables override it).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Print the OpenAPI 3.1 document (JSON) to stdout.
+    Openapi,
+    /// Validate the configuration and print the effective one with secrets redacted.
+    CheckConfig {
+        /// TOML configuration file (environment variables override it).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
+    Config::load(path.map(|p| p.as_path()), |k| std::env::var(k).ok()).map_err(|e| {
+        eprintln!("affine-gateway: invalid configuration: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Openapi => {
+            println!("{}", affine_gateway::http::docs::openapi_json());
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig { config } => match load(config.as_ref()) {
+            Ok(cfg) => {
+                print!("{}", cfg.to_redacted_toml());
+                for w in cfg.warnings() {
+                    eprintln!("warning: {w}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Serve { config } => {
+            let cfg = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            affine_gateway::server::init_tracing(cfg.log_format);
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("affine-gateway: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(affine_gateway::server::run(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("affine-gateway: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

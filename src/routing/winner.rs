@@ -1,0 +1,139 @@
+//! The current winner: a lock-free snapshot that requests read and a poller may replace.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use time::OffsetDateTime;
+
+use crate::api::{ModelInfo, ModelSource, WinnerResponse};
+
+/// One winner: the model and when it became the winner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Winner {
+    /// The model as callers see it.
+    pub model: ModelInfo,
+    /// When it became the winner.
+    pub since: OffsetDateTime,
+}
+
+impl Winner {
+    /// Parses `org/model[@revision]` (the `GATEWAY_WINNER` syntax) into a winner of `source`.
+    pub fn from_spec(spec: &str, source: ModelSource) -> Result<Winner, String> {
+        let (id, revision) = match spec.split_once('@') {
+            Some((id, rev)) if !rev.is_empty() => (id, Some(rev.to_string())),
+            Some(_) => return Err(format!("winner `{spec}` has an empty revision after '@'")),
+            None => (spec, None),
+        };
+        let valid_part = |p: &str| {
+            !p.is_empty()
+                && p
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        };
+        match id.split_once('/') {
+            Some((org, name)) if valid_part(org) && valid_part(name) => {}
+            _ => return Err(format!("winner `{spec}` is not of the form org/model[@revision]")),
+        }
+        Ok(Winner {
+            model: ModelInfo {
+                id: id.to_string(),
+                revision,
+                miner_hotkey: None,
+                uid: None,
+                source,
+            },
+            since: OffsetDateTime::now_utc(),
+        })
+    }
+}
+
+/// Shared, lock-free access to the current winner.
+///
+/// Requests take a snapshot (`Arc` clone, no lock) and keep using it even if the winner
+/// changes mid-request, so an in-flight answer finishes on the model it started with.
+#[derive(Debug, Clone, Default)]
+pub struct WinnerHandle(Arc<ArcSwapOption<Winner>>);
+
+impl WinnerHandle {
+    /// A handle with no winner yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current winner, if any.
+    pub fn current(&self) -> Option<Arc<Winner>> {
+        self.0.load_full()
+    }
+
+    /// Replaces the winner. Keeps `since` when the model did not actually change.
+    pub fn set(&self, mut winner: Winner) {
+        if let Some(cur) = self.0.load_full()
+            && cur.model == winner.model
+        {
+            winner.since = cur.since;
+        }
+        self.0.store(Some(Arc::new(winner)));
+    }
+
+    /// The `GET /v1/winner` body, if there is a winner.
+    pub fn describe(&self, upstream: &str) -> Option<WinnerResponse> {
+        let w = self.current()?;
+        Some(WinnerResponse {
+            model: w.model.clone(),
+            since: w
+                .since
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            upstream: strip_credentials(upstream),
+        })
+    }
+}
+
+/// Removes `user:password@` from a URL so it can be shown.
+pub fn strip_credentials(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..scheme_end + 3], &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_parsing() {
+        let w = Winner::from_spec("org/model@abc123", ModelSource::Static).unwrap();
+        assert_eq!(w.model.id, "org/model");
+        assert_eq!(w.model.revision.as_deref(), Some("abc123"));
+        assert!(Winner::from_spec("org/model", ModelSource::Static).unwrap().model.revision.is_none());
+        for bad in ["model", "org/", "/m", "a/b/c", "org/model@", "o g/m"] {
+            assert!(Winner::from_spec(bad, ModelSource::Static).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn set_keeps_since_for_the_same_model() {
+        let h = WinnerHandle::new();
+        assert!(h.current().is_none());
+        let w = Winner::from_spec("a/b", ModelSource::Static).unwrap();
+        let since = w.since;
+        h.set(w.clone());
+        let mut later = w;
+        later.since = since + time::Duration::hours(1);
+        h.set(later);
+        assert_eq!(h.current().unwrap().since, since);
+    }
+
+    #[test]
+    fn credentials_are_stripped() {
+        assert_eq!(strip_credentials("https://u:p@host/v1"), "https://host/v1");
+        assert_eq!(strip_credentials("https://host/v1"), "https://host/v1");
+        assert_eq!(strip_credentials("http://127.0.0.1:9/v1"), "http://127.0.0.1:9/v1");
+    }
+}

@@ -1,0 +1,301 @@
+//! Building, serving and stopping the gateway.
+//!
+//! [`Gateway::build`] turns a [`Config`] into a ready application (store connected, upstream
+//! client built, the embedded simulator started when no provider key is configured, winner
+//! set). [`Gateway::serve`] runs it on a listener until a shutdown future completes, then
+//! drains: it stops accepting, lets in-flight requests and streams finish for up to
+//! `drain_timeout_secs`, and returns.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, oneshot};
+
+use crate::api::{ModelSource, ReasonLimits};
+use crate::config::Config;
+use crate::http::{self, AppState, state::Inner};
+use crate::metrics::Metrics;
+use crate::routing::{Winner, WinnerHandle};
+use crate::store::Store;
+use crate::upstream::UpstreamClient;
+use crate::upstream::client::Timeouts;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Redis could not be reached.
+    #[error("redis: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The embedded simulator could not start.
+    #[error("embedded simulator: {0}")]
+    Simulator(std::io::Error),
+    /// Serving failed.
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A built gateway, ready to serve.
+pub struct Gateway {
+    state: AppState,
+    /// Keeps the embedded simulator running for as long as the gateway lives.
+    simulator: Option<chutes_sim::SimHandle>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("state", &self.state)
+            .field("simulator", &self.simulator.as_ref().map(|s| s.addr()))
+            .finish()
+    }
+}
+
+impl Gateway {
+    /// Connects to the store, builds the upstream client and sets the initial winner.
+    pub async fn build(config: Config) -> Result<Gateway, StartError> {
+        for w in config.warnings() {
+            tracing::warn!("{w}");
+        }
+        let store = match &config.redis.url {
+            Some(url) => {
+                Store::redis(
+                    url.expose(),
+                    &config.redis.key_prefix,
+                    Duration::from_millis(config.redis.connect_timeout_ms),
+                    Duration::from_millis(config.redis.command_timeout_ms),
+                )
+                .await?
+            }
+            None => Store::memory(&config.redis.key_prefix),
+        };
+
+        let (simulator, upstream_url, api_key) = if config.uses_simulator() {
+            let sim = chutes_sim::Sim::start(chutes_sim::SimConfig::default())
+                .await
+                .map_err(StartError::Simulator)?;
+            let url = sim.base_url();
+            loud_simulator_warning(&url);
+            (Some(sim), url, None)
+        } else {
+            (
+                None,
+                config.upstream.url.clone(),
+                config.upstream.api_key.as_ref().map(|k| k.expose().to_owned()),
+            )
+        };
+        let u = &config.upstream;
+        let upstream = UpstreamClient::new(
+            &upstream_url,
+            api_key.as_deref(),
+            Timeouts {
+                connect: Duration::from_millis(u.connect_timeout_ms),
+                first_token: Duration::from_secs(u.first_token_timeout_secs),
+                idle: Duration::from_secs(u.idle_timeout_secs),
+                total: Duration::from_secs(u.total_timeout_secs),
+            },
+        )
+        .map_err(StartError::Config)?;
+
+        let winner = WinnerHandle::new();
+        match (&config.winner.model, &simulator) {
+            (Some(spec), _) => {
+                winner.set(Winner::from_spec(spec, ModelSource::Static).map_err(StartError::Config)?)
+            }
+            (None, Some(_)) => winner.set(
+                Winner::from_spec(&chutes_sim::SimConfig::default().model, ModelSource::Static)
+                    .map_err(StartError::Config)?,
+            ),
+            (None, None) => tracing::warn!(
+                "no winner: set GATEWAY_WINNER=org/model[@revision]; until Affine discovery lands, /v1/reason answers 503 no_winner"
+            ),
+        }
+        if let Some(w) = winner.current() {
+            tracing::info!(model = %w.model.id, revision = ?w.model.revision, "winner");
+        }
+
+        let limits = ReasonLimits {
+            default_max_tokens: config.reason.default_max_tokens,
+            max_tokens_limit: config.reason.max_tokens_limit,
+        };
+        let state = AppState::new(Inner {
+            config,
+            store,
+            upstream,
+            winner,
+            metrics: Metrics::new(),
+            limits,
+        });
+        Ok(Gateway { state, simulator })
+    }
+
+    /// The shared state (for tests and embedding).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The complete router.
+    pub fn router(&self) -> Router {
+        http::router(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then drains for at most the
+    /// configured drain timeout.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let drain = Duration::from_secs(self.state.config.drain_timeout_secs);
+        let app = self.router();
+        let draining = Arc::new(Notify::new());
+        let notify = draining.clone();
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections; draining in-flight requests");
+            notify.notify_one();
+        });
+        let result = tokio::select! {
+            r = serve => r.map_err(StartError::Serve),
+            () = async { draining.notified().await; tokio::time::sleep(drain).await } => {
+                tracing::warn!(drain_secs = drain.as_secs(), "drain timeout reached; closing remaining connections");
+                Ok(())
+            }
+        };
+        drop(self.simulator);
+        result
+    }
+}
+
+fn loud_simulator_warning(url: &str) {
+    let line = "*".repeat(78);
+    tracing::warn!("{line}");
+    tracing::warn!("SIMULATED UPSTREAM: no CHUTES_API_KEY is set, so answers come from the");
+    tracing::warn!("built-in Chutes simulator at {url}, not from a real model.");
+    tracing::warn!("Set CHUTES_API_KEY (and GATEWAY_WINNER) to serve the real Affine winner.");
+    tracing::warn!("{line}");
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// `affine-gateway serve`: builds, binds the configured address and serves until a signal.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let addr = config.listen;
+    let gateway = Gateway::build(config).await?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    tracing::info!(%addr, "affine-gateway listening on http://{addr}");
+    gateway.serve(listener, shutdown_signal()).await
+}
+
+/// A gateway serving in the background on an ephemeral loopback port (tests, load tests).
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), StartError>>,
+}
+
+impl Running {
+    /// Builds and starts a gateway on `127.0.0.1:0`.
+    pub async fn start(config: Config) -> Result<Running, StartError> {
+        let gateway = Gateway::build(config).await?;
+        let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let addr = listener.local_addr().map_err(StartError::Serve)?;
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(gateway.serve(listener, async move {
+            let _ = rx.await;
+        }));
+        Ok(Running {
+            addr,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Starts the graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Shuts down gracefully and waits until serving has ended.
+    pub async fn stop(mut self) -> Result<(), StartError> {
+        self.begin_shutdown();
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(StartError::Serve(std::io::Error::other(e))),
+        }
+    }
+
+    /// Waits for the server task to end (after [`Running::begin_shutdown`]).
+    pub async fn join(mut self) -> Result<(), StartError> {
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(StartError::Serve(std::io::Error::other(e))),
+        }
+    }
+}
+
+/// Sets up logging: `RUST_LOG` filter (default `info`), JSON lines when asked.
+pub fn init_tracing(format: crate::config::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        crate::config::LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        crate::config::LogFormat::Text => builder.try_init(),
+    };
+}

@@ -1,0 +1,337 @@
+//! The pooled client for the provider's OpenAI-compatible API.
+//!
+//! One `reqwest::Client` (rustls, connection pool, HTTP/2 when the provider offers it) is
+//! shared by every request. Provider failures become [`UpstreamError`]s, which map to the
+//! contract's 502/503/504 codes; the caller never sees the provider's body or our key.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+
+use crate::error::{ApiError, ErrorCode};
+
+/// Which deadline an upstream call missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutKind {
+    /// TCP/TLS connect.
+    Connect,
+    /// Until the first token (response headers, then the first streamed chunk).
+    FirstToken,
+    /// Between two streamed chunks.
+    Idle,
+    /// The whole call.
+    Total,
+}
+
+impl TimeoutKind {
+    /// A label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeoutKind::Connect => "connect",
+            TimeoutKind::FirstToken => "first_token",
+            TimeoutKind::Idle => "idle",
+            TimeoutKind::Total => "total",
+        }
+    }
+}
+
+/// Why an upstream call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// The provider could not be reached (refused, reset, DNS).
+    #[error("upstream unreachable")]
+    Connect,
+    /// A deadline passed.
+    #[error("upstream {} timeout", .0.as_str())]
+    Timeout(TimeoutKind),
+    /// The provider answered with an error status.
+    #[error("upstream answered {status}")]
+    Status {
+        /// The provider's HTTP status.
+        status: u16,
+        /// The provider's `Retry-After`, in seconds.
+        retry_after: Option<u64>,
+    },
+    /// The answer could not be understood.
+    #[error("upstream answer malformed: {0}")]
+    Malformed(String),
+    /// The connection broke while the answer was arriving.
+    #[error("upstream connection broke mid-answer")]
+    Disconnected,
+}
+
+impl UpstreamError {
+    /// A short label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect => "connect",
+            UpstreamError::Timeout(k) => k.as_str(),
+            UpstreamError::Status { status: 429, .. } => "overloaded",
+            UpstreamError::Status { status: 503, .. } => "unavailable",
+            UpstreamError::Status { .. } => "status",
+            UpstreamError::Malformed(_) => "malformed",
+            UpstreamError::Disconnected => "disconnected",
+        }
+    }
+}
+
+impl From<UpstreamError> for ApiError {
+    fn from(e: UpstreamError) -> ApiError {
+        match e {
+            UpstreamError::Connect => ApiError::new(
+                ErrorCode::UpstreamUnavailable,
+                "the model provider could not be reached",
+            )
+            .with_retry_after(1),
+            UpstreamError::Timeout(k) => ApiError::new(
+                ErrorCode::UpstreamTimeout,
+                format!("the model provider did not answer in time ({} timeout)", k.as_str()),
+            ),
+            // Chutes: 429 = infrastructure at capacity, 503 = no instance of the chute is warm.
+            UpstreamError::Status {
+                status: status @ (429 | 503),
+                retry_after,
+            } => ApiError::new(
+                ErrorCode::UpstreamUnavailable,
+                if status == 429 {
+                    "the model provider is at capacity; try again shortly"
+                } else {
+                    "the model is not available right now (cold start); try again shortly"
+                },
+            )
+            .with_retry_after(retry_after.unwrap_or(1).clamp(1, 60)),
+            // The provider rejected the request itself (most often: input too long for the
+            // model's context window). The body is not forwarded: it may echo our key or ids.
+            UpstreamError::Status {
+                status: 400 | 413 | 422,
+                ..
+            } => ApiError::new(
+                ErrorCode::InvalidRequest,
+                "the model provider rejected the request (for example, the input is too long for the model's context window)",
+            ),
+            UpstreamError::Status { status, .. } => ApiError::new(
+                ErrorCode::UpstreamError,
+                format!("the model provider failed (status {status})"),
+            ),
+            UpstreamError::Malformed(_) => ApiError::new(
+                ErrorCode::UpstreamError,
+                "the model provider sent an answer that could not be understood",
+            ),
+            UpstreamError::Disconnected => ApiError::new(
+                ErrorCode::UpstreamError,
+                "the model provider closed the connection before the answer was complete",
+            ),
+        }
+    }
+}
+
+/// Timeouts of one upstream.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// TCP/TLS connect.
+    pub connect: Duration,
+    /// Until the first token.
+    pub first_token: Duration,
+    /// Between stream chunks.
+    pub idle: Duration,
+    /// Whole call.
+    pub total: Duration,
+}
+
+/// A pooled client bound to one provider base URL.
+#[derive(Debug, Clone)]
+pub struct UpstreamClient {
+    http: reqwest::Client,
+    base_url: String,
+    completions_url: String,
+    auth: Option<HeaderValue>,
+    timeouts: Timeouts,
+}
+
+impl UpstreamClient {
+    /// A client for `base_url` (e.g. `https://llm.chutes.ai/v1`), sending `api_key` as a
+    /// Bearer token when given.
+    pub fn new(
+        base_url: &str,
+        api_key: Option<&str>,
+        timeouts: Timeouts,
+    ) -> Result<Self, String> {
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
+            .user_agent(concat!("affine-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
+        let auth = match api_key {
+            Some(k) => {
+                let mut v = HeaderValue::try_from(format!("Bearer {k}"))
+                    .map_err(|_| "the upstream API key contains invalid characters".to_string())?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            None => None,
+        };
+        let base_url = base_url.trim_end_matches('/').to_string();
+        Ok(UpstreamClient {
+            http,
+            completions_url: format!("{base_url}/chat/completions"),
+            base_url,
+            auth,
+            timeouts,
+        })
+    }
+
+    /// The base URL (without credentials: keys travel in headers, never in the URL).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The configured timeouts.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    fn post(&self, body: Vec<u8>) -> reqwest::RequestBuilder {
+        let mut rb = self
+            .http
+            .post(&self.completions_url)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(body);
+        if let Some(auth) = &self.auth {
+            rb = rb.header(AUTHORIZATION, auth.clone());
+        }
+        rb
+    }
+
+    /// Sends a streaming request and waits for the response headers (bounded by the
+    /// first-token timeout). A non-2xx status is returned as an error, its body discarded.
+    pub async fn open(&self, body: Vec<u8>, deadline: Duration) -> Result<reqwest::Response, UpstreamError> {
+        let res = match tokio::time::timeout(deadline, self.post(body).send()).await {
+            Err(_) => return Err(UpstreamError::Timeout(TimeoutKind::FirstToken)),
+            Ok(Err(e)) => return Err(map_reqwest(&e)),
+            Ok(Ok(res)) => res,
+        };
+        let status = res.status();
+        if !status.is_success() {
+            let retry_after = res
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            return Err(UpstreamError::Status {
+                status: status.as_u16(),
+                retry_after,
+            });
+        }
+        Ok(res)
+    }
+
+    /// A non-streaming call: returns the whole answer's bytes and when its headers arrived.
+    pub async fn complete(&self, body: Vec<u8>) -> Result<(Bytes, std::time::Instant), UpstreamError> {
+        let total = self.timeouts.total;
+        let call = async {
+            let res = self.open(body, total).await?;
+            let headers_at = std::time::Instant::now();
+            let bytes = res.bytes().await.map_err(|e| {
+                if e.is_timeout() {
+                    UpstreamError::Timeout(TimeoutKind::Total)
+                } else {
+                    UpstreamError::Disconnected
+                }
+            })?;
+            Ok((bytes, headers_at))
+        };
+        match tokio::time::timeout(total, call).await {
+            Ok(r) => r.map_err(|e| match e {
+                // Without streaming the first token *is* the whole answer: report `total`.
+                UpstreamError::Timeout(TimeoutKind::FirstToken) => {
+                    UpstreamError::Timeout(TimeoutKind::Total)
+                }
+                other => other,
+            }),
+            Err(_) => Err(UpstreamError::Timeout(TimeoutKind::Total)),
+        }
+    }
+}
+
+/// Installs ring as the process-wide rustls provider. reqwest is built without a default
+/// provider so that only ring is compiled in; any other reqwest client in the process (tests,
+/// tools) needs this too. Installing twice is harmless: the second call is ignored.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Classifies a reqwest error without ever formatting it (its text contains the URL).
+fn map_reqwest(e: &reqwest::Error) -> UpstreamError {
+    if e.is_timeout() {
+        // reqwest only times out here on connect: it has no overall timeout configured.
+        UpstreamError::Timeout(TimeoutKind::Connect)
+    } else if e.is_connect() {
+        UpstreamError::Connect
+    } else {
+        UpstreamError::Disconnected
+    }
+}
+
+/// Reads the next chunk of a streamed body within `deadline`.
+pub async fn next_chunk(
+    res: &mut reqwest::Response,
+    deadline: Duration,
+    kind: TimeoutKind,
+) -> Result<Option<Bytes>, UpstreamError> {
+    match tokio::time::timeout(deadline, res.chunk()).await {
+        Err(_) => Err(UpstreamError::Timeout(kind)),
+        Ok(Err(_)) => Err(UpstreamError::Disconnected),
+        Ok(Ok(c)) => Ok(c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_failures_map_to_contract_codes() {
+        let code = |e: UpstreamError| ApiError::from(e).code;
+        let st = |status| UpstreamError::Status {
+            status,
+            retry_after: None,
+        };
+        assert_eq!(code(st(429)), ErrorCode::UpstreamUnavailable);
+        assert_eq!(code(st(503)), ErrorCode::UpstreamUnavailable);
+        assert_eq!(code(st(500)), ErrorCode::UpstreamError);
+        assert_eq!(code(st(502)), ErrorCode::UpstreamError);
+        assert_eq!(code(st(401)), ErrorCode::UpstreamError);
+        assert_eq!(code(st(402)), ErrorCode::UpstreamError);
+        assert_eq!(code(st(404)), ErrorCode::UpstreamError);
+        assert_eq!(code(st(400)), ErrorCode::InvalidRequest);
+        assert_eq!(code(UpstreamError::Malformed("x".into())), ErrorCode::UpstreamError);
+        assert_eq!(code(UpstreamError::Connect), ErrorCode::UpstreamUnavailable);
+        for k in [
+            TimeoutKind::Connect,
+            TimeoutKind::FirstToken,
+            TimeoutKind::Idle,
+            TimeoutKind::Total,
+        ] {
+            assert_eq!(code(UpstreamError::Timeout(k)), ErrorCode::UpstreamTimeout);
+        }
+    }
+
+    #[test]
+    fn retry_after_is_passed_on_within_bounds() {
+        let e = ApiError::from(UpstreamError::Status {
+            status: 503,
+            retry_after: Some(7),
+        });
+        assert_eq!(e.retry_after_secs, Some(7));
+        let e = ApiError::from(UpstreamError::Status {
+            status: 429,
+            retry_after: Some(100_000),
+        });
+        assert_eq!(e.retry_after_secs, Some(60));
+    }
+}

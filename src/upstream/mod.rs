@@ -1,0 +1,16 @@
+//! Talking to the winner's OpenAI-compatible provider (Chutes by default).
+//!
+//! - [`openai`]: the wire types of `/chat/completions`, borrowed from the bytes they are
+//!   parsed from so answers are not copied on the way through.
+//! - [`client`]: the pooled HTTP client, its timeouts and how provider failures map to ours.
+//! - [`sse`]: the incremental server-sent-events decoder for streamed answers.
+//! - [`think`]: separates a leading `<think>…</think>` block from the answer.
+//! - [`answer`]: turns a provider answer (whole or streamed) into the `/v1/reason` shape.
+
+pub mod answer;
+pub mod client;
+pub mod openai;
+pub mod sse;
+pub mod think;
+
+pub use client::{TimeoutKind, UpstreamClient, UpstreamError};

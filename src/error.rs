@@ -365,10 +365,9 @@ pub async fn render_problems(req: Request, next: Next) -> Response {
         )
     };
     let (mut parts, _) = res.into_parts();
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type),
-    );
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     parts.headers.remove(header::CONTENT_LENGTH);
     // Serializing these plain structs cannot fail; fall back to an empty body rather than panic.
     Response::from_parts(parts, axum::body::Body::from(body.unwrap_or_default()))

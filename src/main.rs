@@ -62,7 +62,10 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             affine_gateway::server::init_tracing(cfg.log_format);
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("affine-gateway: cannot start the runtime: {e}");

@@ -95,7 +95,11 @@ impl Gateway {
             (
                 None,
                 config.upstream.url.clone(),
-                config.upstream.api_key.as_ref().map(|k| k.expose().to_owned()),
+                config
+                    .upstream
+                    .api_key
+                    .as_ref()
+                    .map(|k| k.expose().to_owned()),
             )
         };
         let u = &config.upstream;
@@ -113,9 +117,8 @@ impl Gateway {
 
         let winner = WinnerHandle::new();
         match (&config.winner.model, &simulator) {
-            (Some(spec), _) => {
-                winner.set(Winner::from_spec(spec, ModelSource::Static).map_err(StartError::Config)?)
-            }
+            (Some(spec), _) => winner
+                .set(Winner::from_spec(spec, ModelSource::Static).map_err(StartError::Config)?),
             (None, Some(_)) => winner.set(
                 Winner::from_spec(&chutes_sim::SimConfig::default().model, ModelSource::Static)
                     .map_err(StartError::Config)?,

@@ -39,7 +39,11 @@ fn check_config_redacts_secrets_and_rejects_bad_values() {
         .env("GATEWAY_REDIS_URL", "redis://:pw-hunter2@127.0.0.1:6379")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -95,7 +99,10 @@ fn serve_answers_then_exits_zero_on_sigterm() {
             break;
         }
     }
-    assert!(log.contains("SIMULATED UPSTREAM"), "loud simulator warning: {log}");
+    assert!(
+        log.contains("SIMULATED UPSTREAM"),
+        "loud simulator warning: {log}"
+    );
 
     affine_gateway::upstream::client::install_crypto_provider();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -123,7 +130,10 @@ fn serve_answers_then_exits_zero_on_sigterm() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "gateway did not exit after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "gateway did not exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(exit.code(), Some(0));

@@ -14,7 +14,10 @@ async fn non_streaming_answer_follows_the_contract() {
     let h = Harness::start(sim()).await;
     let res = h.reason(r#"{"input":"2+2?"}"#).await;
     assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["x-affine-model"], "affine-champ/Affine-Reasoner-32B");
+    assert_eq!(
+        res.headers()["x-affine-model"],
+        "affine-champ/Affine-Reasoner-32B"
+    );
     assert_eq!(res.headers()["x-affine-cost-rao"], "0");
     assert!(res.headers().contains_key("x-request-id"));
     let v: serde_json::Value = res.json().await.unwrap();
@@ -43,7 +46,10 @@ async fn non_streaming_answer_follows_the_contract() {
     assert_eq!(sent.len(), 1);
     let r = &sent[0];
     assert_eq!(r.path, "/v1/chat/completions");
-    assert_eq!(r.authorization.as_deref(), Some(format!("Bearer {TEST_KEY}").as_str()));
+    assert_eq!(
+        r.authorization.as_deref(),
+        Some(format!("Bearer {TEST_KEY}").as_str())
+    );
     assert_eq!(r.body["model"], "affine-champ/Affine-Reasoner-32B");
     assert_eq!(r.body["messages"][0]["role"], "user");
     assert_eq!(r.body["messages"][0]["content"], "2+2?");
@@ -123,7 +129,10 @@ async fn streaming_answer_is_well_formed_sse_ending_in_one_done() {
             .unwrap()
             .starts_with("text/event-stream")
     );
-    assert_eq!(res.headers()["x-affine-model"], "affine-champ/Affine-Reasoner-32B");
+    assert_eq!(
+        res.headers()["x-affine-model"],
+        "affine-champ/Affine-Reasoner-32B"
+    );
     let events = read_events(res).await;
     let last = events.last().unwrap();
     assert_eq!(last.event, "done");
@@ -131,8 +140,16 @@ async fn streaming_answer_is_well_formed_sse_ending_in_one_done() {
     assert!(events.iter().all(|e| e.event != "error"));
     // reasoning comes before output
     let first_output = events.iter().position(|e| e.event == "output").unwrap();
-    assert!(events[..first_output].iter().any(|e| e.event == "reasoning"));
-    assert!(events[first_output..].iter().all(|e| e.event != "reasoning"));
+    assert!(
+        events[..first_output]
+            .iter()
+            .any(|e| e.event == "reasoning")
+    );
+    assert!(
+        events[first_output..]
+            .iter()
+            .all(|e| e.event != "reasoning")
+    );
     assert!(!text_of(&events, "output").is_empty());
     let d = &last.data;
     assert!(d.get("output").is_none() && d.get("reasoning").is_none());
@@ -170,16 +187,21 @@ async fn think_split_across_chunk_boundaries_matches_the_whole_answer() {
         let out = text_of(&events, "output");
         assert!(!out.contains('<'), "{out}");
         assert_eq!(out, v["output"].as_str().unwrap());
-        assert_eq!(text_of(&events, "reasoning"), v["reasoning"].as_str().unwrap());
+        assert_eq!(
+            text_of(&events, "reasoning"),
+            v["reasoning"].as_str().unwrap()
+        );
     }
 }
 
 #[tokio::test]
 async fn streaming_without_reasoning_sends_no_reasoning_events() {
     let h = Harness::start(sim()).await;
-    let events =
-        read_events(h.reason(r#"{"input":"x","stream":true,"include_reasoning":false}"#).await)
-            .await;
+    let events = read_events(
+        h.reason(r#"{"input":"x","stream":true,"include_reasoning":false}"#)
+            .await,
+    )
+    .await;
     assert!(events.iter().all(|e| e.event != "reasoning"));
     assert_eq!(events.last().unwrap().event, "done");
 }
@@ -187,10 +209,20 @@ async fn streaming_without_reasoning_sends_no_reasoning_events() {
 #[tokio::test]
 async fn bad_requests_get_precise_codes() {
     let h = Harness::start_with(sim(), |c| c.max_body_bytes = 1024).await;
-    expect_problem(h.reason(r#"{"input":"x","inptu":1}"#).await, 400, "unknown_field").await;
+    expect_problem(
+        h.reason(r#"{"input":"x","inptu":1}"#).await,
+        400,
+        "unknown_field",
+    )
+    .await;
     expect_problem(h.reason(r#"{"input":"x""#).await, 400, "invalid_json").await;
     expect_problem(h.reason(r#"{"input":""}"#).await, 400, "invalid_request").await;
-    expect_problem(h.reason(r#"{"input":"x","max_tokens":1000000}"#).await, 400, "max_tokens_exceeds_plan").await;
+    expect_problem(
+        h.reason(r#"{"input":"x","max_tokens":1000000}"#).await,
+        400,
+        "max_tokens_exceeds_plan",
+    )
+    .await;
     let res = h
         .http
         .post(h.url("/v1/reason"))
@@ -214,7 +246,10 @@ async fn bad_requests_get_precise_codes() {
     expect_problem(res, 404, "not_found").await;
     let res = h.http.get(h.url("/v1/reason")).send().await.unwrap();
     expect_problem(res, 405, "method_not_allowed").await;
-    assert!(h.sim.requests().is_empty(), "nothing invalid reached the upstream");
+    assert!(
+        h.sim.requests().is_empty(),
+        "nothing invalid reached the upstream"
+    );
 }
 
 #[tokio::test]
@@ -254,21 +289,70 @@ async fn request_id_is_echoed_when_valid_and_replaced_otherwise() {
 #[tokio::test]
 async fn public_routes_answer() {
     let h = Harness::start(sim()).await;
-    let v: serde_json::Value = h.http.get(h.url("/healthz")).send().await.unwrap().json().await.unwrap();
+    let v: serde_json::Value = h
+        .http
+        .get(h.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["status"], "ok");
     let res = h.http.get(h.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    let v: serde_json::Value = h.http.get(h.url("/v1/winner")).send().await.unwrap().json().await.unwrap();
+    let v: serde_json::Value = h
+        .http
+        .get(h.url("/v1/winner"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["model"]["id"], "affine-champ/Affine-Reasoner-32B");
     assert_eq!(v["upstream"], h.sim.base_url());
-    assert!(time::OffsetDateTime::parse(v["since"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).is_ok());
-    let v: serde_json::Value = h.http.get(h.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(
+        time::OffsetDateTime::parse(
+            v["since"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339
+        )
+        .is_ok()
+    );
+    let v: serde_json::Value = h
+        .http
+        .get(h.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["openapi"], "3.1.0");
-    let page = h.http.get(h.url("/docs")).send().await.unwrap().text().await.unwrap();
+    let page = h
+        .http
+        .get(h.url("/docs"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("/v1/reason") && page.contains("error-upstream_timeout"));
     h.reason(r#"{"input":"x"}"#).await;
-    let m = h.http.get(h.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(m.contains(r#"agw_http_requests_total{method="POST",route="/v1/reason",status="200"} 1"#), "{m}");
+    let m = h
+        .http
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains(r#"agw_http_requests_total{method="POST",route="/v1/reason",status="200"} 1"#),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -309,5 +393,8 @@ async fn graceful_shutdown_completes_an_in_flight_stream() {
     assert_eq!(names.last().map(String::as_str), Some("done"), "{names:?}");
     let addr = h.gw.addr;
     h.gw.join().await.expect("serve ends cleanly");
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
 }

@@ -81,13 +81,21 @@ async fn a_disconnect_mid_answer_is_502_or_one_error_event() {
 async fn a_stalled_provider_times_out_with_504() {
     let h = Harness::start_with(faulty(FaultKind::Stall), short_timeouts).await;
     expect_problem(h.reason(r#"{"input":"x"}"#).await, 504, "upstream_timeout").await;
-    expect_problem(h.reason(r#"{"input":"x","stream":true}"#).await, 504, "upstream_timeout").await;
+    expect_problem(
+        h.reason(r#"{"input":"x","stream":true}"#).await,
+        504,
+        "upstream_timeout",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_stall_mid_stream_ends_with_one_timeout_event() {
-    let h =
-        Harness::start_with(faulty(FaultKind::StallAfter { after_chunks: 3 }), short_timeouts).await;
+    let h = Harness::start_with(
+        faulty(FaultKind::StallAfter { after_chunks: 3 }),
+        short_timeouts,
+    )
+    .await;
     let events = read_events(h.reason(r#"{"input":"x","stream":true}"#).await).await;
     let last = events.last().unwrap();
     assert_eq!(last.event, "error");
@@ -107,7 +115,12 @@ async fn an_unreachable_provider_is_503() {
         c.upstream.url = format!("http://127.0.0.1:{port}/v1");
     })
     .await;
-    expect_problem(h.reason(r#"{"input":"x"}"#).await, 503, "upstream_unavailable").await;
+    expect_problem(
+        h.reason(r#"{"input":"x"}"#).await,
+        503,
+        "upstream_unavailable",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -144,7 +157,10 @@ async fn client_disconnect_mid_stream_releases_the_upstream() {
         if s.client_disconnects == 1 && s.in_flight == 0 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "upstream still open: {s:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "upstream still open: {s:?}"
+        );
         tokio::task::yield_now().await;
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }

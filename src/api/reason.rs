@@ -257,9 +257,10 @@ impl ReasonRequest {
 pub fn classify_json_error(e: serde_json::Error) -> ApiError {
     use serde_json::error::Category;
     match e.classify() {
-        Category::Syntax | Category::Eof | Category::Io => {
-            ApiError::new(ErrorCode::InvalidJson, format!("body is not valid JSON: {e}"))
-        }
+        Category::Syntax | Category::Eof | Category::Io => ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("body is not valid JSON: {e}"),
+        ),
         Category::Data => {
             let msg = e.to_string();
             // serde's derive reports unknown fields with this fixed wording.
@@ -455,7 +456,10 @@ mod tests {
     fn errors_are_classified() {
         assert_eq!(code_of("{"), ErrorCode::InvalidJson);
         assert_eq!(code_of("not json"), ErrorCode::InvalidJson);
-        assert_eq!(code_of(r#"{"input":"x","inptu":1}"#), ErrorCode::UnknownField);
+        assert_eq!(
+            code_of(r#"{"input":"x","inptu":1}"#),
+            ErrorCode::UnknownField
+        );
         assert_eq!(
             code_of(r#"{"input":[{"role":"user","content":"x","name":"n"}]}"#),
             ErrorCode::UnknownField
@@ -484,7 +488,10 @@ mod tests {
             code_of(r#"{"input":"x","temperature":3}"#),
             ErrorCode::InvalidRequest
         );
-        assert_eq!(code_of(r#"{"input":"x","top_p":0}"#), ErrorCode::InvalidRequest);
+        assert_eq!(
+            code_of(r#"{"input":"x","top_p":0}"#),
+            ErrorCode::InvalidRequest
+        );
         assert_eq!(
             code_of(r#"{"input":"x","stop":["a","b","c","d","e"]}"#),
             ErrorCode::InvalidRequest

@@ -93,7 +93,11 @@ fn render_page() -> String {
                     h,
                     "<tr><td>{method}</td><td><code>{}</code></td><td>{}</td></tr>",
                     esc(path),
-                    esc(op.summary.as_deref().or(op.description.as_deref()).unwrap_or(""))
+                    esc(op
+                        .summary
+                        .as_deref()
+                        .or(op.description.as_deref())
+                        .unwrap_or(""))
                 );
             }
         }

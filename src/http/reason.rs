@@ -85,7 +85,8 @@ pub fn metered_headers(res: &mut Response, model: &str, cost_rao: Option<u64>) {
         res.headers_mut().insert(X_AFFINE_MODEL, v);
     }
     if let Some(c) = cost_rao {
-        res.headers_mut().insert(X_AFFINE_COST_RAO, HeaderValue::from(c));
+        res.headers_mut()
+            .insert(X_AFFINE_COST_RAO, HeaderValue::from(c));
     }
 }
 
@@ -120,9 +121,12 @@ pub async fn reason(
         )
         .with_retry_after(5)
     })?;
-    let upstream_body =
-        serde_json::to_vec(&ChatRequest::from_reason(&req, &winner.model.id, max_tokens))
-            .map_err(|_| ApiError::new(ErrorCode::Internal, "could not encode the request"))?;
+    let upstream_body = serde_json::to_vec(&ChatRequest::from_reason(
+        &req,
+        &winner.model.id,
+        max_tokens,
+    ))
+    .map_err(|_| ApiError::new(ErrorCode::Internal, "could not encode the request"))?;
     let prep = Prepared {
         id: format!("rsn_{}", uuid::Uuid::new_v4().simple()),
         created: time::OffsetDateTime::now_utc().unix_timestamp(),

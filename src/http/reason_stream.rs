@@ -21,9 +21,9 @@ use crate::api::{ReasonDone, StreamDelta};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::http::reason::{Prepared, metered_headers, ms, observe_upstream};
+use crate::upstream::answer::StreamTranslator;
 use crate::upstream::client::next_chunk;
 use crate::upstream::sse::SseDecoder;
-use crate::upstream::answer::StreamTranslator;
 use crate::upstream::think::Piece;
 use crate::upstream::{TimeoutKind, UpstreamError};
 
@@ -34,7 +34,11 @@ pub const MAX_UPSTREAM_EVENT_BYTES: usize = 1 << 20;
 const CHANNEL_DEPTH: usize = 64;
 
 /// Opens the upstream stream and answers with SSE.
-pub async fn respond(st: AppState, prep: Prepared, upstream_body: Vec<u8>) -> Result<Response, ApiError> {
+pub async fn respond(
+    st: AppState,
+    prep: Prepared,
+    upstream_body: Vec<u8>,
+) -> Result<Response, ApiError> {
     let timeouts = st.upstream.timeouts();
     let up_started = Instant::now();
     let res = match st.upstream.open(upstream_body, timeouts.first_token).await {
@@ -118,10 +122,13 @@ async fn pump(
             None if first_token_deadline < total_deadline => {
                 (first_token_deadline, TimeoutKind::FirstToken)
             }
-            Some(_) if now + timeouts.idle < total_deadline => (now + timeouts.idle, TimeoutKind::Idle),
+            Some(_) if now + timeouts.idle < total_deadline => {
+                (now + timeouts.idle, TimeoutKind::Idle)
+            }
             _ => (total_deadline, TimeoutKind::Total),
         };
-        let chunk = match next_chunk(&mut res, deadline.saturating_duration_since(now), kind).await {
+        let chunk = match next_chunk(&mut res, deadline.saturating_duration_since(now), kind).await
+        {
             Ok(c) => c,
             Err(e) => break 'read Ended::Failed(e),
         };

@@ -26,13 +26,16 @@ impl Winner {
         };
         let valid_part = |p: &str| {
             !p.is_empty()
-                && p
-                    .bytes()
+                && p.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         };
         match id.split_once('/') {
             Some((org, name)) if valid_part(org) && valid_part(name) => {}
-            _ => return Err(format!("winner `{spec}` is not of the form org/model[@revision]")),
+            _ => {
+                return Err(format!(
+                    "winner `{spec}` is not of the form org/model[@revision]"
+                ));
+            }
         }
         Ok(Winner {
             model: ModelInfo {
@@ -111,9 +114,18 @@ mod tests {
         let w = Winner::from_spec("org/model@abc123", ModelSource::Static).unwrap();
         assert_eq!(w.model.id, "org/model");
         assert_eq!(w.model.revision.as_deref(), Some("abc123"));
-        assert!(Winner::from_spec("org/model", ModelSource::Static).unwrap().model.revision.is_none());
+        assert!(
+            Winner::from_spec("org/model", ModelSource::Static)
+                .unwrap()
+                .model
+                .revision
+                .is_none()
+        );
         for bad in ["model", "org/", "/m", "a/b/c", "org/model@", "o g/m"] {
-            assert!(Winner::from_spec(bad, ModelSource::Static).is_err(), "{bad}");
+            assert!(
+                Winner::from_spec(bad, ModelSource::Static).is_err(),
+                "{bad}"
+            );
         }
     }
 
@@ -134,6 +146,9 @@ mod tests {
     fn credentials_are_stripped() {
         assert_eq!(strip_credentials("https://u:p@host/v1"), "https://host/v1");
         assert_eq!(strip_credentials("https://host/v1"), "https://host/v1");
-        assert_eq!(strip_credentials("http://127.0.0.1:9/v1"), "http://127.0.0.1:9/v1");
+        assert_eq!(
+            strip_credentials("http://127.0.0.1:9/v1"),
+            "http://127.0.0.1:9/v1"
+        );
     }
 }

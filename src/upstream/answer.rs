@@ -121,8 +121,9 @@ impl StreamTranslator {
             self.done = true;
             return Ok(());
         }
-        let chunk: StreamChunk = serde_json::from_slice(data)
-            .map_err(|e| UpstreamError::Malformed(format!("stream chunk is not valid JSON: {e}")))?;
+        let chunk: StreamChunk = serde_json::from_slice(data).map_err(|e| {
+            UpstreamError::Malformed(format!("stream chunk is not valid JSON: {e}"))
+        })?;
         if let Some(u) = chunk.usage {
             self.usage = Some(usage_of(u));
         }
@@ -150,7 +151,10 @@ impl StreamTranslator {
     }
 
     fn filter_from(&mut self, start: usize, out: &mut Vec<Piece>) {
-        if out[start..].iter().any(|p| matches!(p, Piece::Reasoning(_))) {
+        if out[start..]
+            .iter()
+            .any(|p| matches!(p, Piece::Reasoning(_)))
+        {
             if self.include_reasoning {
                 self.had_reasoning = true;
             } else {
@@ -207,7 +211,10 @@ mod tests {
     use super::*;
     use crate::upstream::sse::SseDecoder;
 
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/loadtests/chutes-sim/fixtures/chutes/");
+    const FIXTURES: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/loadtests/chutes-sim/fixtures/chutes/"
+    );
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(format!("{FIXTURES}{name}")).unwrap()
@@ -237,7 +244,10 @@ mod tests {
 
     #[test]
     fn garbage_and_empty_choices_are_malformed() {
-        assert!(matches!(from_completion(b"<html>", true), Err(UpstreamError::Malformed(_))));
+        assert!(matches!(
+            from_completion(b"<html>", true),
+            Err(UpstreamError::Malformed(_))
+        ));
         assert!(matches!(
             from_completion(br#"{"choices":[]}"#, true),
             Err(UpstreamError::Malformed(_))

@@ -86,7 +86,10 @@ impl From<UpstreamError> for ApiError {
             .with_retry_after(1),
             UpstreamError::Timeout(k) => ApiError::new(
                 ErrorCode::UpstreamTimeout,
-                format!("the model provider did not answer in time ({} timeout)", k.as_str()),
+                format!(
+                    "the model provider did not answer in time ({} timeout)",
+                    k.as_str()
+                ),
             ),
             // Chutes: 429 = infrastructure at capacity, 503 = no instance of the chute is warm.
             UpstreamError::Status {
@@ -152,11 +155,7 @@ pub struct UpstreamClient {
 impl UpstreamClient {
     /// A client for `base_url` (e.g. `https://llm.chutes.ai/v1`), sending `api_key` as a
     /// Bearer token when given.
-    pub fn new(
-        base_url: &str,
-        api_key: Option<&str>,
-        timeouts: Timeouts,
-    ) -> Result<Self, String> {
+    pub fn new(base_url: &str, api_key: Option<&str>, timeouts: Timeouts) -> Result<Self, String> {
         install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(timeouts.connect)
@@ -209,7 +208,11 @@ impl UpstreamClient {
 
     /// Sends a streaming request and waits for the response headers (bounded by the
     /// first-token timeout). A non-2xx status is returned as an error, its body discarded.
-    pub async fn open(&self, body: Vec<u8>, deadline: Duration) -> Result<reqwest::Response, UpstreamError> {
+    pub async fn open(
+        &self,
+        body: Vec<u8>,
+        deadline: Duration,
+    ) -> Result<reqwest::Response, UpstreamError> {
         let res = match tokio::time::timeout(deadline, self.post(body).send()).await {
             Err(_) => return Err(UpstreamError::Timeout(TimeoutKind::FirstToken)),
             Ok(Err(e)) => return Err(map_reqwest(&e)),
@@ -231,7 +234,10 @@ impl UpstreamClient {
     }
 
     /// A non-streaming call: returns the whole answer's bytes and when its headers arrived.
-    pub async fn complete(&self, body: Vec<u8>) -> Result<(Bytes, std::time::Instant), UpstreamError> {
+    pub async fn complete(
+        &self,
+        body: Vec<u8>,
+    ) -> Result<(Bytes, std::time::Instant), UpstreamError> {
         let total = self.timeouts.total;
         let call = async {
             let res = self.open(body, total).await?;
@@ -309,7 +315,10 @@ mod tests {
         assert_eq!(code(st(402)), ErrorCode::UpstreamError);
         assert_eq!(code(st(404)), ErrorCode::UpstreamError);
         assert_eq!(code(st(400)), ErrorCode::InvalidRequest);
-        assert_eq!(code(UpstreamError::Malformed("x".into())), ErrorCode::UpstreamError);
+        assert_eq!(
+            code(UpstreamError::Malformed("x".into())),
+            ErrorCode::UpstreamError
+        );
         assert_eq!(code(UpstreamError::Connect), ErrorCode::UpstreamUnavailable);
         for k in [
             TimeoutKind::Connect,

@@ -207,7 +207,12 @@ mod tests {
         let raw = include_str!("../../loadtests/chutes-sim/fixtures/chutes/chat_completion.json");
         let c: ChatCompletion = serde_json::from_str(raw).unwrap();
         let m = &c.choices[0].message;
-        assert!(m.reasoning_content.as_deref().unwrap().starts_with("A Mersenne"));
+        assert!(
+            m.reasoning_content
+                .as_deref()
+                .unwrap()
+                .starts_with("A Mersenne")
+        );
         assert_eq!(c.usage.unwrap().completion_tokens, 64);
     }
 }

@@ -104,14 +104,19 @@ pub fn text_of(events: &[Ev], kind: &str) -> String {
 pub async fn expect_problem(res: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
     assert_eq!(res.status().as_u16(), status, "status");
     assert_eq!(
-        res.headers()["content-type"], "application/problem+json",
+        res.headers()["content-type"],
+        "application/problem+json",
         "content type"
     );
     let rid = res.headers()["x-request-id"].to_str().unwrap().to_string();
     let body: serde_json::Value = res.json().await.expect("problem is JSON");
     assert_eq!(body["code"], code, "code in {body}");
     assert_eq!(body["status"], status);
-    assert_eq!(body["request_id"], rid.as_str(), "request id in body = header");
+    assert_eq!(
+        body["request_id"],
+        rid.as_str(),
+        "request id in body = header"
+    );
     for k in ["type", "title", "detail"] {
         assert!(body[k].is_string(), "{k} in {body}");
     }

@@ -24,6 +24,7 @@
 //! - [`error`]: the one error enum, rendered as problem+json (or the OpenAI error shape).
 //! - [`server`]: binding, serving and graceful shutdown.
 
+pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod config;

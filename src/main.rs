@@ -30,6 +30,30 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Bearer tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a JWT signed with the configured secret (GATEWAY_JWT_SECRET).
+    Issue {
+        /// Subject: the account id (enterprise slug or hotkey), or an operator name for admin tokens.
+        #[arg(long)]
+        sub: String,
+        /// Scopes, comma-separated: `reason`, `admin`.
+        #[arg(long)]
+        scope: String,
+        /// Lifetime: `30s`, `15m`, `1h`, `7d` (at most 366d).
+        #[arg(long)]
+        ttl: String,
+        /// TOML configuration file (environment variables override it).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
@@ -56,6 +80,30 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Token {
+            command:
+                TokenCommand::Issue {
+                    sub,
+                    scope,
+                    ttl,
+                    config,
+                },
+        } => {
+            let cfg = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match affine_gateway::auth::jwt::issue_cli_token(&cfg, &sub, &scope, &ttl) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("affine-gateway: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Serve { config } => {
             let cfg = match load(config.as_ref()) {
                 Ok(c) => c,

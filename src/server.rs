@@ -15,7 +15,11 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 
+use crate::accounts::{self, AccountRecord, AccountUpdate, Billing};
 use crate::api::{ModelSource, ReasonLimits};
+use crate::auth::Authenticator;
+use crate::auth::jwt::{JwtKeys, Scope, now_secs};
+use crate::auth::revocation::Revocations;
 use crate::config::Config;
 use crate::http::{self, AppState, state::Inner};
 use crate::metrics::Metrics;
@@ -131,6 +135,8 @@ impl Gateway {
             tracing::info!(model = %w.model.id, revision = ?w.model.revision, "winner");
         }
 
+        let auth = build_auth(&config, &store).await?;
+
         let limits = ReasonLimits {
             default_max_tokens: config.reason.default_max_tokens,
             max_tokens_limit: config.reason.max_tokens_limit,
@@ -142,6 +148,7 @@ impl Gateway {
             winner,
             metrics: Metrics::new(),
             limits,
+            auth,
         });
         Ok(Gateway { state, simulator })
     }
@@ -186,6 +193,64 @@ impl Gateway {
         drop(self.simulator);
         result
     }
+}
+
+/// How long the dev token printed at start is valid.
+pub const DEV_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The account the dev token belongs to.
+pub const DEV_ACCOUNT: &str = "dev";
+
+/// Token keys (configured secret, or a random one plus the dev account and token), the
+/// receiver hotkey and the revocation mirror with its poller.
+async fn build_auth(config: &Config, store: &Store) -> Result<Authenticator, StartError> {
+    let leeway = config.auth.jwt_leeway();
+    let jwt = match &config.jwt_secret {
+        Some(secret) => JwtKeys::new(secret.expose().as_bytes(), leeway),
+        None => {
+            let secret: [u8; 32] = rand::random();
+            let jwt = JwtKeys::new(&secret, leeway);
+            ensure_dev_account(store).await?;
+            let (token, _) = jwt.issue(DEV_ACCOUNT, &[Scope::Reason], DEV_TOKEN_TTL, now_secs());
+            // Printed on stdout, once, so a first-time user can copy it; logs go to stderr.
+            println!("dev token: {token}");
+            jwt
+        }
+    };
+    let revocations = Arc::new(Revocations::new());
+    if let Err(e) = revocations.refresh(store, now_secs()).await {
+        tracing::warn!(error = %e, "cannot load token revocations yet; retrying in the background");
+    }
+    revocations.spawn_poller(store.clone());
+    Ok(Authenticator {
+        jwt,
+        receiver: config.effective_hotkey().to_string(),
+        allow_unregistered: config.allow_unregistered,
+        revocations,
+    })
+}
+
+/// Creates the postpaid enterprise account `dev` unless it exists.
+async fn ensure_dev_account(store: &Store) -> Result<(), StartError> {
+    let existing = accounts::load(store, DEV_ACCOUNT)
+        .await
+        .map_err(|e| StartError::Config(format!("cannot read the dev account: {}", e.detail)))?;
+    if existing.is_none() {
+        let rec = AccountRecord::apply(
+            DEV_ACCOUNT,
+            None,
+            AccountUpdate {
+                billing: Some(Billing::Postpaid),
+                ..AccountUpdate::default()
+            },
+            |p| accounts::BUILTIN_PLANS.contains(&p),
+        )
+        .map_err(|e| StartError::Config(e.detail.to_string()))?;
+        accounts::save(store, &rec).await.map_err(|e| {
+            StartError::Config(format!("cannot create the dev account: {}", e.detail))
+        })?;
+    }
+    Ok(())
 }
 
 fn loud_simulator_warning(url: &str) {

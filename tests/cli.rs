@@ -86,8 +86,16 @@ fn serve_answers_then_exits_zero_on_sigterm() {
         .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    // The dev token is printed once, on stdout.
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = out.next().unwrap().unwrap();
+    let dev_token = first
+        .strip_prefix("dev token: ")
+        .unwrap_or_else(|| panic!("first stdout line is the dev token: {first}"))
+        .to_string();
     // The log says when it listens; read until then (bounded by the child's own output).
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut log = String::new();
@@ -109,6 +117,7 @@ fn serve_answers_then_exits_zero_on_sigterm() {
     let body: serde_json::Value = rt.block_on(async {
         reqwest::Client::new()
             .post(format!("http://127.0.0.1:{port}/v1/reason"))
+            .bearer_auth(&dev_token)
             .header("content-type", "application/json")
             .body(r#"{"input":"2+2?"}"#)
             .send()
@@ -119,6 +128,18 @@ fn serve_answers_then_exits_zero_on_sigterm() {
             .unwrap()
     });
     assert_eq!(body["object"], "reason.result");
+    // Nothing is callable without credentials.
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/v1/reason"))
+            .header("content-type", "application/json")
+            .body(r#"{"input":"2+2?"}"#)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 401);
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -137,4 +158,55 @@ fn serve_answers_then_exits_zero_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(exit.code(), Some(0));
+}
+
+#[test]
+fn token_issue_prints_a_verifiable_token_and_refuses_without_a_secret() {
+    let secret = "cli-secret-cli-secret-cli-secret-0001";
+    let out = cmd()
+        .args([
+            "token",
+            "issue",
+            "--sub",
+            "acme",
+            "--scope",
+            "reason,admin",
+            "--ttl",
+            "15m",
+        ])
+        .env("GATEWAY_JWT_SECRET", secret)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "the token alone, on one line");
+    let keys = affine_gateway::auth::jwt::JwtKeys::new(secret.as_bytes(), Duration::ZERO);
+    let claims = keys.verify(stdout.trim()).unwrap();
+    assert_eq!(claims.sub, "acme");
+    assert_eq!(claims.scope, "reason admin");
+    assert!(claims.exp - claims.iat == 900);
+    assert!(!claims.jti.is_empty());
+
+    let out = cmd()
+        .args([
+            "token", "issue", "--sub", "acme", "--scope", "reason", "--ttl", "1h",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GATEWAY_JWT_SECRET"));
+    for (scope, ttl) in [("root", "1h"), ("reason", "1y"), ("reason", "0s")] {
+        let out = cmd()
+            .args([
+                "token", "issue", "--sub", "acme", "--scope", scope, "--ttl", ttl,
+            ])
+            .env("GATEWAY_JWT_SECRET", secret)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{scope} {ttl}");
+    }
 }

@@ -226,6 +226,7 @@ async fn bad_requests_get_precise_codes() {
     let res = h
         .http
         .post(h.url("/v1/reason"))
+        .bearer_auth(&h.token)
         .header("content-type", "text/plain")
         .body(r#"{"input":"x"}"#)
         .send()
@@ -235,6 +236,7 @@ async fn bad_requests_get_precise_codes() {
     let res = h
         .http
         .post(h.url("/v1/reason"))
+        .bearer_auth(&h.token)
         .body(r#"{"input":"x"}"#)
         .send()
         .await
@@ -276,6 +278,7 @@ async fn request_id_is_echoed_when_valid_and_replaced_otherwise() {
     let res = h
         .http
         .post(h.url("/v1/reason"))
+        .bearer_auth(&h.token)
         .header("content-type", "application/json")
         .header("x-request-id", "trace-42")
         .body("{")

@@ -158,6 +158,43 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
+/// Longest lifetime `token issue` accepts.
+pub const MAX_TTL: Duration = Duration::from_secs(366 * 86_400);
+
+/// `affine-gateway token issue`: validates the arguments and signs with the configured secret.
+pub fn issue_cli_token(
+    config: &crate::config::Config,
+    sub: &str,
+    scope: &str,
+    ttl: &str,
+) -> Result<String, String> {
+    let Some(secret) = &config.jwt_secret else {
+        return Err("GATEWAY_JWT_SECRET is not set: a token signed with a random secret would be refused by every gateway".into());
+    };
+    let scopes = Scope::parse_list(scope)?;
+    let ttl = parse_duration(ttl)?;
+    if ttl > MAX_TTL {
+        return Err("--ttl is longer than 366d".into());
+    }
+    let sub_ok = !sub.is_empty()
+        && sub.len() <= 128
+        && sub
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'));
+    if !sub_ok {
+        return Err(format!(
+            "invalid --sub `{sub}`: 1 to 128 of [A-Za-z0-9._@-]"
+        ));
+    }
+    if scopes.contains(&Scope::Reason) && crate::accounts::AccountKind::of_id(sub).is_none() {
+        return Err(format!(
+            "--sub `{sub}` is not an account id: an enterprise slug ([a-z0-9-], 3 to 64) or an SS58 hotkey"
+        ));
+    }
+    let keys = JwtKeys::new(secret.expose().as_bytes(), config.auth.jwt_leeway());
+    Ok(keys.issue(sub, &scopes, ttl, now_secs()).0)
+}
+
 /// Current unix time in seconds.
 pub fn now_secs() -> u64 {
     std::time::SystemTime::now()

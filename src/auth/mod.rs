@@ -1,13 +1,25 @@
-//! Who is calling.
+//! Who is calling (CONTRACT §3).
 //!
-//! Authentication (btauth/1 and Epistula v2 signed requests, JWT bearer tokens, replay
-//! protection, accounts) is the next capability to land here (issue #3). Until then
-//! `/v1/reason` answers without credentials, as the issue plan allows. The layer will sit
-//! in [`crate::http::stack`] after the body limit and before anything that costs money.
+//! A caller presents exactly one credential:
+//! - [`btauth`]: a request signed with the bittensor SDK's `http_auth` (btauth/1);
+//! - [`epistula`]: an Epistula v2 signed request;
+//! - [`jwt`]: an HS256 bearer token (enterprises, operators, and session tokens that
+//!   `POST /v1/auth/session` trades for one signed request).
+//!
+//! [`ss58`] decodes addresses, [`verdict`] holds the shared verification types, [`signing`]
+//! produces signed-request headers (tests, SDKs). [`middleware`] is the tower layer that runs
+//! the checks and puts a [`Caller`] (or an [`Operator`]) into the request; [`revocation`]
+//! mirrors revoked token ids in memory on every replica.
 
 pub mod btauth;
+pub mod caller;
 pub mod epistula;
 pub mod jwt;
+pub mod middleware;
+pub mod revocation;
 pub mod signing;
 pub mod ss58;
 pub mod verdict;
+
+pub use caller::{Caller, Credential, Operator};
+pub use middleware::Authenticator;

@@ -119,7 +119,7 @@ pub(crate) fn parse_decimal(s: &str) -> Option<u128> {
 pub(crate) fn parse_signature(s: &str) -> Result<Option<[u8; 64]>, Refusal> {
     let hex_part = s.strip_prefix("0x").unwrap_or(s);
     // Bound the work on oversized values; a 64-byte signature is 128 hex digits.
-    if hex_part.is_empty() || hex_part.len() > 1024 || hex_part.len() % 2 != 0 {
+    if hex_part.is_empty() || hex_part.len() > 1024 || !hex_part.len().is_multiple_of(2) {
         return Err(Refusal::Malformed);
     }
     if !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -149,7 +149,7 @@ pub(crate) fn body_sha256_hex(body: &[u8]) -> [u8; 64] {
 /// verifier must never have to choose between two values of a signed field.
 pub(crate) fn single_header<'a>(
     headers: &'a axum::http::HeaderMap,
-    name: &str,
+    name: &axum::http::HeaderName,
 ) -> Result<Option<&'a str>, Refusal> {
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
@@ -228,8 +228,8 @@ mod tests {
 
     #[test]
     fn freshness_ttl_is_never_zero_even_with_a_zero_window() {
-        let ttl = freshness(5, 5, Duration::ZERO, Duration::ZERO, 1)
-            .expect("same instant is fresh");
+        let ttl =
+            freshness(5, 5, Duration::ZERO, Duration::ZERO, 1).expect("same instant is fresh");
         assert!(ttl >= MIN_MARK_TTL);
     }
 
@@ -237,7 +237,9 @@ mod tests {
     fn decimal_parsing_is_strict() {
         assert_eq!(parse_decimal("0"), Some(0));
         assert_eq!(parse_decimal("007"), Some(7));
-        for bad in ["", "+1", "-1", " 1", "1 ", "1_0", "1e3", "0x10", "12ab", "1.0"] {
+        for bad in [
+            "", "+1", "-1", " 1", "1 ", "1_0", "1e3", "0x10", "12ab", "1.0",
+        ] {
             assert_eq!(parse_decimal(bad), None, "{bad:?}");
         }
         assert_eq!(parse_decimal(&"9".repeat(40)), None);
@@ -260,10 +262,7 @@ mod tests {
             parse_signature(&format!("0xzz{}", "ab".repeat(63))),
             Err(Refusal::Malformed)
         );
-        assert_eq!(
-            parse_signature(&"ab".repeat(600)),
-            Err(Refusal::Malformed)
-        );
+        assert_eq!(parse_signature(&"ab".repeat(600)), Err(Refusal::Malformed));
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub struct Config {
     pub winner: WinnerConfig,
     /// `/v1/reason` request limits.
     pub reason: ReasonConfig,
+    /// Bearer tokens and signed-request sessions.
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -100,6 +102,7 @@ impl Default for Config {
             upstream: UpstreamConfig::default(),
             winner: WinnerConfig::default(),
             reason: ReasonConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -259,6 +262,38 @@ impl Default for ReasonConfig {
             default_max_tokens: 2048,
             max_tokens_limit: 32768,
         }
+    }
+}
+
+/// Bearer-token settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Lifetime of the tokens `POST /v1/auth/session` hands out, in seconds (1 to 86400).
+    /// Short, so a leaked session token is worth little; a caller re-signs to renew.
+    pub session_ttl_secs: u64,
+    /// Clock skew tolerated on a token's `exp`, in seconds (at most 300).
+    pub jwt_leeway_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            session_ttl_secs: 900,
+            jwt_leeway_secs: 5,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// `session_ttl_secs` as a duration.
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_ttl_secs)
+    }
+
+    /// `jwt_leeway_secs` as a duration.
+    pub fn jwt_leeway(&self) -> Duration {
+        Duration::from_secs(self.jwt_leeway_secs)
     }
 }
 
@@ -449,6 +484,14 @@ impl Config {
             validate::http_url(&w.affine_api_url),
         )?;
 
+        check(
+            "auth.session_ttl_secs",
+            range(self.auth.session_ttl_secs, 1, 86_400, "seconds"),
+        )?;
+        check(
+            "auth.jwt_leeway_secs",
+            range(self.auth.jwt_leeway_secs, 0, 300, "seconds"),
+        )?;
         let rs = &self.reason;
         check(
             "reason.max_tokens_limit",

@@ -22,6 +22,10 @@ use crate::error::ErrorCode;
     ),
     paths(
         crate::http::reason::reason,
+        crate::http::session::session,
+        crate::http::admin::put_account,
+        crate::http::admin::get_account,
+        crate::http::admin::revoke_token,
         crate::http::winner::winner,
         crate::http::health::healthz,
         crate::http::health::readyz,
@@ -35,13 +39,85 @@ use crate::error::ErrorCode;
         crate::api::WinnerResponse,
         crate::error::Problem,
         crate::error::ErrorCode,
+        crate::http::session::Session,
+        crate::accounts::Account,
+        crate::accounts::AccountUpdate,
+        crate::http::admin::RevokeRequest,
+        crate::http::admin::Revoked,
     )),
+    modifiers(&Security),
     tags(
         (name = "reason", description = "The Reasoning API"),
+        (name = "auth", description = "Signed requests and session tokens"),
+        (name = "admin", description = "Operators: accounts and tokens (bearer token with the `admin` scope)"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
 pub struct ApiDoc;
+
+/// Declares the three credentials of CONTRACT §3 and applies them to the protected routes.
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "btauth",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Bittensor-Signature",
+                "btauth/1 (bittensor.http_auth): X-Bittensor-Version, -Hotkey, -Nonce, -Receiver, -Signature, optional -Crypto",
+            ))),
+        );
+        components.add_security_scheme(
+            "epistula",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Epistula-Request-Signature",
+                "Epistula v2: Epistula-Version, -Timestamp, -Uuid, -Signed-By, -Signed-For, -Request-Signature",
+            ))),
+        );
+        let caller = vec![
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+            SecurityRequirement::new("btauth", Vec::<String>::new()),
+            SecurityRequirement::new("epistula", Vec::<String>::new()),
+        ];
+        let signed = caller[1..].to_vec();
+        let admin = vec![SecurityRequirement::new("bearer", Vec::<String>::new())];
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let reqs = if path.starts_with("/admin/") {
+                &admin
+            } else if path == "/v1/auth/session" {
+                &signed
+            } else if path == "/v1/reason" {
+                &caller
+            } else {
+                continue;
+            };
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                op.security = Some(reqs.clone());
+            }
+        }
+    }
+}
 
 /// The document as JSON, built once.
 pub fn openapi_json() -> &'static str {

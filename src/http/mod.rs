@@ -7,12 +7,14 @@
 //! - [`reason`], [`reason_stream`]: `POST /v1/reason`, whole and streamed.
 //! - [`health`], [`winner`], [`docs`]: the public informational routes.
 
+pub mod admin;
 pub mod docs;
 pub mod extract;
 pub mod health;
 pub mod reason;
 pub mod reason_stream;
 pub mod request_id;
+pub mod session;
 pub mod stack;
 pub mod state;
 pub mod winner;

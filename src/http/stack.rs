@@ -21,9 +21,13 @@
 //! 8. `DefaultBodyLimit` (axum) — the body size limit (`max_body_bytes`). It is enforced where
 //!    the body is read, by [`crate::http::extract::JsonBody`], which maps it to 413
 //!    `body_too_large`; routes without a body never read one.
-//! 9. (issue #3) authentication, then (issue #4) quotas: after the body limit (signatures hash
-//!    the body) and before anything that costs money.
-//! 10. the handler.
+//! 9. Authentication ([`crate::auth::middleware`], a route layer per group: `require_reason`,
+//!    `require_admin`, `require_signature`; health, metrics, docs and winner stay public).
+//!    After the body limit because signatures hash the body, which it reads within that limit;
+//!    before anything that costs money or touches quotas. It puts the `Caller` (or
+//!    `Operator`) into the request extensions, which the handlers (and, next, quotas and
+//!    metering) read.
+//! 10. (issue #4) quotas, then the handler.
 
 use std::time::Instant;
 
@@ -32,21 +36,47 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::auth::middleware as auth;
 use crate::error::{ApiError, ErrorCode, render_problems};
 use crate::http::request_id::{X_REQUEST_ID, drop_invalid_request_id};
-use crate::http::{AppState, docs, health, reason, winner};
+use crate::http::{AppState, admin, docs, health, reason, session, winner};
 
 /// Builds the complete application: routes and layers.
 pub fn router(state: AppState) -> Router {
     let request_timeout = state.config.request_timeout();
     let max_body = state.config.max_body_bytes;
-    let routes = Router::new()
+    // Route groups by what they require (layer 9 below).
+    let reason_routes = Router::new()
         .route("/v1/reason", post(reason::reason))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_reason,
+        ));
+    let session_routes = Router::new()
+        .route("/v1/auth/session", post(session::session))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_signature,
+        ));
+    let admin_routes = Router::new()
+        .route(
+            "/admin/v1/accounts/{id}",
+            put(admin::put_account).get(admin::get_account),
+        )
+        .route("/admin/v1/tokens/revoke", post(admin::revoke_token))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin,
+        ));
+    let routes = Router::new()
+        .merge(reason_routes)
+        .merge(session_routes)
+        .merge(admin_routes)
         .route("/v1/winner", get(winner::winner))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -28,6 +28,8 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Validation limits for `/v1/reason` (from configuration until plans land).
     pub limits: ReasonLimits,
+    /// Credentials checking.
+    pub auth: crate::auth::Authenticator,
 }
 
 impl AppState {

@@ -51,6 +51,9 @@ impl std::fmt::Debug for MemoryStore {
 struct Shards {
     hasher: RandomState,
     shards: Box<[Mutex<Shard>]>,
+    /// Revoked token ids with their expiry (unix seconds), and the set's version. Admin-rate
+    /// writes and a poll every few hundred milliseconds: one mutex is plenty.
+    revoked: Mutex<(u64, HashMap<String, u64>)>,
 }
 
 #[derive(Default)]
@@ -110,6 +113,7 @@ impl MemoryStore {
             data: Arc::new(Shards {
                 hasher: RandomState::new(),
                 shards,
+                revoked: Mutex::new((0, HashMap::new())),
             }),
             prefix: key_prefix.into(),
         }
@@ -210,6 +214,37 @@ impl MemoryStore {
         };
         shard.insert(key, entry, now);
         Ok(delta)
+    }
+
+    pub(super) fn revoke(&self, jti: &str, until_unix: u64, now_unix: u64) {
+        let mut r = self
+            .data
+            .revoked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        r.1.insert(jti.to_owned(), until_unix);
+        r.1.retain(|_, until| *until >= now_unix);
+        r.0 += 1;
+    }
+
+    pub(super) fn revocations_version(&self) -> u64 {
+        self.data
+            .revoked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+    }
+
+    pub(super) fn revocations(&self, now_unix: u64) -> Vec<String> {
+        let r = self
+            .data
+            .revoked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        r.1.iter()
+            .filter(|(_, until)| **until >= now_unix)
+            .map(|(j, _)| j.clone())
+            .collect()
     }
 
     pub(super) fn pttl(&self, key: &str) -> Option<Duration> {

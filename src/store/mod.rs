@@ -21,8 +21,11 @@
 //! Values are bytes. Counters written by [`Store::incr_by`] are ASCII decimal, exactly as Redis
 //! stores them, so a counter read back with [`Store::get`] looks the same on both backends.
 
+pub mod auth;
 pub mod memory;
 pub mod redis;
+
+pub use auth::AuthAdmission;
 
 use std::fmt;
 use std::time::Duration;

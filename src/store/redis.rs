@@ -229,6 +229,70 @@ impl RedisStore {
         Ok(value)
     }
 
+    pub(super) async fn admit_auth(
+        &self,
+        account_key: &str,
+        mark: Option<(&str, u64)>,
+    ) -> Result<(bool, Option<Vec<u8>>), StoreError> {
+        static SCRIPT: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
+            ::redis::Script::new(include_str!("lua/auth_admit_v1.lua"))
+        });
+        let mut inv = SCRIPT.prepare_invoke();
+        inv.key(self.full_key(account_key));
+        if let Some((k, ms)) = mark {
+            inv.key(self.full_key(k)).arg(ms);
+        }
+        let mut conn = self.conn.clone();
+        // EVALSHA, falling back to EVAL once if the script is not cached on the server yet.
+        let (fresh, account): (i64, Option<Vec<u8>>) =
+            self.run(inv.invoke_async(&mut conn)).await?;
+        Ok((fresh == 1, account))
+    }
+
+    pub(super) async fn revoke(
+        &self,
+        jti: &str,
+        until_unix: u64,
+        now_unix: u64,
+    ) -> Result<(), StoreError> {
+        let set = self.full_key(super::auth::REVOKED_KEY);
+        let mut pipe = ::redis::pipe();
+        pipe.atomic()
+            .cmd("ZADD")
+            .arg(&set)
+            .arg(until_unix)
+            .arg(jti)
+            .ignore()
+            // Tokens past their expiry are refused anyway: forget their revocations.
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&set)
+            .arg("-inf")
+            .arg(format!("({now_unix}"))
+            .ignore()
+            .cmd("INCR")
+            .arg(self.full_key(super::auth::REVOKED_VERSION_KEY))
+            .ignore();
+        let mut conn = self.conn.clone();
+        self.run(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    pub(super) async fn revocations_version(&self) -> Result<u64, StoreError> {
+        let v: Option<u64> = self
+            .query(::redis::cmd("GET").arg(self.full_key(super::auth::REVOKED_VERSION_KEY)))
+            .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    pub(super) async fn revocations(&self, now_unix: u64) -> Result<Vec<String>, StoreError> {
+        self.query(
+            ::redis::cmd("ZRANGEBYSCORE")
+                .arg(self.full_key(super::auth::REVOKED_KEY))
+                .arg(now_unix)
+                .arg("+inf"),
+        )
+        .await
+    }
+
     pub(super) async fn pttl(&self, key: &str) -> Result<Option<Duration>, StoreError> {
         let ms: i64 = self
             .query(::redis::cmd("PTTL").arg(self.full_key(key)))

@@ -1,6 +1,7 @@
 //! Shared harness: a simulated upstream and a gateway in-process on ephemeral loopback ports.
 #![allow(dead_code)]
 
+use affine_gateway::auth::jwt::{JwtKeys, Scope, now_secs};
 use affine_gateway::config::{Config, Secret};
 use affine_gateway::server::Running;
 use affine_gateway::upstream::sse::SseDecoder;
@@ -9,11 +10,46 @@ use chutes_sim::{Sim, SimConfig, SimHandle};
 /// The key the tests configure; the simulator can be told to require it.
 pub const TEST_KEY: &str = "cpk_test_key_0123456789";
 
+/// The JWT secret the tests configure.
+pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// The enterprise account every harness creates, whose token `Harness::reason` sends.
+pub const TEST_ACCOUNT: &str = "tester";
+
 /// A gateway wired to its own simulator.
 pub struct Harness {
     pub gw: Running,
     pub sim: SimHandle,
     pub http: reqwest::Client,
+    /// The configuration the gateway runs with (to start more replicas of it).
+    pub cfg: Config,
+    /// A `reason` token for [`TEST_ACCOUNT`].
+    pub token: String,
+}
+
+/// Token keys matching [`TEST_JWT_SECRET`].
+pub fn keys() -> JwtKeys {
+    JwtKeys::new(
+        TEST_JWT_SECRET.as_bytes(),
+        std::time::Duration::from_secs(0),
+    )
+}
+
+/// A token for `sub` with `scopes`, valid for `ttl_secs`.
+pub fn token(sub: &str, scopes: &[Scope], ttl_secs: u64) -> String {
+    keys()
+        .issue(
+            sub,
+            scopes,
+            std::time::Duration::from_secs(ttl_secs),
+            now_secs(),
+        )
+        .0
+}
+
+/// An `admin` token.
+pub fn admin_token() -> String {
+    token("ops", &[Scope::Admin], 600)
 }
 
 /// The gateway configuration for a simulator: its URL, a key, its model as the static winner.
@@ -22,7 +58,36 @@ pub fn config_for(sim: &SimHandle, sim_cfg: &SimConfig) -> Config {
     cfg.upstream.url = sim.base_url();
     cfg.upstream.api_key = Some(Secret::new(TEST_KEY.to_string()));
     cfg.winner.model = Some(sim_cfg.model.clone());
+    cfg.jwt_secret = Some(Secret::new(TEST_JWT_SECRET.to_string()));
+    cfg.auth.jwt_leeway_secs = 0;
     cfg
+}
+
+/// A unique Redis key prefix for one test, on the shared server.
+pub fn redis_prefix() -> String {
+    format!("agw-test:{}:", uuid::Uuid::new_v4().simple())
+}
+
+/// Points `cfg` at the real Redis on 127.0.0.1:6379 under a fresh prefix.
+pub fn use_redis(cfg: &mut Config) {
+    cfg.redis.url = Some(Secret::new("redis://127.0.0.1:6379".to_string()));
+    cfg.redis.key_prefix = redis_prefix();
+}
+
+/// PUTs an account through the admin API of the gateway at `base`.
+pub async fn put_account(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    body: &str,
+) -> reqwest::Response {
+    http.put(format!("{base}/admin/v1/accounts/{id}"))
+        .bearer_auth(admin_token())
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("request sent")
 }
 
 impl Harness {
@@ -37,11 +102,20 @@ impl Harness {
         let sim = Sim::start(sim_cfg.clone()).await.expect("simulator starts");
         let mut cfg = config_for(&sim, &sim_cfg);
         tweak(&mut cfg);
-        let gw = Running::start(cfg).await.expect("gateway starts");
+        let gw = Running::start(cfg.clone()).await.expect("gateway starts");
+        let http = reqwest::Client::new();
+        let res = put_account(&http, &gw.url(), TEST_ACCOUNT, r#"{"billing":"postpaid"}"#).await;
+        assert!(
+            res.status().is_success(),
+            "test account created: {}",
+            res.status()
+        );
         Harness {
             gw,
             sim,
-            http: reqwest::Client::new(),
+            http,
+            cfg,
+            token: token(TEST_ACCOUNT, &[Scope::Reason], 3600),
         }
     }
 
@@ -49,10 +123,11 @@ impl Harness {
         format!("{}{}", self.gw.url(), path)
     }
 
-    /// POSTs a JSON body to `/v1/reason`.
+    /// POSTs a JSON body to `/v1/reason` as the test account.
     pub async fn reason(&self, body: &str) -> reqwest::Response {
         self.http
             .post(self.url("/v1/reason"))
+            .bearer_auth(&self.token)
             .header("content-type", "application/json")
             .body(body.to_string())
             .send()

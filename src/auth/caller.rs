@@ -1,0 +1,51 @@
+//! The authenticated identity that travels with a request (a request extension).
+
+use crate::accounts::{AccountKind, Billing};
+
+/// How the caller proved who it is; the id part is what replay protection or revocation keys on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A btauth/1 signed request, with its nonce.
+    BtAuth {
+        /// Unix nanoseconds, as sent.
+        nonce: String,
+    },
+    /// An Epistula v2 signed request, with its uuid.
+    Epistula {
+        /// As sent.
+        uuid: String,
+    },
+    /// A bearer token.
+    Token {
+        /// The token id.
+        jti: String,
+    },
+}
+
+/// A caller of the Reasoning API: the account quotas and metering apply to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// Account id: the hotkey's SS58 address or the enterprise slug.
+    pub account_id: String,
+    /// Hotkey or enterprise.
+    pub kind: AccountKind,
+    /// The hotkey's subnet, if registered with one.
+    pub netuid: Option<u16>,
+    /// Plan name.
+    pub plan: String,
+    /// Prepaid or postpaid.
+    pub billing: Billing,
+    /// False for a hotkey that has no account and calls on the `public` plan.
+    pub registered: bool,
+    /// How it authenticated.
+    pub credential: Credential,
+}
+
+/// An operator on the admin API (a bearer token with the `admin` scope).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    /// The token's subject.
+    pub sub: String,
+    /// The token id.
+    pub jti: String,
+}

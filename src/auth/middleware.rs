@@ -1,0 +1,322 @@
+//! The authentication layer: one credential per request, verified before anything costs money.
+//!
+//! Order of work, cheapest refusal first: count the credentials (exactly one), verify it with
+//! CPU only (signature or token; garbage is refused without touching the store), then one
+//! store round trip that sets the replay mark and reads the account. Signed requests need the
+//! body's exact bytes, so for them the body is read here (bounded by the body limit) and put
+//! back for the handler; bearer requests leave the body untouched.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::HeaderValue;
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::caller::{Caller, Credential, Operator};
+use super::jwt::{JwtKeys, Scope, TokenError};
+use super::revocation::Revocations;
+use super::verdict::{Refusal, Scheme};
+use super::{btauth, epistula};
+use crate::accounts::{self, AccountKind, AccountRecord, Billing, PUBLIC_PLAN};
+use crate::error::{ApiError, ErrorCode};
+use crate::http::AppState;
+
+/// Everything authentication needs, built once at start.
+#[derive(Debug)]
+pub struct Authenticator {
+    /// Token keys.
+    pub jwt: JwtKeys,
+    /// The gateway's own hotkey: signed requests must be bound to it.
+    pub receiver: String,
+    /// Whether unregistered hotkeys may call on the `public` plan.
+    pub allow_unregistered: bool,
+    /// Revoked token ids.
+    pub revocations: Arc<Revocations>,
+}
+
+/// What a route group requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Required {
+    /// A caller of the Reasoning API: signed request or token with the `reason` scope.
+    Reason,
+    /// An operator: token with the `admin` scope.
+    Admin,
+    /// A signed request only (`POST /v1/auth/session`).
+    Signature,
+}
+
+/// Middleware for Reasoning API routes.
+pub async fn require_reason(
+    st: State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    authenticate(st, req, next, Required::Reason).await
+}
+
+/// Middleware for `/admin` routes.
+pub async fn require_admin(
+    st: State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    authenticate(st, req, next, Required::Admin).await
+}
+
+/// Middleware for routes that take only signed requests.
+pub async fn require_signature(
+    st: State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    authenticate(st, req, next, Required::Signature).await
+}
+
+fn err(code: ErrorCode, detail: &'static str) -> ApiError {
+    ApiError::new(code, detail)
+}
+
+/// Maps a signature refusal to its contract code.
+pub fn refusal_error(r: Refusal) -> ApiError {
+    match r {
+        Refusal::Malformed => err(
+            ErrorCode::AuthMalformed,
+            "the signature headers are malformed",
+        ),
+        Refusal::BadSignature => err(ErrorCode::BadSignature, "the signature does not verify"),
+        Refusal::Stale => err(
+            ErrorCode::StaleRequest,
+            "the signed request is outside its freshness window (check the client's clock)",
+        ),
+        Refusal::WrongReceiver => err(
+            ErrorCode::WrongReceiver,
+            "the request must be signed for this gateway's hotkey (see GET /v1/winner's docs: GATEWAY_HOTKEY)",
+        ),
+    }
+}
+
+fn store_error(e: crate::store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "store unavailable during authentication");
+    ApiError::new(
+        ErrorCode::Internal,
+        "the gateway's state store is unavailable; try again",
+    )
+    .with_retry_after(1)
+}
+
+/// `Bearer <token>` (scheme case-insensitive, RFC 9110).
+fn bearer_token(v: &HeaderValue) -> Result<&str, ApiError> {
+    let s = v.to_str().map_err(|_| {
+        err(
+            ErrorCode::AuthMalformed,
+            "the Authorization header is not ASCII",
+        )
+    })?;
+    match s.split_once(' ') {
+        Some((scheme, tok)) if scheme.eq_ignore_ascii_case("bearer") && !tok.trim().is_empty() => {
+            Ok(tok.trim())
+        }
+        _ => Err(err(
+            ErrorCode::AuthMalformed,
+            "use `Authorization: Bearer <token>`",
+        )),
+    }
+}
+
+async fn authenticate(
+    State(st): State<AppState>,
+    req: Request,
+    next: Next,
+    need: Required,
+) -> Result<Response, ApiError> {
+    let auth = &st.auth;
+    let h = req.headers();
+    let signed_bt = btauth::present(h);
+    let signed_ep = epistula::present(h);
+    let bearer = h.get(AUTHORIZATION);
+    match signed_bt as u8 + signed_ep as u8 + bearer.is_some() as u8 {
+        0 => {
+            return Err(err(
+                ErrorCode::AuthMissing,
+                "authenticate with btauth/1 or Epistula v2 signature headers, or `Authorization: Bearer <token>`",
+            ));
+        }
+        1 => {}
+        _ => {
+            return Err(err(
+                ErrorCode::AuthMalformed,
+                "send exactly one credential: btauth/1 headers, Epistula headers, or a bearer token",
+            ));
+        }
+    }
+
+    if let Some(v) = bearer {
+        if need == Required::Signature {
+            return Err(err(
+                ErrorCode::Forbidden,
+                "this route takes a signed request (btauth/1 or Epistula v2), not a token",
+            ));
+        }
+        let claims = auth.jwt.verify(bearer_token(v)?).map_err(|e| match e {
+            TokenError::Expired => err(ErrorCode::TokenExpired, "the token has expired"),
+            TokenError::Invalid => err(
+                ErrorCode::TokenInvalid,
+                "the bearer token is not a valid token of this gateway",
+            ),
+        })?;
+        if auth.revocations.is_revoked(&claims.jti) {
+            return Err(err(ErrorCode::TokenRevoked, "the token has been revoked"));
+        }
+        let mut req = req;
+        if need == Required::Admin {
+            if !claims.has(Scope::Admin) {
+                return Err(err(
+                    ErrorCode::Forbidden,
+                    "this route needs a token with the `admin` scope",
+                ));
+            }
+            req.extensions_mut().insert(Operator {
+                sub: claims.sub,
+                jti: claims.jti,
+            });
+            return Ok(next.run(req).await);
+        }
+        if !claims.has(Scope::Reason) {
+            return Err(err(
+                ErrorCode::Forbidden,
+                "this route needs a token with the `reason` scope",
+            ));
+        }
+        let adm = st
+            .store
+            .admit_auth(&accounts::record_key(&claims.sub), None)
+            .await
+            .map_err(store_error)?;
+        let caller = caller_for(
+            &st,
+            &claims.sub,
+            adm.account.as_deref(),
+            Credential::Token { jti: claims.jti },
+        )?;
+        req.extensions_mut().insert(caller);
+        return Ok(next.run(req).await);
+    }
+
+    if need == Required::Admin {
+        return Err(err(
+            ErrorCode::Forbidden,
+            "admin routes need a bearer token with the `admin` scope",
+        ));
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, st.config.max_body_bytes)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::BodyTooLarge,
+                "the request body is larger than this gateway accepts (GATEWAY_MAX_BODY_BYTES)",
+            )
+        })?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let signed = if signed_bt {
+        btauth::verify(
+            parts.method.as_str(),
+            path,
+            &parts.headers,
+            &bytes,
+            &auth.receiver,
+            now.as_nanos(),
+        )
+    } else {
+        epistula::verify(&parts.headers, &bytes, &auth.receiver, now.as_millis())
+    }
+    .map_err(refusal_error)?;
+    let (tag, credential) = match signed.scheme {
+        Scheme::BtAuth => (
+            "n",
+            Credential::BtAuth {
+                nonce: signed.replay_id.clone(),
+            },
+        ),
+        Scheme::Epistula => (
+            "u",
+            Credential::Epistula {
+                uuid: signed.replay_id.clone(),
+            },
+        ),
+    };
+    let mark = format!("{{a:{}}}:{tag}:{}", signed.hotkey, signed.replay_id);
+    let adm = st
+        .store
+        .admit_auth(
+            &accounts::record_key(&signed.hotkey),
+            Some((&mark, signed.mark_ttl)),
+        )
+        .await
+        .map_err(store_error)?;
+    if !adm.fresh {
+        return Err(err(
+            ErrorCode::ReplayedRequest,
+            "this signed request was already used; sign every request with a new nonce",
+        ));
+    }
+    let caller = caller_for(&st, &signed.hotkey, adm.account.as_deref(), credential)?;
+    let mut req = Request::from_parts(parts, Body::from(bytes));
+    req.extensions_mut().insert(caller);
+    Ok(next.run(req).await)
+}
+
+/// Builds the caller from the stored account, or the `public` default for an unregistered
+/// hotkey when that is allowed.
+fn caller_for(
+    st: &AppState,
+    id: &str,
+    record: Option<&[u8]>,
+    credential: Credential,
+) -> Result<Caller, ApiError> {
+    match record {
+        Some(bytes) => {
+            let rec = AccountRecord::decode(bytes)?;
+            if rec.disabled {
+                return Err(err(ErrorCode::AccountDisabled, "this account is disabled"));
+            }
+            Ok(Caller {
+                account_id: rec.id,
+                kind: rec.kind,
+                netuid: rec.netuid,
+                plan: rec.plan,
+                billing: rec.billing,
+                registered: true,
+                credential,
+            })
+        }
+        None if AccountKind::of_id(id) == Some(AccountKind::Hotkey) => {
+            if !st.auth.allow_unregistered {
+                return Err(err(
+                    ErrorCode::UnregisteredHotkey,
+                    "this hotkey is not registered with the gateway",
+                ));
+            }
+            Ok(Caller {
+                account_id: id.to_string(),
+                kind: AccountKind::Hotkey,
+                netuid: None,
+                plan: PUBLIC_PLAN.to_string(),
+                billing: Billing::Prepaid,
+                registered: false,
+                credential,
+            })
+        }
+        None => Err(err(
+            ErrorCode::Forbidden,
+            "the token's account does not exist",
+        )),
+    }
+}

@@ -1,0 +1,130 @@
+//! The operators' API under `/admin/v1` (bearer tokens with the `admin` scope).
+
+use axum::Json;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::accounts::{self, Account, AccountRecord, AccountUpdate};
+use crate::api::classify_json_error;
+use crate::auth::Operator;
+use crate::auth::jwt::now_secs;
+use crate::error::{ApiError, ErrorCode};
+use crate::http::AppState;
+use crate::http::extract::JsonBody;
+
+fn known_plan(p: &str) -> bool {
+    accounts::BUILTIN_PLANS.contains(&p)
+}
+
+/// Creates (201) or updates (200) an account; omitted fields keep their value.
+#[utoipa::path(put, path = "/admin/v1/accounts/{id}", tag = "admin",
+    params(("id" = String, Path, description = "SS58 hotkey or enterprise slug")),
+    request_body(content = AccountUpdate, content_type = "application/json"),
+    responses(
+        (status = 200, description = "updated", body = Account),
+        (status = 201, description = "created", body = Account),
+        (status = 400, description = "invalid_request, invalid_json, unknown_field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "missing or invalid token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "forbidden: the token lacks the admin scope", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn put_account(
+    State(st): State<AppState>,
+    Extension(op): Extension<Operator>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let upd: AccountUpdate = serde_json::from_slice(&body).map_err(classify_json_error)?;
+    let current = accounts::load(&st.store, &id).await?;
+    let created = current.is_none();
+    let rec = AccountRecord::apply(&id, current, upd, known_plan)?;
+    accounts::save(&st.store, &rec).await?;
+    tracing::info!(operator = %op.sub, account = %rec.id, created, "account written");
+    let balance = accounts::balance(&st.store, &id).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(rec.with_balance(balance))).into_response())
+}
+
+/// Reads an account with its balance.
+#[utoipa::path(get, path = "/admin/v1/accounts/{id}", tag = "admin",
+    params(("id" = String, Path, description = "SS58 hotkey or enterprise slug")),
+    responses(
+        (status = 200, description = "the account", body = Account),
+        (status = 404, description = "not_found", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_account(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Account>, ApiError> {
+    let Some(rec) = accounts::load(&st.store, &id).await? else {
+        return Err(ApiError::new(ErrorCode::NotFound, "no such account"));
+    };
+    let balance = accounts::balance(&st.store, &id).await?;
+    Ok(Json(rec.with_balance(balance)))
+}
+
+/// `POST /admin/v1/tokens/revoke` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// The token id (`jti` claim) to refuse from now on.
+    pub jti: String,
+    /// The token's `exp` (unix seconds), if known: the revocation is kept until then.
+    /// Without it the revocation is kept for the longest token lifetime (366 days).
+    #[serde(default)]
+    pub exp: Option<u64>,
+}
+
+/// `POST /admin/v1/tokens/revoke` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Revoked {
+    /// The revoked token id.
+    pub jti: String,
+    /// Always true.
+    pub revoked: bool,
+}
+
+/// Longest a revocation is kept when the token's expiry is not given.
+pub const MAX_TOKEN_LIFETIME_SECS: u64 = 366 * 86_400;
+
+/// Refuses a token on every replica from now on (within a second).
+#[utoipa::path(post, path = "/admin/v1/tokens/revoke", tag = "admin",
+    request_body(content = RevokeRequest, content_type = "application/json"),
+    responses((status = 200, description = "revoked", body = Revoked)))]
+pub async fn revoke_token(
+    State(st): State<AppState>,
+    Extension(op): Extension<Operator>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Revoked>, ApiError> {
+    let req: RevokeRequest = serde_json::from_slice(&body).map_err(classify_json_error)?;
+    if req.jti.is_empty() || req.jti.len() > 128 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "`jti` must be 1 to 128 characters",
+        ));
+    }
+    let now = now_secs();
+    let until = req
+        .exp
+        .unwrap_or(now + MAX_TOKEN_LIFETIME_SECS)
+        .min(now + MAX_TOKEN_LIFETIME_SECS);
+    st.store.revoke(&req.jti, until, now).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot record a revocation");
+        ApiError::new(
+            ErrorCode::Internal,
+            "the revocation could not be recorded; try again",
+        )
+    })?;
+    st.auth.revocations.insert_local(&req.jti);
+    tracing::info!(operator = %op.sub, jti = %req.jti, "token revoked");
+    Ok(Json(Revoked {
+        jti: req.jti,
+        revoked: true,
+    }))
+}

@@ -99,6 +99,8 @@ pub fn metered_headers(res: &mut Response, model: &str, cost_rao: Option<u64>) {
     responses(
         (status = 200, description = "The answer (or, with `stream: true`, `text/event-stream` of `reasoning`/`output` events and one `done` or `error`)", body = ReasonResponse),
         (status = 400, description = "invalid_request, invalid_json, unknown_field, max_tokens_exceeds_plan", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "auth_missing, auth_malformed, bad_signature, stale_request, replayed_request, wrong_receiver, token_invalid, token_expired, token_revoked", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "forbidden, unregistered_hotkey, account_disabled", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 413, description = "body_too_large", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "unsupported_media_type", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 502, description = "upstream_error", body = crate::error::Problem, content_type = "application/problem+json"),

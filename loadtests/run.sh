@@ -73,13 +73,18 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A port nobody listens on right now (there is a small race until the gateway binds it; a
-# lost race shows up as the gateway exiting, which the readiness wait reports).
+# A port no socket uses right now, below the kernel's ephemeral range so outgoing connections
+# (the gateway's own pool, loadgen's) cannot take it between this check and the bind. A lost
+# race still shows up as the gateway exiting at once, and the start is retried on a new port.
 free_port() {
-    local port
+    local low port
+    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    [ "$low" -gt 11000 ] || low=32768
     for _ in $(seq 1 100); do
-        port=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        port=$((10000 + RANDOM % (low - 10000)))
+        if command -v ss >/dev/null; then
+            [ -z "$(ss -Htan "sport = :$port" 2>/dev/null)" ] && { echo "$port"; return 0; }
+        elif ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return 0
         fi
@@ -132,24 +137,41 @@ fi
 wait_ready "$SIM_PID" "$SIM_BASE/v1/models" 100 || { echo "run.sh: chutes-sim not answering" >&2; exit 1; }
 
 echo "== starting affine-gateway"
-GW_PORT=$(free_port)
-GW_BASE="http://127.0.0.1:$GW_PORT"
-GW_ENV=(
-    "GATEWAY_LISTEN=127.0.0.1:$GW_PORT"
-    "GATEWAY_UPSTREAM_URL=$SIM_BASE/v1"
-    "CHUTES_API_KEY=bench"
-    "GATEWAY_WINNER=$MODEL"
-    "RUST_LOG=warn"
-    # Bounds how long stopping it can take if requests are still in flight.
-    "GATEWAY_DRAIN_TIMEOUT_SECS=5"
-)
-if [ "$USE_REDIS" = 1 ]; then
-    GW_ENV+=("GATEWAY_REDIS_URL=redis://127.0.0.1:6379" "GATEWAY_KEY_PREFIX=$KEY_PREFIX")
-fi
-env "${GW_ENV[@]}" "$BIN/affine-gateway" serve >"$LOGS/gw.out" 2>"$LOGS/gw.err" &
-GW_PID=$!
-if ! wait_ready "$GW_PID" "$GW_BASE/readyz" 150; then
-    echo "run.sh: the gateway did not become ready within 15 s:" >&2
+GW_READY=0
+for attempt in 1 2 3; do
+    GW_PORT=$(free_port)
+    GW_BASE="http://127.0.0.1:$GW_PORT"
+    GW_ENV=(
+        "GATEWAY_LISTEN=127.0.0.1:$GW_PORT"
+        "GATEWAY_UPSTREAM_URL=$SIM_BASE/v1"
+        "CHUTES_API_KEY=bench"
+        "GATEWAY_WINNER=$MODEL"
+        "RUST_LOG=warn"
+        # Bounds how long stopping it can take if requests are still in flight.
+        "GATEWAY_DRAIN_TIMEOUT_SECS=5"
+    )
+    if [ "$USE_REDIS" = 1 ]; then
+        GW_ENV+=("GATEWAY_REDIS_URL=redis://127.0.0.1:6379" "GATEWAY_KEY_PREFIX=$KEY_PREFIX")
+    fi
+    env "${GW_ENV[@]}" "$BIN/affine-gateway" serve >"$LOGS/gw.out" 2>"$LOGS/gw.err" &
+    GW_PID=$!
+    if wait_ready "$GW_PID" "$GW_BASE/readyz" 150; then
+        GW_READY=1
+        break
+    fi
+    if kill -0 "$GW_PID" 2>/dev/null; then
+        echo "run.sh: the gateway did not become ready within 15 s:" >&2
+        break
+    fi
+    wait "$GW_PID" 2>/dev/null || true
+    GW_PID=""
+    if ! grep -q "Address already in use" "$LOGS/gw.err"; then
+        echo "run.sh: the gateway exited:" >&2
+        break
+    fi
+    echo "run.sh: port $GW_PORT was taken (attempt $attempt), trying another" >&2
+done
+if [ "$GW_READY" != 1 ]; then
     cat "$LOGS/gw.out" "$LOGS/gw.err" >&2
     exit 1
 fi
@@ -185,8 +207,9 @@ run_load gateway "$GW_BASE/v1/reason" "$GATEWAY_BODY}" "${GW_AUTH[@]}"
 run_load direct_stream "$SIM_BASE/v1/chat/completions" "$DIRECT_BODY,\"stream\":true}"
 run_load gateway_stream "$GW_BASE/v1/reason" "$GATEWAY_BODY,\"stream\":true}" "${GW_AUTH[@]}"
 
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -n1)" ]; then
+# BENCH_COMMIT labels the results when the tree is not a git checkout (an exported copy).
+COMMIT=${BENCH_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)}
+if [ -z "${BENCH_COMMIT:-}" ] && [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -n1)" ]; then
     COMMIT="$COMMIT+dirty"
 fi
 jq -n \

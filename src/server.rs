@@ -23,6 +23,9 @@ use crate::auth::revocation::Revocations;
 use crate::config::Config;
 use crate::http::{self, AppState, state::Inner};
 use crate::metrics::Metrics;
+use crate::quota::Limiter;
+use crate::quota::local::IpGuard;
+use crate::quota::plans::Plans;
 use crate::routing::{Winner, WinnerHandle};
 use crate::store::Store;
 use crate::upstream::UpstreamClient;
@@ -141,14 +144,27 @@ impl Gateway {
             default_max_tokens: config.reason.default_max_tokens,
             max_tokens_limit: config.reason.max_tokens_limit,
         };
+        let metrics = Metrics::new();
+        let plans = Plans::from_config(&config)
+            .map_err(|(field, expected)| StartError::Config(format!("{field}: {expected}")))?;
+        let limiter = Arc::new(Limiter::new(
+            store.clone(),
+            plans,
+            config.quota.on_store_failure,
+            Duration::from_secs(config.quota.lease_secs),
+            metrics.clone(),
+        ));
+        let ip_guard = IpGuard::new(config.quota.ip_per_second, config.quota.ip_burst);
         let state = AppState::new(Inner {
             config,
             store,
             upstream,
             winner,
-            metrics: Metrics::new(),
+            metrics,
             limits,
             auth,
+            limiter,
+            ip_guard,
         });
         Ok(Gateway { state, simulator })
     }

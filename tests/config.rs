@@ -158,15 +158,21 @@ fn each_variable_overrides_its_field() {
     let c = load_env(&[
         ("GATEWAY_REDIS_URL", "redis://10.0.0.1:7000"),
         ("GATEWAY_REDIS_CLUSTER", "1"),
+        ("GATEWAY_QUOTA_ON_STORE_FAILURE", "fail_closed"),
     ])
     .expect("valid");
     assert!(c.redis.cluster);
+    assert_eq!(
+        c.quota.on_store_failure,
+        affine_gateway::config::StoreFailure::FailClosed
+    );
 }
 
 #[test]
 fn the_table_above_covers_every_variable() {
     let mut tested: Vec<&str> = OVERRIDES.iter().map(|(v, _, _)| *v).collect();
     tested.push("GATEWAY_REDIS_CLUSTER");
+    tested.push("GATEWAY_QUOTA_ON_STORE_FAILURE");
     tested.sort_unstable();
     let mut read: Vec<&str> = env_variables().map(|(v, _)| v).collect();
     read.sort_unstable();

@@ -247,6 +247,16 @@ impl ReasonRequest {
         Ok(max_tokens)
     }
 
+    /// A generous estimate of the input tokens (reconciled with the provider's count later).
+    pub fn input_token_estimate(&self) -> u64 {
+        let system = self.system.as_ref().map(|s| s.len());
+        let texts: Box<dyn Iterator<Item = usize>> = match &self.input {
+            Input::Text(t) => Box::new(std::iter::once(t.len())),
+            Input::Messages(m) => Box::new(m.iter().map(|m| m.content.len())),
+        };
+        crate::quota::limiter::estimate_input_tokens(system.into_iter().chain(texts))
+    }
+
     /// Whether reasoning text goes back to the caller.
     pub fn wants_reasoning(&self) -> bool {
         self.include_reasoning.unwrap_or(true)

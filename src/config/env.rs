@@ -22,6 +22,21 @@ pub(super) struct Var {
 /// Every variable the gateway reads (besides `RUST_LOG`, which the tracing filter reads).
 pub(super) const VARS: &[Var] = &[
     Var {
+        name: "GATEWAY_QUOTA_ON_STORE_FAILURE",
+        field: "quota.on_store_failure",
+        secret: false,
+        apply: |c, v| {
+            c.quota.on_store_failure = if v.eq_ignore_ascii_case("fail_open") {
+                super::StoreFailure::FailOpen
+            } else if v.eq_ignore_ascii_case("fail_closed") {
+                super::StoreFailure::FailClosed
+            } else {
+                return Err("expected `fail_open` or `fail_closed`".to_string());
+            };
+            Ok(())
+        },
+    },
+    Var {
         name: "GATEWAY_LISTEN",
         field: "listen",
         secret: false,

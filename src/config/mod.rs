@@ -27,6 +27,7 @@ mod env;
 mod secret;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -85,6 +86,13 @@ pub struct Config {
     pub reason: ReasonConfig,
     /// Bearer tokens and signed-request sessions.
     pub auth: AuthConfig,
+    /// Quota behaviour (what happens when Redis fails, the per-IP flood guard, leases).
+    pub quota: QuotaConfig,
+    /// Plans added to or overriding the built-in `public`, `subnet` and `enterprise`
+    /// (`[plans.NAME]`); see [`crate::quota::plans`].
+    pub plans: BTreeMap<String, PlanConfig>,
+    /// `netuid → plan`: the plan that limits the sum of a subnet's hotkeys (`[subnets]`).
+    pub subnets: BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -103,6 +111,9 @@ impl Default for Config {
             winner: WinnerConfig::default(),
             reason: ReasonConfig::default(),
             auth: AuthConfig::default(),
+            quota: QuotaConfig::default(),
+            plans: BTreeMap::new(),
+            subnets: BTreeMap::new(),
         }
     }
 }
@@ -265,6 +276,71 @@ impl Default for ReasonConfig {
     }
 }
 
+/// One `[plans.NAME]` table. For a built-in plan, omitted fields keep the built-in value; a new
+/// plan must set every limit (prices default to 0).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    /// Requests per minute (token bucket: a full minute may be spent at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u64>,
+    /// Tokens (input estimate + `max_tokens`, reconciled with actual usage) per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u64>,
+    /// Tokens per day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_day: Option<u64>,
+    /// Requests in flight at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u64>,
+    /// Largest `max_tokens` a request may ask for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Price of input tokens, rao per million.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_rao_per_mtok: Option<u64>,
+    /// Price of output tokens, rao per million.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_rao_per_mtok: Option<u64>,
+}
+
+/// What the limiter does when Redis cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreFailure {
+    /// Admit the request (counted in a metric, logged at most once a minute): an outage of
+    /// the quota store does not become an outage of the API.
+    FailOpen,
+    /// Refuse the request (500 `internal` with `Retry-After`).
+    FailClosed,
+}
+
+/// `[quota]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaConfig {
+    /// Policy when Redis fails during admission (`GATEWAY_QUOTA_ON_STORE_FAILURE`).
+    pub on_store_failure: StoreFailure,
+    /// Per client IP flood guard, requests per second sustained (0 disables it).
+    pub ip_per_second: u32,
+    /// Per client IP burst.
+    pub ip_burst: u32,
+    /// A concurrency slot's lease, seconds: a slot held by a replica that died comes back
+    /// after this; live requests renew it every third of it.
+    pub lease_secs: u64,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> QuotaConfig {
+        QuotaConfig {
+            on_store_failure: StoreFailure::FailOpen,
+            ip_per_second: 500,
+            ip_burst: 1000,
+            lease_secs: 30,
+        }
+    }
+}
+
 /// Bearer-token settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -331,8 +407,8 @@ pub enum ConfigError {
     /// A value parsed but is not acceptable.
     #[error("{field}{}: {expected}", shown_origin(.origin.as_deref()))]
     Invalid {
-        /// The field, spelled as in the TOML file (`upstream.url`).
-        field: &'static str,
+        /// The field, spelled as in the TOML file (`upstream.url`, `plans.gold.max_tokens`).
+        field: std::borrow::Cow<'static, str>,
         /// Where the value came from (`GATEWAY_UPSTREAM_URL`, a file path), when known.
         origin: Option<String>,
         /// What was expected.
@@ -386,8 +462,8 @@ impl Config {
             ConfigError::Invalid {
                 field, expected, ..
             } => {
-                let origin = if from_env.contains(&field) {
-                    env::var_for(field).map(str::to_string)
+                let origin = if from_env.iter().any(|f| *f == field) {
+                    env::var_for(&field).map(str::to_string)
                 } else {
                     file.map(|p| p.display().to_string())
                 };
@@ -414,7 +490,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let check = |field: &'static str, r: Result<(), String>| {
             r.map_err(|expected| ConfigError::Invalid {
-                field,
+                field: field.into(),
                 origin: None,
                 expected,
             })
@@ -492,6 +568,23 @@ impl Config {
             "auth.jwt_leeway_secs",
             range(self.auth.jwt_leeway_secs, 0, 300, "seconds"),
         )?;
+        check(
+            "quota.lease_secs",
+            range(self.quota.lease_secs, 3, 3600, "seconds"),
+        )?;
+        if self.quota.ip_per_second > 0 && self.quota.ip_burst == 0 {
+            check(
+                "quota.ip_burst",
+                Err("must be at least 1 when quota.ip_per_second is set".into()),
+            )?;
+        }
+        if let Err((field, expected)) = crate::quota::plans::Plans::from_config(self) {
+            return Err(ConfigError::Invalid {
+                field: field.into(),
+                origin: None,
+                expected,
+            });
+        }
         let rs = &self.reason;
         check(
             "reason.max_tokens_limit",

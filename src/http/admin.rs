@@ -15,10 +15,6 @@ use crate::error::{ApiError, ErrorCode};
 use crate::http::AppState;
 use crate::http::extract::JsonBody;
 
-fn known_plan(p: &str) -> bool {
-    accounts::BUILTIN_PLANS.contains(&p)
-}
-
 /// Creates (201) or updates (200) an account; omitted fields keep their value.
 #[utoipa::path(put, path = "/admin/v1/accounts/{id}", tag = "admin",
     params(("id" = String, Path, description = "SS58 hotkey or enterprise slug")),
@@ -39,7 +35,7 @@ pub async fn put_account(
     let upd: AccountUpdate = serde_json::from_slice(&body).map_err(classify_json_error)?;
     let current = accounts::load(&st.store, &id).await?;
     let created = current.is_none();
-    let rec = AccountRecord::apply(&id, current, upd, known_plan)?;
+    let rec = AccountRecord::apply(&id, current, upd, |p| st.limiter.plans().contains(p))?;
     accounts::save(&st.store, &rec).await?;
     tracing::info!(operator = %op.sub, account = %rec.id, created, "account written");
     let balance = accounts::balance(&st.store, &id).await?;

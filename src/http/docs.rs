@@ -23,6 +23,7 @@ use crate::error::ErrorCode;
     paths(
         crate::http::reason::reason,
         crate::http::session::session,
+        crate::http::account::account,
         crate::http::admin::put_account,
         crate::http::admin::get_account,
         crate::http::admin::revoke_token,
@@ -40,6 +41,10 @@ use crate::error::ErrorCode;
         crate::error::Problem,
         crate::error::ErrorCode,
         crate::http::session::Session,
+        crate::http::account::AccountView,
+        crate::http::account::Remaining,
+        crate::http::account::SubnetQuota,
+        crate::quota::plans::Plan,
         crate::accounts::Account,
         crate::accounts::AccountUpdate,
         crate::http::admin::RevokeRequest,
@@ -99,7 +104,7 @@ impl utoipa::Modify for Security {
                 &admin
             } else if path == "/v1/auth/session" {
                 &signed
-            } else if path == "/v1/reason" {
+            } else if path == "/v1/reason" || path == "/v1/account" {
                 &caller
             } else {
                 continue;

@@ -7,6 +7,7 @@
 //! - [`reason`], [`reason_stream`]: `POST /v1/reason`, whole and streamed.
 //! - [`health`], [`winner`], [`docs`]: the public informational routes.
 
+pub mod account;
 pub mod admin;
 pub mod docs;
 pub mod extract;

@@ -3,16 +3,19 @@
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
-use crate::api::{Cost, ModelInfo, ReasonRequest, ReasonResponse, Timing, Usage};
+use crate::api::{Cost, ModelInfo, ReasonLimits, ReasonRequest, ReasonResponse, Timing, Usage};
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::AppState;
 use crate::http::extract::JsonBody;
 use crate::http::{reason_stream, request_id};
 use crate::metering::{Prices, cost_rao};
+use crate::quota::Lease;
+use crate::quota::headers as quota_headers;
 use crate::routing::Winner;
 use crate::upstream::answer::from_completion;
 use crate::upstream::openai::ChatRequest;
@@ -101,6 +104,7 @@ pub fn metered_headers(res: &mut Response, model: &str, cost_rao: Option<u64>) {
         (status = 400, description = "invalid_request, invalid_json, unknown_field, max_tokens_exceeds_plan", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "auth_missing, auth_malformed, bad_signature, stale_request, replayed_request, wrong_receiver, token_invalid, token_expired, token_revoked", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "forbidden, unregistered_hotkey, account_disabled", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "rate_limited, quota_exceeded, concurrency_limited (with Retry-After, RateLimit-Policy and RateLimit)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 413, description = "body_too_large", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "unsupported_media_type", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 502, description = "upstream_error", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -110,12 +114,18 @@ pub fn metered_headers(res: &mut Response, model: &str, cost_rao: Option<u64>) {
 )]
 pub async fn reason(
     State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let req = ReasonRequest::from_slice(&body)?;
-    let max_tokens = req.validate(st.limits)?;
+    let scopes = st.limiter.scopes(&caller);
+    let plan = &scopes.plan;
+    let max_tokens = req.validate(ReasonLimits {
+        default_max_tokens: st.limits.default_max_tokens.min(plan.max_tokens),
+        max_tokens_limit: st.limits.max_tokens_limit.min(plan.max_tokens),
+    })?;
     let winner = st.winner.current().ok_or_else(|| {
         ApiError::new(
             ErrorCode::NoWinner,
@@ -138,17 +148,44 @@ pub async fn reason(
         include_reasoning: req.wants_reasoning(),
         prices: Prices::default(),
     };
-    if req.stream {
-        return reason_stream::respond(st, prep, upstream_body).await;
-    }
+    let estimate = req.input_token_estimate() + u64::from(max_tokens);
+    let lease = match st.limiter.admit(&caller, &prep.id, estimate).await {
+        Ok(lease) => lease,
+        Err(refused) => {
+            let mut res = refused.error.into_response();
+            quota_headers::insert(res.headers_mut(), &refused.policies);
+            return Ok(res);
+        }
+    };
+    let policies = lease.policies.clone();
+    let stream = req.stream;
+    drop(req);
+    let result = if stream {
+        reason_stream::respond(st, prep, upstream_body, lease).await
+    } else {
+        whole(&st, &prep, upstream_body, lease).await
+    };
+    let mut res = result.unwrap_or_else(IntoResponse::into_response);
+    quota_headers::insert(res.headers_mut(), &policies);
+    Ok(res)
+}
 
+/// The non-streamed answer.
+async fn whole(
+    st: &AppState,
+    prep: &Prepared,
+    upstream_body: Vec<u8>,
+    lease: Lease,
+) -> Result<Response, ApiError> {
     let up_started = Instant::now();
     let result = st.upstream.complete(upstream_body).await;
-    observe_upstream(&st, up_started, result.as_ref().err());
+    observe_upstream(st, up_started, result.as_ref().err());
+    // On an upstream failure the lease drops here and gives the whole estimate back.
     let (bytes, headers_at) = result?;
     let answer = from_completion(&bytes, prep.include_reasoning).inspect_err(|e| {
         tracing::warn!(request_id = %prep.request_id, error = %e, "upstream answer rejected");
     })?;
+    lease.settle(answer.usage.total_tokens);
     let ttft_ms = ms(headers_at.duration_since(prep.started));
     let body = prep.response(
         answer.output,

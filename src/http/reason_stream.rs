@@ -21,6 +21,7 @@ use crate::api::{ReasonDone, StreamDelta};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::http::reason::{Prepared, metered_headers, ms, observe_upstream};
+use crate::quota::Lease;
 use crate::upstream::answer::StreamTranslator;
 use crate::upstream::client::next_chunk;
 use crate::upstream::sse::SseDecoder;
@@ -38,6 +39,7 @@ pub async fn respond(
     st: AppState,
     prep: Prepared,
     upstream_body: Vec<u8>,
+    lease: Lease,
 ) -> Result<Response, ApiError> {
     let timeouts = st.upstream.timeouts();
     let up_started = Instant::now();
@@ -50,7 +52,7 @@ pub async fn respond(
     };
     let (tx, mut rx) = mpsc::channel::<Event>(CHANNEL_DEPTH);
     let model = prep.winner.model.id.clone();
-    tokio::spawn(pump(st, prep, res, tx, up_started));
+    tokio::spawn(pump(st, prep, res, tx, up_started, lease));
     let stream = futures_util::stream::poll_fn(move |cx| {
         rx.poll_recv(cx).map(|o| o.map(Ok::<_, Infallible>))
     });
@@ -105,6 +107,7 @@ async fn pump(
     mut res: reqwest::Response,
     tx: mpsc::Sender<Event>,
     up_started: Instant,
+    lease: Lease,
 ) {
     st.metrics.streams_active.inc();
     let _guard = StreamGuard(st.metrics.streams_active.clone());
@@ -174,8 +177,12 @@ async fn pump(
     drop(res);
 
     let ttft_ms = first_piece_at.map_or(0, |t| ms(t.duration_since(prep.started)));
+    // Whatever happened, the tokens seen so far count (a provider that produced output used
+    // it); the quota is reconciled here, on this detached task, not on the client's connection.
+    let seen = translator.summary().usage.total_tokens;
     let outcome = match ended {
         Ended::ClientGone => {
+            lease.settle(seen);
             observe_upstream(&st, up_started, None);
             tracing::info!(request_id = %prep.request_id, "client disconnected mid-stream");
             return;
@@ -183,6 +190,10 @@ async fn pump(
         Ended::Failed(e) => Err(e),
         Ended::Complete => translator.finish(&mut pieces),
     };
+    lease.settle(match &outcome {
+        Ok(summary) => summary.usage.total_tokens,
+        Err(_) => seen,
+    });
     observe_upstream(&st, up_started, outcome.as_ref().err());
     match outcome {
         Ok(summary) => {

@@ -27,14 +27,22 @@
 //!    before anything that costs money or touches quotas. It puts the `Caller` (or
 //!    `Operator`) into the request extensions, which the handlers (and, next, quotas and
 //!    metering) read.
-//! 10. (issue #4) quotas, then the handler.
+//!    In front of it (outermost route layer) the per-IP flood guard ([`crate::quota::local`]),
+//!    so floods cost neither signature work nor Redis.
+//! 10. The handler. Quota admission happens inside it, right after parsing: it needs the
+//!     validated request (its `max_tokens` and input size make the token estimate) and the
+//!     caller's plan; it is the only Redis work before the upstream call besides the auth
+//!     round trip, and its `RateLimit` headers go on every answer of the route.
 
 use std::time::Instant;
 
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use tower::ServiceBuilder;
@@ -44,7 +52,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::middleware as auth;
 use crate::error::{ApiError, ErrorCode, render_problems};
 use crate::http::request_id::{X_REQUEST_ID, drop_invalid_request_id};
-use crate::http::{AppState, admin, docs, health, reason, session, winner};
+use crate::http::{AppState, account, admin, docs, health, reason, session, winner};
 
 /// Builds the complete application: routes and layers.
 pub fn router(state: AppState) -> Router {
@@ -53,16 +61,19 @@ pub fn router(state: AppState) -> Router {
     // Route groups by what they require (layer 9 below).
     let reason_routes = Router::new()
         .route("/v1/reason", post(reason::reason))
+        .route("/v1/account", get(account::account))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_reason,
-        ));
+        ))
+        .route_layer(middleware::from_fn_with_state(state.clone(), ip_guard));
     let session_routes = Router::new()
         .route("/v1/auth/session", post(session::session))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_signature,
-        ));
+        ))
+        .route_layer(middleware::from_fn_with_state(state.clone(), ip_guard));
     let admin_routes = Router::new()
         .route(
             "/admin/v1/accounts/{id}",
@@ -129,6 +140,28 @@ async fn method_not_allowed() -> ApiError {
         ErrorCode::MethodNotAllowed,
         "this route does not accept that method",
     )
+}
+
+/// The per client IP flood guard: refuses floods before any signature work or Redis round trip.
+async fn ip_guard(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Err(wait) = st.ip_guard.check(peer.ip()) {
+        st.metrics
+            .quota_rejections
+            .with_label_values(&["ip_flood"])
+            .inc();
+        return ApiError::new(
+            ErrorCode::RateLimited,
+            "too many requests from this address",
+        )
+        .with_retry_after(crate::quota::headers::retry_after_secs(wait))
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// Counts and times requests by matched route template.

@@ -30,6 +30,10 @@ pub struct Inner {
     pub limits: ReasonLimits,
     /// Credentials checking.
     pub auth: crate::auth::Authenticator,
+    /// Plan limits across replicas.
+    pub limiter: Arc<crate::quota::Limiter>,
+    /// Per client IP flood guard.
+    pub ip_guard: crate::quota::local::IpGuard,
 }
 
 impl AppState {

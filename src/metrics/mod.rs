@@ -31,6 +31,10 @@ pub struct Metrics {
     pub upstream_requests: IntCounterVec,
     /// Time the upstream took, by outcome.
     pub upstream_duration: HistogramVec,
+    /// Requests refused by a limit, by code.
+    pub quota_rejections: IntCounterVec,
+    /// Quota store failures (admission went by the failure policy).
+    pub quota_store_errors: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -69,8 +73,23 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let quota_rejections = IntCounterVec::new(
+            Opts::new(
+                "agw_quota_rejections_total",
+                "Requests refused by a plan limit",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let quota_store_errors = prometheus::IntCounter::new(
+            "agw_quota_store_errors_total",
+            "Quota admissions or settlements that failed on the store",
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(quota_rejections.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(quota_store_errors.clone()),
+            Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
             Box::new(in_flight.clone()),
             Box::new(streams_active.clone()),
@@ -87,6 +106,8 @@ impl Metrics {
             streams_active,
             upstream_requests,
             upstream_duration,
+            quota_rejections,
+            quota_store_errors,
         }
     }
 

@@ -1,4 +1,14 @@
-//! Per-plan limits: requests and tokens per minute and day, concurrency.
+//! Per-plan limits: requests and tokens per minute and day, concurrency (CONTRACT §5).
 //!
-//! Lands with issue #4: one atomic Redis script per scope through [`crate::store`], a
-//! `governor` pre-filter in process, and the IETF `RateLimit` headers.
+//! - [`plans`]: built-in and configured plans, and the subnet → plan mapping.
+//! - [`limiter`]: admission and settlement against the distributed buckets (one atomic script
+//!   per hash slot in Redis, the same semantics in memory).
+//! - [`local`]: the in-process pre-filter (per-IP flood guard) and the over-limit cache.
+//! - [`headers`]: the IETF `RateLimit-Policy` / `RateLimit` headers and `Retry-After`.
+
+pub mod headers;
+pub mod limiter;
+pub mod local;
+pub mod plans;
+
+pub use limiter::{Lease, Limiter, Refused};

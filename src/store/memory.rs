@@ -54,6 +54,8 @@ struct Shards {
     /// Revoked token ids with their expiry (unix seconds), and the set's version. Admin-rate
     /// writes and a poll every few hundred milliseconds: one mutex is plenty.
     revoked: Mutex<(u64, HashMap<String, u64>)>,
+    /// The limiter's scopes.
+    quota: super::memory_quota::QuotaTable,
 }
 
 #[derive(Default)]
@@ -114,6 +116,7 @@ impl MemoryStore {
                 hasher: RandomState::new(),
                 shards,
                 revoked: Mutex::new((0, HashMap::new())),
+                quota: super::memory_quota::QuotaTable::new(),
             }),
             prefix: key_prefix.into(),
         }
@@ -214,6 +217,42 @@ impl MemoryStore {
         };
         shard.insert(key, entry, now);
         Ok(delta)
+    }
+
+    pub(super) fn quota_admit(
+        &self,
+        scopes: &[super::quota::ScopeSpec],
+        request_id: &str,
+        tokens: u64,
+        lease_ms: u64,
+        consume: bool,
+    ) -> super::quota::QuotaDecision {
+        self.data
+            .quota
+            .admit(&self.prefix, scopes, request_id, tokens, lease_ms, consume)
+    }
+
+    pub(super) fn quota_settle(
+        &self,
+        scopes: &[super::quota::ScopeSpec],
+        request_id: &str,
+        tokens_back: i64,
+        request_back: bool,
+    ) -> usize {
+        self.data
+            .quota
+            .settle(&self.prefix, scopes, request_id, tokens_back, request_back)
+    }
+
+    pub(super) fn quota_renew(
+        &self,
+        scopes: &[super::quota::ScopeSpec],
+        request_id: &str,
+        lease_ms: u64,
+    ) {
+        self.data
+            .quota
+            .renew(&self.prefix, scopes, request_id, lease_ms)
     }
 
     pub(super) fn revoke(&self, jti: &str, until_unix: u64, now_unix: u64) {

@@ -23,9 +23,12 @@
 
 pub mod auth;
 pub mod memory;
+mod memory_quota;
+pub mod quota;
 pub mod redis;
 
 pub use auth::AuthAdmission;
+pub use quota::{BucketView, Limit, QuotaDecision, ScopeSpec, ScopeView};
 
 use std::fmt;
 use std::time::Duration;

@@ -249,6 +249,69 @@ impl RedisStore {
         Ok((fresh == 1, account))
     }
 
+    pub(super) async fn quota_admit(
+        &self,
+        scopes: &[super::quota::ScopeSpec],
+        request_id: &str,
+        tokens: u64,
+        lease_ms: u64,
+        admit: bool,
+    ) -> Result<super::quota::QuotaDecision, StoreError> {
+        static SCRIPT: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
+            ::redis::Script::new(include_str!("lua/quota_admit_v1.lua"))
+        });
+        let mut inv = SCRIPT.prepare_invoke();
+        for sc in scopes {
+            for k in sc.keys() {
+                inv.key(self.full_key(&k));
+            }
+        }
+        inv.arg(request_id)
+            .arg(tokens)
+            .arg(lease_ms)
+            .arg(if admit { "admit" } else { "peek" });
+        for sc in scopes {
+            for c in sc.caps() {
+                inv.arg(c);
+            }
+        }
+        let mut conn = self.conn.clone();
+        let v: Vec<i64> = self.run(inv.invoke_async(&mut conn)).await?;
+        super::quota::decode_decision(&v, scopes.len())
+    }
+
+    pub(super) async fn quota_settle(
+        &self,
+        scopes: &[super::quota::ScopeSpec],
+        request_id: &str,
+        mode: &str,
+        lease_ms: u64,
+        tokens_back: i64,
+        request_back: bool,
+    ) -> Result<i64, StoreError> {
+        static SCRIPT: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
+            ::redis::Script::new(include_str!("lua/quota_settle_v1.lua"))
+        });
+        let mut inv = SCRIPT.prepare_invoke();
+        for sc in scopes {
+            for k in sc.keys() {
+                inv.key(self.full_key(&k));
+            }
+        }
+        inv.arg(request_id)
+            .arg(mode)
+            .arg(lease_ms)
+            .arg(tokens_back)
+            .arg(u8::from(request_back));
+        for sc in scopes {
+            for c in sc.caps() {
+                inv.arg(c);
+            }
+        }
+        let mut conn = self.conn.clone();
+        self.run(inv.invoke_async(&mut conn)).await
+    }
+
     pub(super) async fn revoke(
         &self,
         jti: &str,

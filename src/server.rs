@@ -15,6 +15,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 
+use crate::accounts::cache::AccountCache;
 use crate::accounts::{self, AccountRecord, AccountUpdate, Billing};
 use crate::api::{ModelSource, ReasonLimits};
 use crate::auth::Authenticator;
@@ -243,6 +244,7 @@ async fn build_auth(config: &Config, store: &Store) -> Result<Authenticator, Sta
         receiver: config.effective_hotkey().to_string(),
         allow_unregistered: config.allow_unregistered,
         revocations,
+        accounts: AccountCache::new(),
     })
 }
 

@@ -343,3 +343,31 @@ async fn max_tokens_above_the_plan_is_refused() {
     // An unregistered hotkey is on `public`, whose max_tokens is 8192.
     expect_problem(rb.send().await.unwrap(), 400, "max_tokens_exceeds_plan").await;
 }
+
+#[tokio::test]
+async fn floods_from_one_address_are_refused_before_authentication() {
+    let h = Harness::start_with(SimConfig::default(), |c| {
+        c.quota.ip_per_second = 1;
+        c.quota.ip_burst = 3;
+    })
+    .await;
+    // No credentials at all: the first three get 401, the flood after them 429.
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        let res = h
+            .http
+            .post(h.url("/v1/reason"))
+            .header("content-type", "application/json")
+            .body(BODY)
+            .send()
+            .await
+            .unwrap();
+        codes.push(res.status().as_u16());
+        if res.status() == 429 {
+            assert!(res.headers().contains_key("retry-after"));
+            let body: serde_json::Value = res.json().await.unwrap();
+            assert_eq!(body["code"], "rate_limited");
+        }
+    }
+    assert_eq!(codes, [401, 401, 401, 429, 429]);
+}

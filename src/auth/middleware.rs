@@ -21,6 +21,7 @@ use super::jwt::{JwtKeys, Scope, TokenError};
 use super::revocation::Revocations;
 use super::verdict::{Refusal, Scheme};
 use super::{btauth, epistula};
+use crate::accounts::cache::{AccountCache, Cached};
 use crate::accounts::{self, AccountKind, AccountRecord, Billing, PUBLIC_PLAN};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::AppState;
@@ -36,6 +37,8 @@ pub struct Authenticator {
     pub allow_unregistered: bool,
     /// Revoked token ids.
     pub revocations: Arc<Revocations>,
+    /// Recently read account records.
+    pub accounts: AccountCache,
 }
 
 /// What a route group requires.
@@ -191,15 +194,24 @@ async fn authenticate(
                 "this route needs a token with the `reason` scope",
             ));
         }
-        let adm = st
-            .store
-            .admit_auth(&accounts::record_key(&claims.sub), None)
-            .await
-            .map_err(store_error)?;
+        let record = match auth.accounts.get(&claims.sub) {
+            Cached::Fresh(r) => r,
+            cached => match accounts::load(&st.store, &claims.sub).await {
+                Ok(r) => {
+                    auth.accounts.put(&claims.sub, r.clone());
+                    r.map(Arc::new)
+                }
+                // The store is down, but this caller was known a moment ago.
+                Err(e) => match cached {
+                    Cached::Stale(r) => r,
+                    _ => return Err(e),
+                },
+            },
+        };
         let caller = caller_for(
             &st,
             &claims.sub,
-            adm.account.as_deref(),
+            record.as_deref(),
             Credential::Token { jti: claims.jti },
         )?;
         req.extensions_mut().insert(caller);
@@ -267,7 +279,13 @@ async fn authenticate(
             "this signed request was already used; sign every request with a new nonce",
         ));
     }
-    let caller = caller_for(&st, &signed.hotkey, adm.account.as_deref(), credential)?;
+    let record = adm
+        .account
+        .as_deref()
+        .map(AccountRecord::decode)
+        .transpose()?;
+    auth.accounts.put(&signed.hotkey, record.clone());
+    let caller = caller_for(&st, &signed.hotkey, record.as_ref(), credential)?;
     let mut req = Request::from_parts(parts, Body::from(bytes));
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
@@ -278,20 +296,19 @@ async fn authenticate(
 fn caller_for(
     st: &AppState,
     id: &str,
-    record: Option<&[u8]>,
+    record: Option<&AccountRecord>,
     credential: Credential,
 ) -> Result<Caller, ApiError> {
     match record {
-        Some(bytes) => {
-            let rec = AccountRecord::decode(bytes)?;
+        Some(rec) => {
             if rec.disabled {
                 return Err(err(ErrorCode::AccountDisabled, "this account is disabled"));
             }
             Ok(Caller {
-                account_id: rec.id,
+                account_id: rec.id.clone(),
                 kind: rec.kind,
                 netuid: rec.netuid,
-                plan: rec.plan,
+                plan: rec.plan.clone(),
                 billing: rec.billing,
                 registered: true,
                 credential,

@@ -37,6 +37,7 @@ pub async fn put_account(
     let created = current.is_none();
     let rec = AccountRecord::apply(&id, current, upd, |p| st.limiter.plans().contains(p))?;
     accounts::save(&st.store, &rec).await?;
+    st.auth.accounts.put(&rec.id, Some(rec.clone()));
     tracing::info!(operator = %op.sub, account = %rec.id, created, "account written");
     let balance = accounts::balance(&st.store, &id).await?;
     let status = if created {

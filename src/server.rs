@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 
@@ -191,6 +192,12 @@ impl Gateway {
         let app = self.router();
         let draining = Arc::new(Notify::new());
         let notify = draining.clone();
+        // Streamed answers are many small writes: without TCP_NODELAY each SSE event after the
+        // first waits for the client's delayed ACK (~40 ms), which turns a stream of 40 events
+        // into seconds.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let serve = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

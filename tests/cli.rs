@@ -74,6 +74,16 @@ fn check_config_redacts_secrets_and_rejects_bad_values() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("listne"));
 }
 
+/// Kills the child if the test fails before it exits, so no gateway outlives its test.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn serve_answers_then_exits_zero_on_sigterm() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -81,7 +91,7 @@ fn serve_answers_then_exits_zero_on_sigterm() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = cmd()
+    let child = cmd()
         .arg("serve")
         .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "info")
@@ -89,6 +99,8 @@ fn serve_answers_then_exits_zero_on_sigterm() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut child = KillOnDrop(child);
+    let child = &mut child.0;
     // The dev token is printed once, on stdout.
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = out.next().unwrap().unwrap();

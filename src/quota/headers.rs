@@ -1,11 +1,16 @@
 //! The IETF httpapi rate-limit header fields (`RateLimit-Policy`, `RateLimit`) and
 //! `Retry-After`.
 //!
-//! Both fields are Structured Field Lists (RFC 9651) of Items whose value is the policy name
-//! as an sf-string: `RateLimit-Policy` items carry `q` (quota units), `w` (window, seconds) and
-//! optionally `qu` (quota unit); `RateLimit` items carry `r` (remaining units) and `t`
-//! (seconds until the quota resets). For example
-//! `RateLimit-Policy: "rpm";q=600;w=60` and `RateLimit: "rpm";r=599;t=60`.
+//! Follows draft-ietf-httpapi-ratelimit-headers-11. Both fields are Structured Field Lists
+//! (RFC 9651) of Items whose value is the policy name as an sf-string: `RateLimit-Policy` items
+//! carry `q` (quota units), `qu` (quota unit, only when not requests) and `w` (window,
+//! seconds); `RateLimit` items carry `r` (remaining units) and `t` (seconds until the quota
+//! resets). For example `RateLimit-Policy: "rpm";q=600;w=60` and `RateLimit: "rpm";r=599;t=60`.
+//!
+//! The values are serialised the way RFC 9651 §4.1 serialises: members separated by `", "`,
+//! parameters in a fixed order (`q`, `qu`, `w` — the order of the draft's own examples).
+//! The partition key parameter (`pk`) is not sent: our partitions (account, subnet) are
+//! implied by the credential, and the draft makes `pk` optional.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -17,6 +22,10 @@ pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-poli
 /// `RateLimit`.
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
+/// The largest sf-integer (RFC 9651 §3.3.1 allows at most 15 digits). Larger counts are
+/// clamped so a huge configured quota never makes the whole field unparseable for clients.
+const SF_INTEGER_MAX: u64 = 999_999_999_999_999;
+
 /// One limit as the headers describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyState {
@@ -24,45 +33,84 @@ pub struct PolicyState {
     pub name: &'static str,
     /// Quota units per window (`q`).
     pub quota: u64,
-    /// Window in seconds (`w`).
+    /// Window in seconds (`w`); 0 leaves `w` out, since the draft requires a non-zero window
+    /// when one is given.
     pub window_secs: u64,
-    /// Quota unit (`qu`), when not requests.
+    /// Quota unit (`qu`): `None` for requests, the draft's default unit, so it is not sent.
     pub unit: Option<&'static str>,
-    /// Units left (`r`).
+    /// Units left (`r`), already clamped at 0 by the caller.
     pub remaining: u64,
     /// Seconds until the quota resets (`t`).
     pub reset_secs: u64,
 }
 
-/// `RateLimit-Policy` value.
+/// Appends `s` as an sf-string. Names and units are our own constants, but escaping (and
+/// dropping what an sf-string cannot hold) keeps the field parseable whatever a later plan
+/// name contains.
+fn push_sf_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            _ => {}
+        }
+    }
+    out.push('"');
+}
+
+/// Appends `;key=value` with the value as an sf-integer.
+fn push_int_param(out: &mut String, key: &str, value: u64) {
+    // Writing to a String cannot fail.
+    let _ = write!(out, ";{key}={}", value.min(SF_INTEGER_MAX));
+}
+
+/// Serialises one List member per policy, separated as RFC 9651 serialises Lists.
+fn list(
+    p: &[PolicyState],
+    per_item: usize,
+    item: impl Fn(&mut String, &PolicyState),
+) -> HeaderValue {
+    let mut s = String::with_capacity(per_item * p.len());
+    for (i, x) in p.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        push_sf_string(&mut s, x.name);
+        item(&mut s, x);
+    }
+    // Only printable ASCII is ever written above, so this cannot fail; an empty value is the
+    // harmless fallback rather than a panic on the request path.
+    HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// `RateLimit-Policy` value for the policies, in order.
 pub fn policy_header(p: &[PolicyState]) -> HeaderValue {
-    let mut s = String::with_capacity(48 * p.len());
-    for (i, x) in p.iter().enumerate() {
-        if i > 0 {
-            s.push_str(", ");
-        }
-        let _ = write!(s, "\"{}\";q={};w={}", x.name, x.quota, x.window_secs);
+    list(p, 48, |s, x| {
+        push_int_param(s, "q", x.quota);
         if let Some(u) = x.unit {
-            let _ = write!(s, ";qu=\"{u}\"");
+            s.push_str(";qu=");
+            push_sf_string(s, u);
         }
-    }
-    // Names and units are fixed ASCII identifiers: the value is always a valid header.
-    HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static(""))
+        if x.window_secs > 0 {
+            push_int_param(s, "w", x.window_secs);
+        }
+    })
 }
 
-/// `RateLimit` value.
+/// `RateLimit` value for the policies, in order.
 pub fn ratelimit_header(p: &[PolicyState]) -> HeaderValue {
-    let mut s = String::with_capacity(32 * p.len());
-    for (i, x) in p.iter().enumerate() {
-        if i > 0 {
-            s.push_str(", ");
-        }
-        let _ = write!(s, "\"{}\";r={};t={}", x.name, x.remaining, x.reset_secs);
-    }
-    HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static(""))
+    list(p, 32, |s, x| {
+        push_int_param(s, "r", x.remaining);
+        push_int_param(s, "t", x.reset_secs);
+    })
 }
 
-/// Inserts both headers (nothing when `p` is empty).
+/// Inserts both headers, replacing any earlier ones (nothing when `p` is empty: the draft
+/// requires `RateLimit-Policy` to be a non-empty List).
 pub fn insert(headers: &mut HeaderMap, p: &[PolicyState]) {
     if p.is_empty() {
         return;
@@ -71,8 +119,8 @@ pub fn insert(headers: &mut HeaderMap, p: &[PolicyState]) {
     headers.insert(RATELIMIT, ratelimit_header(p));
 }
 
-/// `Retry-After` in whole seconds: rounded up and at least 1, so it is never earlier than the
-/// moment capacity returns.
+/// `Retry-After` in whole seconds: rounded up and at least 1, so a client that honours it never
+/// comes back before capacity returns (and `0` would invite an immediate retry).
 pub fn retry_after_secs(d: Duration) -> u64 {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     secs.max(1)
@@ -107,25 +155,69 @@ mod tests {
         assert_eq!(ratelimit_header(&x), r#""rpm";r=599;t=60"#);
     }
 
+    // The examples of draft-ietf-httpapi-ratelimit-headers-11 §3, §3.2 and §4.2. The draft
+    // writes Lists without the optional space after the comma; RFC 9651 §4.1.1 serialises it
+    // with one, so the multi-policy strings below differ from the draft's by that space only.
+
     #[test]
-    fn the_drafts_examples() {
-        // A single policy: 100 units per 60 s, 50 left, resets in 30 s.
-        let one = [p("default", 100, 60, None, 50, 30)];
-        assert_eq!(policy_header(&one), r#""default";q=100;w=60"#);
-        assert_eq!(ratelimit_header(&one), r#""default";r=50;t=30"#);
-        // Two policies in one field, and a quota unit.
-        let two = [
+    fn draft_single_policy() {
+        let x = [p("default", 100, 10, None, 50, 30)];
+        assert_eq!(policy_header(&x), r#""default";q=100;w=10"#);
+        assert_eq!(ratelimit_header(&x), r#""default";r=50;t=30"#);
+    }
+
+    #[test]
+    fn draft_multiple_policies() {
+        let x = [
             p("burst", 100, 60, None, 0, 0),
-            p("daily", 1000, 86400, Some("content-bytes"), 900, 3600),
+            p("daily", 1000, 86_400, None, 0, 0),
         ];
         assert_eq!(
-            policy_header(&two),
-            r#""burst";q=100;w=60, "daily";q=1000;w=86400;qu="content-bytes""#
+            policy_header(&x),
+            r#""burst";q=100;w=60, "daily";q=1000;w=86400"#
         );
+        let x = [
+            p("permin", 50, 60, None, 0, 0),
+            p("perhr", 1000, 3600, None, 0, 0),
+        ];
         assert_eq!(
-            ratelimit_header(&two),
-            r#""burst";r=0;t=0, "daily";r=900;t=3600"#
+            policy_header(&x),
+            r#""permin";q=50;w=60, "perhr";q=1000;w=3600"#
         );
+    }
+
+    #[test]
+    fn draft_policy_with_a_quota_unit() {
+        // The draft's example also carries `pk`, which we never send.
+        let x = [p("peruser", 65_535, 10, Some("content-bytes"), 1, 7)];
+        assert_eq!(
+            policy_header(&x),
+            r#""peruser";q=65535;qu="content-bytes";w=10"#
+        );
+        // §7: a successful response with one unit left in the next 7 seconds.
+        assert_eq!(ratelimit_header(&x), r#""peruser";r=1;t=7"#);
+    }
+
+    #[test]
+    fn our_token_policies_and_zero_remaining() {
+        let x = [
+            p("rpm", 600, 60, None, 0, 60),
+            p("tpm", 2_000_000, 60, Some("tokens"), 0, 1),
+        ];
+        assert_eq!(
+            policy_header(&x),
+            r#""rpm";q=600;w=60, "tpm";q=2000000;qu="tokens";w=60"#
+        );
+        assert_eq!(ratelimit_header(&x), r#""rpm";r=0;t=60, "tpm";r=0;t=1"#);
+    }
+
+    #[test]
+    fn values_stay_valid_structured_fields() {
+        let x = [p("a\"b\\c\u{e9}", u64::MAX, 0, None, u64::MAX, 0)];
+        // Quotes and backslashes escaped, non-ASCII dropped, integers clamped to 15 digits,
+        // a zero window left out.
+        assert_eq!(policy_header(&x), r#""a\"b\\c";q=999999999999999"#);
+        assert_eq!(ratelimit_header(&x), r#""a\"b\\c";r=999999999999999;t=0"#);
     }
 
     #[test]
@@ -133,16 +225,22 @@ mod tests {
         let mut h = HeaderMap::new();
         insert(&mut h, &[]);
         assert!(h.is_empty());
-        insert(&mut h, &[p("rpm", 1, 60, None, 0, 60)]);
+        insert(&mut h, &[p("rpm", 1, 60, None, 1, 60)]);
+        insert(&mut h, &[p("rpm", 1, 60, None, 0, 59)]);
+        assert_eq!(h.len(), 2, "a second insert replaces, never appends");
         assert_eq!(h[RATELIMIT_POLICY], r#""rpm";q=1;w=60"#);
-        assert_eq!(h[RATELIMIT], r#""rpm";r=0;t=60"#);
+        assert_eq!(h[RATELIMIT], r#""rpm";r=0;t=59"#);
     }
 
     #[test]
     fn retry_after_rounds_up() {
         assert_eq!(retry_after_secs(Duration::ZERO), 1);
+        assert_eq!(retry_after_secs(Duration::from_nanos(1)), 1);
         assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(999)), 1);
+        assert_eq!(retry_after_secs(Duration::from_secs(1)), 1);
         assert_eq!(retry_after_secs(Duration::from_millis(1001)), 2);
         assert_eq!(retry_after_secs(Duration::from_secs(2)), 2);
+        assert_eq!(retry_after_secs(Duration::from_secs(86_400)), 86_400);
     }
 }

@@ -153,7 +153,7 @@ for attempt in 1 2 3; do
     if [ "$USE_REDIS" = 1 ]; then
         GW_ENV+=("GATEWAY_REDIS_URL=redis://127.0.0.1:6379" "GATEWAY_KEY_PREFIX=$KEY_PREFIX")
     fi
-    env "${GW_ENV[@]}" "$BIN/affine-gateway" serve >"$LOGS/gw.out" 2>"$LOGS/gw.err" &
+    env "${GW_ENV[@]}" "$BIN/affine-gateway" serve --config "$(dirname "$0")/bench.toml" >"$LOGS/gw.out" 2>"$LOGS/gw.err" &
     GW_PID=$!
     if wait_ready "$GW_PID" "$GW_BASE/readyz" 150; then
         GW_READY=1

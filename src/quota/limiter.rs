@@ -276,7 +276,7 @@ pub fn policies(scopes: &Scopes, views: &[ScopeView]) -> Vec<PolicyState> {
             name: names[1],
             quota: p.tokens_per_minute,
             window_secs: 60,
-            unit: Some("tokens"),
+            unit: None,
             remaining: v.tpm.remaining,
             reset_secs: secs(v.tpm.reset_ms),
         });
@@ -284,7 +284,7 @@ pub fn policies(scopes: &Scopes, views: &[ScopeView]) -> Vec<PolicyState> {
             name: names[2],
             quota: p.tokens_per_day,
             window_secs: 86_400,
-            unit: Some("tokens"),
+            unit: None,
             remaining: v.tpd.remaining,
             reset_secs: secs(v.tpd.reset_ms),
         });

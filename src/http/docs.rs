@@ -24,6 +24,8 @@ use crate::error::ErrorCode;
         crate::http::reason::reason,
         crate::http::session::session,
         crate::http::account::account,
+        crate::http::chat::chat_completions,
+        crate::http::chat::models,
         crate::http::admin::put_account,
         crate::http::admin::get_account,
         crate::http::admin::revoke_token,
@@ -42,6 +44,9 @@ use crate::error::ErrorCode;
         crate::error::ErrorCode,
         crate::http::session::Session,
         crate::http::account::AccountView,
+        crate::http::chat::ModelList,
+        crate::http::chat::ModelEntry,
+        crate::error::OpenAiErrorBody,
         crate::http::account::Remaining,
         crate::http::account::SubnetQuota,
         crate::quota::plans::Plan,
@@ -53,6 +58,7 @@ use crate::error::ErrorCode;
     modifiers(&Security),
     tags(
         (name = "reason", description = "The Reasoning API"),
+        (name = "openai", description = "OpenAI-compatible chat completions for existing SDKs"),
         (name = "auth", description = "Signed requests and session tokens"),
         (name = "admin", description = "Operators: accounts and tokens (bearer token with the `admin` scope)"),
         (name = "operations", description = "Health, readiness and metrics"),
@@ -104,7 +110,10 @@ impl utoipa::Modify for Security {
                 &admin
             } else if path == "/v1/auth/session" {
                 &signed
-            } else if path == "/v1/reason" || path == "/v1/account" {
+            } else if matches!(
+                path.as_str(),
+                "/v1/reason" | "/v1/account" | "/v1/chat/completions" | "/v1/models"
+            ) {
                 &caller
             } else {
                 continue;

@@ -9,6 +9,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod chat;
 pub mod docs;
 pub mod extract;
 pub mod health;

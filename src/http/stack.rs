@@ -52,7 +52,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::middleware as auth;
 use crate::error::{ApiError, ErrorCode, render_problems};
 use crate::http::request_id::{X_REQUEST_ID, drop_invalid_request_id};
-use crate::http::{AppState, account, admin, docs, health, reason, session, winner};
+use crate::http::{AppState, account, admin, chat, docs, health, reason, session, winner};
 
 /// Builds the complete application: routes and layers.
 pub fn router(state: AppState) -> Router {
@@ -62,6 +62,8 @@ pub fn router(state: AppState) -> Router {
     let reason_routes = Router::new()
         .route("/v1/reason", post(reason::reason))
         .route("/v1/account", get(account::account))
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/models", get(chat::models))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_reason,

@@ -1,0 +1,332 @@
+//! The OpenAI-compatible surface: `POST /v1/chat/completions` and `GET /v1/models`.
+//!
+//! Existing OpenAI SDKs point their base URL here. Requests are authenticated, limited and
+//! settled exactly like `/v1/reason`; the model may be `affine-winner` or the current winner's
+//! id. The provider's answer is passed through as it came (whole body, or the SSE bytes as
+//! they arrive), so nothing is re-serialised; it is only read on the side for its usage.
+//! Errors use the OpenAI error shape (see [`crate::error`]).
+
+use std::convert::Infallible;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Extension, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorCode};
+use crate::http::AppState;
+use crate::http::extract::JsonBody;
+use crate::http::reason::{metered_headers, observe_upstream};
+use crate::quota::Lease;
+use crate::quota::headers as quota_headers;
+use crate::upstream::client::next_chunk;
+use crate::upstream::openai::{ChatCompletion, StreamChunk};
+use crate::upstream::sse::SseDecoder;
+use crate::upstream::{TimeoutKind, UpstreamError};
+
+/// The alias that always means "the current winner".
+pub const WINNER_ALIAS: &str = "affine-winner";
+
+/// The part of an OpenAI chat request the gateway reads; every other field is passed on.
+#[derive(Debug, Deserialize)]
+struct ChatIn {
+    model: String,
+    messages: Vec<serde_json::Value>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
+}
+
+fn text_len(content: &serde_json::Value) -> usize {
+    match content {
+        serde_json::Value::String(s) => s.len(),
+        serde_json::Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
+            .map(str::len)
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// OpenAI-compatible chat completions, whole or streamed.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "An OpenAI chat completions request; `model` is `affine-winner` or the current winner's id"),
+    responses(
+        (status = 200, description = "the provider's chat.completion (or chat.completion.chunk events when streaming)", body = serde_json::Value),
+        (status = 400, description = "OpenAI error shape: invalid_request, invalid_json, max_tokens_exceeds_plan", body = crate::error::OpenAiErrorBody),
+        (status = 401, description = "OpenAI error shape", body = crate::error::OpenAiErrorBody),
+        (status = 404, description = "unknown model (not_found)", body = crate::error::OpenAiErrorBody),
+        (status = 429, description = "rate_limited, quota_exceeded, concurrency_limited", body = crate::error::OpenAiErrorBody),
+        (status = 502, description = "upstream_error", body = crate::error::OpenAiErrorBody),
+        (status = 503, description = "no_winner, upstream_unavailable", body = crate::error::OpenAiErrorBody),
+        (status = 504, description = "upstream_timeout", body = crate::error::OpenAiErrorBody),
+    ))]
+pub async fn chat_completions(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let mut req: ChatIn = serde_json::from_slice(&body).map_err(|e| {
+        let mut err = crate::api::classify_json_error(e);
+        // OpenAI requests carry many optional fields: an unexpected type is a bad request, but
+        // there is no "unknown field" refusal here (flattened extras are passed on).
+        if err.code == ErrorCode::UnknownField {
+            err.code = ErrorCode::InvalidRequest;
+        }
+        err
+    })?;
+    if req.messages.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "`messages` must not be empty",
+        ));
+    }
+    let winner = st.winner.current().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NoWinner,
+            "no winner model is known yet; try again shortly",
+        )
+        .with_retry_after(5)
+    })?;
+    if req.model != WINNER_ALIAS && req.model != winner.model.id {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!(
+                "model `{}` is not served here; use `{WINNER_ALIAS}` or `{}`",
+                req.model, winner.model.id
+            ),
+        ));
+    }
+    let scopes = st.limiter.scopes(&caller);
+    let ceiling = st.limits.max_tokens_limit.min(scopes.plan.max_tokens);
+    let max_tokens = req
+        .max_completion_tokens
+        .or(req.max_tokens)
+        .unwrap_or(st.limits.default_max_tokens.min(ceiling));
+    if max_tokens == 0 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "`max_tokens` must be at least 1",
+        ));
+    }
+    if max_tokens > ceiling {
+        return Err(ApiError::new(
+            ErrorCode::MaxTokensExceedsPlan,
+            format!("`max_tokens` is {max_tokens}; the most allowed is {ceiling}"),
+        ));
+    }
+    let estimate = crate::quota::limiter::estimate_input_tokens(
+        req.messages
+            .iter()
+            .map(|m| m.get("content").map_or(0, text_len)),
+    ) + u64::from(max_tokens);
+
+    // The upstream request: the caller's fields, our model, our max_tokens, usage when streaming.
+    let stream = req.stream;
+    let mut out = std::mem::take(&mut req.rest);
+    out.remove("max_completion_tokens");
+    out.insert("model".into(), winner.model.id.clone().into());
+    out.insert("messages".into(), std::mem::take(&mut req.messages).into());
+    out.insert("max_tokens".into(), max_tokens.into());
+    out.insert("stream".into(), stream.into());
+    if stream {
+        out.insert(
+            "stream_options".into(),
+            serde_json::json!({"include_usage": true}),
+        );
+    }
+    let upstream_body = serde_json::to_vec(&out)
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "could not encode the request"))?;
+
+    let request_id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let lease = match st.limiter.admit(&caller, &request_id, estimate).await {
+        Ok(l) => l,
+        Err(refused) => {
+            let mut res = refused.error.into_response();
+            quota_headers::insert(res.headers_mut(), &refused.policies);
+            return Ok(res);
+        }
+    };
+    let policies = lease.policies.clone();
+    let model = winner.model.id.clone();
+    let result = if stream {
+        streamed(&st, upstream_body, lease, started).await
+    } else {
+        whole(&st, upstream_body, lease).await
+    };
+    let mut res = result.unwrap_or_else(IntoResponse::into_response);
+    quota_headers::insert(res.headers_mut(), &policies);
+    if res.status().is_success() {
+        metered_headers(&mut res, &model, (!stream).then_some(0));
+    }
+    Ok(res)
+}
+
+async fn whole(st: &AppState, upstream_body: Vec<u8>, lease: Lease) -> Result<Response, ApiError> {
+    let up_started = Instant::now();
+    let result = st.upstream.complete(upstream_body).await;
+    observe_upstream(st, up_started, result.as_ref().err());
+    let (bytes, _) = result?;
+    let parsed: ChatCompletion = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::from(UpstreamError::Malformed(format!(
+            "completion is not valid JSON: {e}"
+        )))
+    })?;
+    let used = parsed
+        .usage
+        .map(|u| u.prompt_tokens.saturating_add(u.completion_tokens))
+        .unwrap_or(0);
+    lease.settle(used);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn streamed(
+    st: &AppState,
+    upstream_body: Vec<u8>,
+    lease: Lease,
+    started: Instant,
+) -> Result<Response, ApiError> {
+    let timeouts = st.upstream.timeouts();
+    let up_started = Instant::now();
+    let mut res = match st.upstream.open(upstream_body, timeouts.first_token).await {
+        Ok(r) => r,
+        Err(e) => {
+            observe_upstream(st, up_started, Some(&e));
+            return Err(e.into());
+        }
+    };
+    let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+    let st2 = st.clone();
+    tokio::spawn(async move {
+        st2.metrics.streams_active.inc();
+        let mut decoder = SseDecoder::new(crate::http::reason_stream::MAX_UPSTREAM_EVENT_BYTES);
+        let (mut used, mut deltas, mut first) = (None::<u64>, 0u64, true);
+        let total_deadline = started + timeouts.total;
+        let outcome: Result<(), UpstreamError> = loop {
+            let now = Instant::now();
+            let (wait, kind) = if first {
+                (started + timeouts.first_token, TimeoutKind::FirstToken)
+            } else {
+                (now + timeouts.idle, TimeoutKind::Idle)
+            };
+            let (deadline, kind) = if wait < total_deadline {
+                (wait, kind)
+            } else {
+                (total_deadline, TimeoutKind::Total)
+            };
+            match next_chunk(&mut res, deadline.saturating_duration_since(now), kind).await {
+                Ok(Some(bytes)) => {
+                    first = false;
+                    decoder.push(&bytes);
+                    while let Ok(Some(ev)) = decoder.next_event() {
+                        if let Ok(c) = serde_json::from_slice::<StreamChunk>(&ev.data) {
+                            deltas += c.choices.len() as u64;
+                            if let Some(u) = c.usage {
+                                used = Some(u.prompt_tokens.saturating_add(u.completion_tokens));
+                            }
+                        }
+                    }
+                    if tx.send(bytes).await.is_err() {
+                        break Ok(());
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => {
+                    // Tell an OpenAI client in its own terms that the stream broke.
+                    let err = ApiError::from(e.clone());
+                    let body = serde_json::json!({"error": {"message": err.detail, "type": err.code.openai_type(), "code": err.code}});
+                    let _ = tx.send(Bytes::from(format!("data: {body}\n\n"))).await;
+                    break Err(e);
+                }
+            }
+        };
+        drop(res);
+        observe_upstream(&st2, up_started, outcome.as_ref().err());
+        lease.settle(used.unwrap_or(deltas));
+        st2.metrics.streams_active.dec();
+    });
+    let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|o| o.map(Ok::<_, Infallible>))
+    }));
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// One entry of `GET /v1/models`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelEntry {
+    /// The model id to send as `model`.
+    pub id: String,
+    /// Always `model`.
+    pub object: &'static str,
+    /// Unix seconds since the model has been the winner.
+    pub created: i64,
+    /// Who serves it.
+    pub owned_by: &'static str,
+}
+
+/// `GET /v1/models`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelList {
+    /// Always `list`.
+    pub object: &'static str,
+    /// `affine-winner`, then the concrete current model.
+    pub data: Vec<ModelEntry>,
+}
+
+/// The models callers may ask for: the `affine-winner` alias and the current winner's id.
+#[utoipa::path(get, path = "/v1/models", tag = "openai",
+    responses((status = 200, description = "OpenAI-style model list", body = ModelList)))]
+pub async fn models(State(st): State<AppState>) -> Result<Json<ModelList>, ApiError> {
+    let w = st.winner.current().ok_or_else(|| {
+        ApiError::new(ErrorCode::NoWinner, "no winner model is known yet").with_retry_after(5)
+    })?;
+    let created = w.since.unix_timestamp();
+    Ok(Json(ModelList {
+        object: "list",
+        data: vec![
+            ModelEntry {
+                id: WINNER_ALIAS.into(),
+                object: "model",
+                created,
+                owned_by: "affine",
+            },
+            ModelEntry {
+                id: w.model.id.clone(),
+                object: "model",
+                created,
+                owned_by: "affine",
+            },
+        ],
+    }))
+}

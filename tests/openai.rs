@@ -1,0 +1,147 @@
+//! The OpenAI-compatible surface, as existing SDKs use it.
+
+mod common;
+
+use chutes_sim::SimConfig;
+use common::*;
+
+async fn chat(h: &Harness, body: &str) -> reqwest::Response {
+    h.http
+        .post(h.url("/v1/chat/completions"))
+        .bearer_auth(&h.token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn models_lists_the_alias_and_the_winner() {
+    let h = Harness::start(SimConfig::default()).await;
+    let v: serde_json::Value = h
+        .http
+        .get(h.url("/v1/models"))
+        .bearer_auth(&h.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["object"], "list");
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["affine-winner", "affine-champ/Affine-Reasoner-32B"]);
+}
+
+#[tokio::test]
+async fn whole_completion_passes_through_with_the_winner_model() {
+    let h = Harness::start(SimConfig::default()).await;
+    let res = chat(
+        &h,
+        r#"{"model":"affine-winner","messages":[{"role":"user","content":[{"type":"text","text":"2+2?"}]}],"max_tokens":100,"temperature":0.2,"user":"u-1"}"#,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["x-affine-model"],
+        "affine-champ/Affine-Reasoner-32B"
+    );
+    assert_eq!(res.headers()["x-affine-cost-rao"], "0");
+    assert!(res.headers().contains_key("ratelimit-policy"));
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert!(v["choices"][0]["message"]["content"].is_string());
+    assert!(v["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+    let sent = &h.sim.requests()[0].body;
+    assert_eq!(sent["model"], "affine-champ/Affine-Reasoner-32B");
+    assert_eq!(sent["max_tokens"], 100);
+    assert_eq!(sent["temperature"], 0.2);
+    assert_eq!(sent["user"], "u-1", "other fields are passed on");
+}
+
+#[tokio::test]
+async fn streamed_completion_is_openai_sse() {
+    let h = Harness::start(SimConfig::default()).await;
+    let res = chat(&h, r#"{"model":"affine-champ/Affine-Reasoner-32B","messages":[{"role":"user","content":"hi"}],"stream":true}"#).await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let text = res.text().await.unwrap();
+    let datas: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(datas.last(), Some(&"[DONE]"));
+    let chunk: serde_json::Value = serde_json::from_str(datas[0]).unwrap();
+    assert_eq!(chunk["object"], "chat.completion.chunk");
+    assert!(datas.iter().any(|d| d.contains("\"usage\"")));
+    assert_eq!(
+        h.sim.requests()[0].body["stream_options"]["include_usage"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn errors_use_the_openai_shape() {
+    let h = Harness::start(SimConfig::default()).await;
+    let res = chat(
+        &h,
+        r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(res.status(), 404);
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "not_found");
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("affine-winner")
+    );
+
+    let res = h
+        .http
+        .post(h.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "auth_missing");
+    assert_eq!(v["error"]["type"], "authentication_error");
+
+    for (body, code) in [
+        (
+            r#"{"model":"affine-winner","messages":[]}"#,
+            "invalid_request",
+        ),
+        (
+            r#"{"messages":[{"role":"user","content":"x"}]}"#,
+            "invalid_request",
+        ),
+        ("{", "invalid_json"),
+        (
+            r#"{"model":"affine-winner","messages":[{"role":"user","content":"x"}],"max_tokens":100000}"#,
+            "max_tokens_exceeds_plan",
+        ),
+    ] {
+        let res = chat(&h, body).await;
+        assert_eq!(res.status(), 400, "{body}");
+        let v: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(v["error"]["code"], code, "{body}");
+    }
+    assert!(h.sim.requests().is_empty());
+}

@@ -32,7 +32,9 @@ fn limited(c: &mut Config) {
         .insert("tiny".into(), plan(100, 1_000_000_000, 10_000));
     c.plans
         .insert("wide".into(), plan(100_000, 1_000_000_000, 10_000));
-    c.subnets.insert("12".into(), "tiny".into());
+    for netuid in ["12", "13", "14"] {
+        c.subnets.insert(netuid.into(), "tiny".into());
+    }
 }
 
 async fn post(http: &reqwest::Client, base: &str, token: &str) -> reqwest::Response {
@@ -108,56 +110,86 @@ async fn three_replicas(tweak: impl FnOnce(&mut Config)) -> (Harness, Vec<Runnin
     (h, more)
 }
 
+/// 100 per minute refills one request every 600 ms: a burst that takes longer than that would
+/// (correctly) see refills, so "exactly" is only claimed for a burst faster than that. A burst
+/// slowed by a busy machine is repeated (fresh caller, fresh buckets), at most three times.
+const REFILL: Duration = Duration::from_millis(600);
+
 #[tokio::test]
 async fn one_caller_gets_exactly_its_plan_across_three_replicas() {
     let (h, more) = three_replicas(|_| {}).await;
     let base = h.gw.url();
-    put_account(&h.http, &base, "burst-co", r#"{"plan":"tiny"}"#).await;
-    let bases = vec![base, more[0].url(), more[1].url()];
-    let tok = vec![token("burst-co", &[Scope::Reason], 600)];
-    let (ok, limited, took) = burst(&h.http, &bases, &tok, 1000).await;
-    // 100 per minute refills one request every 600 ms: a burst that takes longer than that
-    // would (correctly) see refills, so the run must be faster for "exactly" to be the claim.
-    eprintln!("burst took {took:?}");
-    assert!(took < Duration::from_millis(600), "burst took {took:?}");
-    assert_eq!((ok, limited), (100, 900));
+    let bases = vec![base.clone(), more[0].url(), more[1].url()];
+    for attempt in 0..3 {
+        let account = format!("burst-co-{attempt}");
+        put_account(&h.http, &base, &account, r#"{"plan":"tiny"}"#).await;
+        let tok = vec![token(&account, &[Scope::Reason], 600)];
+        let (ok, limited, took) = burst(&h.http, &bases, &tok, 1000).await;
+        eprintln!("attempt {attempt}: burst took {took:?}: {ok} ok, {limited} limited");
+        if took < REFILL {
+            assert_eq!((ok, limited), (100, 900));
+            return;
+        }
+        // Slower than one refill: at most the refills it spanned may have been added.
+        let refills = (took.as_millis() / REFILL.as_millis()) as usize;
+        assert!(
+            (100..=100 + refills).contains(&ok) && ok + limited == 1000,
+            "{ok} ok"
+        );
+    }
+    panic!(
+        "three bursts in a row took longer than {REFILL:?}: the machine is too busy to judge exactness"
+    );
 }
 
 #[tokio::test]
 async fn a_subnet_aggregate_is_exact_across_its_hotkeys_and_replicas() {
     let (h, more) = three_replicas(|_| {}).await;
     let base = h.gw.url();
-    // Five hotkeys of netuid 12, each on a wide plan: only the subnet's `tiny` binds.
-    let mut tokens = Vec::new();
-    for name in ["//A1", "//A2", "//A3", "//A4", "//A5"] {
-        let key = KeyPair::from_uri(name, Crypto::Sr25519).unwrap();
-        let res = put_account(
-            &h.http,
-            &base,
-            &key.ss58(),
-            r#"{"plan":"wide","netuid":12}"#,
-        )
-        .await;
-        assert_eq!(res.status(), 201);
-        // A session token per hotkey (one signed request each) keeps the burst cheap.
-        let nonce = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let mut rb = h.http.post(format!("{base}/v1/auth/session"));
-        for (k, v) in btauth_headers(&key, "POST", "/v1/auth/session", b"", DEV_HOTKEY, nonce) {
-            rb = rb.header(k, v);
+    let bases = vec![base.clone(), more[0].url(), more[1].url()];
+    for (attempt, netuid) in [12, 13, 14].into_iter().enumerate() {
+        // Five hotkeys of the subnet, each on a wide plan: only the subnet's `tiny` binds.
+        let mut tokens = Vec::new();
+        for i in 0..5 {
+            let key =
+                KeyPair::from_uri(&format!("//Subnet{netuid}Hotkey{i}"), Crypto::Sr25519).unwrap();
+            let res = put_account(
+                &h.http,
+                &base,
+                &key.ss58(),
+                &format!(r#"{{"plan":"wide","netuid":{netuid}}}"#),
+            )
+            .await;
+            assert_eq!(res.status(), 201);
+            // A session token per hotkey (one signed request each) keeps the burst cheap.
+            let nonce = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let mut rb = h.http.post(format!("{base}/v1/auth/session"));
+            for (k, v) in btauth_headers(&key, "POST", "/v1/auth/session", b"", DEV_HOTKEY, nonce) {
+                rb = rb.header(k, v);
+            }
+            let res = rb.send().await.unwrap();
+            assert_eq!(res.status(), 200);
+            let v: serde_json::Value = res.json().await.unwrap();
+            tokens.push(v["token"].as_str().unwrap().to_string());
         }
-        let res = rb.send().await.unwrap();
-        assert_eq!(res.status(), 200);
-        let v: serde_json::Value = res.json().await.unwrap();
-        tokens.push(v["token"].as_str().unwrap().to_string());
+        let (ok, limited, took) = burst(&h.http, &bases, &tokens, 1000).await;
+        eprintln!("attempt {attempt}: burst took {took:?}: {ok} ok, {limited} limited");
+        if took < REFILL {
+            assert_eq!((ok, limited), (100, 900));
+            return;
+        }
+        let refills = (took.as_millis() / REFILL.as_millis()) as usize;
+        assert!(
+            (100..=100 + refills).contains(&ok) && ok + limited == 1000,
+            "{ok} ok"
+        );
     }
-    let bases = vec![base, more[0].url(), more[1].url()];
-    let (ok, limited, took) = burst(&h.http, &bases, &tokens, 1000).await;
-    eprintln!("burst took {took:?}");
-    assert!(took < Duration::from_millis(600), "burst took {took:?}");
-    assert_eq!((ok, limited), (100, 900));
+    panic!(
+        "three bursts in a row took longer than {REFILL:?}: the machine is too busy to judge exactness"
+    );
 }
 
 #[tokio::test]

@@ -25,10 +25,10 @@ use crate::http::extract::JsonBody;
 use crate::http::reason::{metered_headers, observe_upstream};
 use crate::quota::Lease;
 use crate::quota::headers as quota_headers;
-use crate::upstream::client::next_chunk;
+use crate::upstream::UpstreamError;
+use crate::upstream::client::{next_chunk, next_deadline};
 use crate::upstream::openai::{ChatCompletion, StreamChunk};
 use crate::upstream::sse::SseDecoder;
-use crate::upstream::{TimeoutKind, UpstreamError};
 
 /// The alias that always means "the current winner".
 pub const WINNER_ALIAS: &str = "affine-winner";
@@ -155,11 +155,7 @@ pub async fn chat_completions(
     let request_id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let lease = match st.limiter.admit(&caller, &request_id, estimate).await {
         Ok(l) => l,
-        Err(refused) => {
-            let mut res = refused.error.into_response();
-            quota_headers::insert(res.headers_mut(), &refused.policies);
-            return Ok(res);
-        }
+        Err(refused) => return Ok(refused.into_response()),
     };
     let policies = lease.policies.clone();
     let model = winner.model.id.clone();
@@ -222,19 +218,9 @@ async fn streamed(
         st2.metrics.streams_active.inc();
         let mut decoder = SseDecoder::new(crate::http::reason_stream::MAX_UPSTREAM_EVENT_BYTES);
         let (mut used, mut deltas, mut first) = (None::<u64>, 0u64, true);
-        let total_deadline = started + timeouts.total;
         let outcome: Result<(), UpstreamError> = loop {
             let now = Instant::now();
-            let (wait, kind) = if first {
-                (started + timeouts.first_token, TimeoutKind::FirstToken)
-            } else {
-                (now + timeouts.idle, TimeoutKind::Idle)
-            };
-            let (deadline, kind) = if wait < total_deadline {
-                (wait, kind)
-            } else {
-                (total_deadline, TimeoutKind::Total)
-            };
+            let (deadline, kind) = next_deadline(timeouts, started, !first, now);
             match next_chunk(&mut res, deadline.saturating_duration_since(now), kind).await {
                 Ok(Some(bytes)) => {
                     first = false;

@@ -151,11 +151,7 @@ pub async fn reason(
     let estimate = req.input_token_estimate() + u64::from(max_tokens);
     let lease = match st.limiter.admit(&caller, &prep.id, estimate).await {
         Ok(lease) => lease,
-        Err(refused) => {
-            let mut res = refused.error.into_response();
-            quota_headers::insert(res.headers_mut(), &refused.policies);
-            return Ok(res);
-        }
+        Err(refused) => return Ok(refused.into_response()),
     };
     let policies = lease.policies.clone();
     let stream = req.stream;

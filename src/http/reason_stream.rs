@@ -22,11 +22,11 @@ use crate::error::ApiError;
 use crate::http::AppState;
 use crate::http::reason::{Prepared, metered_headers, ms, observe_upstream};
 use crate::quota::Lease;
+use crate::upstream::UpstreamError;
 use crate::upstream::answer::StreamTranslator;
-use crate::upstream::client::next_chunk;
+use crate::upstream::client::{next_chunk, next_deadline};
 use crate::upstream::sse::SseDecoder;
 use crate::upstream::think::Piece;
-use crate::upstream::{TimeoutKind, UpstreamError};
 
 /// Largest single upstream SSE event accepted; a provider that never ends a line is cut off.
 pub const MAX_UPSTREAM_EVENT_BYTES: usize = 1 << 20;
@@ -112,8 +112,6 @@ async fn pump(
     st.metrics.streams_active.inc();
     let _guard = StreamGuard(st.metrics.streams_active.clone());
     let timeouts = st.upstream.timeouts();
-    let total_deadline = prep.started + timeouts.total;
-    let first_token_deadline = prep.started + timeouts.first_token;
     let mut decoder = SseDecoder::new(MAX_UPSTREAM_EVENT_BYTES);
     let mut translator = StreamTranslator::new(prep.include_reasoning);
     let mut pieces: Vec<Piece> = Vec::with_capacity(8);
@@ -121,15 +119,7 @@ async fn pump(
 
     let ended = 'read: loop {
         let now = Instant::now();
-        let (deadline, kind) = match first_piece_at {
-            None if first_token_deadline < total_deadline => {
-                (first_token_deadline, TimeoutKind::FirstToken)
-            }
-            Some(_) if now + timeouts.idle < total_deadline => {
-                (now + timeouts.idle, TimeoutKind::Idle)
-            }
-            _ => (total_deadline, TimeoutKind::Total),
-        };
+        let (deadline, kind) = next_deadline(timeouts, prep.started, first_piece_at.is_some(), now);
         let chunk = match next_chunk(&mut res, deadline.saturating_duration_since(now), kind).await
         {
             Ok(c) => c,

@@ -238,6 +238,14 @@ pub struct Refused {
     pub policies: Vec<PolicyState>,
 }
 
+impl axum::response::IntoResponse for Refused {
+    fn into_response(self) -> axum::response::Response {
+        let mut res = self.error.into_response();
+        headers::insert(res.headers_mut(), &self.policies);
+        res
+    }
+}
+
 fn refusal(limit: Limit, scope: usize, scopes: &Scopes, wait: Duration) -> ApiError {
     let whose = if scope + 1 < scopes.specs.len() {
         "your subnet's"

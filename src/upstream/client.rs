@@ -283,6 +283,27 @@ fn map_reqwest(e: &reqwest::Error) -> UpstreamError {
     }
 }
 
+/// When the next chunk of a stream that started at `started` must arrive: the first-token
+/// deadline until something arrived, then the idle deadline from `now`, never past the total.
+pub fn next_deadline(
+    timeouts: Timeouts,
+    started: std::time::Instant,
+    anything_yet: bool,
+    now: std::time::Instant,
+) -> (std::time::Instant, TimeoutKind) {
+    let total = started + timeouts.total;
+    let (wait, kind) = if anything_yet {
+        (now + timeouts.idle, TimeoutKind::Idle)
+    } else {
+        (started + timeouts.first_token, TimeoutKind::FirstToken)
+    };
+    if wait < total {
+        (wait, kind)
+    } else {
+        (total, TimeoutKind::Total)
+    }
+}
+
 /// Reads the next chunk of a streamed body within `deadline`.
 pub async fn next_chunk(
     res: &mut reqwest::Response,
@@ -328,6 +349,31 @@ mod tests {
         ] {
             assert_eq!(code(UpstreamError::Timeout(k)), ErrorCode::UpstreamTimeout);
         }
+    }
+
+    #[test]
+    fn stream_deadlines_move_from_first_token_to_idle_and_stop_at_total() {
+        let t = Timeouts {
+            connect: Duration::from_secs(1),
+            first_token: Duration::from_secs(10),
+            idle: Duration::from_secs(3),
+            total: Duration::from_secs(20),
+        };
+        let s = std::time::Instant::now();
+        assert_eq!(
+            next_deadline(t, s, false, s),
+            (s + t.first_token, TimeoutKind::FirstToken)
+        );
+        let later = s + Duration::from_secs(5);
+        assert_eq!(
+            next_deadline(t, s, true, later),
+            (later + t.idle, TimeoutKind::Idle)
+        );
+        let late = s + Duration::from_secs(19);
+        assert_eq!(
+            next_deadline(t, s, true, late),
+            (s + t.total, TimeoutKind::Total)
+        );
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub struct Gateway {
     state: AppState,
     /// Keeps the embedded simulator running for as long as the gateway lives.
     simulator: Option<chutes_sim::SimHandle>,
+    /// Background tasks that live as long as the gateway serves.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -140,7 +142,7 @@ impl Gateway {
             tracing::info!(model = %w.model.id, revision = ?w.model.revision, "winner");
         }
 
-        let auth = build_auth(&config, &store).await?;
+        let (auth, revocation_poller) = build_auth(&config, &store).await?;
 
         let limits = ReasonLimits {
             default_max_tokens: config.reason.default_max_tokens,
@@ -168,7 +170,11 @@ impl Gateway {
             limiter,
             ip_guard,
         });
-        Ok(Gateway { state, simulator })
+        Ok(Gateway {
+            state,
+            simulator,
+            background: vec![revocation_poller],
+        })
     }
 
     /// The shared state (for tests and embedding).
@@ -214,6 +220,9 @@ impl Gateway {
                 Ok(())
             }
         };
+        for task in &self.background {
+            task.abort();
+        }
         drop(self.simulator);
         result
     }
@@ -227,7 +236,10 @@ pub const DEV_ACCOUNT: &str = "dev";
 
 /// Token keys (configured secret, or a random one plus the dev account and token), the
 /// receiver hotkey and the revocation mirror with its poller.
-async fn build_auth(config: &Config, store: &Store) -> Result<Authenticator, StartError> {
+async fn build_auth(
+    config: &Config,
+    store: &Store,
+) -> Result<(Authenticator, tokio::task::JoinHandle<()>), StartError> {
     let leeway = config.auth.jwt_leeway();
     let jwt = match &config.jwt_secret {
         Some(secret) => JwtKeys::new(secret.expose().as_bytes(), leeway),
@@ -245,14 +257,17 @@ async fn build_auth(config: &Config, store: &Store) -> Result<Authenticator, Sta
     if let Err(e) = revocations.refresh(store, now_secs()).await {
         tracing::warn!(error = %e, "cannot load token revocations yet; retrying in the background");
     }
-    revocations.spawn_poller(store.clone());
-    Ok(Authenticator {
-        jwt,
-        receiver: config.effective_hotkey().to_string(),
-        allow_unregistered: config.allow_unregistered,
-        revocations,
-        accounts: AccountCache::new(),
-    })
+    let poller = revocations.spawn_poller(store.clone());
+    Ok((
+        Authenticator {
+            jwt,
+            receiver: config.effective_hotkey().to_string(),
+            allow_unregistered: config.allow_unregistered,
+            revocations,
+            accounts: AccountCache::new(),
+        },
+        poller,
+    ))
 }
 
 /// Creates the postpaid enterprise account `dev` unless it exists.

@@ -5,7 +5,8 @@
 //! `IntoResponse` only records it in the response extensions, and the
 //! [`render_problems`] middleware turns it into the body. Rendering happens there because
 //! that is where the request id and the route are known: `/v1/chat/completions` answers in
-//! the OpenAI error shape so existing SDKs understand it, everything else in
+//! (and its companion `/v1/models`) answer in the OpenAI error shape so existing SDKs
+//! understand them, everything else in
 //! `application/problem+json` (RFC 9457).
 
 use std::borrow::Cow;
@@ -336,7 +337,7 @@ impl IntoResponse for ApiError {
 /// Sits right inside the request-id layers so every error, including those of the layers
 /// below it (body limit, timeout, fallback routes), carries the request id.
 pub async fn render_problems(req: Request, next: Next) -> Response {
-    let openai = req.uri().path() == "/v1/chat/completions";
+    let openai = matches!(req.uri().path(), "/v1/chat/completions" | "/v1/models");
     let request_id = req
         .headers()
         .get(crate::http::request_id::X_REQUEST_ID)

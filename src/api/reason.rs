@@ -29,9 +29,10 @@ pub struct ReasonRequest {
     /// An optional system prompt, sent before the input.
     #[serde(default)]
     pub system: Option<String>,
-    /// Most tokens to generate, reasoning included (default from configuration, 2048).
-    #[serde(default)]
-    #[schema(minimum = 1, example = 2048)]
+    /// Most tokens to generate, reasoning included (default from configuration, 2048; the
+    /// plan may allow less than the maximum shown).
+    #[serde(default, deserialize_with = "whole::opt_u32")]
+    #[schema(minimum = 1, maximum = 32768, example = 2048)]
     pub max_tokens: Option<u32>,
     /// Sampling temperature, 0 to 2.
     #[serde(default)]
@@ -42,7 +43,7 @@ pub struct ReasonRequest {
     #[schema(exclusive_minimum = 0.0, maximum = 1.0, example = 0.95)]
     pub top_p: Option<f64>,
     /// Seed for providers that support reproducible sampling.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::opt_i64")]
     pub seed: Option<i64>,
     /// Up to 4 stop sequences (a single string is accepted too).
     #[serde(default)]
@@ -55,18 +56,125 @@ pub struct ReasonRequest {
     pub stream: bool,
     /// Up to 16 string keys (≤ 64 bytes) with string values (≤ 256 bytes), recorded with usage.
     #[serde(default)]
+    #[schema(schema_with = metadata_schema)]
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
+/// Whole numbers as JSON Schema sees them: `5` and `5.0` are both the integer 5 (a schema
+/// validator or fuzzer may send either), anything with a fraction or out of range is refused.
+pub mod whole {
+    use serde::de::{self, Deserialize, Deserializer};
+
+    fn integral(n: &serde_json::Number) -> Option<i128> {
+        if let Some(u) = n.as_u64() {
+            return Some(i128::from(u));
+        }
+        if let Some(i) = n.as_i64() {
+            return Some(i128::from(i));
+        }
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
+            .map(|f| f as i128)
+    }
+
+    /// An optional `u32`.
+    pub fn opt_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        Option::<serde_json::Number>::deserialize(d)?
+            .map(|n| {
+                integral(&n)
+                    .and_then(|v| u32::try_from(v).ok())
+                    .ok_or_else(|| {
+                        de::Error::custom(format!(
+                            "expected a whole number from 0 to {}, got {n}",
+                            u32::MAX
+                        ))
+                    })
+            })
+            .transpose()
+    }
+
+    /// An optional `i64`.
+    pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        Option::<serde_json::Number>::deserialize(d)?
+            .map(|n| {
+                integral(&n)
+                    .and_then(|v| i64::try_from(v).ok())
+                    .ok_or_else(|| de::Error::custom(format!("expected a whole number, got {n}")))
+            })
+            .transpose()
+    }
+}
+
 /// `input`: a prompt string or a list of messages.
-#[derive(Debug, Clone, PartialEq, ToSchema)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// A single user prompt.
     Text(String),
     /// A conversation.
     Messages(Vec<Message>),
 }
+
+fn string(min: usize, max: Option<usize>) -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(min))
+        .max_length(max)
+        .build()
+}
+
+// ASCII keys and values in the schema keep its byte limits exact for generated examples.
+fn metadata_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    let mut value = string(0, Some(MAX_METADATA_VALUE_BYTES));
+    value.pattern = Some("^[ -~]*$".into());
+    let mut key = string(1, Some(MAX_METADATA_KEY_BYTES));
+    key.pattern = Some("^[ -~]+$".into());
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Object,
+            Type::Null,
+        ]))
+        .max_properties(Some(MAX_METADATA_ENTRIES))
+        .property_names(Some(key))
+        .additional_properties(Some(AdditionalProperties::RefOr(value.into())))
+        .build()
+}
+
+impl utoipa::PartialSchema for Input {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder};
+        OneOfBuilder::new()
+            .item(string(1, None))
+            .item(
+                ArrayBuilder::new()
+                    .items(<Message as utoipa::PartialSchema>::schema())
+                    .min_items(Some(1)),
+            )
+            .description(Some(
+                "A prompt, or a conversation of {role, content} messages",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Input {}
+
+impl utoipa::PartialSchema for Stop {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder};
+        OneOfBuilder::new()
+            .item(string(1, None))
+            .item(
+                ArrayBuilder::new()
+                    .items(string(1, None))
+                    .max_items(Some(MAX_STOP_SEQUENCES)),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for Stop {}
 
 /// One message of a conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -91,8 +199,7 @@ pub enum Role {
 }
 
 /// `stop`: one sequence or several.
-#[derive(Debug, Clone, PartialEq, ToSchema)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Stop {
     /// One stop sequence.
     One(String),
@@ -517,6 +624,26 @@ mod tests {
         let long = "v".repeat(257);
         assert_eq!(
             code_of(&format!(r#"{{"input":"x","metadata":{{"k":"{long}"}}}}"#)),
+            ErrorCode::InvalidRequest
+        );
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_as_floats() {
+        let r =
+            ReasonRequest::from_slice(br#"{"input":"x","max_tokens":5.0,"seed":-3.0}"#).unwrap();
+        assert_eq!(r.max_tokens, Some(5));
+        assert_eq!(r.seed, Some(-3));
+        assert_eq!(
+            code_of(r#"{"input":"x","max_tokens":5.5}"#),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            code_of(r#"{"input":"x","max_tokens":1e20}"#),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            code_of(r#"{"input":"x","max_tokens":"5"}"#),
             ErrorCode::InvalidRequest
         );
     }

@@ -38,12 +38,12 @@ pub const WINNER_ALIAS: &str = "affine-winner";
 struct ChatIn {
     model: String,
     messages: Vec<serde_json::Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::reason::whole::opt_u32")]
     max_tokens: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::reason::whole::opt_u32")]
     max_completion_tokens: Option<u32>,
     #[serde(default)]
-    stream: bool,
+    stream: Option<bool>,
     #[serde(flatten)]
     rest: serde_json::Map<String, serde_json::Value>,
 }
@@ -60,9 +60,29 @@ fn text_len(content: &serde_json::Value) -> usize {
     }
 }
 
+/// What the OpenAI-compatible route reads (documentation; other OpenAI fields are accepted and
+/// passed on to the provider).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChatCompletionRequest {
+    /// `affine-winner` or the current winner's id (see `GET /v1/models`).
+    #[schema(example = "affine-winner")]
+    pub model: String,
+    /// The conversation.
+    #[schema(min_items = 1)]
+    pub messages: Vec<crate::api::Message>,
+    /// Most tokens to generate (the plan may allow less than the maximum shown).
+    #[schema(minimum = 1, maximum = 32768)]
+    pub max_tokens: Option<u32>,
+    /// Stream `chat.completion.chunk` events.
+    pub stream: Option<bool>,
+    /// Sampling temperature.
+    #[schema(minimum = 0.0, maximum = 2.0)]
+    pub temperature: Option<f64>,
+}
+
 /// OpenAI-compatible chat completions, whole or streamed.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
-    request_body(content = serde_json::Value, content_type = "application/json",
+    request_body(content = ChatCompletionRequest, content_type = "application/json",
         description = "An OpenAI chat completions request; `model` is `affine-winner` or the current winner's id"),
     responses(
         (status = 200, description = "the provider's chat.completion (or chat.completion.chunk events when streaming)", body = serde_json::Value),
@@ -136,7 +156,7 @@ pub async fn chat_completions(
     ) + u64::from(max_tokens);
 
     // The upstream request: the caller's fields, our model, our max_tokens, usage when streaming.
-    let stream = req.stream;
+    let stream = req.stream.unwrap_or(false);
     let mut out = std::mem::take(&mut req.rest);
     out.remove("max_completion_tokens");
     out.insert("model".into(), winner.model.id.clone().into());

@@ -45,6 +45,7 @@ use crate::error::ErrorCode;
         crate::http::session::Session,
         crate::http::account::AccountView,
         crate::http::chat::ModelList,
+        crate::http::chat::ChatCompletionRequest,
         crate::http::chat::ModelEntry,
         crate::error::OpenAiErrorBody,
         crate::http::account::Remaining,
@@ -106,6 +107,94 @@ impl utoipa::Modify for Security {
         let signed = caller[1..].to_vec();
         let admin = vec![SecurityRequirement::new("bearer", Vec::<String>::new())];
         for (path, item) in doc.paths.paths.iter_mut() {
+            let openai = path == "/v1/chat/completions" || path == "/v1/models";
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                // Every route can answer these; document them once here rather than on each.
+                let mut codes: Vec<(&str, &str)> = vec![
+                    ("405", "method_not_allowed"),
+                    (
+                        "500",
+                        "internal (with Retry-After when the state store is failing)",
+                    ),
+                ];
+                if path != "/healthz"
+                    && path != "/readyz"
+                    && !path.starts_with("/openapi")
+                    && path != "/docs"
+                    && path != "/metrics"
+                    && path != "/v1/winner"
+                {
+                    codes.extend([
+                        ("401", "auth_missing, auth_malformed, bad_signature, stale_request, replayed_request, wrong_receiver, token_invalid, token_expired, token_revoked"),
+                        ("403", "forbidden, unregistered_hotkey, account_disabled"),
+                        ("429", "rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After"),
+                    ]);
+                }
+                if op.request_body.is_some() {
+                    codes.extend([
+                        ("400", "invalid_request, invalid_json, unknown_field"),
+                        ("413", "body_too_large"),
+                        ("415", "unsupported_media_type"),
+                    ]);
+                }
+                for (code, what) in codes {
+                    if !op.responses.responses.contains_key(code) {
+                        let (ct, schema) = if openai {
+                            ("application/json", "OpenAiErrorBody")
+                        } else {
+                            ("application/problem+json", "Problem")
+                        };
+                        let resp = utoipa::openapi::ResponseBuilder::new()
+                            .description(what)
+                            .content(
+                                ct,
+                                utoipa::openapi::Content::new(Some(
+                                    utoipa::openapi::Ref::from_schema_name(schema),
+                                )),
+                            )
+                            .build();
+                        op.responses.responses.insert(code.to_string(), resp.into());
+                    }
+                }
+            }
+            // Streamed answers share the 200 of the whole ones, as text/event-stream.
+            if (path == "/v1/reason" || path == "/v1/chat/completions")
+                && let Some(op) = item.post.as_mut()
+                && let Some(utoipa::openapi::RefOr::T(ok)) = op.responses.responses.get_mut("200")
+            {
+                // Each event as schema tools see it: its name and its data (JSON text:
+                // StreamDelta, ReasonDoneSchema or Problem). The OpenAI stream's chunks are
+                // the provider's own and `[DONE]` is not JSON, so that one is left open.
+                let content = if path == "/v1/reason" {
+                    use utoipa::openapi::schema::{ObjectBuilder, Type};
+                    let event = ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(["reasoning", "output", "done", "error"]));
+                    let data = ObjectBuilder::new().schema_type(Type::String).description(Some(
+                            "JSON: StreamDelta for reasoning/output, ReasonDoneSchema for done, Problem for error",
+                        ));
+                    let ev = ObjectBuilder::new()
+                            .schema_type(Type::Object)
+                            .property("event", event)
+                            .property("data", data)
+                            .description(Some("one server-sent event (with \"stream\": true): deltas, then one `done` or one `error`"));
+                    utoipa::openapi::Content::new(Some(ev))
+                } else {
+                    utoipa::openapi::Content::new(
+                        None::<utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>>,
+                    )
+                };
+                ok.content
+                    .insert("text/event-stream".to_string(), content.into());
+            }
             let reqs = if path.starts_with("/admin/") {
                 &admin
             } else if path == "/v1/auth/session" {

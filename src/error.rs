@@ -52,6 +52,9 @@ pub enum ErrorCode {
     InsufficientBalance,
     /// The credentials lack the scope for this route.
     Forbidden,
+    /// The request repeats an idempotency key with different content (a credit reference
+    /// reused with another amount).
+    Conflict,
     /// The hotkey is not registered and unregistered callers are not allowed.
     UnregisteredHotkey,
     /// The account is disabled.
@@ -96,6 +99,7 @@ impl ErrorCode {
             }
             InsufficientBalance => StatusCode::PAYMENT_REQUIRED,
             Forbidden | UnregisteredHotkey | AccountDisabled => StatusCode::FORBIDDEN,
+            Conflict => StatusCode::CONFLICT,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -127,6 +131,7 @@ impl ErrorCode {
             TokenRevoked => "token_revoked",
             InsufficientBalance => "insufficient_balance",
             Forbidden => "forbidden",
+            Conflict => "conflict",
             UnregisteredHotkey => "unregistered_hotkey",
             AccountDisabled => "account_disabled",
             NotFound => "not_found",
@@ -163,6 +168,7 @@ impl ErrorCode {
             TokenRevoked => "Token revoked",
             InsufficientBalance => "Insufficient balance",
             Forbidden => "Forbidden",
+            Conflict => "Conflict",
             UnregisteredHotkey => "Unregistered hotkey",
             AccountDisabled => "Account disabled",
             NotFound => "Not found",
@@ -183,7 +189,7 @@ impl ErrorCode {
     /// The OpenAI error `type` used on `/v1/chat/completions`.
     pub fn openai_type(self) -> &'static str {
         match self.status().as_u16() {
-            400 | 404 | 405 | 413 | 415 => "invalid_request_error",
+            400 | 404 | 405 | 409 | 413 | 415 => "invalid_request_error",
             401 => "authentication_error",
             402 => "insufficient_quota",
             403 => "permission_error",
@@ -209,6 +215,7 @@ impl ErrorCode {
         ErrorCode::TokenRevoked,
         ErrorCode::InsufficientBalance,
         ErrorCode::Forbidden,
+        ErrorCode::Conflict,
         ErrorCode::UnregisteredHotkey,
         ErrorCode::AccountDisabled,
         ErrorCode::NotFound,

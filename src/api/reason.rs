@@ -93,6 +93,20 @@ pub mod whole {
             .transpose()
     }
 
+    /// A `u64` from 1 to `i64::MAX` (money: it must fit a signed balance).
+    pub fn u64_positive<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let n = serde_json::Number::deserialize(d)?;
+        integral(&n)
+            .filter(|v| *v >= 1 && *v <= i128::from(i64::MAX))
+            .map(|v| v as u64)
+            .ok_or_else(|| {
+                de::Error::custom(format!(
+                    "expected a whole number from 1 to {}, got {n}",
+                    i64::MAX
+                ))
+            })
+    }
+
     /// An optional `i64`.
     pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
         Option::<serde_json::Number>::deserialize(d)?

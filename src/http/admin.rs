@@ -14,6 +14,7 @@ use crate::auth::jwt::now_secs;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::AppState;
 use crate::http::extract::JsonBody;
+use crate::store::CreditOutcome;
 
 /// Creates (201) or updates (200) an account; omitted fields keep their value.
 #[utoipa::path(put, path = "/admin/v1/accounts/{id}", tag = "admin",
@@ -64,6 +65,109 @@ pub async fn get_account(
     };
     let balance = accounts::balance(&st.store, &id).await?;
     Ok(Json(rec.with_balance(balance)))
+}
+
+/// `POST /admin/v1/accounts/{id}/credits` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreditRequest {
+    /// Rao to add (1 TAO = 10^9 rao).
+    #[serde(deserialize_with = "crate::api::reason::whole::u64_positive")]
+    #[schema(
+        minimum = 1,
+        maximum = 9_223_372_036_854_775_807_i64,
+        example = 1_000_000_000
+    )]
+    pub amount_rao: u64,
+    /// The idempotency key: the deposit's extrinsic hash or an invoice id (1 to 128 of
+    /// `[A-Za-z0-9._:-]`). The same reference twice credits once.
+    #[schema(example = "0x5f3c…", pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    pub reference: String,
+}
+
+/// A credit, as recorded.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Credit {
+    /// The account.
+    pub id: String,
+    /// Rao added.
+    pub amount_rao: u64,
+    /// The idempotency key.
+    pub reference: String,
+    /// The balance right after this credit.
+    pub balance_rao: i64,
+}
+
+fn valid_reference(r: &str) -> bool {
+    (1..=128).contains(&r.len())
+        && r.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Credits an account once per `reference`; a repeat returns the first result.
+#[utoipa::path(post, path = "/admin/v1/accounts/{id}/credits", tag = "admin",
+    params(("id" = String, Path, description = "SS58 hotkey or enterprise slug")),
+    request_body(content = CreditRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "credited (or the first result of this reference)", body = Credit),
+        (status = 404, description = "not_found: no such account", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflict: the reference was credited with another amount", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn credit(
+    State(st): State<AppState>,
+    Extension(op): Extension<Operator>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Credit>, ApiError> {
+    let req: CreditRequest = serde_json::from_slice(&body).map_err(classify_json_error)?;
+    if !valid_reference(&req.reference) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "`reference` must be 1 to 128 of [A-Za-z0-9._:-]",
+        ));
+    }
+    if accounts::load(&st.store, &id).await?.is_none() {
+        return Err(ApiError::new(ErrorCode::NotFound, "no such account"));
+    }
+    let now_ms = crate::auth::jwt::now_secs().saturating_mul(1000);
+    let line = serde_json::json!({
+        "reference": req.reference, "amount_rao": req.amount_rao, "at_ms": now_ms, "by": op.sub,
+    })
+    .to_string();
+    let outcome = st
+        .store
+        .credit(&id, &req.reference, req.amount_rao, &line, now_ms)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot record a credit");
+            ApiError::new(
+                ErrorCode::Internal,
+                "the credit could not be recorded; try again",
+            )
+            .with_retry_after(1)
+        })?;
+    let balance_rao = match outcome {
+        CreditOutcome::Credited { balance_rao } => {
+            tracing::info!(operator = %op.sub, account = %id, amount_rao = req.amount_rao, reference = %req.reference, "credited");
+            balance_rao
+        }
+        CreditOutcome::Repeated { balance_rao } => balance_rao,
+        CreditOutcome::Conflict { amount_rao } => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "reference `{}` was already credited with {amount_rao} rao",
+                    req.reference
+                ),
+            ));
+        }
+    };
+    Ok(Json(Credit {
+        id,
+        amount_rao: req.amount_rao,
+        reference: req.reference,
+        balance_rao,
+    }))
 }
 
 /// `POST /admin/v1/tokens/revoke` body.

@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> Router {
             "/admin/v1/accounts/{id}",
             put(admin::put_account).get(admin::get_account),
         )
+        .route("/admin/v1/accounts/{id}/credits", post(admin::credit))
         .route("/admin/v1/tokens/revoke", post(admin::revoke_token))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -56,6 +56,8 @@ struct Shards {
     revoked: Mutex<(u64, HashMap<String, u64>)>,
     /// The limiter's scopes.
     quota: super::memory_quota::QuotaTable,
+    /// Serialises credits (admin-rate), so check-then-add is atomic like the Redis script.
+    credits: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -117,6 +119,7 @@ impl MemoryStore {
                 shards,
                 revoked: Mutex::new((0, HashMap::new())),
                 quota: super::memory_quota::QuotaTable::new(),
+                credits: Mutex::new(()),
             }),
             prefix: key_prefix.into(),
         }
@@ -253,6 +256,47 @@ impl MemoryStore {
         self.data
             .quota
             .renew(&self.prefix, scopes, request_id, lease_ms)
+    }
+
+    pub(super) fn credit(
+        &self,
+        balance: &str,
+        record: &str,
+        log: &str,
+        amount_rao: u64,
+        log_line: &str,
+        now_ms: u64,
+    ) -> Result<(i64, String, String), StoreError> {
+        let _one_at_a_time = self
+            .data
+            .credits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(prev) = self.get(record) {
+            let text = String::from_utf8_lossy(&prev).into_owned();
+            // "<amount> <balance after> <at ms>", written below.
+            let mut parts = text.split(' ');
+            let (amount, bal) = (parts.next().unwrap_or(""), parts.next().unwrap_or("0"));
+            let code = if amount == amount_rao.to_string() {
+                0
+            } else {
+                -1
+            };
+            return Ok((code, bal.to_owned(), amount.to_owned()));
+        }
+        let delta = i64::try_from(amount_rao)
+            .map_err(|_| StoreError::Protocol("amount out of range".into()))?;
+        let bal = self.incr_by(balance, delta, None)?;
+        self.set(
+            record,
+            format!("{amount_rao} {bal} {now_ms}").as_bytes(),
+            None,
+        );
+        let mut lines = self.get(log).unwrap_or_default();
+        lines.extend_from_slice(log_line.as_bytes());
+        lines.push(b'\n');
+        self.set(log, &lines, None);
+        Ok((1, bal.to_string(), amount_rao.to_string()))
     }
 
     pub(super) fn revoke(&self, jti: &str, until_unix: u64, now_unix: u64) {

@@ -22,12 +22,14 @@
 //! stores them, so a counter read back with [`Store::get`] looks the same on both backends.
 
 pub mod auth;
+pub mod credit;
 pub mod memory;
 mod memory_quota;
 pub mod quota;
 pub mod redis;
 
 pub use auth::AuthAdmission;
+pub use credit::CreditOutcome;
 pub use quota::{BucketView, Limit, QuotaDecision, ScopeSpec, ScopeView};
 
 use std::fmt;

@@ -312,6 +312,28 @@ impl RedisStore {
         self.run(inv.invoke_async(&mut conn)).await
     }
 
+    pub(super) async fn credit(
+        &self,
+        balance: &str,
+        record: &str,
+        log: &str,
+        amount_rao: u64,
+        log_line: &str,
+        now_ms: u64,
+    ) -> Result<(i64, String, String), StoreError> {
+        static SCRIPT: std::sync::LazyLock<::redis::Script> =
+            std::sync::LazyLock::new(|| ::redis::Script::new(include_str!("lua/credit_v1.lua")));
+        let mut inv = SCRIPT.prepare_invoke();
+        inv.key(self.full_key(balance))
+            .key(self.full_key(record))
+            .key(self.full_key(log))
+            .arg(amount_rao)
+            .arg(now_ms)
+            .arg(log_line);
+        let mut conn = self.conn.clone();
+        self.run(inv.invoke_async(&mut conn)).await
+    }
+
     pub(super) async fn revoke(
         &self,
         jti: &str,

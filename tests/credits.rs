@@ -1,0 +1,164 @@
+//! Credits: idempotent on their reference, on both backends and over HTTP.
+
+mod common;
+
+use std::time::Duration;
+
+use affine_gateway::store::{CreditOutcome, Store};
+use chutes_sim::SimConfig;
+use common::*;
+
+async fn redis() -> Store {
+    Store::redis(
+        "redis://127.0.0.1:6379",
+        &redis_prefix(),
+        Duration::from_secs(2),
+        Duration::from_secs(2),
+    )
+    .await
+    .expect("these tests need Redis on 127.0.0.1:6379")
+}
+
+async fn credits_are_once_per_reference(s: &Store) {
+    let c = |r: &'static str, amount| {
+        let s = s.clone();
+        async move { s.credit("acme", r, amount, "{}", 1).await.unwrap() }
+    };
+    assert_eq!(
+        c("tx-1", 500).await,
+        CreditOutcome::Credited { balance_rao: 500 }
+    );
+    assert_eq!(
+        c("tx-1", 500).await,
+        CreditOutcome::Repeated { balance_rao: 500 }
+    );
+    assert_eq!(
+        c("tx-1", 501).await,
+        CreditOutcome::Conflict { amount_rao: 500 }
+    );
+    assert_eq!(
+        c("tx-2", 7).await,
+        CreditOutcome::Credited { balance_rao: 507 }
+    );
+    assert_eq!(
+        c("tx-1", 500).await,
+        CreditOutcome::Repeated { balance_rao: 500 }
+    );
+    // Fifty concurrent deliveries of one deposit credit it once.
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.credit("acme", "tx-3", 1_000, "{}", 2).await.unwrap() })
+        })
+        .collect();
+    let mut credited = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), CreditOutcome::Credited { .. }) {
+            credited += 1;
+        }
+    }
+    assert_eq!(credited, 1);
+    assert_eq!(s.get("{a:acme}:bal").await.unwrap().unwrap(), b"1507");
+}
+
+#[tokio::test]
+async fn memory_credits_are_once_per_reference() {
+    credits_are_once_per_reference(&Store::memory("agw-test:")).await;
+}
+
+#[tokio::test]
+async fn redis_credits_are_once_per_reference() {
+    let s = redis().await;
+    credits_are_once_per_reference(&s).await;
+    s.delete_all_prefixed().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_credits_endpoint() {
+    let h = Harness::start(SimConfig::default()).await;
+    let post = |id: &str, body: &str, tok: String| {
+        h.http
+            .post(h.url(&format!("/admin/v1/accounts/{id}/credits")))
+            .bearer_auth(tok)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let body = r#"{"amount_rao":2500000000,"reference":"0xabc123"}"#;
+    let res = post(TEST_ACCOUNT, body, admin_token()).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let first: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(first["id"], TEST_ACCOUNT);
+    assert_eq!(first["amount_rao"], 2_500_000_000u64);
+    assert_eq!(first["reference"], "0xabc123");
+    assert_eq!(first["balance_rao"], 2_500_000_000u64);
+    let again: serde_json::Value = post(TEST_ACCOUNT, body, admin_token())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        again, first,
+        "a repeated reference returns the first result"
+    );
+    let res = post(
+        TEST_ACCOUNT,
+        r#"{"amount_rao":1,"reference":"0xabc123"}"#,
+        admin_token(),
+    )
+    .await
+    .unwrap();
+    expect_problem(res, 409, "conflict").await;
+    let v: serde_json::Value = h
+        .http
+        .get(h.url(&format!("/admin/v1/accounts/{TEST_ACCOUNT}")))
+        .bearer_auth(admin_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["balance_rao"], 2_500_000_000u64);
+
+    expect_problem(
+        post("nobody-here", body, admin_token()).await.unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+    expect_problem(
+        post(TEST_ACCOUNT, body, h.token.clone()).await.unwrap(),
+        403,
+        "forbidden",
+    )
+    .await;
+    for bad in [
+        r#"{"amount_rao":0,"reference":"r"}"#,
+        r#"{"amount_rao":-5,"reference":"r"}"#,
+        r#"{"amount_rao":1.5,"reference":"r"}"#,
+        r#"{"amount_rao":1,"reference":""}"#,
+        r#"{"amount_rao":1,"reference":"has space"}"#,
+        r#"{"amount_rao":1}"#,
+    ] {
+        expect_problem(
+            post(TEST_ACCOUNT, bad, admin_token()).await.unwrap(),
+            400,
+            "invalid_request",
+        )
+        .await;
+    }
+    expect_problem(
+        post(
+            TEST_ACCOUNT,
+            r#"{"amount_rao":1,"reference":"r","memo":"x"}"#,
+            admin_token(),
+        )
+        .await
+        .unwrap(),
+        400,
+        "unknown_field",
+    )
+    .await;
+}

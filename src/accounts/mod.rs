@@ -108,15 +108,17 @@ pub struct Account {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountUpdate {
-    /// Accepted only when equal to the path's id (so a GET body can be sent back).
+    /// Accepted only when equal to the path's id (so a GET body can be sent back); not part
+    /// of the documented schema.
     #[serde(default)]
+    #[schema(ignore)]
     pub id: Option<String>,
     /// Must match the id's shape when given.
     #[serde(default)]
     pub kind: Option<AccountKind>,
     /// `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<u16>)]
+    #[schema(value_type = Option<u16>, minimum = 0, maximum = 65535)]
     pub netuid: Option<Option<u16>>,
     /// A known plan name.
     #[serde(default)]
@@ -130,14 +132,20 @@ pub struct AccountUpdate {
     /// Disable or re-enable.
     #[serde(default)]
     pub disabled: Option<bool>,
-    /// Refused: only credits and usage change the balance.
+    /// Refused with a clear message (only credits and usage change the balance); not part of
+    /// the documented schema.
     #[serde(default)]
-    #[schema(value_type = Option<i64>)]
+    #[schema(ignore)]
     pub balance_rao: Option<serde_json::Value>,
 }
 
 fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u16>>, D::Error> {
-    Option::<u16>::deserialize(d).map(Some)
+    let n = crate::api::reason::whole::opt_u32(d)?;
+    n.map(|v| {
+        u16::try_from(v).map_err(|_| serde::de::Error::custom(format!("netuid {v} is above 65535")))
+    })
+    .transpose()
+    .map(Some)
 }
 
 /// Whether `id` is an enterprise slug: 3 to 64 of `[a-z0-9-]`.

@@ -107,6 +107,17 @@ pub mod whole {
             })
     }
 
+    /// An optional `u64`.
+    pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Option::<serde_json::Number>::deserialize(d)?
+            .map(|n| {
+                integral(&n)
+                    .and_then(|v| u64::try_from(v).ok())
+                    .ok_or_else(|| de::Error::custom(format!("expected a whole number, got {n}")))
+            })
+            .transpose()
+    }
+
     /// An optional `i64`.
     pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
         Option::<serde_json::Number>::deserialize(d)?

@@ -175,10 +175,11 @@ pub async fn credit(
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
     /// The token id (`jti` claim) to refuse from now on.
+    #[schema(min_length = 1, max_length = 128)]
     pub jti: String,
     /// The token's `exp` (unix seconds), if known: the revocation is kept until then.
     /// Without it the revocation is kept for the longest token lifetime (366 days).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::reason::whole::opt_u64")]
     pub exp: Option<u64>,
 }
 

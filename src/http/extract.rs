@@ -40,7 +40,10 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             ));
         }
         match Bytes::from_request(req, state).await {
-            Ok(b) => Ok(JsonBody(b)),
+            Ok(b) => {
+                require_object(&b)?;
+                Ok(JsonBody(b))
+            }
             Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
                 ErrorCode::BodyTooLarge,
                 "the request body is larger than this gateway accepts (GATEWAY_MAX_BODY_BYTES)",
@@ -53,9 +56,35 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
+/// Every body this API takes is a JSON object. serde would also build a struct from an array
+/// (`[null, null]`), so anything that is JSON but not an object is refused here: 400
+/// `invalid_request` (and what is not JSON at all is left to the parser: `invalid_json`).
+pub fn require_object(body: &[u8]) -> Result<(), ApiError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') | None => Ok(()),
+        Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() => Err(
+            ApiError::new(ErrorCode::InvalidRequest, "the body must be a JSON object"),
+        ),
+        Some(_) => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_objects_pass() {
+        assert!(require_object(b" {\"a\":1}").is_ok());
+        assert!(require_object(b"not json").is_ok(), "left to the parser");
+        assert!(require_object(b"").is_ok(), "left to the parser");
+        for v in [&b"[null,null]"[..], b"\"x\"", b"5", b"null", b"true"] {
+            assert_eq!(
+                require_object(v).unwrap_err().code,
+                ErrorCode::InvalidRequest
+            );
+        }
+    }
 
     #[test]
     fn json_content_types() {

@@ -116,7 +116,8 @@ pub struct AccountUpdate {
     /// Must match the id's shape when given.
     #[serde(default)]
     pub kind: Option<AccountKind>,
-    /// `null` clears it.
+    /// The hotkey's subnet; `null` clears it. Hotkey accounts only: an enterprise account with
+    /// a netuid is refused (400 `invalid_request`).
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<u16>, minimum = 0, maximum = 65535)]
     pub netuid: Option<Option<u16>>,

@@ -107,11 +107,12 @@ pub mod whole {
             })
     }
 
-    /// An optional `u64`.
+    /// An optional `u64` no larger than `i64::MAX` (what JSON Schema's int64 allows).
     pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         Option::<serde_json::Number>::deserialize(d)?
             .map(|n| {
                 integral(&n)
+                    .filter(|v| *v <= i128::from(i64::MAX))
                     .and_then(|v| u64::try_from(v).ok())
                     .ok_or_else(|| de::Error::custom(format!("expected a whole number, got {n}")))
             })

@@ -180,6 +180,7 @@ pub struct RevokeRequest {
     /// The token's `exp` (unix seconds), if known: the revocation is kept until then.
     /// Without it the revocation is kept for the longest token lifetime (366 days).
     #[serde(default, deserialize_with = "crate::api::reason::whole::opt_u64")]
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub exp: Option<u64>,
 }
 

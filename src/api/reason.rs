@@ -77,57 +77,52 @@ pub mod whole {
             .map(|f| f as i128)
     }
 
-    /// An optional `u32`.
-    pub fn opt_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
-        Option::<serde_json::Number>::deserialize(d)?
-            .map(|n| {
-                integral(&n)
-                    .and_then(|v| u32::try_from(v).ok())
-                    .ok_or_else(|| {
-                        de::Error::custom(format!(
-                            "expected a whole number from 0 to {}, got {n}",
-                            u32::MAX
-                        ))
-                    })
-            })
-            .transpose()
-    }
-
-    /// A `u64` from 1 to `i64::MAX` (money: it must fit a signed balance).
-    pub fn u64_positive<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        let n = serde_json::Number::deserialize(d)?;
-        integral(&n)
-            .filter(|v| *v >= 1 && *v <= i128::from(i64::MAX))
-            .map(|v| v as u64)
+    /// A whole number in `lo..=hi`, converted to `T` (in range by construction).
+    fn bounded<E: de::Error, T: TryFrom<i128>>(
+        n: &serde_json::Number,
+        lo: i128,
+        hi: i128,
+    ) -> Result<T, E> {
+        integral(n)
+            .filter(|v| (lo..=hi).contains(v))
+            .and_then(|v| T::try_from(v).ok())
             .ok_or_else(|| {
-                de::Error::custom(format!(
-                    "expected a whole number from 1 to {}, got {n}",
-                    i64::MAX
+                E::custom(format!(
+                    "expected a whole number from {lo} to {hi}, got {n}"
                 ))
             })
     }
 
+    fn optional<'de, D: Deserializer<'de>, T: TryFrom<i128>>(
+        d: D,
+        lo: i128,
+        hi: i128,
+    ) -> Result<Option<T>, D::Error> {
+        Option::<serde_json::Number>::deserialize(d)?
+            .map(|n| bounded(&n, lo, hi))
+            .transpose()
+    }
+
+    const I64_MAX: i128 = i64::MAX as i128;
+
+    /// An optional `u32`.
+    pub fn opt_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        optional(d, 0, i128::from(u32::MAX))
+    }
+
     /// An optional `u64` no larger than `i64::MAX` (what JSON Schema's int64 allows).
     pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-        Option::<serde_json::Number>::deserialize(d)?
-            .map(|n| {
-                integral(&n)
-                    .filter(|v| *v <= i128::from(i64::MAX))
-                    .and_then(|v| u64::try_from(v).ok())
-                    .ok_or_else(|| de::Error::custom(format!("expected a whole number, got {n}")))
-            })
-            .transpose()
+        optional(d, 0, I64_MAX)
     }
 
     /// An optional `i64`.
     pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-        Option::<serde_json::Number>::deserialize(d)?
-            .map(|n| {
-                integral(&n)
-                    .and_then(|v| i64::try_from(v).ok())
-                    .ok_or_else(|| de::Error::custom(format!("expected a whole number, got {n}")))
-            })
-            .transpose()
+        optional(d, i128::from(i64::MIN), I64_MAX)
+    }
+
+    /// A `u64` from 1 to `i64::MAX` (money: it must fit a signed balance).
+    pub fn u64_positive<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        bounded(&serde_json::Number::deserialize(d)?, 1, I64_MAX)
     }
 }
 

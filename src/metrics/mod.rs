@@ -2,10 +2,14 @@
 //!
 //! One registry per gateway instance (so in-process tests running several gateways don't mix
 //! their counters). Label values are bounded: routes are the matched route templates, never
-//! raw paths, and never caller identities. The full SLO set lands with issue #7.
+//! raw paths, and never caller identities.
+//!
+//! Every metric the SLO rules (`deploy/prometheus/`) and the dashboard (`deploy/grafana/`)
+//! use is defined here, in one place, so names cannot drift between the code and the rules.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Latency buckets in seconds. They include the overhead and availability thresholds of the
@@ -13,6 +17,22 @@ use prometheus::{
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     120.0, 300.0,
+];
+
+/// Gateway overhead buckets in seconds (total minus upstream time). Fine-grained at the low
+/// end, where the overhead SLO threshold sits.
+pub const OVERHEAD_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// Time-to-first-token buckets in seconds (streams); reasoning models think for a while.
+pub const TTFT_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+];
+
+/// Redis command latency buckets in seconds.
+pub const REDIS_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
 /// The gateway's metrics.
@@ -35,6 +55,36 @@ pub struct Metrics {
     pub quota_rejections: IntCounterVec,
     /// Quota store failures (admission went by the failure policy).
     pub quota_store_errors: prometheus::IntCounter,
+    /// Time to the first token of a stream, by route.
+    pub ttft: HistogramVec,
+    /// Gateway overhead (end-to-end time minus upstream time), by route.
+    pub overhead: HistogramVec,
+    /// Authentication failures by error code.
+    pub auth_failures: IntCounterVec,
+    /// Upstream attempts that were retries, by upstream name.
+    pub upstream_retries: IntCounterVec,
+    /// Requests served by a fallback upstream, by the upstream that served.
+    pub upstream_fallbacks: IntCounterVec,
+    /// Circuit breaker state by upstream name: 0 closed, 1 half-open, 2 open.
+    pub breaker_state: IntGaugeVec,
+    /// The current winner: value 1 on the series labelled with its model, revision and source.
+    pub winner_info: IntGaugeVec,
+    /// 1 when a winner is known, else 0.
+    pub winner_known: IntGauge,
+    /// Winner changes seen by this replica.
+    pub winner_changes: IntCounter,
+    /// Rao charged to accounts, by plan.
+    pub metered_rao: IntCounterVec,
+    /// Tokens metered, by plan and direction (`input`, `output`).
+    pub metered_tokens: IntCounterVec,
+    /// Settlements by outcome (`settled`, `repeated`, `journaled`, `replayed`, `failed`).
+    pub settlements: IntCounterVec,
+    /// Settlements waiting in the local journal for Redis to come back.
+    pub journal_backlog: IntGauge,
+    /// Redis command latency by operation.
+    pub redis_duration: HistogramVec,
+    /// Redis command failures by operation.
+    pub redis_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -86,8 +136,111 @@ impl Metrics {
             "Quota admissions or settlements that failed on the store",
         )
         .expect("valid metric");
+        let histogram = |name: &str, help: &str, buckets: &[f64], labels: &[&str]| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                labels,
+            )
+            .expect("valid metric")
+        };
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        let ttft = histogram(
+            "agw_ttft_seconds",
+            "Time from request to the first token sent to the caller (streams)",
+            TTFT_BUCKETS,
+            &["route"],
+        );
+        let overhead = histogram(
+            "agw_gateway_overhead_seconds",
+            "Time the gateway added: end-to-end time minus time waiting for the upstream",
+            OVERHEAD_BUCKETS,
+            &["route"],
+        );
+        let auth_failures = counter(
+            "agw_auth_failures_total",
+            "Requests refused by authentication",
+            &["code"],
+        );
+        let upstream_retries = counter(
+            "agw_upstream_retries_total",
+            "Upstream attempts that were retries",
+            &["upstream"],
+        );
+        let upstream_fallbacks = counter(
+            "agw_upstream_fallbacks_total",
+            "Requests served by a fallback upstream",
+            &["upstream"],
+        );
+        let breaker_state = IntGaugeVec::new(
+            Opts::new(
+                "agw_breaker_state",
+                "Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open",
+            ),
+            &["upstream"],
+        )
+        .expect("valid metric");
+        let winner_info = IntGaugeVec::new(
+            Opts::new("agw_winner_info", "The current winner model (value 1)"),
+            &["model", "revision", "source"],
+        )
+        .expect("valid metric");
+        let winner_known = IntGauge::new("agw_winner_known", "1 when a winner model is known")
+            .expect("valid metric");
+        let winner_changes = IntCounter::new(
+            "agw_winner_changes_total",
+            "Times the winner model changed",
+        )
+        .expect("valid metric");
+        let metered_rao = counter(
+            "agw_metered_rao_total",
+            "Rao charged to accounts",
+            &["plan"],
+        );
+        let metered_tokens = counter(
+            "agw_metered_tokens_total",
+            "Tokens metered",
+            &["plan", "direction"],
+        );
+        let settlements = counter(
+            "agw_settlements_total",
+            "Request settlements by outcome",
+            &["outcome"],
+        );
+        let journal_backlog = IntGauge::new(
+            "agw_journal_backlog",
+            "Settlements in the local journal waiting for Redis",
+        )
+        .expect("valid metric");
+        let redis_duration = histogram(
+            "agw_redis_command_duration_seconds",
+            "Redis round-trip time by operation",
+            REDIS_BUCKETS,
+            &["op"],
+        );
+        let redis_errors = counter(
+            "agw_redis_errors_total",
+            "Redis operations that failed",
+            &["op"],
+        );
         for c in [
-            Box::new(quota_rejections.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(ttft.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(overhead.clone()),
+            Box::new(auth_failures.clone()),
+            Box::new(upstream_retries.clone()),
+            Box::new(upstream_fallbacks.clone()),
+            Box::new(breaker_state.clone()),
+            Box::new(winner_info.clone()),
+            Box::new(winner_known.clone()),
+            Box::new(winner_changes.clone()),
+            Box::new(metered_rao.clone()),
+            Box::new(metered_tokens.clone()),
+            Box::new(settlements.clone()),
+            Box::new(journal_backlog.clone()),
+            Box::new(redis_duration.clone()),
+            Box::new(redis_errors.clone()),
+            Box::new(quota_rejections.clone()),
             Box::new(quota_store_errors.clone()),
             Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
@@ -108,6 +261,21 @@ impl Metrics {
             upstream_duration,
             quota_rejections,
             quota_store_errors,
+            ttft,
+            overhead,
+            auth_failures,
+            upstream_retries,
+            upstream_fallbacks,
+            breaker_state,
+            winner_info,
+            winner_known,
+            winner_changes,
+            metered_rao,
+            metered_tokens,
+            settlements,
+            journal_backlog,
+            redis_duration,
+            redis_errors,
         }
     }
 

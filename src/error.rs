@@ -83,6 +83,9 @@ pub enum ErrorCode {
     UpstreamTimeout,
     /// A bug or an unexpected condition inside the gateway.
     Internal,
+    /// 503: the ledger store (Redis) is unreachable and the request needs it (a prepaid
+    /// reservation, or any admission under `fail_closed`).
+    StoreUnavailable,
 }
 
 impl ErrorCode {
@@ -109,6 +112,7 @@ impl ErrorCode {
             NoWinner | UpstreamUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -146,6 +150,7 @@ impl ErrorCode {
             UpstreamUnavailable => "upstream_unavailable",
             UpstreamTimeout => "upstream_timeout",
             Internal => "internal",
+            StoreUnavailable => "store_unavailable",
         }
     }
 
@@ -183,6 +188,7 @@ impl ErrorCode {
             UpstreamUnavailable => "Upstream unavailable",
             UpstreamTimeout => "Upstream timeout",
             Internal => "Internal error",
+            StoreUnavailable => "Storage unavailable",
         }
     }
 
@@ -230,6 +236,7 @@ impl ErrorCode {
         ErrorCode::UpstreamUnavailable,
         ErrorCode::UpstreamTimeout,
         ErrorCode::Internal,
+        ErrorCode::StoreUnavailable,
     ];
 }
 

@@ -15,7 +15,8 @@
 //!   a utoipa schema so the OpenAPI document is generated from the code.
 //! - [`auth`]: who is calling (the authenticated [`auth::Caller`] travels with the request).
 //! - [`quota`]: per-plan limits (requests, tokens, concurrency).
-//! - [`metering`]: cost in rao of a request's usage.
+//! - [`metering`]: money — cost in rao, the ticket a request's hold and settlement carry, the
+//!   usage event, the settlement journal and the ledger reconciliation.
 //! - [`routing`]: which model serves the request — the current winner snapshot.
 //! - [`upstream`]: the OpenAI-compatible client, the incremental SSE decoder and the
 //!   `<think>` splitter that turn the provider's answer into ours.

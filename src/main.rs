@@ -35,6 +35,22 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The money ledger in Redis.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Check, to the rao, that credits − debits = balances and usage events = debits; list
+    /// every discrepancy and exit 1 if there is one (2 if the ledger cannot be read).
+    Reconcile {
+        /// TOML configuration file (environment variables override it).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +116,38 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("affine-gateway: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Ledger {
+            command: LedgerCommand::Reconcile { config },
+        } => {
+            let cfg = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("affine-gateway: cannot start the runtime: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match rt.block_on(affine_gateway::metering::reconcile::run(&cfg)) {
+                Ok(report) => {
+                    println!("{report}");
+                    if report.is_clean() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("affine-gateway: ledger reconcile: {e}");
                     ExitCode::from(2)
                 }
             }

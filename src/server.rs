@@ -24,6 +24,7 @@ use crate::auth::jwt::{JwtKeys, Scope, now_secs};
 use crate::auth::revocation::Revocations;
 use crate::config::Config;
 use crate::http::{self, AppState, state::Inner};
+use crate::metering::{Journal, Meter};
 use crate::metrics::Metrics;
 use crate::quota::Limiter;
 use crate::quota::local::IpGuard;
@@ -151,12 +152,35 @@ impl Gateway {
         let metrics = Metrics::new();
         let plans = Plans::from_config(&config)
             .map_err(|(field, expected)| StartError::Config(format!("{field}: {expected}")))?;
+        let policy = config.metering.policy();
+        let mut background = vec![revocation_poller];
+        let journal = match &store {
+            Store::Redis(_) => {
+                let j = Journal::open(
+                    std::path::Path::new(&config.metering.journal_path),
+                    metrics.journal_backlog.clone(),
+                )
+                .map_err(|e| StartError::Config(e.to_string()))?;
+                if j.backlog() > 0 {
+                    tracing::warn!(pending = j.backlog(), path = %j.path().display(), "settlement journal has entries from an earlier run; replaying");
+                }
+                background.push(j.spawn_replayer(
+                    store.clone(),
+                    policy,
+                    metrics.settlements.clone(),
+                ));
+                Some(j)
+            }
+            Store::Memory(_) => None,
+        };
+        let meter = Meter::new(store.clone(), policy, journal, metrics.clone());
         let limiter = Arc::new(Limiter::new(
             store.clone(),
             plans,
             config.quota.on_store_failure,
             Duration::from_secs(config.quota.lease_secs),
             metrics.clone(),
+            meter,
         ));
         let ip_guard = IpGuard::new(config.quota.ip_per_second, config.quota.ip_burst);
         let state = AppState::new(Inner {
@@ -173,7 +197,7 @@ impl Gateway {
         Ok(Gateway {
             state,
             simulator,
-            background: vec![revocation_poller],
+            background,
         })
     }
 
@@ -220,6 +244,13 @@ impl Gateway {
                 Ok(())
             }
         };
+        // Settlements run on detached tasks: give the last ones a moment to reach the store
+        // (or the journal) before the runtime goes away.
+        self.state
+            .limiter
+            .meter()
+            .flush(Duration::from_secs(5))
+            .await;
         for task in &self.background {
             task.abort();
         }
@@ -230,6 +261,9 @@ impl Gateway {
 
 /// How long the dev token printed at start is valid.
 pub const DEV_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The credit limit of the `dev` account: 1,000 TAO.
+pub const DEV_CREDIT_LIMIT_RAO: u64 = 1_000 * crate::metering::RAO_PER_TAO;
 
 /// The account the dev token belongs to.
 pub const DEV_ACCOUNT: &str = "dev";
@@ -281,6 +315,9 @@ async fn ensure_dev_account(store: &Store) -> Result<(), StartError> {
             None,
             AccountUpdate {
                 billing: Some(Billing::Postpaid),
+                // Postpaid with a wide limit: the dev token works at once; usage is still
+                // metered and shows as a negative balance.
+                credit_limit_rao: Some(DEV_CREDIT_LIMIT_RAO),
                 ..AccountUpdate::default()
             },
             |p| accounts::BUILTIN_PLANS.contains(&p),
@@ -339,6 +376,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 pub struct Running {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Its shared state (store, limiter, meter…), for tests that look inside.
+    pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), StartError>>,
 }
@@ -347,6 +386,7 @@ impl Running {
     /// Builds and starts a gateway on `127.0.0.1:0`.
     pub async fn start(config: Config) -> Result<Running, StartError> {
         let gateway = Gateway::build(config).await?;
+        let state = gateway.state().clone();
         let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
         let listener = TcpListener::bind(addr)
             .await
@@ -358,6 +398,7 @@ impl Running {
         }));
         Ok(Running {
             addr,
+            state,
             shutdown: Some(tx),
             task,
         })

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use affine_gateway::auth::jwt::Scope;
 use affine_gateway::auth::signing::{Crypto, KeyPair, btauth_headers, epistula_headers};
 use affine_gateway::config::DEV_HOTKEY;
-use affine_gateway::server::Running;
 use chutes_sim::SimConfig;
 use common::*;
 
@@ -65,7 +64,7 @@ async fn redis_harness(tweak: impl FnOnce(&mut affine_gateway::config::Config)) 
 #[tokio::test]
 async fn btauth_request_is_accepted_once_across_replicas() {
     let h = redis_harness(|_| {}).await;
-    let second = Running::start(h.cfg.clone()).await.unwrap();
+    let second = h.replica().await;
     for crypto in [Crypto::Sr25519, Crypto::Ed25519] {
         let key = alice(crypto);
         let headers = signed(&key, "/v1/reason", BODY, DEV_HOTKEY, now_ns());
@@ -85,7 +84,7 @@ async fn btauth_request_is_accepted_once_across_replicas() {
 #[tokio::test]
 async fn epistula_request_is_accepted_once_across_replicas() {
     let h = redis_harness(|_| {}).await;
-    let second = Running::start(h.cfg.clone()).await.unwrap();
+    let second = h.replica().await;
     let KeyPair::Sr25519(pair) = alice(Crypto::Sr25519) else {
         unreachable!()
     };
@@ -380,7 +379,7 @@ async fn unregistered_hotkeys_follow_the_policy() {
 #[tokio::test]
 async fn a_revoked_token_is_refused_on_another_replica_within_a_second() {
     let h = redis_harness(|_| {}).await;
-    let second = Running::start(h.cfg.clone()).await.unwrap();
+    let second = h.replica().await;
     let keys = keys();
     let (tok, claims) = keys.issue(
         TEST_ACCOUNT,

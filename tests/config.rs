@@ -92,6 +92,9 @@ type Check = fn(&Config) -> bool;
 
 /// Every variable with a valid non-default value and how it shows in the config.
 const OVERRIDES: &[(&str, &str, Check)] = &[
+    ("GATEWAY_JOURNAL_PATH", "/var/lib/agw/journal", |c| {
+        c.metering.journal_path == "/var/lib/agw/journal"
+    }),
     ("GATEWAY_LISTEN", "0.0.0.0:9000", |c| {
         c.listen == "0.0.0.0:9000".parse::<SocketAddr>().unwrap()
     }),

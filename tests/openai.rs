@@ -52,9 +52,16 @@ async fn whole_completion_passes_through_with_the_winner_model() {
         res.headers()["x-affine-model"],
         "affine-champ/Affine-Reasoner-32B"
     );
-    assert_eq!(res.headers()["x-affine-cost-rao"], "0");
+    let cost: u64 = res.headers()["x-affine-cost-rao"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(res.headers().contains_key("ratelimit-policy"));
     let v: serde_json::Value = res.json().await.unwrap();
+    let want = (v["usage"]["prompt_tokens"].as_u64().unwrap() * 500_000).div_ceil(1_000_000)
+        + (v["usage"]["completion_tokens"].as_u64().unwrap() * 2_000_000).div_ceil(1_000_000);
+    assert_eq!(cost, want, "the enterprise plan's prices");
     assert_eq!(v["object"], "chat.completion");
     assert!(v["choices"][0]["message"]["content"].is_string());
     assert!(v["usage"]["completion_tokens"].as_u64().unwrap() > 0);

@@ -110,6 +110,6 @@ async fn fail_closed_refuses_quickly() {
     let started = Instant::now();
     let res = call(&h).await;
     assert!(res.headers().contains_key("retry-after"));
-    expect_problem(res, 500, "internal").await;
+    expect_problem(res, 503, "store_unavailable").await;
     assert!(started.elapsed() < Duration::from_secs(3), "no hang");
 }

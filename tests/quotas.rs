@@ -105,7 +105,7 @@ async fn three_replicas(tweak: impl FnOnce(&mut Config)) -> (Harness, Vec<Runnin
     .await;
     let mut more = Vec::new();
     for _ in 0..2 {
-        more.push(Running::start(h.cfg.clone()).await.unwrap());
+        more.push(h.replica().await);
     }
     (h, more)
 }

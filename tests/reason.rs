@@ -18,7 +18,11 @@ async fn non_streaming_answer_follows_the_contract() {
         res.headers()["x-affine-model"],
         "affine-champ/Affine-Reasoner-32B"
     );
-    assert_eq!(res.headers()["x-affine-cost-rao"], "0");
+    let cost_header: u64 = res.headers()["x-affine-cost-rao"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(res.headers().contains_key("x-request-id"));
     let v: serde_json::Value = res.json().await.unwrap();
     assert!(v["id"].as_str().unwrap().starts_with("rsn_"));
@@ -37,8 +41,12 @@ async fn non_streaming_answer_follows_the_contract() {
         u["total_tokens"].as_u64().unwrap(),
         u["input_tokens"].as_u64().unwrap() + u["output_tokens"].as_u64().unwrap()
     );
-    assert_eq!(v["cost"]["rao"], 0);
-    assert_eq!(v["cost"]["tao"], "0.000000000");
+    // The enterprise plan's prices: 500,000 and 2,000,000 rao per 1M tokens, rounded up.
+    let want = (u["input_tokens"].as_u64().unwrap() * 500_000).div_ceil(1_000_000)
+        + (u["output_tokens"].as_u64().unwrap() * 2_000_000).div_ceil(1_000_000);
+    assert_eq!(v["cost"]["rao"], want);
+    assert_eq!(cost_header, want);
+    assert_eq!(v["cost"]["tao"], format!("0.{want:09}"));
     assert!(v["timing"]["ttft_ms"].as_u64().unwrap() <= v["timing"]["total_ms"].as_u64().unwrap());
 
     // What the gateway sent upstream.
@@ -155,7 +163,9 @@ async fn streaming_answer_is_well_formed_sse_ending_in_one_done() {
     assert!(d.get("output").is_none() && d.get("reasoning").is_none());
     assert!(d["id"].as_str().unwrap().starts_with("rsn_"));
     assert!(d["usage"]["output_tokens"].as_u64().unwrap() > 0);
-    assert_eq!(d["cost"]["tao"], "0.000000000");
+    let want = (d["usage"]["input_tokens"].as_u64().unwrap() * 500_000).div_ceil(1_000_000)
+        + (d["usage"]["output_tokens"].as_u64().unwrap() * 2_000_000).div_ceil(1_000_000);
+    assert_eq!(d["cost"]["rao"], want);
 
     let b = &h.sim.requests()[0].body;
     assert_eq!(b["stream"], true);

@@ -35,6 +35,8 @@ pub struct Caller {
     pub plan: String,
     /// Prepaid or postpaid.
     pub billing: Billing,
+    /// How far a postpaid account may go below zero, rao.
+    pub credit_limit_rao: u64,
     /// False for a hotkey that has no account and calls on the `public` plan.
     pub registered: bool,
     /// How it authenticated.

@@ -310,6 +310,7 @@ fn caller_for(
                 netuid: rec.netuid,
                 plan: rec.plan.clone(),
                 billing: rec.billing,
+                credit_limit_rao: rec.credit_limit_rao,
                 registered: true,
                 credential,
             })
@@ -327,6 +328,7 @@ fn caller_for(
                 netuid: None,
                 plan: PUBLIC_PLAN.to_string(),
                 billing: Billing::Prepaid,
+                credit_limit_rao: 0,
                 registered: false,
                 credential,
             })

@@ -22,6 +22,18 @@ pub(super) struct Var {
 /// Every variable the gateway reads (besides `RUST_LOG`, which the tracing filter reads).
 pub(super) const VARS: &[Var] = &[
     Var {
+        name: "GATEWAY_JOURNAL_PATH",
+        field: "metering.journal_path",
+        secret: false,
+        apply: |c, v| {
+            if v.trim().is_empty() {
+                return Err("expected a file path".to_string());
+            }
+            c.metering.journal_path = v;
+            Ok(())
+        },
+    },
+    Var {
         name: "GATEWAY_QUOTA_ON_STORE_FAILURE",
         field: "quota.on_store_failure",
         secret: false,

@@ -88,6 +88,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Quota behaviour (what happens when Redis fails, the per-IP flood guard, leases).
     pub quota: QuotaConfig,
+    /// Money: holds, usage retention, the settlement journal.
+    pub metering: MeteringConfig,
     /// Plans added to or overriding the built-in `public`, `subnet` and `enterprise`
     /// (`[plans.NAME]`); see [`crate::quota::plans`].
     pub plans: BTreeMap<String, PlanConfig>,
@@ -112,6 +114,7 @@ impl Default for Config {
             reason: ReasonConfig::default(),
             auth: AuthConfig::default(),
             quota: QuotaConfig::default(),
+            metering: MeteringConfig::default(),
             plans: BTreeMap::new(),
             subnets: BTreeMap::new(),
         }
@@ -311,7 +314,7 @@ pub enum StoreFailure {
     /// Admit the request (counted in a metric, logged at most once a minute): an outage of
     /// the quota store does not become an outage of the API.
     FailOpen,
-    /// Refuse the request (500 `internal` with `Retry-After`).
+    /// Refuse the request (503 `store_unavailable` with `Retry-After`).
     FailClosed,
 }
 
@@ -337,6 +340,56 @@ impl Default for QuotaConfig {
             ip_per_second: 500,
             ip_burst: 1000,
             lease_secs: 30,
+        }
+    }
+}
+
+/// What happens to a prepaid hold whose request was never settled (its replica died).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpiredHolds {
+    /// Charge the reserved worst case (the request may well have been served).
+    Charge,
+    /// Charge nothing.
+    Release,
+}
+
+/// `[metering]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeteringConfig {
+    /// A prepaid hold not renewed for this many seconds expires and becomes an `unsettled`
+    /// usage event. Live requests renew it with their lease; it must outlast any Redis outage
+    /// the journal is meant to ride out, since a settlement replayed after the expiry is moot.
+    pub hold_ttl_secs: u64,
+    /// Policy for expired holds.
+    pub expired_holds: ExpiredHolds,
+    /// Days usage events and daily rollups are kept after their month's last write.
+    pub retention_days: u64,
+    /// The settlement journal (`GATEWAY_JOURNAL_PATH`), used with Redis only. Relative paths
+    /// are relative to the working directory; each replica needs its own.
+    pub journal_path: String,
+}
+
+impl Default for MeteringConfig {
+    fn default() -> MeteringConfig {
+        MeteringConfig {
+            hold_ttl_secs: 600,
+            expired_holds: ExpiredHolds::Charge,
+            retention_days: 400,
+            journal_path: "affine-gateway.journal".to_string(),
+        }
+    }
+}
+
+impl MeteringConfig {
+    /// The store-level policy.
+    pub fn policy(&self) -> crate::store::LedgerPolicy {
+        crate::store::LedgerPolicy {
+            hold_ttl_ms: self.hold_ttl_secs.saturating_mul(1000),
+            charge_expired: self.expired_holds == ExpiredHolds::Charge,
+            done_ttl_secs: crate::store::LedgerPolicy::default().done_ttl_secs,
+            retention_secs: self.retention_days.saturating_mul(86_400),
         }
     }
 }

@@ -73,8 +73,7 @@ pub async fn account(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<AccountView>, ApiError> {
-    let (scopes, views) = st.limiter.peek(&caller).await?;
-    let balance = accounts::balance(&st.store, &caller.account_id).await?;
+    let (scopes, views, balance, held) = st.limiter.peek(&caller).await?;
     let credit_limit_rao = match accounts::load(&st.store, &caller.account_id).await? {
         Some(r) => r.credit_limit_rao,
         None => 0,
@@ -107,7 +106,7 @@ pub async fn account(
         account,
         limits: Plan::clone(&scopes.plan),
         remaining: own,
-        holds_rao: 0,
+        holds_rao: u64::try_from(held).unwrap_or(0),
         subnet,
     }))
 }

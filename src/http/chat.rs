@@ -18,16 +18,18 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
+use crate::api::Usage;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::AppState;
 use crate::http::extract::JsonBody;
-use crate::http::reason::{metered_headers, observe_upstream};
+use crate::http::reason::{X_AFFINE_COST_RAO, metered_headers, observe_upstream};
+use crate::metering::{Outcome, Status, Ticket};
 use crate::quota::Lease;
 use crate::quota::headers as quota_headers;
 use crate::upstream::UpstreamError;
 use crate::upstream::client::{next_chunk, next_deadline};
-use crate::upstream::openai::{ChatCompletion, StreamChunk};
+use crate::upstream::openai::{ChatCompletion, ChatUsage, StreamChunk};
 use crate::upstream::sse::SseDecoder;
 
 /// The alias that always means "the current winner".
@@ -149,11 +151,12 @@ pub async fn chat_completions(
             format!("`max_tokens` is {max_tokens}; the most allowed is {ceiling}"),
         ));
     }
-    let estimate = crate::quota::limiter::estimate_input_tokens(
+    let input_estimate = crate::quota::limiter::estimate_input_tokens(
         req.messages
             .iter()
             .map(|m| m.get("content").map_or(0, text_len)),
-    ) + u64::from(max_tokens);
+    );
+    let estimate = input_estimate + u64::from(max_tokens);
 
     // The upstream request: the caller's fields, our model, our max_tokens, usage when streaming.
     let stream = req.stream.unwrap_or(false);
@@ -173,26 +176,69 @@ pub async fn chat_completions(
         .map_err(|_| ApiError::new(ErrorCode::Internal, "could not encode the request"))?;
 
     let request_id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
-    let lease = match st.limiter.admit(&caller, &request_id, estimate).await {
+    let ticket = Ticket::new(
+        &caller,
+        &scopes.plan,
+        &request_id,
+        &winner.model,
+        input_estimate,
+        u64::from(max_tokens),
+        None,
+        crate::metering::now_ms(),
+    );
+    let lease = match st
+        .limiter
+        .admit(&caller, &request_id, estimate, Some(ticket))
+        .await
+    {
         Ok(l) => l,
         Err(refused) => return Ok(refused.into_response()),
     };
     let policies = lease.policies.clone();
     let model = winner.model.id.clone();
     let result = if stream {
-        streamed(&st, upstream_body, lease, started).await
+        streamed(&st, upstream_body, lease, started, input_estimate).await
     } else {
-        whole(&st, upstream_body, lease).await
+        whole(&st, upstream_body, lease, input_estimate).await
     };
     let mut res = result.unwrap_or_else(IntoResponse::into_response);
     quota_headers::insert(res.headers_mut(), &policies);
     if res.status().is_success() {
-        metered_headers(&mut res, &model, (!stream).then_some(0));
+        metered_headers(&mut res, &model, None);
     }
     Ok(res)
 }
 
-async fn whole(st: &AppState, upstream_body: Vec<u8>, lease: Lease) -> Result<Response, ApiError> {
+/// The usage of a chat completion, or the gateway's estimate when the provider sent none.
+fn usage_or_estimate(u: Option<&ChatUsage>, input_estimate: u64, deltas: u64) -> (Usage, bool) {
+    match u {
+        Some(u) => (
+            Usage {
+                input_tokens: u.prompt_tokens,
+                output_tokens: u.completion_tokens,
+                reasoning_tokens: 0,
+                total_tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
+            },
+            false,
+        ),
+        None => (
+            Usage {
+                input_tokens: input_estimate,
+                output_tokens: deltas,
+                reasoning_tokens: 0,
+                total_tokens: input_estimate.saturating_add(deltas),
+            },
+            true,
+        ),
+    }
+}
+
+async fn whole(
+    st: &AppState,
+    upstream_body: Vec<u8>,
+    lease: Lease,
+    input_estimate: u64,
+) -> Result<Response, ApiError> {
     let up_started = Instant::now();
     let result = st.upstream.complete(upstream_body).await;
     observe_upstream(st, up_started, result.as_ref().err());
@@ -202,19 +248,23 @@ async fn whole(st: &AppState, upstream_body: Vec<u8>, lease: Lease) -> Result<Re
             "completion is not valid JSON: {e}"
         )))
     })?;
-    let used = parsed
-        .usage
-        .map(|u| u.prompt_tokens.saturating_add(u.completion_tokens))
-        .unwrap_or(0);
-    lease.settle(used);
-    Ok((
+    let (usage, estimated) = usage_or_estimate(parsed.usage.as_ref(), input_estimate, 0);
+    let cost = lease.settle(Outcome {
+        usage,
+        status: Status::Ok,
+        estimated,
+    });
+    let mut res = (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
         bytes,
     )
-        .into_response())
+        .into_response();
+    res.headers_mut()
+        .insert(X_AFFINE_COST_RAO, HeaderValue::from(cost));
+    Ok(res)
 }
 
 async fn streamed(
@@ -222,6 +272,7 @@ async fn streamed(
     upstream_body: Vec<u8>,
     lease: Lease,
     started: Instant,
+    input_estimate: u64,
 ) -> Result<Response, ApiError> {
     let timeouts = st.upstream.timeouts();
     let up_started = Instant::now();
@@ -237,7 +288,8 @@ async fn streamed(
     tokio::spawn(async move {
         st2.metrics.streams_active.inc();
         let mut decoder = SseDecoder::new(crate::http::reason_stream::MAX_UPSTREAM_EVENT_BYTES);
-        let (mut used, mut deltas, mut first) = (None::<u64>, 0u64, true);
+        let (mut used, mut deltas, mut first) = (None::<ChatUsage>, 0u64, true);
+        let mut client_gone = false;
         let outcome: Result<(), UpstreamError> = loop {
             let now = Instant::now();
             let (deadline, kind) = next_deadline(timeouts, started, !first, now);
@@ -249,11 +301,12 @@ async fn streamed(
                         if let Ok(c) = serde_json::from_slice::<StreamChunk>(&ev.data) {
                             deltas += c.choices.len() as u64;
                             if let Some(u) = c.usage {
-                                used = Some(u.prompt_tokens.saturating_add(u.completion_tokens));
+                                used = Some(u);
                             }
                         }
                     }
                     if tx.send(bytes).await.is_err() {
+                        client_gone = true;
                         break Ok(());
                     }
                 }
@@ -269,7 +322,21 @@ async fn streamed(
         };
         drop(res);
         observe_upstream(&st2, up_started, outcome.as_ref().err());
-        lease.settle(used.unwrap_or(deltas));
+        let (usage, estimated) = usage_or_estimate(used.as_ref(), input_estimate, deltas);
+        let status = match (&outcome, client_gone) {
+            (Err(_), _) => Status::Interrupted,
+            (Ok(()), true) => Status::ClientClosed,
+            (Ok(()), false) => Status::Ok,
+        };
+        let delivered = deltas > 0 || used.is_some();
+        lease.settle(
+            Outcome {
+                usage,
+                status,
+                estimated,
+            }
+            .nothing_if(!delivered),
+        );
         st2.metrics.streams_active.dec();
     });
     let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {

@@ -24,6 +24,9 @@ use crate::error::ErrorCode;
         crate::http::reason::reason,
         crate::http::session::session,
         crate::http::account::account,
+        crate::http::usage::usage,
+        crate::http::usage::stats,
+        crate::http::usage::export,
         crate::http::chat::chat_completions,
         crate::http::chat::models,
         crate::http::admin::put_account,
@@ -58,6 +61,11 @@ use crate::error::ErrorCode;
         crate::http::admin::Credit,
         crate::http::admin::RevokeRequest,
         crate::http::admin::Revoked,
+        crate::http::usage::UsageReport,
+        crate::http::usage::UsageDay,
+        crate::http::usage::Stats,
+        crate::http::usage::StatsDay,
+        crate::store::Rollup,
     )),
     modifiers(&Security),
     tags(
@@ -66,6 +74,7 @@ use crate::error::ErrorCode;
         (name = "auth", description = "Signed requests and session tokens"),
         (name = "admin", description = "Operators: accounts and tokens (bearer token with the `admin` scope)"),
         (name = "operations", description = "Health, readiness and metrics"),
+        (name = "public", description = "Public, unauthenticated information"),
     )
 )]
 pub struct ApiDoc;
@@ -134,12 +143,25 @@ impl utoipa::Modify for Security {
                     && path != "/docs"
                     && path != "/metrics"
                     && path != "/v1/winner"
+                    && path != "/v1/stats"
                 {
                     codes.extend([
                         ("401", "auth_missing, auth_malformed, bad_signature, stale_request, replayed_request, wrong_receiver, token_invalid, token_expired, token_revoked"),
                         ("403", "forbidden, unregistered_hotkey, account_disabled"),
                         ("429", "rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After"),
                     ]);
+                }
+                if path == "/v1/reason" || path == "/v1/chat/completions" {
+                    codes.push((
+                        "402",
+                        "insufficient_balance: the worst-case cost does not fit the balance (prepaid: minus holds; postpaid: down to the credit limit)",
+                    ));
+                }
+                if path.starts_with("/v1/") || path.starts_with("/admin/") {
+                    codes.push((
+                        "503",
+                        "store_unavailable: Redis is unreachable and the request needs it (with Retry-After)",
+                    ));
                 }
                 if op.request_body.is_some() {
                     codes.extend([

@@ -19,6 +19,7 @@ pub mod request_id;
 pub mod session;
 pub mod stack;
 pub mod state;
+pub mod usage;
 pub mod winner;
 
 pub use stack::router;

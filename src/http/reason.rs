@@ -13,7 +13,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::http::AppState;
 use crate::http::extract::JsonBody;
 use crate::http::{reason_stream, request_id};
-use crate::metering::{Prices, cost_rao};
+use crate::metering::{Outcome, Status, Ticket};
 use crate::quota::Lease;
 use crate::quota::headers as quota_headers;
 use crate::routing::Winner;
@@ -40,8 +40,8 @@ pub struct Prepared {
     pub request_id: String,
     /// Whether reasoning goes back to the caller.
     pub include_reasoning: bool,
-    /// The plan's prices (zero until metering lands).
-    pub prices: Prices,
+    /// The gateway's input-token estimate (what is charged when the provider reports none).
+    pub input_estimate: u64,
 }
 
 impl Prepared {
@@ -52,6 +52,7 @@ impl Prepared {
         reasoning: Option<String>,
         finish_reason: crate::api::FinishReason,
         usage: Usage,
+        cost_rao: u64,
         ttft_ms: u64,
     ) -> ReasonResponse {
         ReasonResponse {
@@ -63,7 +64,7 @@ impl Prepared {
             reasoning,
             finish_reason,
             usage,
-            cost: Cost::from_rao(cost_rao(&usage, self.prices)),
+            cost: Cost::from_rao(cost_rao),
             timing: Timing {
                 ttft_ms,
                 total_ms: ms(self.started.elapsed()),
@@ -108,7 +109,7 @@ pub fn metered_headers(res: &mut Response, model: &str, cost_rao: Option<u64>) {
         (status = 413, description = "body_too_large", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "unsupported_media_type", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 502, description = "upstream_error", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "no_winner, upstream_unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "no_winner, upstream_unavailable, store_unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 504, description = "upstream_timeout", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -119,7 +120,7 @@ pub async fn reason(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let req = ReasonRequest::from_slice(&body)?;
+    let mut req = ReasonRequest::from_slice(&body)?;
     let scopes = st.limiter.scopes(&caller);
     let plan = &scopes.plan;
     let max_tokens = req.validate(ReasonLimits {
@@ -139,6 +140,7 @@ pub async fn reason(
         max_tokens,
     ))
     .map_err(|_| ApiError::new(ErrorCode::Internal, "could not encode the request"))?;
+    let input_estimate = req.input_token_estimate();
     let prep = Prepared {
         id: format!("rsn_{}", uuid::Uuid::new_v4().simple()),
         created: time::OffsetDateTime::now_utc().unix_timestamp(),
@@ -146,10 +148,24 @@ pub async fn reason(
         winner,
         request_id: request_id::of(&headers).to_owned(),
         include_reasoning: req.wants_reasoning(),
-        prices: Prices::default(),
+        input_estimate,
     };
-    let estimate = req.input_token_estimate() + u64::from(max_tokens);
-    let lease = match st.limiter.admit(&caller, &prep.id, estimate).await {
+    let ticket = Ticket::new(
+        &caller,
+        plan,
+        &prep.id,
+        &prep.winner.model,
+        input_estimate,
+        u64::from(max_tokens),
+        req.metadata.take(),
+        crate::metering::now_ms(),
+    );
+    let estimate = input_estimate + u64::from(max_tokens);
+    let lease = match st
+        .limiter
+        .admit(&caller, &prep.id, estimate, Some(ticket))
+        .await
+    {
         Ok(lease) => lease,
         Err(refused) => return Ok(refused.into_response()),
     };
@@ -181,13 +197,22 @@ async fn whole(
     let answer = from_completion(&bytes, prep.include_reasoning).inspect_err(|e| {
         tracing::warn!(request_id = %prep.request_id, error = %e, "upstream answer rejected");
     })?;
-    lease.settle(answer.usage.total_tokens);
+    let mut usage = answer.usage;
+    if answer.usage_estimated {
+        usage.input_tokens = prep.input_estimate;
+    }
+    let cost = lease.settle(Outcome {
+        usage,
+        status: Status::Ok,
+        estimated: answer.usage_estimated,
+    });
     let ttft_ms = ms(headers_at.duration_since(prep.started));
     let body = prep.response(
         answer.output,
         answer.reasoning,
         answer.finish_reason,
         answer.usage,
+        cost,
         ttft_ms,
     );
     let cost = body.cost.rao;

@@ -21,6 +21,7 @@ use crate::api::{ReasonDone, StreamDelta};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::http::reason::{Prepared, metered_headers, ms, observe_upstream};
+use crate::metering::{Outcome, Status};
 use crate::quota::Lease;
 use crate::upstream::UpstreamError;
 use crate::upstream::answer::StreamTranslator;
@@ -168,11 +169,25 @@ async fn pump(
 
     let ttft_ms = first_piece_at.map_or(0, |t| ms(t.duration_since(prep.started)));
     // Whatever happened, the tokens seen so far count (a provider that produced output used
-    // it); the quota is reconciled here, on this detached task, not on the client's connection.
-    let seen = translator.summary().usage.total_tokens;
+    // it, and read the whole prompt); the quota and the money are settled here, on this
+    // detached task, not on the client's connection.
+    let seen = |s: crate::upstream::answer::StreamSummary, status: Status| {
+        let mut usage = s.usage;
+        if s.usage_estimated {
+            usage.input_tokens = prep.input_estimate;
+            usage.total_tokens = usage.input_tokens.saturating_add(usage.output_tokens);
+        }
+        let delivered = usage.output_tokens > 0 || !s.usage_estimated;
+        Outcome {
+            usage,
+            status: if delivered { status } else { Status::Failed },
+            estimated: s.usage_estimated,
+        }
+        .nothing_if(!delivered)
+    };
     let outcome = match ended {
         Ended::ClientGone => {
-            lease.settle(seen);
+            lease.settle(seen(translator.summary(), Status::ClientClosed));
             observe_upstream(&st, up_started, None);
             tracing::info!(request_id = %prep.request_id, "client disconnected mid-stream");
             return;
@@ -180,9 +195,9 @@ async fn pump(
         Ended::Failed(e) => Err(e),
         Ended::Complete => translator.finish(&mut pieces),
     };
-    lease.settle(match &outcome {
-        Ok(summary) => summary.usage.total_tokens,
-        Err(_) => seen,
+    let cost = lease.settle(match &outcome {
+        Ok(summary) => seen(*summary, Status::Ok),
+        Err(_) => seen(translator.summary(), Status::Interrupted),
     });
     observe_upstream(&st, up_started, outcome.as_ref().err());
     match outcome {
@@ -195,6 +210,7 @@ async fn pump(
                 None,
                 summary.finish_reason,
                 summary.usage,
+                cost,
                 ttft_ms,
             );
             let ev = Event::default()

@@ -52,7 +52,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::middleware as auth;
 use crate::error::{ApiError, ErrorCode, render_problems};
 use crate::http::request_id::{X_REQUEST_ID, drop_invalid_request_id};
-use crate::http::{AppState, account, admin, chat, docs, health, reason, session, winner};
+use crate::http::{AppState, account, admin, chat, docs, health, reason, session, usage, winner};
 
 /// Builds the complete application: routes and layers.
 pub fn router(state: AppState) -> Router {
@@ -64,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/account", get(account::account))
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/models", get(chat::models))
+        .route("/v1/usage", get(usage::usage))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_reason,
@@ -83,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/admin/v1/accounts/{id}/credits", post(admin::credit))
         .route("/admin/v1/tokens/revoke", post(admin::revoke_token))
+        .route("/admin/v1/usage/export", get(usage::export))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
@@ -92,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .merge(session_routes)
         .merge(admin_routes)
         .route("/v1/winner", get(winner::winner))
+        .route("/v1/stats", get(usage::stats))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

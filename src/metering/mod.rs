@@ -1,10 +1,28 @@
-//! What a request costs, in integer rao.
+//! Money: what a request costs, and how its charge reaches the ledger.
 //!
 //! Prices are integer rao per million tokens; the cost of a request is rounded up per
-//! direction (CONTRACT §5). Balances, holds and the ledger land with issue #4's successor
-//! (#5); until then every plan's price is 0 and the `cost` field is present but zero.
+//! direction (CONTRACT §5). A request's money travels with its quota lease: the admission
+//! reserves the worst case (prepaid) or checks the credit limit (postpaid) in the same round
+//! trip as the quota ([`crate::store::Store::admit`]); the settlement — on a detached task,
+//! whatever the client does — releases the hold, debits the actual cost (never more than was
+//! reserved) and records the [`event::UsageEvent`], once per request id. If Redis cannot take
+//! the settlement it goes to the fsynced [`journal`] and is replayed when Redis is back.
+//!
+//! Layout: `event` (the usage record and its CSV form), `journal` (settlements waiting for
+//! Redis), `reconcile` (`affine-gateway ledger reconcile`).
+
+pub mod event;
+pub mod journal;
+pub mod reconcile;
+
+use std::sync::Arc;
 
 use crate::api::Usage;
+use crate::metrics::Metrics;
+use crate::store::{BillMode, Charge, LedgerPolicy, ScopeSpec, Store};
+
+pub use event::UsageEvent;
+pub use journal::Journal;
 
 /// Rao per TAO.
 pub const RAO_PER_TAO: u64 = 1_000_000_000;
@@ -16,6 +34,313 @@ pub struct Prices {
     pub input_rao_per_mtok: u64,
     /// Rao per 1M output tokens.
     pub output_rao_per_mtok: u64,
+}
+
+/// How a settled request ended, for its usage event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Answered.
+    Ok,
+    /// Nothing was delivered (the provider refused or failed before the first byte).
+    Failed,
+    /// The caller left mid-stream: charged for what the provider produced until then.
+    ClientClosed,
+    /// The provider failed mid-stream: charged for what was delivered.
+    Interrupted,
+}
+
+impl Status {
+    /// The event's `status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Failed => "failed",
+            Status::ClientClosed => "client_closed",
+            Status::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// What a request used, as settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// Tokens used (for an estimated outcome, the gateway's counts).
+    pub usage: Usage,
+    /// How it ended.
+    pub status: Status,
+    /// True when the counts are the gateway's, not the provider's.
+    pub estimated: bool,
+}
+
+impl Outcome {
+    /// This outcome, or [`Outcome::failed`] when `nothing` (no token reached anyone).
+    pub fn nothing_if(self, nothing: bool) -> Outcome {
+        if nothing { Outcome::failed() } else { self }
+    }
+
+    /// A request that used nothing.
+    pub fn failed() -> Outcome {
+        Outcome {
+            usage: Usage::default(),
+            status: Status::Failed,
+            estimated: false,
+        }
+    }
+}
+
+/// The money side of one admitted request: what it may cost and the event to record.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    /// Prepaid (held), postpaid or nothing.
+    pub mode: BillMode,
+    /// The worst case reserved, rao: a prepaid request is never charged more.
+    pub hold_rao: u64,
+    /// The plan's prices.
+    pub prices: Prices,
+    /// The event, filled in at settlement (tokens, cost, status, finish time).
+    pub event: UsageEvent,
+}
+
+impl Ticket {
+    /// The ticket of a request by `caller` on `plan`, reserving `input_estimate` input tokens
+    /// and `max_tokens` output tokens at the plan's prices.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        caller: &crate::auth::Caller,
+        plan: &crate::quota::plans::Plan,
+        request_id: &str,
+        model: &crate::api::ModelInfo,
+        input_estimate: u64,
+        max_tokens: u64,
+        metadata: Option<std::collections::BTreeMap<String, String>>,
+        started_ms: u64,
+    ) -> Ticket {
+        let prices = plan.prices();
+        let worst = Usage {
+            input_tokens: input_estimate,
+            output_tokens: max_tokens,
+            reasoning_tokens: 0,
+            total_tokens: input_estimate.saturating_add(max_tokens),
+        };
+        let mode = match caller.billing {
+            crate::accounts::Billing::Prepaid => BillMode::Prepaid,
+            crate::accounts::Billing::Postpaid => BillMode::Postpaid,
+        };
+        Ticket {
+            mode,
+            hold_rao: cost_rao(&worst, prices),
+            prices,
+            event: UsageEvent {
+                request_id: request_id.to_string(),
+                account: caller.account_id.clone(),
+                netuid: caller.netuid,
+                plan: plan.name.clone(),
+                model: model.id.clone(),
+                revision: model.revision.clone(),
+                input_tokens: input_estimate,
+                output_tokens: max_tokens,
+                input_rao_per_mtok: prices.input_rao_per_mtok,
+                output_rao_per_mtok: prices.output_rao_per_mtok,
+                cost_rao: 0,
+                status: String::new(),
+                estimated: true,
+                started_at: rfc3339(started_ms),
+                finished_at: String::new(),
+                metadata,
+            },
+        }
+    }
+
+    /// What `usage` costs this request: the price, capped by the reservation when prepaid.
+    pub fn cost_of(&self, usage: &Usage) -> u64 {
+        let c = cost_rao(usage, self.prices);
+        if self.mode == BillMode::Prepaid {
+            c.min(self.hold_rao)
+        } else {
+            c
+        }
+    }
+
+    /// The charge to record for `outcome`, finished now.
+    pub fn charge(&self, outcome: &Outcome) -> Charge {
+        let now = now_ms();
+        let (finished, day) = crate::store::rfc3339_and_day(now);
+        let mut e = self.event.clone();
+        e.input_tokens = outcome.usage.input_tokens;
+        e.output_tokens = outcome.usage.output_tokens;
+        e.cost_rao = self.cost_of(&outcome.usage);
+        e.status = outcome.status.as_str().to_string();
+        e.estimated = outcome.estimated;
+        e.finished_at = finished;
+        Charge {
+            account: e.account.clone(),
+            cost_rao: e.cost_rao,
+            input_tokens: e.input_tokens,
+            output_tokens: e.output_tokens,
+            netuid: e.netuid,
+            day,
+            event: serde_json::to_string(&e).unwrap_or_default(),
+        }
+    }
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> u64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// RFC 3339 (UTC, milliseconds) of a unix-ms instant.
+pub fn rfc3339(ms: u64) -> String {
+    crate::store::rfc3339_and_day(ms).0
+}
+
+/// Settles requests: one store call per request, on a detached task; the journal when the
+/// store cannot take it.
+#[derive(Debug)]
+pub struct Meter {
+    store: Store,
+    /// Ledger settings shared by admission and settlement.
+    pub policy: LedgerPolicy,
+    journal: Option<Journal>,
+    metrics: Metrics,
+    /// Settlements running now, and a wake-up when one ends (for [`Meter::flush`]).
+    running: std::sync::atomic::AtomicU64,
+    ended: tokio::sync::Notify,
+}
+
+impl Meter {
+    /// A meter over `store`; `journal` is required with Redis, unused in memory.
+    pub fn new(
+        store: Store,
+        policy: LedgerPolicy,
+        journal: Option<Journal>,
+        metrics: Metrics,
+    ) -> Arc<Meter> {
+        Arc::new(Meter {
+            store,
+            policy,
+            journal,
+            metrics,
+            running: std::sync::atomic::AtomicU64::new(0),
+            ended: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The journal, if any.
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+
+    /// Settles one request on a detached task (it outlives the client connection).
+    pub fn settle_detached(
+        self: &Arc<Self>,
+        scopes: Vec<ScopeSpec>,
+        request_id: String,
+        tokens_back: i64,
+        charge: Option<(Charge, String)>,
+    ) {
+        let m = Arc::clone(self);
+        m.running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::spawn(async move {
+            m.settle(scopes, request_id, tokens_back, charge).await;
+            m.running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            m.ended.notify_waiters();
+        });
+    }
+
+    /// Settlements still running.
+    pub fn running(&self) -> u64 {
+        self.running.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits (at most `limit`) until no settlement is running.
+    pub async fn flush(&self, limit: std::time::Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let ended = self.ended.notified();
+                if self.running() == 0 {
+                    return;
+                }
+                ended.await;
+            }
+        })
+        .await;
+    }
+
+    /// Settles one request now; `charge` carries the plan name for the metrics.
+    pub async fn settle(
+        &self,
+        scopes: Vec<ScopeSpec>,
+        request_id: String,
+        tokens_back: i64,
+        charge: Option<(Charge, String)>,
+    ) {
+        let (charge, plan) = match charge {
+            Some((c, p)) => (Some(c), p),
+            None => (None, String::new()),
+        };
+        let result = self
+            .store
+            .settle(
+                &scopes,
+                &request_id,
+                tokens_back,
+                false,
+                charge.as_ref(),
+                &self.policy,
+            )
+            .await;
+        let outcome = match result {
+            Ok((_, crate::store::Recorded::Now)) => {
+                if let Some(c) = &charge {
+                    self.metrics
+                        .metered_rao
+                        .with_label_values(&[&plan])
+                        .inc_by(c.cost_rao);
+                    self.metrics
+                        .metered_tokens
+                        .with_label_values(&[&plan, "input"])
+                        .inc_by(c.input_tokens);
+                    self.metrics
+                        .metered_tokens
+                        .with_label_values(&[&plan, "output"])
+                        .inc_by(c.output_tokens);
+                }
+                "settled"
+            }
+            Ok((_, crate::store::Recorded::Before)) => "repeated",
+            Ok((_, crate::store::Recorded::NotAsked)) => "quota_only",
+            Err(e) => match &self.journal {
+                Some(j) => {
+                    let entry = journal::Entry {
+                        scopes,
+                        request_id,
+                        tokens_back,
+                        request_back: false,
+                        charge,
+                    };
+                    match j.append(&entry).await {
+                        Ok(()) => {
+                            tracing::warn!(error = %e, request_id = %entry.request_id, "settlement journaled until Redis is back");
+                            "journaled"
+                        }
+                        Err(io) => {
+                            tracing::error!(error = %e, journal_error = %io, request_id = %entry.request_id, "settlement LOST: Redis and the journal both failed");
+                            "failed"
+                        }
+                    }
+                }
+                None => {
+                    tracing::error!(error = %e, %request_id, "settlement failed and no journal is configured");
+                    "failed"
+                }
+            },
+        };
+        self.metrics.settlements.with_label_values(&[outcome]).inc();
+    }
 }
 
 /// `ceil(tokens × price / 10^6)` without overflow (u128 intermediate); saturates at
@@ -56,6 +381,83 @@ mod tests {
         assert_eq!(cost_rao(&usage(1_000_000, 1_000_000), p), 2_500_000);
         assert_eq!(cost_rao(&usage(3, 0), p), 2); // 1.5 → 2
         assert_eq!(cost_rao(&usage(5, 7), Prices::default()), 0);
+    }
+
+    proptest::proptest! {
+        /// Rounding is always up, by less than one rao per direction, and never overflows.
+        #[test]
+        fn cost_is_the_exact_price_rounded_up(
+            i in proptest::num::u64::ANY,
+            o in proptest::num::u64::ANY,
+            pi in proptest::num::u64::ANY,
+            po in proptest::num::u64::ANY,
+        ) {
+            let p = Prices { input_rao_per_mtok: pi, output_rao_per_mtok: po };
+            let c = cost_rao(&usage(i, o), p) as u128;
+            let exact_i = i as u128 * pi as u128;
+            let exact_o = o as u128 * po as u128;
+            // Two u128 products can overflow their sum; the cost has saturated long before.
+            let Some(exact) = exact_i.checked_add(exact_o) else {
+                proptest::prop_assert_eq!(c, u64::MAX as u128);
+                return Ok(());
+            };
+            if c < u64::MAX as u128 {
+                // c × 10^6 ≥ exact, and below exact + 2 × 10^6 (one rounding per direction).
+                proptest::prop_assert!(c * 1_000_000 >= exact);
+                proptest::prop_assert!(c * 1_000_000 < exact + 2_000_000);
+            } else {
+                // Saturated: the true cost is at least u64::MAX rao.
+                proptest::prop_assert!(exact.div_ceil(1_000_000) >= u64::MAX as u128);
+            }
+        }
+
+        /// More tokens never cost less.
+        #[test]
+        fn cost_is_monotonic(
+            i in 0u64..1 << 40, o in 0u64..1 << 40, extra in 0u64..1 << 20,
+            pi in 0u64..1 << 32, po in 0u64..1 << 32,
+        ) {
+            let p = Prices { input_rao_per_mtok: pi, output_rao_per_mtok: po };
+            proptest::prop_assert!(cost_rao(&usage(i + extra, o), p) >= cost_rao(&usage(i, o), p));
+            proptest::prop_assert!(cost_rao(&usage(i, o + extra), p) >= cost_rao(&usage(i, o), p));
+        }
+    }
+
+    #[test]
+    fn a_prepaid_charge_never_exceeds_its_reservation() {
+        let t = Ticket {
+            mode: BillMode::Prepaid,
+            hold_rao: 10,
+            prices: Prices {
+                input_rao_per_mtok: 0,
+                output_rao_per_mtok: 1_000_000,
+            },
+            event: UsageEvent {
+                request_id: "r".into(),
+                account: "a".into(),
+                netuid: None,
+                plan: "p".into(),
+                model: "m".into(),
+                revision: None,
+                input_tokens: 0,
+                output_tokens: 0,
+                input_rao_per_mtok: 0,
+                output_rao_per_mtok: 1_000_000,
+                cost_rao: 0,
+                status: String::new(),
+                estimated: false,
+                started_at: String::new(),
+                finished_at: String::new(),
+                metadata: None,
+            },
+        };
+        assert_eq!(t.cost_of(&usage(0, 7)), 7);
+        assert_eq!(t.cost_of(&usage(0, 64)), 10);
+        let post = Ticket {
+            mode: BillMode::Postpaid,
+            ..t
+        };
+        assert_eq!(post.cost_of(&usage(0, 64)), 64);
     }
 
     #[test]

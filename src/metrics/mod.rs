@@ -26,9 +26,7 @@ pub const OVERHEAD_BUCKETS: &[f64] = &[
 ];
 
 /// Time-to-first-token buckets in seconds (streams); reasoning models think for a while.
-pub const TTFT_BUCKETS: &[f64] = &[
-    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
-];
+pub const TTFT_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0];
 
 /// Redis command latency buckets in seconds.
 pub const REDIS_BUCKETS: &[f64] = &[
@@ -188,11 +186,9 @@ impl Metrics {
         .expect("valid metric");
         let winner_known = IntGauge::new("agw_winner_known", "1 when a winner model is known")
             .expect("valid metric");
-        let winner_changes = IntCounter::new(
-            "agw_winner_changes_total",
-            "Times the winner model changed",
-        )
-        .expect("valid metric");
+        let winner_changes =
+            IntCounter::new("agw_winner_changes_total", "Times the winner model changed")
+                .expect("valid metric");
         let metered_rao = counter(
             "agw_metered_rao_total",
             "Rao charged to accounts",

@@ -18,8 +18,9 @@ use super::plans::{Plan, Plans};
 use crate::auth::Caller;
 use crate::config::StoreFailure;
 use crate::error::{ApiError, ErrorCode};
+use crate::metering::{Meter, Outcome, Ticket};
 use crate::metrics::Metrics;
-use crate::store::{Limit, ScopeSpec, ScopeView, Store};
+use crate::store::{BillMode, Hold, Limit, ScopeSpec, ScopeView, Store};
 
 /// The limiter shared by all requests of a replica.
 pub struct Limiter {
@@ -29,6 +30,7 @@ pub struct Limiter {
     lease: Duration,
     over: OverLimitCache,
     metrics: Metrics,
+    meter: Arc<Meter>,
     /// Unix seconds of the last "quota store failing" log line (rate-limits the log).
     last_failure_log: AtomicU64,
 }
@@ -73,6 +75,7 @@ impl Limiter {
         on_failure: StoreFailure,
         lease: Duration,
         metrics: Metrics,
+        meter: Arc<Meter>,
     ) -> Self {
         Limiter {
             store,
@@ -81,8 +84,14 @@ impl Limiter {
             lease,
             over: OverLimitCache::new(),
             metrics,
+            meter,
             last_failure_log: AtomicU64::new(0),
         }
+    }
+
+    /// The meter settlements go through.
+    pub fn meter(&self) -> &Arc<Meter> {
+        &self.meter
     }
 
     /// The resolved plans.
@@ -131,13 +140,15 @@ impl Limiter {
         }
     }
 
-    /// Admits one request of `tokens` estimated tokens, or refuses it with 429 (and the
-    /// headers that say when to come back).
+    /// Admits one request of `tokens` estimated tokens and, with `ticket`, reserves its
+    /// worst-case cost (prepaid) or checks the credit limit (postpaid) in the same round trip;
+    /// or refuses it with 429 (and the headers that say when to come back) or 402.
     pub async fn admit(
         self: &Arc<Self>,
         caller: &Caller,
         request_id: &str,
         tokens: u64,
+        ticket: Option<Ticket>,
     ) -> Result<Lease, Box<Refused>> {
         let scopes = self.scopes(caller);
         let now = Instant::now();
@@ -167,13 +178,54 @@ impl Limiter {
                 }));
             }
         }
+        let expiry_event = ticket.as_ref().map(|t| t.event.expiry_template());
+        let hold = ticket.as_ref().map(|t| Hold {
+            account: &caller.account_id,
+            mode: t.mode,
+            amount_rao: t.hold_rao,
+            credit_limit_rao: caller.credit_limit_rao,
+            input_tokens: t.event.input_tokens,
+            output_tokens: t.event.output_tokens,
+            netuid: caller.netuid,
+            expiry_event: expiry_event.as_deref().unwrap_or(""),
+        });
         match self
             .store
-            .quota_admit(&scopes.specs, request_id, tokens, self.lease)
+            .admit(
+                &scopes.specs,
+                request_id,
+                tokens,
+                self.lease,
+                hold.as_ref(),
+                &self.meter.policy,
+            )
             .await
         {
-            Ok(d) => {
+            Ok(a) => {
+                let d = a.decision;
                 let policies = policies(&scopes, &d.scopes);
+                if let Some((_, Limit::Balance, _)) = d.refused {
+                    self.metrics
+                        .quota_rejections
+                        .with_label_values(&["insufficient_balance"])
+                        .inc();
+                    let need = ticket.as_ref().map_or(0, |t| t.hold_rao);
+                    let detail = if caller.billing == crate::accounts::Billing::Prepaid {
+                        format!(
+                            "this request may cost up to {need} rao; the balance is {} rao with {} rao held by requests in flight. Lower max_tokens or add credit",
+                            a.balance_rao, a.held_rao
+                        )
+                    } else {
+                        format!(
+                            "this request may cost up to {need} rao and the balance is {} rao, at the credit limit of {} rao",
+                            a.balance_rao, caller.credit_limit_rao
+                        )
+                    };
+                    return Err(Box::new(Refused {
+                        error: ApiError::new(ErrorCode::InsufficientBalance, detail),
+                        policies,
+                    }));
+                }
                 if let Some((i, limit, wait)) = d.refused {
                     if limit == Limit::RequestsPerMinute {
                         self.over.mark(&scopes.specs[i].tag, now + wait, OVER_RPM);
@@ -188,23 +240,31 @@ impl Limiter {
                         policies,
                     }));
                 }
-                Ok(Lease::new(self, scopes, request_id, tokens, policies, true))
+                Ok(Lease::new(
+                    self, scopes, request_id, tokens, policies, true, ticket,
+                ))
             }
             Err(e) => {
                 self.log_failure(&e);
+                // A prepaid request that costs anything is never served without a hold: no
+                // free usage. (A zero-priced one has nothing to hold.)
+                let prepaid = ticket
+                    .as_ref()
+                    .is_some_and(|t| t.mode == BillMode::Prepaid && t.hold_rao > 0);
                 match self.on_failure {
-                    StoreFailure::FailOpen => Ok(Lease::new(
+                    StoreFailure::FailOpen if !prepaid => Ok(Lease::new(
                         self,
                         scopes,
                         request_id,
                         tokens,
                         Vec::new(),
                         false,
+                        ticket,
                     )),
-                    StoreFailure::FailClosed => Err(Box::new(Refused {
+                    _ => Err(Box::new(Refused {
                         error: ApiError::new(
-                            ErrorCode::Internal,
-                            "the quota store is unavailable; try again shortly",
+                            ErrorCode::StoreUnavailable,
+                            "the quota and balance store is unavailable; try again shortly",
                         )
                         .with_retry_after(1),
                         policies: Vec::new(),
@@ -214,18 +274,26 @@ impl Limiter {
         }
     }
 
-    /// The caller's current state (nothing consumed), for `GET /v1/account`.
-    pub async fn peek(&self, caller: &Caller) -> Result<(Scopes, Vec<ScopeView>), ApiError> {
+    /// The caller's current state (nothing consumed), for `GET /v1/account`: the scopes, their
+    /// views, the balance and the rao held.
+    pub async fn peek(
+        &self,
+        caller: &Caller,
+    ) -> Result<(Scopes, Vec<ScopeView>, i64, i64), ApiError> {
         let scopes = self.scopes(caller);
-        let views = self.store.quota_peek(&scopes.specs).await.map_err(|e| {
-            self.log_failure(&e);
-            ApiError::new(
-                ErrorCode::Internal,
-                "the quota store is unavailable; try again shortly",
-            )
-            .with_retry_after(1)
-        })?;
-        Ok((scopes, views))
+        let (views, balance, held) = self
+            .store
+            .peek(&scopes.specs, Some(&caller.account_id), &self.meter.policy)
+            .await
+            .map_err(|e| {
+                self.log_failure(&e);
+                ApiError::new(
+                    ErrorCode::StoreUnavailable,
+                    "the quota and balance store is unavailable; try again shortly",
+                )
+                .with_retry_after(1)
+            })?;
+        Ok((scopes, views, balance, held))
     }
 }
 
@@ -257,6 +325,7 @@ fn refusal(limit: Limit, scope: usize, scopes: &Scopes, wait: Duration) -> ApiEr
         Limit::TokensPerMinute => (ErrorCode::QuotaExceeded, "tokens-per-minute quota"),
         Limit::TokensPerDay => (ErrorCode::QuotaExceeded, "tokens-per-day quota"),
         Limit::Concurrency => (ErrorCode::ConcurrencyLimited, "limit of requests in flight"),
+        Limit::Balance => (ErrorCode::InsufficientBalance, "balance"),
     };
     ApiError::new(
         code,
@@ -309,9 +378,10 @@ pub fn policies(scopes: &Scopes, views: &[ScopeView]) -> Vec<PolicyState> {
     out
 }
 
-/// An admitted request's hold on its scopes. Settle it with the actual usage; if it is dropped
-/// unsettled (error, disconnect, panic) it settles itself on a detached task, giving the whole
-/// token estimate back when nothing was used.
+/// An admitted request's hold on its scopes and its money. Settle it with the outcome; if it
+/// is dropped unsettled (error, panic) it settles itself on a detached task as a request that
+/// used nothing: the whole token estimate and the whole hold go back, and a zero-cost `failed`
+/// usage event is recorded.
 #[derive(Debug)]
 pub struct Lease {
     limiter: Arc<Limiter>,
@@ -321,6 +391,7 @@ pub struct Lease {
     /// The rate-limit headers of the admission.
     pub policies: Vec<PolicyState>,
     held: bool,
+    ticket: Option<Ticket>,
     renewer: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -332,18 +403,28 @@ impl Lease {
         estimate: u64,
         policies: Vec<PolicyState>,
         held: bool,
+        ticket: Option<Ticket>,
     ) -> Lease {
+        let holds = ticket
+            .as_ref()
+            .is_some_and(|t| t.mode == BillMode::Prepaid)
+            .then(|| t_account(&ticket));
         let renewer = held.then(|| {
             let (l, specs, id) = (
                 Arc::clone(limiter),
                 scopes.specs.clone(),
                 request_id.to_owned(),
             );
+            let account = holds.flatten();
             tokio::spawn(async move {
                 let every = l.lease / 3;
                 loop {
                     tokio::time::sleep(every).await;
-                    if let Err(e) = l.store.quota_renew(&specs, &id, l.lease).await {
+                    if let Err(e) = l
+                        .store
+                        .renew(&specs, &id, l.lease, account.as_deref(), &l.meter.policy)
+                        .await
+                    {
                         l.log_failure(&e);
                     }
                 }
@@ -356,8 +437,14 @@ impl Lease {
             estimate,
             policies,
             held,
+            ticket,
             renewer,
         }
+    }
+
+    /// What `usage` costs this request (capped by its reservation when prepaid); 0 unmetered.
+    pub fn cost_of(&self, usage: &crate::api::Usage) -> u64 {
+        self.ticket.as_ref().map_or(0, |t| t.cost_of(usage))
     }
 
     /// The caller's own plan.
@@ -365,38 +452,45 @@ impl Lease {
         &self.scopes.plan
     }
 
-    /// Releases the lease and reconciles the token buckets with `used_tokens`, on a detached
-    /// task so it happens whatever the client does.
-    pub fn settle(mut self, used_tokens: u64) {
-        self.finish(used_tokens);
+    /// Ends the request with `outcome`: releases the lease, reconciles the token buckets,
+    /// and settles the money — on a detached task, so it happens whatever the client does.
+    /// Returns the cost charged.
+    pub fn settle(mut self, outcome: Outcome) -> u64 {
+        self.finish(&outcome)
     }
 
-    fn finish(&mut self, used_tokens: u64) {
+    fn finish(&mut self, outcome: &Outcome) -> u64 {
         if let Some(r) = self.renewer.take() {
             r.abort();
         }
-        if !std::mem::take(&mut self.held) {
-            return;
+        let ticket = self.ticket.take();
+        let held = std::mem::take(&mut self.held);
+        if !held && ticket.is_none() {
+            return 0;
         }
+        let charge = ticket
+            .as_ref()
+            .map(|t| (t.charge(outcome), self.scopes.plan.name.clone()));
+        let cost = charge.as_ref().map_or(0, |(c, _)| c.cost_rao);
         let back = i64::try_from(self.estimate).unwrap_or(i64::MAX)
-            - i64::try_from(used_tokens).unwrap_or(i64::MAX);
-        let (l, specs, id) = (
-            Arc::clone(&self.limiter),
+            - i64::try_from(outcome.usage.total_tokens).unwrap_or(i64::MAX);
+        self.limiter.meter.settle_detached(
             std::mem::take(&mut self.scopes.specs),
             std::mem::take(&mut self.request_id),
+            back,
+            charge,
         );
-        tokio::spawn(async move {
-            if let Err(e) = l.store.quota_settle(&specs, &id, back, false).await {
-                // The lease expires on its own; the tokens stay consumed (the safe side).
-                l.log_failure(&e);
-            }
-        });
+        cost
     }
+}
+
+fn t_account(ticket: &Option<Ticket>) -> Option<String> {
+    ticket.as_ref().map(|t| t.event.account.clone())
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.finish(0);
+        self.finish(&Outcome::failed());
     }
 }
 

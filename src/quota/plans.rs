@@ -44,8 +44,10 @@ impl Plan {
     }
 }
 
-/// The built-in plans. Prices: 0.0005 TAO per million input tokens and 0.002 TAO per million
-/// output tokens (just above Chutes' TAO prices for a 32B reasoner).
+/// The built-in plans. `public` (unregistered hotkeys) is the free tier: tightly limited and
+/// priced at zero, since such a caller has no account to pay from. `subnet` and `enterprise`
+/// cost 0.0005 TAO per million input tokens and 0.002 TAO per million output tokens (just above
+/// Chutes' TAO prices for a 32B reasoner).
 pub fn builtin() -> Vec<Plan> {
     let plan = |name: &str, rpm, tpm, tpd, conc, max_tokens| Plan {
         name: name.to_string(),
@@ -57,8 +59,13 @@ pub fn builtin() -> Vec<Plan> {
         input_rao_per_mtok: 500_000,
         output_rao_per_mtok: 2_000_000,
     };
+    let free = |p: Plan| Plan {
+        input_rao_per_mtok: 0,
+        output_rao_per_mtok: 0,
+        ..p
+    };
     vec![
-        plan("public", 20, 100_000, 1_000_000, 2, 8_192),
+        free(plan("public", 20, 100_000, 1_000_000, 2, 8_192)),
         plan("subnet", 600, 2_000_000, 100_000_000, 32, 32_768),
         plan("enterprise", 1_200, 4_000_000, 200_000_000, 64, 32_768),
     ]

@@ -48,7 +48,7 @@ impl std::fmt::Debug for MemoryStore {
 
 /// The shared data: every prefix of one store family lives in the same shards, like every
 /// prefix of one Redis database.
-struct Shards {
+pub(super) struct Shards {
     hasher: RandomState,
     shards: Box<[Mutex<Shard>]>,
     /// Revoked token ids with their expiry (unix seconds), and the set's version. Admin-rate
@@ -58,6 +58,8 @@ struct Shards {
     quota: super::memory_quota::QuotaTable,
     /// Serialises credits (admin-rate), so check-then-add is atomic like the Redis script.
     credits: Mutex<()>,
+    /// Holds, debits, usage events and rollups.
+    pub(super) ledger: super::memory_ledger::LedgerTable,
 }
 
 #[derive(Default)]
@@ -120,6 +122,7 @@ impl MemoryStore {
                 revoked: Mutex::new((0, HashMap::new())),
                 quota: super::memory_quota::QuotaTable::new(),
                 credits: Mutex::new(()),
+                ledger: super::memory_ledger::LedgerTable::new(),
             }),
             prefix: key_prefix.into(),
         }
@@ -339,6 +342,30 @@ impl MemoryStore {
         let left = expires_at.saturating_duration_since(now);
         let ms = u64::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
         Some(Duration::from_millis(ms))
+    }
+
+    pub(super) fn data(&self) -> &Shards {
+        &self.data
+    }
+
+    /// Ids of the accounts that have a balance key under this prefix.
+    pub(super) fn credited_accounts(&self) -> Vec<String> {
+        let now = Instant::now();
+        let head = format!("{}{{a:", self.prefix);
+        let mut out = Vec::new();
+        for shard in self.data.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            for (k, e) in &shard.map {
+                if let Some(id) = k
+                    .strip_prefix(&head)
+                    .and_then(|r| r.strip_suffix("}:bal"))
+                    .filter(|_| e.is_live(now))
+                {
+                    out.push(id.to_string());
+                }
+            }
+        }
+        out
     }
 
     pub(super) fn delete_all_prefixed(&self) -> u64 {

@@ -23,13 +23,19 @@
 
 pub mod auth;
 pub mod credit;
+pub mod ledger;
 pub mod memory;
+mod memory_ledger;
 mod memory_quota;
 pub mod quota;
 pub mod redis;
 
 pub use auth::AuthAdmission;
 pub use credit::CreditOutcome;
+pub use ledger::{
+    Admission, BillMode, Charge, Hold, LedgerPolicy, LedgerSnapshot, Recorded, Rollup,
+};
+pub(crate) use memory_ledger::rfc3339_and_day;
 pub use quota::{BucketView, Limit, QuotaDecision, ScopeSpec, ScopeView};
 
 use std::fmt;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::{Store, StoreError};
 
 /// One scope's limits.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScopeSpec {
     /// The scope's hash tag, braces included: `{a:<account>}` or `{s:<netuid>}`.
     pub tag: String,
@@ -55,6 +55,9 @@ pub enum Limit {
     TokensPerDay,
     /// Requests in flight.
     Concurrency,
+    /// The account's balance (prepaid: minus its holds; postpaid: down to the credit limit)
+    /// does not cover the request's worst-case cost.
+    Balance,
 }
 
 impl Limit {
@@ -64,6 +67,7 @@ impl Limit {
             2 => Some(Limit::TokensPerMinute),
             3 => Some(Limit::TokensPerDay),
             4 => Some(Limit::Concurrency),
+            5 => Some(Limit::Balance),
             _ => None,
         }
     }
@@ -141,7 +145,8 @@ pub(super) fn decode_decision(v: &[i64], n: usize) -> Result<QuotaDecision, Stor
 
 impl Store {
     /// Checks and consumes one request (`tokens` = input estimate + `max_tokens`) against every
-    /// scope, all or nothing, and takes a lease of `lease` per scope.
+    /// scope, all or nothing, and takes a lease of `lease` per scope. No money involved: see
+    /// [`Store::admit`] for that.
     pub async fn quota_admit(
         &self,
         scopes: &[ScopeSpec],
@@ -149,23 +154,17 @@ impl Store {
         tokens: u64,
         lease: Duration,
     ) -> Result<QuotaDecision, StoreError> {
-        let lease_ms = super::ttl_millis(lease)?;
-        match self {
-            Store::Memory(s) => Ok(s.quota_admit(scopes, request_id, tokens, lease_ms, true)),
-            Store::Redis(s) => {
-                s.quota_admit(scopes, request_id, tokens, lease_ms, true)
-                    .await
-            }
-        }
+        let policy = super::LedgerPolicy::default();
+        Ok(self
+            .admit(scopes, request_id, tokens, lease, None, &policy)
+            .await?
+            .decision)
     }
 
     /// The scopes' state without consuming anything.
     pub async fn quota_peek(&self, scopes: &[ScopeSpec]) -> Result<Vec<ScopeView>, StoreError> {
-        let d = match self {
-            Store::Memory(s) => s.quota_admit(scopes, "", 0, 1, false),
-            Store::Redis(s) => s.quota_admit(scopes, "", 0, 1, false).await?,
-        };
-        Ok(d.scopes)
+        let policy = super::LedgerPolicy::default();
+        Ok(self.peek(scopes, None, &policy).await?.0)
     }
 
     /// Ends a request: releases its leases and gives back `tokens_back` tokens (the estimate
@@ -179,15 +178,11 @@ impl Store {
         tokens_back: i64,
         request_back: bool,
     ) -> Result<bool, StoreError> {
-        match self {
-            Store::Memory(s) => {
-                Ok(s.quota_settle(scopes, request_id, tokens_back, request_back) > 0)
-            }
-            Store::Redis(s) => Ok(s
-                .quota_settle(scopes, request_id, "settle", 0, tokens_back, request_back)
-                .await?
-                > 0),
-        }
+        let policy = super::LedgerPolicy::default();
+        Ok(self
+            .settle(scopes, request_id, tokens_back, request_back, None, &policy)
+            .await?
+            .0)
     }
 
     /// Extends a live request's leases to `lease` from now.
@@ -197,16 +192,7 @@ impl Store {
         request_id: &str,
         lease: Duration,
     ) -> Result<(), StoreError> {
-        let lease_ms = super::ttl_millis(lease)?;
-        match self {
-            Store::Memory(s) => {
-                s.quota_renew(scopes, request_id, lease_ms);
-                Ok(())
-            }
-            Store::Redis(s) => s
-                .quota_settle(scopes, request_id, "renew", lease_ms, 0, false)
-                .await
-                .map(|_| ()),
-        }
+        let policy = super::LedgerPolicy::default();
+        self.renew(scopes, request_id, lease, None, &policy).await
     }
 }

@@ -20,6 +20,7 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind};
 
 use super::StoreError;
+use super::ledger::{Admission, Charge, Hold, LedgerPolicy, LedgerSnapshot, Recorded, Rollup};
 
 /// Keys asked for per `SCAN` step of [`RedisStore::delete_all_prefixed`]: large enough to
 /// need few round trips, small enough that one `UNLINK` never blocks Redis noticeably.
@@ -249,16 +250,22 @@ impl RedisStore {
         Ok((fresh == 1, account))
     }
 
-    pub(super) async fn quota_admit(
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn admit(
         &self,
         scopes: &[super::quota::ScopeSpec],
         request_id: &str,
         tokens: u64,
         lease_ms: u64,
         admit: bool,
-    ) -> Result<super::quota::QuotaDecision, StoreError> {
+        hold: Option<&Hold<'_>>,
+        policy: &LedgerPolicy,
+    ) -> Result<Admission, StoreError> {
         static SCRIPT: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
-            ::redis::Script::new(include_str!("lua/quota_admit_v1.lua"))
+            ::redis::Script::new(concat!(
+                include_str!("lua/ledger_lib_v1.lua"),
+                include_str!("lua/admit_v2.lua")
+            ))
         });
         let mut inv = SCRIPT.prepare_invoke();
         for sc in scopes {
@@ -266,21 +273,56 @@ impl RedisStore {
                 inv.key(self.full_key(&k));
             }
         }
+        let record = hold.map(Hold::record).unwrap_or_default();
         inv.arg(request_id)
             .arg(tokens)
             .arg(lease_ms)
-            .arg(if admit { "admit" } else { "peek" });
+            .arg(if admit { "admit" } else { "peek" })
+            .arg(&*self.prefix)
+            .arg(hold.map_or("", |h| h.account))
+            .arg(hold.map_or("none", |h| h.mode.as_str()))
+            .arg(hold.map_or(0, |h| h.amount_rao))
+            .arg(hold.map_or(0, |h| h.credit_limit_rao))
+            .arg(policy.hold_ttl_ms)
+            .arg(policy.expired_policy())
+            .arg(policy.done_ttl_secs)
+            .arg(policy.retention_secs)
+            .arg(record);
         for sc in scopes {
             for c in sc.caps() {
                 inv.arg(c);
             }
         }
         let mut conn = self.conn.clone();
-        let v: Vec<i64> = self.run(inv.invoke_async(&mut conn)).await?;
-        super::quota::decode_decision(&v, scopes.len())
+        let v: Vec<::redis::Value> = self.run(inv.invoke_async(&mut conn)).await?;
+        let n = scopes.len();
+        if v.len() != 3 + 7 * n + 2 {
+            return Err(StoreError::Protocol(format!(
+                "admit script returned {} values for {n} scopes",
+                v.len()
+            )));
+        }
+        let ints: Vec<i64> = v[..3 + 7 * n]
+            .iter()
+            .map(::redis::from_redis_value_ref::<i64>)
+            .collect::<Result<_, _>>()
+            .map_err(|e| StoreError::Protocol(format!("admit script: {e}")))?;
+        let money = |x: &::redis::Value| -> Result<i64, StoreError> {
+            let s: String = ::redis::from_redis_value_ref(x)
+                .map_err(|e| StoreError::Protocol(format!("admit script: {e}")))?;
+            s.parse()
+                .map_err(|_| StoreError::Protocol(format!("balance `{s}` is not an integer")))
+        };
+        Ok(Admission {
+            decision: super::quota::decode_decision(&ints, n)?,
+            balance_rao: money(&v[3 + 7 * n])?,
+            held_rao: money(&v[4 + 7 * n])?,
+        })
     }
 
-    pub(super) async fn quota_settle(
+    /// Runs `settle_v2` in `mode` (`settle` or `renew`).
+    #[allow(clippy::too_many_arguments)]
+    async fn settle_script(
         &self,
         scopes: &[super::quota::ScopeSpec],
         request_id: &str,
@@ -288,9 +330,15 @@ impl RedisStore {
         lease_ms: u64,
         tokens_back: i64,
         request_back: bool,
-    ) -> Result<i64, StoreError> {
+        account: &str,
+        charge: Option<&Charge>,
+        policy: &LedgerPolicy,
+    ) -> Result<(i64, i64), StoreError> {
         static SCRIPT: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
-            ::redis::Script::new(include_str!("lua/quota_settle_v1.lua"))
+            ::redis::Script::new(concat!(
+                include_str!("lua/ledger_lib_v1.lua"),
+                include_str!("lua/settle_v2.lua")
+            ))
         });
         let mut inv = SCRIPT.prepare_invoke();
         for sc in scopes {
@@ -302,14 +350,260 @@ impl RedisStore {
             .arg(mode)
             .arg(lease_ms)
             .arg(tokens_back)
-            .arg(u8::from(request_back));
+            .arg(u8::from(request_back))
+            .arg(&*self.prefix)
+            .arg(account)
+            .arg(policy.hold_ttl_ms)
+            .arg(charge.map_or(0, |c| c.cost_rao))
+            .arg(charge.map_or(0, |c| c.input_tokens))
+            .arg(charge.map_or(0, |c| c.output_tokens))
+            .arg(
+                charge
+                    .and_then(|c| c.netuid)
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(charge.map_or("", |c| c.day.as_str()))
+            .arg(charge.map_or("", |c| c.event.as_str()))
+            .arg(policy.done_ttl_secs)
+            .arg(policy.retention_secs)
+            .arg(policy.expired_policy());
         for sc in scopes {
             for c in sc.caps() {
                 inv.arg(c);
             }
         }
         let mut conn = self.conn.clone();
-        self.run(inv.invoke_async(&mut conn)).await
+        let v: Vec<i64> = self.run(inv.invoke_async(&mut conn)).await?;
+        match v[..] {
+            [a, b] => Ok((a, b)),
+            _ => Err(StoreError::Protocol("settle script: bad reply".into())),
+        }
+    }
+
+    pub(super) async fn settle(
+        &self,
+        scopes: &[super::quota::ScopeSpec],
+        request_id: &str,
+        tokens_back: i64,
+        request_back: bool,
+        charge: Option<&Charge>,
+        policy: &LedgerPolicy,
+    ) -> Result<(bool, Recorded), StoreError> {
+        let account = charge.map_or("", |c| c.account.as_str());
+        let (removed, rec) = self
+            .settle_script(
+                scopes,
+                request_id,
+                "settle",
+                0,
+                tokens_back,
+                request_back,
+                account,
+                charge,
+                policy,
+            )
+            .await?;
+        let rec = match rec {
+            1 => Recorded::Now,
+            0 => Recorded::Before,
+            _ => Recorded::NotAsked,
+        };
+        Ok((removed > 0, rec))
+    }
+
+    pub(super) async fn renew(
+        &self,
+        scopes: &[super::quota::ScopeSpec],
+        request_id: &str,
+        lease_ms: u64,
+        account: Option<&str>,
+        policy: &LedgerPolicy,
+    ) -> Result<(), StoreError> {
+        self.settle_script(
+            scopes,
+            request_id,
+            "renew",
+            lease_ms,
+            0,
+            false,
+            account.unwrap_or(""),
+            None,
+            policy,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub(super) async fn rollups(
+        &self,
+        tag: &str,
+        days: &[String],
+        callers: bool,
+    ) -> Result<Vec<(Rollup, u64)>, StoreError> {
+        let mut pipe = ::redis::pipe();
+        for d in days {
+            pipe.cmd("HGETALL")
+                .arg(self.full_key(&format!("{tag}:use:{d}")));
+            if callers {
+                pipe.cmd("SCARD")
+                    .arg(self.full_key(&format!("{tag}:callers:{d}")));
+            }
+        }
+        let mut conn = self.conn.clone();
+        let v: Vec<::redis::Value> = self.run(pipe.query_async(&mut conn)).await?;
+        let step = if callers { 2 } else { 1 };
+        let mut out = Vec::with_capacity(days.len());
+        for c in v.chunks(step) {
+            let pairs: Vec<(String, String)> = ::redis::from_redis_value_ref(&c[0])
+                .map_err(|e| StoreError::Protocol(format!("rollup: {e}")))?;
+            let n: u64 = if callers {
+                ::redis::from_redis_value_ref(&c[1])
+                    .map_err(|e| StoreError::Protocol(format!("rollup: {e}")))?
+            } else {
+                0
+            };
+            out.push((Rollup::from_pairs(&pairs), n));
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn usage_events(
+        &self,
+        month: &str,
+        cursor: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let start = cursor.map_or_else(|| "-".to_string(), |c| format!("({c}"));
+        let reply: ::redis::streams::StreamRangeReply = self
+            .query(
+                ::redis::cmd("XRANGE")
+                    .arg(self.full_key(&format!("{{u:{month}}}")))
+                    .arg(start)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(count),
+            )
+            .await?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .map(|e| {
+                let json: String = e.get("e").unwrap_or_default();
+                (e.id, json)
+            })
+            .collect())
+    }
+
+    /// Keys under this prefix matching `pattern` (after the prefix).
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+        let pattern = format!("{}{pattern}", glob_escape(&self.prefix));
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let mut scan = ::redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_BATCH);
+            let (next, keys): (u64, Vec<String>) = self.query(&scan).await?;
+            out.extend(
+                keys.into_iter()
+                    .filter_map(|k| k.strip_prefix(&*self.prefix).map(str::to_string)),
+            );
+            if next == 0 {
+                out.sort_unstable();
+                out.dedup();
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
+    pub(super) async fn ledger_snapshot(&self) -> Result<LedgerSnapshot, StoreError> {
+        let mut snap = LedgerSnapshot::default();
+        let mut ids = std::collections::BTreeSet::new();
+        for suffix in ["bal", "debits", "held", "credits"] {
+            for k in self.scan(&format!("{{a:*}}:{suffix}")).await? {
+                if let Some(id) = k
+                    .strip_prefix("{a:")
+                    .and_then(|r| r.strip_suffix(&format!("}}:{suffix}")))
+                {
+                    ids.insert(id.to_string());
+                }
+            }
+        }
+        for id in ids {
+            let k = |s: &str| self.full_key(&format!("{{a:{id}}}:{s}"));
+            let mut pipe = ::redis::pipe();
+            pipe.cmd("GET")
+                .arg(k("bal"))
+                .cmd("GET")
+                .arg(k("held"))
+                .cmd("HVALS")
+                .arg(k("holds"))
+                .cmd("LRANGE")
+                .arg(k("credits"))
+                .arg(0)
+                .arg(-1)
+                .cmd("HGETALL")
+                .arg(k("debits"));
+            let mut conn = self.conn.clone();
+            #[allow(clippy::type_complexity)]
+            let (bal, held, holds, credits, debits): (
+                Option<i64>,
+                Option<i64>,
+                Vec<String>,
+                Vec<String>,
+                Vec<(String, i64)>,
+            ) = self.run(pipe.query_async(&mut conn)).await?;
+            let mut b = super::ledger::AccountBooks {
+                balance_rao: bal.unwrap_or(0),
+                held_rao: held.unwrap_or(0),
+                ..Default::default()
+            };
+            for h in holds {
+                b.holds_sum_rao += h
+                    .split(' ')
+                    .next()
+                    .and_then(|a| a.parse::<i64>().ok())
+                    .unwrap_or(0);
+            }
+            for line in credits {
+                match super::ledger::credit_amount(&line) {
+                    Some(a) => b.credits_rao += a,
+                    None => b.bad_credit_lines += 1,
+                }
+            }
+            for (field, v) in debits {
+                if field == "total" {
+                    b.debits_total_rao = v;
+                } else {
+                    b.debits_by_month.insert(field, v);
+                }
+            }
+            snap.accounts.insert(id, b);
+        }
+        for stream in self.scan("{u:*}").await? {
+            let Some(month) = stream
+                .strip_prefix("{u:")
+                .and_then(|r| r.strip_suffix('}'))
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let mut cursor: Option<String> = None;
+            loop {
+                let batch = self.usage_events(&month, cursor.as_deref(), 1000).await?;
+                let Some(last) = batch.last() else { break };
+                cursor = Some(last.0.clone());
+                for (_, e) in &batch {
+                    snap.tally(&month, e);
+                }
+            }
+        }
+        Ok(snap)
     }
 
     pub(super) async fn credit(
@@ -387,28 +681,15 @@ impl RedisStore {
     }
 
     pub(super) async fn delete_all_prefixed(&self) -> Result<u64, StoreError> {
-        let pattern = format!("{}*", glob_escape(&self.prefix));
-        let mut cursor: u64 = 0;
         let mut deleted = 0u64;
-        loop {
-            let mut scan = ::redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SCAN_BATCH);
-            let (next, keys): (u64, Vec<Vec<u8>>) = self.query(&scan).await?;
-            if !keys.is_empty() {
-                // UNLINK frees memory in the background and counts only keys that still
-                // existed, so concurrent expiry does not inflate the count.
-                let n: u64 = self.query(::redis::cmd("UNLINK").arg(&keys)).await?;
-                deleted += n;
-            }
-            if next == 0 {
-                return Ok(deleted);
-            }
-            cursor = next;
+        for batch in self.scan("*").await?.chunks(SCAN_BATCH) {
+            let keys: Vec<String> = batch.iter().map(|k| self.full_key(k)).collect();
+            // UNLINK frees memory in the background and counts only keys that still existed,
+            // so concurrent expiry does not inflate the count.
+            let n: u64 = self.query(::redis::cmd("UNLINK").arg(&keys)).await?;
+            deleted += n;
         }
+        Ok(deleted)
     }
 }
 

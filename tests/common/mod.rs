@@ -60,6 +60,14 @@ pub fn config_for(sim: &SimHandle, sim_cfg: &SimConfig) -> Config {
     cfg.winner.model = Some(sim_cfg.model.clone());
     cfg.jwt_secret = Some(Secret::new(TEST_JWT_SECRET.to_string()));
     cfg.auth.jwt_leeway_secs = 0;
+    // Each gateway its own settlement journal: tests run in parallel processes.
+    cfg.metering.journal_path = std::env::temp_dir()
+        .join(format!(
+            "agw-test-journal-{}",
+            uuid::Uuid::new_v4().simple()
+        ))
+        .display()
+        .to_string();
     cfg
 }
 
@@ -104,7 +112,13 @@ impl Harness {
         tweak(&mut cfg);
         let gw = Running::start(cfg.clone()).await.expect("gateway starts");
         let http = reqwest::Client::new();
-        let res = put_account(&http, &gw.url(), TEST_ACCOUNT, r#"{"billing":"postpaid"}"#).await;
+        let res = put_account(
+            &http,
+            &gw.url(),
+            TEST_ACCOUNT,
+            r#"{"billing":"postpaid","credit_limit_rao":1000000000000000}"#,
+        )
+        .await;
         assert!(
             res.status().is_success(),
             "test account created: {}",
@@ -117,6 +131,17 @@ impl Harness {
             cfg,
             token: token(TEST_ACCOUNT, &[Scope::Reason], 3600),
         }
+    }
+
+    /// Another replica of the same gateway (same store), with its own settlement journal.
+    pub async fn replica(&self) -> Running {
+        let mut cfg = self.cfg.clone();
+        cfg.metering.journal_path = format!(
+            "{}-replica-{}",
+            cfg.metering.journal_path,
+            uuid::Uuid::new_v4().simple()
+        );
+        Running::start(cfg).await.expect("replica starts")
     }
 
     pub fn url(&self, path: &str) -> String {

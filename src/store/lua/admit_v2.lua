@@ -1,18 +1,28 @@
--- quota_admit_v1: checks and consumes every limit of a request at once, all or nothing.
+-- admit_v2: admits one request at once against every limit and, for a billed account, its
+-- balance: all or nothing, in one round trip. (Prepended: ledger_lib_v1.)
 -- KEYS: 4 per scope, in order: requests/minute bucket, tokens/minute bucket,
 --       tokens/day bucket, concurrency lease set (one scope = one hash tag)
 -- ARGV[1] request id          ARGV[2] tokens to consume (estimate)
 -- ARGV[3] lease ttl ms        ARGV[4] 'admit' or 'peek' (peek consumes nothing)
--- ARGV[5..] per scope: rpm capacity, tpm capacity, tpd capacity, max concurrent
+-- ARGV[5] key prefix          ARGV[6] account id ('' = no ledger work)
+-- ARGV[7] billing: 'none', 'prepaid' (hold the amount) or 'postpaid' (check the credit limit)
+-- ARGV[8] worst-case cost, rao (decimal)    ARGV[9] credit limit, rao (postpaid)
+-- ARGV[10] hold ttl ms        ARGV[11] expired-hold policy ('charge' or 'release')
+-- ARGV[12] done-mark ttl s    ARGV[13] usage retention s (0 = keep)
+-- ARGV[14] the hold record: "<amount> <input tokens> <output tokens> <netuid|-> <event json>"
+--          (the event json has "__COST__" and __FINISHED__ placeholders, for expiry)
+-- ARGV[15..] per scope: rpm capacity, tpm capacity, tpd capacity, max concurrent
 -- Buckets are token buckets refilled continuously over their period (capacity per minute or
 -- per day), stored as a hash {l = level, t = ms}; time is the Redis server's own (TIME), so
 -- replicas with skewed clocks agree. Returns
--- { refused scope (0 = admitted, else 1-based), refused limit (1 rpm, 2 tpm, 3 tpd, 4 conc),
---   retry after ms, then per scope: rpm remaining, rpm reset ms, tpm remaining, tpm reset ms,
---   tpd remaining, tpd reset ms, in flight }.
+-- { refused scope (0 = admitted, else 1-based), refused limit (1 rpm, 2 tpm, 3 tpd, 4 conc,
+--   5 balance), retry after ms, then per scope: rpm remaining, rpm reset ms, tpm remaining,
+--   tpm reset ms, tpd remaining, tpd reset ms, in flight; then balance and held (strings) }.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local id, cost, ttl, mode = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local prefix, account, billing = ARGV[5], ARGV[6], ARGV[7]
+local A = 14
 local n = #KEYS / 4
 local periods = { 60000, 60000, 86400000 }
 local levels, caps, inflight = {}, {}, {}
@@ -21,7 +31,7 @@ local refused, why, retry = 0, 0, 0
 for s = 0, n - 1 do
   local costs = { 1, cost, cost }
   for b = 1, 3 do
-    local cap = tonumber(ARGV[4 + s * 4 + b])
+    local cap = tonumber(ARGV[A + s * 4 + b])
     local lvl = cap
     local v = redis.call('HMGET', KEYS[s * 4 + b], 'l', 't')
     if v[1] then
@@ -40,12 +50,28 @@ for s = 0, n - 1 do
   local conc = KEYS[s * 4 + 4]
   redis.call('ZREMRANGEBYSCORE', conc, '-inf', now)
   inflight[s + 1] = redis.call('ZCARD', conc)
-  local maxc = tonumber(ARGV[8 + s * 4])
+  local maxc = tonumber(ARGV[A + 4 + s * 4])
   if mode == 'admit' and refused == 0 and inflight[s + 1] >= maxc then
     refused, why = s + 1, 4
     -- The earliest lease expiry bounds when a slot returns; a release usually comes sooner.
     local first = redis.call('ZRANGE', conc, 0, 0, 'WITHSCORES')
     retry = math.max(1, math.min(1000, tonumber(first[2]) - now))
+  end
+end
+
+local balance, held = '0', '0'
+local acct = prefix .. '{a:' .. account .. '}'
+if account ~= '' then
+  sweep(prefix, account, now, ARGV[11], tonumber(ARGV[12]), tonumber(ARGV[13]))
+  balance = redis.call('GET', acct .. ':bal') or '0'
+  held = redis.call('GET', acct .. ':held') or '0'
+  if mode == 'admit' and refused == 0 then
+    local amount = tonumber(ARGV[8])
+    if billing == 'prepaid' and tonumber(balance) - tonumber(held) < amount then
+      refused, why = n, 5
+    elseif billing == 'postpaid' and tonumber(balance) - amount < -tonumber(ARGV[9]) then
+      refused, why = n, 5
+    end
   end
 end
 
@@ -65,6 +91,11 @@ if mode == 'admit' and refused == 0 then
     redis.call('PEXPIRE', conc, ttl + 1000)
     inflight[s + 1] = inflight[s + 1] + 1
   end
+  if billing == 'prepaid' then
+    redis.call('HSET', acct .. ':holds', id, ARGV[14])
+    redis.call('ZADD', acct .. ':holdexp', now + tonumber(ARGV[10]), id)
+    held = tostring(redis.call('INCRBY', acct .. ':held', ARGV[8]))
+  end
 end
 
 local out = { refused, why, retry }
@@ -79,4 +110,6 @@ for s = 0, n - 1 do
   end
   out[#out + 1] = inflight[s + 1]
 end
+out[#out + 1] = balance
+out[#out + 1] = held
 return out

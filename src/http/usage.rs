@@ -1,0 +1,350 @@
+//! Usage reads: `GET /v1/usage` (the caller's days), `GET /v1/stats` (public aggregates) and
+//! `GET /admin/v1/usage/export` (every event of a month, streamed, for invoicing).
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Extension, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use time::{Date, Duration as Days, OffsetDateTime};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::{Caller, Operator};
+use crate::error::{ApiError, ErrorCode};
+use crate::http::AppState;
+use crate::metering::UsageEvent;
+use crate::metering::event::CSV_HEADER;
+use crate::store::{Rollup, StoreError};
+
+/// Longest range `/v1/usage` and `/v1/stats` answer for, in days.
+pub const MAX_RANGE_DAYS: i64 = 366;
+
+/// Events read from the store per page of an export.
+const EXPORT_PAGE: usize = 1000;
+
+/// `?from=YYYY-MM-DD&to=YYYY-MM-DD` (UTC days, both included).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Range {
+    /// First day; default: 29 days before `to`.
+    pub from: Option<String>,
+    /// Last day; default: today (UTC).
+    pub to: Option<String>,
+}
+
+const DAY: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+
+fn parse_day(s: &str, name: &str) -> Result<Date, ApiError> {
+    Date::parse(s, DAY).map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("`{name}` must be a date as YYYY-MM-DD, got `{s}`"),
+        )
+    })
+}
+
+fn fmt_day(d: Date) -> String {
+    d.format(DAY).unwrap_or_default()
+}
+
+impl Range {
+    /// The days of the range, in order.
+    fn days(&self) -> Result<Vec<String>, ApiError> {
+        let to = match &self.to {
+            Some(s) => parse_day(s, "to")?,
+            None => OffsetDateTime::now_utc().date(),
+        };
+        let from = match &self.from {
+            Some(s) => parse_day(s, "from")?,
+            None => to - Days::days(29),
+        };
+        if from > to {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "`from` must not be after `to`",
+            ));
+        }
+        let n = (to - from).whole_days() + 1;
+        if n > MAX_RANGE_DAYS {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("the range is {n} days; at most {MAX_RANGE_DAYS} are allowed"),
+            ));
+        }
+        Ok((0..n).map(|i| fmt_day(from + Days::days(i))).collect())
+    }
+}
+
+fn unavailable(e: StoreError) -> ApiError {
+    tracing::error!(error = %e, "usage read failed");
+    ApiError::new(
+        ErrorCode::StoreUnavailable,
+        "usage records are unavailable right now; try again shortly",
+    )
+    .with_retry_after(1)
+}
+
+/// One day of the caller's usage.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageDay {
+    /// `YYYY-MM-DD` (UTC).
+    pub date: String,
+    /// The day's totals.
+    #[serde(flatten)]
+    pub usage: Rollup,
+}
+
+/// `GET /v1/usage`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageReport {
+    /// The account.
+    pub account: String,
+    /// First day.
+    pub from: String,
+    /// Last day.
+    pub to: String,
+    /// Every day of the range, in order (days without requests are zeros).
+    pub days: Vec<UsageDay>,
+    /// The range's totals.
+    pub total: Rollup,
+}
+
+/// The caller's daily usage: requests, tokens and rao, by the day each request was settled.
+#[utoipa::path(get, path = "/v1/usage", tag = "reason", params(Range),
+    responses(
+        (status = 200, description = "the caller's usage per day", body = UsageReport),
+        (status = 400, description = "invalid_request: a bad date or range", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "store_unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn usage(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(range): Query<Range>,
+) -> Result<Json<UsageReport>, ApiError> {
+    let days = range.days()?;
+    let tag = format!("{{a:{}}}", caller.account_id);
+    let rows = st
+        .store
+        .rollups(&tag, &days, false)
+        .await
+        .map_err(unavailable)?;
+    let mut total = Rollup::default();
+    let days: Vec<UsageDay> = days
+        .into_iter()
+        .zip(rows)
+        .map(|(date, (usage, _))| {
+            total.requests += usage.requests;
+            total.input_tokens += usage.input_tokens;
+            total.output_tokens += usage.output_tokens;
+            total.rao += usage.rao;
+            UsageDay { date, usage }
+        })
+        .collect();
+    Ok(Json(UsageReport {
+        account: caller.account_id.clone(),
+        from: days.first().map(|d| d.date.clone()).unwrap_or_default(),
+        to: days.last().map(|d| d.date.clone()).unwrap_or_default(),
+        days,
+        total,
+    }))
+}
+
+/// One day of public serving statistics.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsDay {
+    /// `YYYY-MM-DD` (UTC).
+    pub date: String,
+    /// Requests settled.
+    pub requests: u64,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Distinct callers (accounts) that day.
+    pub unique_callers: u64,
+}
+
+/// `GET /v1/stats`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Stats {
+    /// First day.
+    pub from: String,
+    /// Last day.
+    pub to: String,
+    /// Every day of the range, in order.
+    pub days: Vec<StatsDay>,
+}
+
+/// Public aggregate serving usage per day: requests, tokens and unique callers. No identities
+/// and no money.
+#[utoipa::path(get, path = "/v1/stats", tag = "public", params(Range),
+    responses(
+        (status = 200, description = "serving statistics per day", body = Stats),
+        (status = 400, description = "invalid_request: a bad date or range", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "store_unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn stats(
+    State(st): State<AppState>,
+    Query(range): Query<Range>,
+) -> Result<Json<Stats>, ApiError> {
+    let days = range.days()?;
+    let rows = st
+        .store
+        .rollups("{stats}", &days, true)
+        .await
+        .map_err(unavailable)?;
+    let days: Vec<StatsDay> = days
+        .into_iter()
+        .zip(rows)
+        .map(|(date, (r, callers))| StatsDay {
+            date,
+            requests: r.requests,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            unique_callers: callers,
+        })
+        .collect();
+    Ok(Json(Stats {
+        from: days.first().map(|d| d.date.clone()).unwrap_or_default(),
+        to: days.last().map(|d| d.date.clone()).unwrap_or_default(),
+        days,
+    }))
+}
+
+/// `?month=YYYY-MM&format=jsonl|csv`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// The month (UTC) whose events to export, by settlement time.
+    pub month: String,
+    /// `jsonl` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+fn valid_month(m: &str) -> bool {
+    m.len() == 7 && parse_day(&format!("{m}-01"), "month").is_ok() && m.as_bytes()[4] == b'-'
+}
+
+/// Every usage event of a month, streamed: JSON lines or CSV (same columns, `metadata` as JSON
+/// text). An event belongs to the month of its `finished_at`.
+#[utoipa::path(get, path = "/admin/v1/usage/export", tag = "admin", params(ExportQuery),
+    responses(
+        (status = 200, description = "the month's events (`application/x-ndjson` or `text/csv`)", body = String),
+        (status = 400, description = "invalid_request: a bad month or format", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "store_unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn export(
+    State(st): State<AppState>,
+    Extension(op): Extension<Operator>,
+    Query(q): Query<ExportQuery>,
+) -> Result<Response, ApiError> {
+    if !valid_month(&q.month) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("`month` must be YYYY-MM, got `{}`", q.month),
+        ));
+    }
+    let csv = match q.format.as_deref() {
+        None | Some("jsonl") => false,
+        Some("csv") => true,
+        Some(f) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("`format` must be `jsonl` or `csv`, got `{f}`"),
+            ));
+        }
+    };
+    // Read the first page before answering, so a store outage is a clean 503, not a cut body.
+    let first = st
+        .store
+        .usage_events(&q.month, None, EXPORT_PAGE)
+        .await
+        .map_err(unavailable)?;
+    tracing::info!(by = %op.sub, month = %q.month, csv, "usage export");
+    let store = st.store.clone();
+    let month = q.month.clone();
+    let pages = futures_util::stream::unfold(
+        (Some(first), None::<String>, csv, true),
+        move |(page, cursor, csv, header)| {
+            let (store, month) = (store.clone(), month.clone());
+            async move {
+                let page = match page {
+                    Some(p) => p,
+                    None => {
+                        let c = cursor.as_ref()?;
+                        match store.usage_events(&month, Some(c), EXPORT_PAGE).await {
+                            Ok(p) => p,
+                            Err(e) => {
+                                // Headers are gone: cutting the body is the only honest signal.
+                                tracing::error!(error = %e, "usage export cut short");
+                                return Some((
+                                    Err(std::io::Error::other("usage store failed")),
+                                    (None, None, csv, false),
+                                ));
+                            }
+                        }
+                    }
+                };
+                if page.is_empty() && !header {
+                    return None;
+                }
+                let next = page.last().map(|(c, _)| c.clone());
+                let full = page.len() == EXPORT_PAGE;
+                let bytes = render(&page, csv, header);
+                let state = if full {
+                    (None, next, csv, false)
+                } else {
+                    (None, None, csv, false)
+                };
+                Some((Ok::<Bytes, std::io::Error>(bytes), state))
+            }
+        },
+    );
+    let (ctype, ext) = if csv {
+        ("text/csv; charset=utf-8", "csv")
+    } else {
+        ("application/x-ndjson", "jsonl")
+    };
+    let disposition = format!("attachment; filename=\"usage-{}.{ext}\"", q.month);
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(ctype)),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition)
+                    .unwrap_or(HeaderValue::from_static("attachment")),
+            ),
+        ],
+        Body::from_stream(pages),
+    )
+        .into_response())
+}
+
+/// One page of events: JSON lines as stored (no re-serialisation), or CSV records.
+fn render(page: &[(String, String)], csv: bool, header: bool) -> Bytes {
+    if !csv {
+        let mut out = Vec::with_capacity(page.iter().map(|(_, e)| e.len() + 1).sum());
+        for (_, e) in page {
+            out.extend_from_slice(e.as_bytes());
+            out.push(b'\n');
+        }
+        return Bytes::from(out);
+    }
+    let mut w = csv::Writer::from_writer(Vec::with_capacity(page.len() * 256));
+    if header {
+        let _ = w.write_record(CSV_HEADER);
+    }
+    for (_, e) in page {
+        match serde_json::from_str::<UsageEvent>(e) {
+            Ok(ev) => {
+                let _ = w.write_record(ev.csv_record());
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "unreadable usage event skipped in CSV export")
+            }
+        }
+    }
+    Bytes::from(w.into_inner().unwrap_or_default())
+}

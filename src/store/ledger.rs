@@ -1,0 +1,389 @@
+//! Store operations of the ledger: prepaid holds taken with the admission, settlements that
+//! debit once per request id, usage events, daily rollups, and the reads behind `/v1/usage`,
+//! `/v1/stats`, the export and `ledger reconcile`.
+//!
+//! ## Keys (all under the deployment prefix)
+//! - `{a:<id>}:bal` balance (integer rao), `{a:<id>}:held` sum of live holds,
+//!   `{a:<id>}:holds` hash request id → hold record, `{a:<id>}:holdexp` zset request id → expiry,
+//!   `{a:<id>}:done:<request id>` the settlement's idempotency mark (expires),
+//!   `{a:<id>}:debits` hash `total` and `<YYYY-MM>` → rao debited (durable),
+//!   `{a:<id>}:use:<YYYY-MM-DD>` daily rollup, `{a:<id>}:credits` credit log;
+//! - `{s:<netuid>}:use:<YYYY-MM-DD>` the subnet's daily rollup;
+//! - `{stats}:<YYYY-MM-DD>` public daily totals, `{stats}:callers:<YYYY-MM-DD>` callers set;
+//! - `{u:<YYYY-MM>}` the month's usage events (a stream; entry fields `a` account, `e` event).
+//!
+//! Redis runs everything that changes money in `admit_v2.lua` / `settle_v2.lua` (one round trip
+//! each, atomic); the memory backend implements the same rules in
+//! [`memory_ledger`](super::memory_ledger). Both scripts touch the subnet, stats and month
+//! keys besides the account's, so they need a single Redis (not Cluster) — see the README.
+
+use std::collections::BTreeMap;
+
+use super::{QuotaDecision, ScopeSpec, ScopeView, Store, StoreError};
+
+/// How an admission treats the account's money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BillMode {
+    /// Nothing: a zero-priced request of no account, or a peek.
+    None,
+    /// Reserve the worst-case cost against `balance − holds`.
+    Prepaid,
+    /// Check `balance − worst case ≥ −credit limit`; no hold.
+    Postpaid,
+}
+
+impl BillMode {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            BillMode::None => "none",
+            BillMode::Prepaid => "prepaid",
+            BillMode::Postpaid => "postpaid",
+        }
+    }
+}
+
+/// The money side of an admission.
+#[derive(Debug, Clone)]
+pub struct Hold<'a> {
+    /// The account charged.
+    pub account: &'a str,
+    /// Prepaid, postpaid or nothing.
+    pub mode: BillMode,
+    /// The worst-case cost, rao.
+    pub amount_rao: u64,
+    /// How far a postpaid account may go below zero.
+    pub credit_limit_rao: u64,
+    /// Worst-case input tokens (what the hold is based on; used if the hold expires).
+    pub input_tokens: u64,
+    /// Worst-case output tokens (`max_tokens`).
+    pub output_tokens: u64,
+    /// The caller's subnet, for rollups.
+    pub netuid: Option<u16>,
+    /// The usage event to record if the hold expires unsettled: JSON with the placeholders
+    /// `"__COST__"` (the quoted string, replaced by a number) and `__FINISHED__`.
+    pub expiry_event: &'a str,
+}
+
+impl Hold<'_> {
+    /// `"<amount> <in> <out> <netuid|-> <json>"`: what the scripts store per hold.
+    pub(super) fn record(&self) -> String {
+        let netuid = self
+            .netuid
+            .map_or_else(|| "-".to_string(), |n| n.to_string());
+        format!(
+            "{} {} {} {netuid} {}",
+            self.amount_rao, self.input_tokens, self.output_tokens, self.expiry_event
+        )
+    }
+}
+
+/// Deployment-wide ledger settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerPolicy {
+    /// A hold not renewed for this long expires (its replica died or lost Redis).
+    pub hold_ttl_ms: u64,
+    /// Whether an expired hold is charged in full (else released at no cost).
+    pub charge_expired: bool,
+    /// How long a settlement's idempotency mark lives: a journal replay later than this could
+    /// charge twice, so it is far above any outage the journal rides out.
+    pub done_ttl_secs: u64,
+    /// How long usage events and rollups are kept after their last write (0 = forever).
+    pub retention_secs: u64,
+}
+
+impl Default for LedgerPolicy {
+    fn default() -> Self {
+        LedgerPolicy {
+            hold_ttl_ms: 600_000,
+            charge_expired: true,
+            done_ttl_secs: 35 * 86_400,
+            retention_secs: 400 * 86_400,
+        }
+    }
+}
+
+impl LedgerPolicy {
+    pub(super) fn expired_policy(&self) -> &'static str {
+        if self.charge_expired {
+            "charge"
+        } else {
+            "release"
+        }
+    }
+}
+
+/// One request's charge, recorded at settlement.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Charge {
+    /// The account charged.
+    pub account: String,
+    /// Rao debited.
+    pub cost_rao: u64,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// The caller's subnet.
+    pub netuid: Option<u16>,
+    /// `YYYY-MM-DD` of `finished_at` (UTC): the day and month the event belongs to.
+    pub day: String,
+    /// The usage event, as exported.
+    pub event: String,
+}
+
+/// What a settlement did to the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Debited and recorded now.
+    Now,
+    /// The request was settled (or its hold expired) before: nothing changed.
+    Before,
+    /// No ledger work was asked for.
+    NotAsked,
+}
+
+/// A day's totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Rollup {
+    /// Requests settled that day.
+    pub requests: u64,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Rao charged.
+    pub rao: u64,
+}
+
+impl Rollup {
+    pub(super) fn from_pairs(pairs: &[(String, String)]) -> Rollup {
+        let mut r = Rollup::default();
+        for (k, v) in pairs {
+            let v = v.parse().unwrap_or(0);
+            match k.as_str() {
+                "requests" => r.requests = v,
+                "input_tokens" => r.input_tokens = v,
+                "output_tokens" => r.output_tokens = v,
+                "rao" => r.rao = v,
+                _ => {}
+            }
+        }
+        r
+    }
+}
+
+/// One account's money, as the reconciliation reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountBooks {
+    /// The balance key.
+    pub balance_rao: i64,
+    /// The held counter.
+    pub held_rao: i64,
+    /// The sum of the live hold records.
+    pub holds_sum_rao: i64,
+    /// Σ of the credit log's amounts.
+    pub credits_rao: i64,
+    /// Credit log lines that could not be read.
+    pub bad_credit_lines: u64,
+    /// The debits counter's `total`.
+    pub debits_total_rao: i64,
+    /// The debits counter per month.
+    pub debits_by_month: BTreeMap<String, i64>,
+}
+
+/// Everything `ledger reconcile` compares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerSnapshot {
+    /// Per account.
+    pub accounts: BTreeMap<String, AccountBooks>,
+    /// Per retained month, per account: (events, Σ cost_rao).
+    pub events: BTreeMap<String, BTreeMap<String, (u64, i64)>>,
+    /// Events whose JSON could not be read (each is a discrepancy).
+    pub bad_events: u64,
+}
+
+impl LedgerSnapshot {
+    /// Counts one event line of `month` (an unreadable one as a discrepancy).
+    pub(super) fn tally(&mut self, month: &str, json: &str) {
+        #[derive(serde::Deserialize)]
+        struct E {
+            account: String,
+            cost_rao: i64,
+        }
+        match serde_json::from_str::<E>(json) {
+            Ok(e) => {
+                let t = self
+                    .events
+                    .entry(month.to_string())
+                    .or_default()
+                    .entry(e.account)
+                    .or_default();
+                t.0 += 1;
+                t.1 += e.cost_rao;
+            }
+            Err(_) => self.bad_events += 1,
+        }
+    }
+}
+
+/// The amount of a credit log line.
+pub(super) fn credit_amount(line: &str) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct C {
+        amount_rao: i64,
+    }
+    serde_json::from_str::<C>(line).ok().map(|c| c.amount_rao)
+}
+
+/// An admission's answer: the limiter's decision with the balance and holds after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    /// The limiter's decision ([`super::Limit::Balance`] when the money did not fit).
+    pub decision: QuotaDecision,
+    /// Balance, rao.
+    pub balance_rao: i64,
+    /// Held by requests in flight, rao.
+    pub held_rao: i64,
+}
+
+impl Store {
+    /// Admits one request against its scopes and, through `hold`, the account's money: all or
+    /// nothing, in one round trip.
+    pub async fn admit(
+        &self,
+        scopes: &[ScopeSpec],
+        request_id: &str,
+        tokens: u64,
+        lease: std::time::Duration,
+        hold: Option<&Hold<'_>>,
+        policy: &LedgerPolicy,
+    ) -> Result<Admission, StoreError> {
+        let lease_ms = super::ttl_millis(lease)?;
+        match self {
+            Store::Memory(s) => Ok(s.admit(scopes, request_id, tokens, lease_ms, hold, policy)),
+            Store::Redis(s) => {
+                s.admit(scopes, request_id, tokens, lease_ms, true, hold, policy)
+                    .await
+            }
+        }
+    }
+
+    /// The scopes' state and, with `account`, its balance and holds; nothing consumed (expired
+    /// holds are swept, as any admission would).
+    pub async fn peek(
+        &self,
+        scopes: &[ScopeSpec],
+        account: Option<&str>,
+        policy: &LedgerPolicy,
+    ) -> Result<(Vec<ScopeView>, i64, i64), StoreError> {
+        let peek_hold = account.map(|a| Hold {
+            account: a,
+            mode: BillMode::None,
+            amount_rao: 0,
+            credit_limit_rao: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            netuid: None,
+            expiry_event: "",
+        });
+        let a = match self {
+            Store::Memory(s) => s.peek(scopes, peek_hold.as_ref(), policy),
+            Store::Redis(s) => {
+                s.admit(scopes, "", 0, 1, false, peek_hold.as_ref(), policy)
+                    .await?
+            }
+        };
+        Ok((a.decision.scopes, a.balance_rao, a.held_rao))
+    }
+
+    /// Ends a request: releases its leases, gives back `tokens_back` (estimate − actual) and the
+    /// request itself when `request_back`, and — with `charge`, once per request id — releases
+    /// its hold, debits the cost and records the usage event. Returns whether leases were
+    /// removed and what happened to the ledger.
+    pub async fn settle(
+        &self,
+        scopes: &[ScopeSpec],
+        request_id: &str,
+        tokens_back: i64,
+        request_back: bool,
+        charge: Option<&Charge>,
+        policy: &LedgerPolicy,
+    ) -> Result<(bool, Recorded), StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.settle(
+                scopes,
+                request_id,
+                tokens_back,
+                request_back,
+                charge,
+                policy,
+            )),
+            Store::Redis(s) => {
+                s.settle(
+                    scopes,
+                    request_id,
+                    tokens_back,
+                    request_back,
+                    charge,
+                    policy,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Extends a live request's leases and, with `account`, its hold.
+    pub async fn renew(
+        &self,
+        scopes: &[ScopeSpec],
+        request_id: &str,
+        lease: std::time::Duration,
+        account: Option<&str>,
+        policy: &LedgerPolicy,
+    ) -> Result<(), StoreError> {
+        let lease_ms = super::ttl_millis(lease)?;
+        match self {
+            Store::Memory(s) => {
+                s.renew(scopes, request_id, lease_ms, account, policy);
+                Ok(())
+            }
+            Store::Redis(s) => s.renew(scopes, request_id, lease_ms, account, policy).await,
+        }
+    }
+
+    /// Daily rollups of one scope tag (`{a:<id>}`, `{s:<netuid>}` or `{stats}`) for `days`
+    /// (`YYYY-MM-DD`), in order; with `callers`, also each day's number of distinct callers.
+    pub async fn rollups(
+        &self,
+        tag: &str,
+        days: &[String],
+        callers: bool,
+    ) -> Result<Vec<(Rollup, u64)>, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.rollups(tag, days, callers)),
+            Store::Redis(s) => s.rollups(tag, days, callers).await,
+        }
+    }
+
+    /// Up to `count` usage events of `month` (`YYYY-MM`) after `cursor` (`None` = from the
+    /// start), in recording order, with the cursor of each.
+    pub async fn usage_events(
+        &self,
+        month: &str,
+        cursor: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.usage_events(month, cursor, count)),
+            Store::Redis(s) => s.usage_events(month, cursor, count).await,
+        }
+    }
+
+    /// Everything the reconciliation compares, read in one pass.
+    pub async fn ledger_snapshot(&self) -> Result<LedgerSnapshot, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.ledger_snapshot()),
+            Store::Redis(s) => s.ledger_snapshot().await,
+        }
+    }
+}

@@ -1,0 +1,92 @@
+-- ledger_lib_v1: helpers shared by admit_v2 and settle_v2 (prepended to both scripts).
+-- Money is handled as decimal strings and changed only with INCRBY/HINCRBY, so amounts stay
+-- exact 64-bit integers; Lua numbers (doubles) are used only to compare them.
+
+-- Unix ms -> year, month, day, hour, minute, second, ms (UTC; proleptic Gregorian).
+local function civil(ms)
+  local secs = math.floor(ms / 1000)
+  local days = math.floor(secs / 86400)
+  local sod = secs - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp + 3
+  if mp >= 10 then m = mp - 9 end
+  if m <= 2 then y = y + 1 end
+  return y, m, d, math.floor(sod / 3600), math.floor((sod % 3600) / 60), sod % 60, ms % 1000
+end
+
+local function rfc3339(ms)
+  local y, m, d, hh, mm, ss, frac = civil(ms)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d, hh, mm, ss, frac)
+end
+
+local function day_of(ms)
+  local y, m, d = civil(ms)
+  return string.format('%04d-%02d-%02d', y, m, d)
+end
+
+-- Appends one usage event and everything derived from it: the month's event stream, the
+-- account's debits (total and per month), the daily rollups of the account, its subnet and the
+-- public stats, and the balance. `netuid` is '' for callers outside a subnet.
+local function record(prefix, account, netuid, day, json, cost, inp, outp, retention)
+  local month = string.sub(day, 1, 7)
+  local stream = prefix .. '{u:' .. month .. '}'
+  redis.call('XADD', stream, '*', 'a', account, 'e', json)
+  local acct = prefix .. '{a:' .. account .. '}'
+  redis.call('HINCRBY', acct .. ':debits', 'total', cost)
+  redis.call('HINCRBY', acct .. ':debits', month, cost)
+  redis.call('DECRBY', acct .. ':bal', cost)
+  local rollups = { acct .. ':use:' .. day, prefix .. '{stats}:' .. day }
+  if netuid ~= '' then
+    rollups[#rollups + 1] = prefix .. '{s:' .. netuid .. '}:use:' .. day
+  end
+  for _, k in ipairs(rollups) do
+    redis.call('HINCRBY', k, 'requests', 1)
+    redis.call('HINCRBY', k, 'input_tokens', inp)
+    redis.call('HINCRBY', k, 'output_tokens', outp)
+    redis.call('HINCRBY', k, 'rao', cost)
+  end
+  local callers = prefix .. '{stats}:callers:' .. day
+  redis.call('SADD', callers, account)
+  if retention > 0 then
+    redis.call('EXPIRE', stream, retention)
+    rollups[#rollups + 1] = callers
+    for _, k in ipairs(rollups) do
+      redis.call('EXPIRE', k, retention)
+    end
+  end
+end
+
+-- Turns the account's expired holds into `unsettled` usage events, charged per `policy`
+-- ('charge' = the held amount, 'release' = nothing). A hold expires only when its replica
+-- stopped renewing it (it died or lost Redis for longer than the hold TTL); a settlement that
+-- arrives later finds the request done and changes nothing. Returns how many were swept.
+local function sweep(prefix, account, now, policy, done_ttl, retention)
+  local acct = prefix .. '{a:' .. account .. '}'
+  local expired = redis.call('ZRANGEBYSCORE', acct .. ':holdexp', '-inf', now)
+  for _, rid in ipairs(expired) do
+    local v = redis.call('HGET', acct .. ':holds', rid)
+    redis.call('ZREM', acct .. ':holdexp', rid)
+    redis.call('HDEL', acct .. ':holds', rid)
+    if v then
+      local amount, inp, outp, netuid, tmpl = string.match(v, '^(%d+) (%d+) (%d+) (%S+) (.*)$')
+      redis.call('DECRBY', acct .. ':held', amount)
+      if redis.call('SET', acct .. ':done:' .. rid, 'x', 'NX', 'EX', done_ttl) then
+        local cost = amount
+        if policy ~= 'charge' then cost = '0' end
+        if netuid == '-' then netuid = '' end
+        local json = string.gsub(tmpl, '"__COST__"', cost, 1)
+        json = string.gsub(json, '__FINISHED__', rfc3339(now), 1)
+        record(prefix, account, netuid, day_of(now), json, cost, inp, outp, retention)
+      end
+    end
+  end
+  return #expired
+end

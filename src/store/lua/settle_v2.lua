@@ -1,0 +1,85 @@
+-- settle_v2: ends (or renews) a request: releases its leases, reconciles its token buckets and,
+-- once per request id, releases its hold, debits its cost and appends its usage event.
+-- (Prepended: ledger_lib_v1.)
+-- KEYS: as admit_v2 (4 per scope)
+-- ARGV[1] request id   ARGV[2] 'settle' or 'renew'   ARGV[3] lease ttl ms (renew)
+-- ARGV[4] tokens to give back (estimate - actual; negative takes more)
+-- ARGV[5] 1 to give the request itself back too (admission undone), else 0
+-- ARGV[6] key prefix   ARGV[7] account id ('' = no ledger work)   ARGV[8] hold ttl ms (renew)
+-- ARGV[9] cost, rao (decimal)   ARGV[10] input tokens   ARGV[11] output tokens
+-- ARGV[12] netuid or ''   ARGV[13] day of the event (YYYY-MM-DD, from finished_at)
+-- ARGV[14] the usage event (json)   ARGV[15] done-mark ttl s   ARGV[16] retention s
+-- ARGV[17] expired-hold policy
+-- ARGV[18..] per scope: rpm capacity, tpm capacity, tpd capacity, max concurrent
+-- The lease part acts only if it removes the request's lease; the money part only if the
+-- request's done-mark was not set yet, so a retried settlement (a journal replay, or one after
+-- the hold expired) changes nothing. Returns { leases removed or renewed, 1 = recorded now |
+-- 0 = the request was settled before | -1 = no ledger work }.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local id, mode = ARGV[1], ARGV[2]
+local prefix, account = ARGV[6], ARGV[7]
+local acct = prefix .. '{a:' .. account .. '}'
+local A = 17
+local n = #KEYS / 4
+local periods = { 60000, 60000, 86400000 }
+
+if mode == 'renew' then
+  local renewed = 0
+  local ttl = tonumber(ARGV[3])
+  for s = 0, n - 1 do
+    local conc = KEYS[s * 4 + 4]
+    if redis.call('ZSCORE', conc, id) then
+      redis.call('ZADD', conc, 'XX', now + ttl, id)
+      redis.call('PEXPIRE', conc, ttl + 1000)
+      renewed = renewed + 1
+    end
+  end
+  if account ~= '' then
+    redis.call('ZADD', acct .. ':holdexp', 'XX', now + tonumber(ARGV[8]), id)
+  end
+  return { renewed, -1 }
+end
+
+local removed = 0
+for s = 0, n - 1 do
+  removed = removed + redis.call('ZREM', KEYS[s * 4 + 4], id)
+end
+if removed > 0 then
+  local tokens, whole = tonumber(ARGV[4]), tonumber(ARGV[5])
+  for s = 0, n - 1 do
+    local back = { whole, tokens, tokens }
+    for b = 1, 3 do
+      if back[b] ~= 0 then
+        local cap = tonumber(ARGV[A + s * 4 + b])
+        local key = KEYS[s * 4 + b]
+        local v = redis.call('HMGET', key, 'l', 't')
+        local lvl = cap
+        if v[1] then
+          lvl = math.min(cap, tonumber(v[1]) + (now - tonumber(v[2])) * cap / periods[b])
+        end
+        lvl = math.min(cap, lvl + back[b])
+        redis.call('HSET', key, 'l', tostring(lvl), 't', now)
+        redis.call('PEXPIRE', key, math.ceil((cap - lvl) * periods[b] / cap) + 1000)
+      end
+    end
+  end
+end
+
+if account == '' then
+  return { removed, -1 }
+end
+local done_ttl, retention = tonumber(ARGV[15]), tonumber(ARGV[16])
+sweep(prefix, account, now, ARGV[17], done_ttl, retention)
+if not redis.call('SET', acct .. ':done:' .. id, 's', 'NX', 'EX', done_ttl) then
+  return { removed, 0 }
+end
+local hold = redis.call('HGET', acct .. ':holds', id)
+if hold then
+  local amount = string.match(hold, '^(%d+)')
+  redis.call('HDEL', acct .. ':holds', id)
+  redis.call('ZREM', acct .. ':holdexp', id)
+  redis.call('DECRBY', acct .. ':held', amount)
+end
+record(prefix, account, ARGV[12], ARGV[13], ARGV[14], ARGV[9], ARGV[10], ARGV[11], retention)
+return { removed, 1 }

@@ -25,6 +25,7 @@ use crate::http::extract::JsonBody;
 use crate::http::reason::{metered_headers, observe_upstream};
 use crate::quota::Lease;
 use crate::quota::headers as quota_headers;
+use crate::routing::{Opened, Winner};
 use crate::upstream::UpstreamError;
 use crate::upstream::client::{next_chunk, next_deadline};
 use crate::upstream::openai::{ChatCompletion, StreamChunk};
@@ -180,9 +181,9 @@ pub async fn chat_completions(
     let policies = lease.policies.clone();
     let model = winner.model.id.clone();
     let result = if stream {
-        streamed(&st, upstream_body, lease, started).await
+        streamed(&st, &winner, upstream_body, lease, started).await
     } else {
-        whole(&st, upstream_body, lease).await
+        whole(&st, &winner, upstream_body, lease).await
     };
     let mut res = result.unwrap_or_else(IntoResponse::into_response);
     quota_headers::insert(res.headers_mut(), &policies);
@@ -192,11 +193,15 @@ pub async fn chat_completions(
     Ok(res)
 }
 
-async fn whole(st: &AppState, upstream_body: Vec<u8>, lease: Lease) -> Result<Response, ApiError> {
+async fn whole(
+    st: &AppState,
+    winner: &Winner,
+    upstream_body: Vec<u8>,
+    lease: Lease,
+) -> Result<Response, ApiError> {
     let up_started = Instant::now();
-    let result = st.upstream.complete(upstream_body).await;
-    observe_upstream(st, up_started, result.as_ref().err());
-    let (bytes, _) = result?;
+    let (bytes, _, served) = st.upstream.complete(winner, upstream_body).await?;
+    observe_upstream(st, &served.upstream, up_started, None);
     let parsed: ChatCompletion = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::from(UpstreamError::Malformed(format!(
             "completion is not valid JSON: {e}"
@@ -219,19 +224,17 @@ async fn whole(st: &AppState, upstream_body: Vec<u8>, lease: Lease) -> Result<Re
 
 async fn streamed(
     st: &AppState,
+    winner: &Winner,
     upstream_body: Vec<u8>,
     lease: Lease,
-    started: Instant,
+    _started: Instant,
 ) -> Result<Response, ApiError> {
-    let timeouts = st.upstream.timeouts();
     let up_started = Instant::now();
-    let mut res = match st.upstream.open(upstream_body, timeouts.first_token).await {
-        Ok(r) => r,
-        Err(e) => {
-            observe_upstream(st, up_started, Some(&e));
-            return Err(e.into());
-        }
-    };
+    let Opened {
+        response: mut res,
+        served,
+    } = st.upstream.open(winner, upstream_body).await?;
+    let (timeouts, started) = (served.timeouts, served.started);
     let (tx, mut rx) = mpsc::channel::<Bytes>(64);
     let st2 = st.clone();
     tokio::spawn(async move {
@@ -268,7 +271,7 @@ async fn streamed(
             }
         };
         drop(res);
-        observe_upstream(&st2, up_started, outcome.as_ref().err());
+        observe_upstream(&st2, &served.upstream, up_started, outcome.as_ref().err());
         lease.settle(used.unwrap_or(deltas));
         st2.metrics.streams_active.dec();
     });

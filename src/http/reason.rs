@@ -42,6 +42,9 @@ pub struct Prepared {
     pub include_reasoning: bool,
     /// The plan's prices (zero until metering lands).
     pub prices: Prices,
+    /// The model that served when it was not the winner's upstream (`source: fallback`);
+    /// set once the upstream answered.
+    pub served: Option<ModelInfo>,
 }
 
 impl Prepared {
@@ -73,7 +76,9 @@ impl Prepared {
 
     /// The model as reported to the caller.
     pub fn model(&self) -> ModelInfo {
-        self.winner.model.clone()
+        self.served
+            .clone()
+            .unwrap_or_else(|| self.winner.model.clone())
     }
 }
 
@@ -139,7 +144,7 @@ pub async fn reason(
         max_tokens,
     ))
     .map_err(|_| ApiError::new(ErrorCode::Internal, "could not encode the request"))?;
-    let prep = Prepared {
+    let mut prep = Prepared {
         id: format!("rsn_{}", uuid::Uuid::new_v4().simple()),
         created: time::OffsetDateTime::now_utc().unix_timestamp(),
         started,
@@ -147,6 +152,7 @@ pub async fn reason(
         request_id: request_id::of(&headers).to_owned(),
         include_reasoning: req.wants_reasoning(),
         prices: Prices::default(),
+        served: None,
     };
     let estimate = req.input_token_estimate() + u64::from(max_tokens);
     let lease = match st.limiter.admit(&caller, &prep.id, estimate).await {
@@ -159,7 +165,7 @@ pub async fn reason(
     let result = if stream {
         reason_stream::respond(st, prep, upstream_body, lease).await
     } else {
-        whole(&st, &prep, upstream_body, lease).await
+        whole(&st, &mut prep, upstream_body, lease).await
     };
     let mut res = result.unwrap_or_else(IntoResponse::into_response);
     quota_headers::insert(res.headers_mut(), &policies);
@@ -169,15 +175,18 @@ pub async fn reason(
 /// The non-streamed answer.
 async fn whole(
     st: &AppState,
-    prep: &Prepared,
+    prep: &mut Prepared,
     upstream_body: Vec<u8>,
     lease: Lease,
 ) -> Result<Response, ApiError> {
     let up_started = Instant::now();
-    let result = st.upstream.complete(upstream_body).await;
-    observe_upstream(st, up_started, result.as_ref().err());
-    // On an upstream failure the lease drops here and gives the whole estimate back.
-    let (bytes, headers_at) = result?;
+    // Failed attempts (and fail-overs) are counted by the upstream set; on a failure the
+    // lease drops here and gives the whole estimate back.
+    let (bytes, headers_at, served) = st.upstream.complete(&prep.winner, upstream_body).await?;
+    observe_upstream(st, &served.upstream, up_started, None);
+    if served.fallback {
+        prep.served = Some(served.model_info(&prep.winner));
+    }
     let answer = from_completion(&bytes, prep.include_reasoning).inspect_err(|e| {
         tracing::warn!(request_id = %prep.request_id, error = %e, "upstream answer rejected");
     })?;
@@ -192,26 +201,28 @@ async fn whole(
     );
     let cost = body.cost.rao;
     let mut res = Json(body).into_response();
-    metered_headers(&mut res, &prep.winner.model.id, Some(cost));
+    metered_headers(&mut res, &prep.model().id, Some(cost));
     Ok(res)
 }
 
-/// Records an upstream call's outcome and duration.
+/// Records the outcome and duration of the upstream call that served (attempts that failed
+/// before it are counted by [`crate::routing::UpstreamSet`]).
 pub fn observe_upstream(
     st: &AppState,
+    upstream: &str,
     started: Instant,
     err: Option<&crate::upstream::UpstreamError>,
 ) {
     let outcome = err.map_or("ok", |e| e.kind());
     st.metrics
         .upstream_requests
-        .with_label_values(&[outcome])
+        .with_label_values(&[upstream, outcome])
         .inc();
     st.metrics
         .upstream_duration
         .with_label_values(&[outcome])
         .observe(started.elapsed().as_secs_f64());
     if let Some(e) = err {
-        tracing::warn!(error = %e, kind = outcome, "upstream call failed");
+        tracing::warn!(upstream, error = %e, kind = outcome, "upstream call failed");
     }
 }

@@ -26,9 +26,7 @@ pub const OVERHEAD_BUCKETS: &[f64] = &[
 ];
 
 /// Time-to-first-token buckets in seconds (streams); reasoning models think for a while.
-pub const TTFT_BUCKETS: &[f64] = &[
-    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
-];
+pub const TTFT_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0];
 
 /// Redis command latency buckets in seconds.
 pub const REDIS_BUCKETS: &[f64] = &[
@@ -47,7 +45,8 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// SSE streams open now.
     pub streams_active: IntGauge,
-    /// Upstream calls by outcome (`ok` or an error kind).
+    /// Upstream calls by upstream name and outcome (`ok` or an error kind, e.g.
+    /// `payment_required` when the provider balance is empty).
     pub upstream_requests: IntCounterVec,
     /// Time the upstream took, by outcome.
     pub upstream_duration: HistogramVec,
@@ -111,7 +110,7 @@ impl Metrics {
             IntGauge::new("agw_streams_active", "SSE streams open").expect("valid metric");
         let upstream_requests = IntCounterVec::new(
             Opts::new("agw_upstream_requests_total", "Calls to the model provider"),
-            &["outcome"],
+            &["upstream", "outcome"],
         )
         .expect("valid metric");
         let upstream_duration = HistogramVec::new(
@@ -188,11 +187,9 @@ impl Metrics {
         .expect("valid metric");
         let winner_known = IntGauge::new("agw_winner_known", "1 when a winner model is known")
             .expect("valid metric");
-        let winner_changes = IntCounter::new(
-            "agw_winner_changes_total",
-            "Times the winner model changed",
-        )
-        .expect("valid metric");
+        let winner_changes =
+            IntCounter::new("agw_winner_changes_total", "Times the winner model changed")
+                .expect("valid metric");
         let metered_rao = counter(
             "agw_metered_rao_total",
             "Rao charged to accounts",

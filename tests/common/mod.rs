@@ -58,6 +58,9 @@ pub fn config_for(sim: &SimHandle, sim_cfg: &SimConfig) -> Config {
     cfg.upstream.url = sim.base_url();
     cfg.upstream.api_key = Some(Secret::new(TEST_KEY.to_string()));
     cfg.winner.model = Some(sim_cfg.model.clone());
+    // Never the real Affine API: a test that unsets the static winner follows the simulator's.
+    cfg.winner.affine_api_url = sim.affine_base_url();
+    cfg.winner.chute_url_template = sim.chute_url_template();
     cfg.jwt_secret = Some(Secret::new(TEST_JWT_SECRET.to_string()));
     cfg.auth.jwt_leeway_secs = 0;
     cfg

@@ -435,3 +435,54 @@ async fn credentials_never_reach_logs_errors_or_metrics() {
         }
     }
 }
+
+#[test]
+fn fallbacks_are_configured_in_the_file_and_printed_without_their_keys() {
+    let toml = r#"
+[upstream]
+url = "https://llm.chutes.ai/v1"
+cold_probe_secs = 5
+
+[upstream.retry]
+max_retries = 2
+budget_percent = 10
+
+[upstream.breaker]
+min_requests = 10
+open_secs = 30
+
+[[upstream.fallbacks]]
+name = "runner-up"
+url = "https://llm.chutes.ai/v1/"
+api_key = "cpk_secret_fallback_key"
+model = "runner/Affine-Reasoner-14B"
+first_token_timeout_secs = 30
+
+[[upstream.fallbacks]]
+name = "other-provider"
+url = "https://api.example.com/v1"
+"#;
+    let c = Config::from_toml_str(toml).expect("valid");
+    assert_eq!(c.upstream.fallbacks.len(), 2);
+    assert_eq!(c.upstream.fallbacks[0].url, "https://llm.chutes.ai/v1");
+    assert_eq!(c.upstream.retry.max_retries, 2);
+    let shown = c.to_redacted_toml();
+    assert!(!shown.contains("cpk_secret_fallback_key"), "{shown}");
+    assert!(shown.contains("other-provider"), "{shown}");
+
+    for (bad, field) in [
+        (r#"name = "Bad Name""#, "upstream.fallbacks[0].name"),
+        (r#"name = "winner""#, "upstream.fallbacks[0].name"),
+    ] {
+        let t = format!("[[upstream.fallbacks]]\n{bad}\nurl = \"https://x/v1\"\n");
+        let err = Config::from_toml_str(&t).unwrap_err().to_string();
+        assert!(err.contains(field), "{err}");
+    }
+    let twice = "[[upstream.fallbacks]]\nname = \"a\"\nurl = \"https://x/v1\"\n[[upstream.fallbacks]]\nname = \"a\"\nurl = \"https://y/v1\"\n";
+    let err = Config::from_toml_str(twice).unwrap_err().to_string();
+    assert!(err.contains("used twice"), "{err}");
+    let err = Config::from_toml_str("[upstream.breaker]\nfailure_percent = 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("upstream.breaker.failure_percent"), "{err}");
+}

@@ -30,6 +30,8 @@ use crate::error::ErrorCode;
         crate::http::admin::get_account,
         crate::http::admin::credit,
         crate::http::admin::revoke_token,
+        crate::http::admin_winner::pin_winner,
+        crate::http::admin_winner::unpin_winner,
         crate::http::winner::winner,
         crate::http::health::healthz,
         crate::http::health::readyz,
@@ -58,6 +60,7 @@ use crate::error::ErrorCode;
         crate::http::admin::Credit,
         crate::http::admin::RevokeRequest,
         crate::http::admin::Revoked,
+        crate::http::admin_winner::PinRequest,
     )),
     modifiers(&Security),
     tags(

@@ -89,8 +89,6 @@ pub struct Opened {
 struct Upstream {
     name: Arc<str>,
     client: UpstreamClient,
-    /// `None` for the winner's upstream: the winner's chute, else the configured URL.
-    completions_url: Option<String>,
     /// A fallback's model override.
     model: Option<Arc<str>>,
     breaker: Breaker,
@@ -142,7 +140,6 @@ impl UpstreamSet {
         let mut upstreams = vec![Arc::new(Upstream {
             name: WINNER_UPSTREAM.into(),
             client: primary,
-            completions_url: None,
             model: None,
             breaker: Breaker::new(settings),
             cold_until_ms: AtomicU64::new(0),
@@ -166,7 +163,6 @@ impl UpstreamSet {
             upstreams.push(Arc::new(Upstream {
                 name: f.name.as_str().into(),
                 client,
-                completions_url: None,
                 model: f.model.as_deref().map(Arc::from),
                 breaker: Breaker::new(settings),
                 cold_until_ms: AtomicU64::new(0),
@@ -275,10 +271,10 @@ impl UpstreamSet {
             } else {
                 with_model(&body, &model)?
             };
-            let url = match (&up.completions_url, fallback, &winner.route) {
-                (Some(u), _, _) => u.clone(),
-                (None, false, Some(route)) => UpstreamClient::completions_url_for(route),
-                (None, _, _) => UpstreamClient::completions_url_for(up.client.base_url()),
+            // The winner's upstream serves the winner's own chute when Affine names one.
+            let url = match (fallback, &winner.route) {
+                (false, Some(route)) => UpstreamClient::completions_url_for(route),
+                _ => UpstreamClient::completions_url_for(up.client.base_url()),
             };
             let timeouts = up.client.timeouts();
             let mut retries = 0;

@@ -487,6 +487,47 @@ mod tests {
     }
 
     #[test]
+    fn failure_classes() {
+        let st = |status| UpstreamError::Status {
+            status,
+            retry_after: None,
+        };
+        assert_eq!(st(402).kind(), "payment_required");
+        assert_eq!(UpstreamError::Cold { retry_after: None }.kind(), "cold");
+        let cold = ApiError::from(UpstreamError::Cold {
+            retry_after: Some(3),
+        });
+        assert_eq!(cold.code, ErrorCode::UpstreamUnavailable);
+        assert_eq!(cold.retry_after_secs, Some(3));
+        assert_eq!(
+            ApiError::from(UpstreamError::BreakerOpen).code,
+            ErrorCode::UpstreamUnavailable
+        );
+        for s in [429, 502, 503, 504] {
+            assert!(st(s).is_retryable(), "{s}");
+        }
+        assert!(UpstreamError::Connect.is_retryable());
+        assert!(UpstreamError::Timeout(TimeoutKind::Connect).is_retryable());
+        for e in [
+            st(400),
+            st(401),
+            st(402),
+            st(500),
+            UpstreamError::Cold { retry_after: None },
+            UpstreamError::Timeout(TimeoutKind::FirstToken),
+            UpstreamError::Disconnected,
+        ] {
+            assert!(!e.is_retryable(), "{e:?}");
+        }
+        for s in [400, 413, 422] {
+            assert!(st(s).is_request_error());
+            assert!(!st(s).counts_against_breaker());
+        }
+        assert!(st(500).counts_against_breaker());
+        assert!(!UpstreamError::Cold { retry_after: None }.counts_against_breaker());
+    }
+
+    #[test]
     fn stream_deadlines_move_from_first_token_to_idle_and_stop_at_total() {
         let t = Timeouts {
             connect: Duration::from_secs(1),

@@ -152,7 +152,13 @@ impl Gateway {
             UpstreamSet::new(upstream, &config, metrics.clone()).map_err(StartError::Config)?,
         );
         let winner = WinnerHandle::new();
-        let discovery = Discovery::new(winner.clone(), metrics.clone(), store.clone(), fixed);
+        let discovery = Discovery::new(
+            winner.clone(),
+            metrics.clone(),
+            store.clone(),
+            fixed,
+            Some(upstream.clone()),
+        );
         let discovery_tasks = discovery.spawn(&config).map_err(StartError::Config)?;
         if let Some(w) = winner.current() {
             tracing::info!(model = %w.model.id, revision = ?w.model.revision, "winner");

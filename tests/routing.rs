@@ -486,3 +486,37 @@ url = "https://api.example.com/v1"
         .to_string();
     assert!(err.contains("upstream.breaker.failure_percent"), "{err}");
 }
+
+#[tokio::test]
+async fn the_connect_timeout_triggers() {
+    // A listener whose accept queue is full: the kernel drops further SYNs, so a connect hangs.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = sock.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            fillers.push(s);
+        }
+    }
+    let h = Harness::start_with(SimConfig::default(), |c| {
+        c.upstream.url = format!("http://{addr}/v1");
+        c.upstream.connect_timeout_ms = 300;
+        c.upstream.retry.max_retries = 0;
+    })
+    .await;
+    let t = Instant::now();
+    let body = expect_problem(h.reason(r#"{"input":"x"}"#).await, 504, "upstream_timeout").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("connect"),
+        "{body}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    drop((listener, fillers));
+}

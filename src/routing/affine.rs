@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::{ModelInfo, ModelSource};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::routing::{Winner, WinnerHandle};
+use crate::routing::{UpstreamSet, Winner, WinnerHandle};
 use crate::store::Store;
 
 /// The store key of the runtime pin (under the key prefix).
@@ -250,6 +250,7 @@ pub struct Discovery {
     store: Store,
     fixed: Option<Winner>,
     state: Mutex<Sources>,
+    upstreams: Option<Arc<UpstreamSet>>,
 }
 
 #[derive(Debug, Default)]
@@ -259,12 +260,14 @@ struct Sources {
 }
 
 impl Discovery {
-    /// `fixed` is the static winner (`GATEWAY_WINNER` or the simulator's model), if any.
+    /// `fixed` is the static winner (`GATEWAY_WINNER` or the simulator's model), if any;
+    /// `upstreams`, when given, is told when the winner moves to another model or chute.
     pub fn new(
         handle: WinnerHandle,
         metrics: Metrics,
         store: Store,
         fixed: Option<Winner>,
+        upstreams: Option<Arc<UpstreamSet>>,
     ) -> Arc<Self> {
         let d = Arc::new(Discovery {
             handle,
@@ -272,6 +275,7 @@ impl Discovery {
             store,
             fixed,
             state: Mutex::new(Sources::default()),
+            upstreams,
         });
         d.resolve();
         d
@@ -291,8 +295,14 @@ impl Discovery {
             .clone()
             .or_else(|| self.fixed.clone())
             .or_else(|| s.affine.clone());
+        let before = self.handle.current();
         // Under the lock, so two resolutions cannot publish out of order.
-        self.handle.publish(next, &self.metrics);
+        if self.handle.publish(next, &self.metrics)
+            && let (Some(up), Some(b), Some(a)) = (&self.upstreams, before, self.handle.current())
+            && (!b.same_model(&a) || b.route != a.route)
+        {
+            up.winner_changed();
+        }
     }
 
     /// Applies a pin read from the store (or written by this replica).

@@ -114,6 +114,18 @@ impl Breaker {
         }
     }
 
+    /// Back to closed with empty counts: the upstream behind it is another one now (a new
+    /// winner on another chute), whose health says nothing about the old one's.
+    pub fn reset(&self) {
+        let now = Instant::now();
+        let mut g = self.lock();
+        g.state = State::Closed;
+        g.window_start = now;
+        g.calls = 0;
+        g.failures = 0;
+        g.probe_at = None;
+    }
+
     /// Records a call's outcome; returns the state after it.
     pub fn record(&self, success: bool) -> State {
         let now = Instant::now();
@@ -202,6 +214,18 @@ mod tests {
         assert!(b.try_acquire(), "the probe");
         assert_eq!(b.record(true), State::Closed);
         assert!(b.try_acquire());
+    }
+
+    #[test]
+    fn reset_closes_it_with_empty_counts() {
+        let b = Breaker::new(settings(60_000));
+        for _ in 0..4 {
+            b.record(false);
+        }
+        assert_eq!(b.state(), State::Open);
+        b.reset();
+        assert!(b.try_acquire());
+        assert_eq!(b.record(false), State::Closed, "old failures forgotten");
     }
 
     #[test]

@@ -199,6 +199,15 @@ impl UpstreamSet {
         self.upstreams[0].client.timeouts()
     }
 
+    /// The winner moved to another model or chute: the winner's upstream starts afresh
+    /// (closed breaker, not cold), since its old state described another deployment.
+    pub fn winner_changed(&self) {
+        let up = &self.upstreams[0];
+        up.breaker.reset();
+        up.cold_until_ms.store(0, Ordering::Relaxed);
+        self.set_gauge(up);
+    }
+
     /// A whole (non-streamed) answer: its bytes, when its headers arrived, who served it.
     pub async fn complete(
         &self,

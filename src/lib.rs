@@ -16,7 +16,9 @@
 //! - [`auth`]: who is calling (the authenticated [`auth::Caller`] travels with the request).
 //! - [`quota`]: per-plan limits (requests, tokens, concurrency).
 //! - [`metering`]: cost in rao of a request's usage.
-//! - [`routing`]: which model serves the request — the current winner snapshot.
+//! - [`routing`]: which model serves the request and through which upstream — the winner
+//!   snapshot (Affine discovery, static or pinned), the fallback chain, retries under a
+//!   budget, circuit breakers and cold-chute probing.
 //! - [`upstream`]: the OpenAI-compatible client, the incremental SSE decoder and the
 //!   `<think>` splitter that turn the provider's answer into ours.
 //! - [`store`]: the storage boundary — Redis when configured, in-memory for a single process.

@@ -520,3 +520,32 @@ async fn the_connect_timeout_triggers() {
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     drop((listener, fillers));
 }
+
+#[tokio::test]
+async fn the_openai_route_fails_over_too_and_names_the_model_that_served() {
+    let fb = fallback_sim().await;
+    let h = Harness::start_with(faulty(FaultKind::Status(502)), |c| {
+        with_fallback(c, &fb);
+        c.upstream.retry.max_retries = 0;
+    })
+    .await;
+    for stream in [false, true] {
+        let res = h
+            .http
+            .post(h.url("/v1/chat/completions"))
+            .bearer_auth(&h.token)
+            .header("content-type", "application/json")
+            .body(format!(
+                r#"{{"model":"affine-winner","messages":[{{"role":"user","content":"x"}}],"stream":{stream}}}"#
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["x-affine-model"], RUNNER);
+        assert!(res.text().await.unwrap().contains(RUNNER));
+    }
+    assert_eq!(fb.stats().requests_total, 2);
+    // The fallback was asked for its own model.
+    assert!(fb.requests().iter().all(|r| r.body["model"] == RUNNER));
+}

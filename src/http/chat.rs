@@ -25,7 +25,7 @@ use crate::http::extract::JsonBody;
 use crate::http::reason::{metered_headers, observe_upstream};
 use crate::quota::Lease;
 use crate::quota::headers as quota_headers;
-use crate::routing::{Opened, Winner};
+use crate::routing::{Opened, Served, Winner};
 use crate::upstream::UpstreamError;
 use crate::upstream::client::{next_chunk, next_deadline};
 use crate::upstream::openai::{ChatCompletion, StreamChunk};
@@ -188,6 +188,11 @@ pub async fn chat_completions(
     let mut res = result.unwrap_or_else(IntoResponse::into_response);
     quota_headers::insert(res.headers_mut(), &policies);
     if res.status().is_success() {
+        // A fallback may have served another model than the winner's.
+        let model = res
+            .extensions()
+            .get::<Served>()
+            .map_or(model, |s| s.model.to_string());
         metered_headers(&mut res, &model, (!stream).then_some(0));
     }
     Ok(res)
@@ -213,6 +218,7 @@ async fn whole(
         .unwrap_or(0);
     lease.settle(used);
     Ok((
+        Extension(served),
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -236,6 +242,7 @@ async fn streamed(
     } = st.upstream.open(winner, upstream_body).await?;
     let (timeouts, started) = (served.timeouts, served.started);
     let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+    let tag = Extension(served.clone());
     let st2 = st.clone();
     tokio::spawn(async move {
         st2.metrics.streams_active.inc();
@@ -279,6 +286,7 @@ async fn streamed(
         rx.poll_recv(cx).map(|o| o.map(Ok::<_, Infallible>))
     }));
     Ok((
+        tag,
         [
             (
                 header::CONTENT_TYPE,

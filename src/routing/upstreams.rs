@@ -34,6 +34,9 @@ use crate::routing::budget::RetryBudget;
 use crate::upstream::client::Timeouts;
 use crate::upstream::{UpstreamClient, UpstreamError};
 
+/// The longest a cold-chute probe waits for its one-token answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The metrics label and log name of the winner's own upstream.
 pub const WINNER_UPSTREAM: &str = "winner";
 
@@ -403,12 +406,15 @@ impl UpstreamSet {
         .unwrap_or_default();
         // Bounded: a chute that stays cold this long is left to live traffic (last resort).
         let give_up = Instant::now() + Duration::from_secs(3600);
+        // A one-token answer: a probe never waits as long as a real request may.
+        let mut probe_timeouts = up.client.timeouts();
+        probe_timeouts.total = probe_timeouts.total.min(PROBE_TIMEOUT);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
                 let r = up
                     .client
-                    .complete_at(&url, probe.clone(), up.client.timeouts())
+                    .complete_at(&url, probe.clone(), probe_timeouts)
                     .await;
                 let still_cold = matches!(r, Err(UpstreamError::Cold { .. }));
                 if !still_cold || Instant::now() >= give_up {

@@ -93,7 +93,7 @@ async fn the_champion_is_served_on_its_chute_and_followed_within_one_poll() {
     .await;
     // One poll interval (1 s) plus the time a poll takes on a busy machine.
     assert!(
-        crowned.elapsed() < Duration::from_millis(2500),
+        crowned.elapsed() < Duration::from_millis(3000),
         "{:?}",
         crowned.elapsed()
     );

@@ -234,16 +234,6 @@ impl UpstreamSet {
         .map(|(response, served)| Opened { response, served })
     }
 
-    /// Counts a finished call of the upstream that served (the request path counts the
-    /// served attempt's final outcome; failed attempts before it are counted here).
-    pub fn observe(&self, served: &Served, err: Option<&UpstreamError>) {
-        let outcome = err.map_or("ok", UpstreamError::kind);
-        self.metrics
-            .upstream_requests
-            .with_label_values(&[&served.upstream, outcome])
-            .inc();
-    }
-
     fn order(&self) -> Vec<Arc<Upstream>> {
         let now = now_ms();
         let (warm, cold): (Vec<_>, Vec<_>) = self
@@ -261,10 +251,12 @@ impl UpstreamSet {
         attempt: F,
     ) -> Result<(T, Served), UpstreamError>
     where
-        F: Fn(UpstreamClient, String, Vec<u8>, Timeouts) -> Fut,
+        F: Fn(UpstreamClient, String, Bytes, Timeouts) -> Fut,
         Fut: Future<Output = Result<T, UpstreamError>>,
     {
         self.budget.deposit();
+        // Shared, not copied, between attempts.
+        let body = Bytes::from(body);
         let mut last = UpstreamError::BreakerOpen;
         for up in self.order() {
             if !up.breaker.try_acquire() {
@@ -281,7 +273,7 @@ impl UpstreamSet {
             let body = if *model == *winner.model.id {
                 body.clone()
             } else {
-                with_model(&body, &model)?
+                Bytes::from(with_model(&body, &model)?)
             };
             // The winner's upstream serves the winner's own chute when Affine names one.
             let url = match (fallback, &winner.route) {
@@ -397,13 +389,15 @@ impl UpstreamSet {
         let up = up.clone();
         let every = self.cold_probe;
         let url = url.to_string();
-        let probe = serde_json::to_vec(&serde_json::json!({
-            "model": model,
-            "messages": [{"role": "user", "content": "ping"}],
-            "max_tokens": 1,
-            "stream": false,
-        }))
-        .unwrap_or_default();
+        let probe = Bytes::from(
+            serde_json::to_vec(&serde_json::json!({
+                "model": model,
+                "messages": [{"role": "user", "content": "ping"}],
+                "max_tokens": 1,
+                "stream": false,
+            }))
+            .unwrap_or_default(),
+        );
         // Bounded: a chute that stays cold this long is left to live traffic (last resort).
         let give_up = Instant::now() + Duration::from_secs(3600);
         // A one-token answer: a probe never waits as long as a real request may.

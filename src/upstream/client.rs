@@ -275,7 +275,7 @@ impl UpstreamClient {
         format!("{}/chat/completions", base_url.trim_end_matches('/'))
     }
 
-    fn post(&self, url: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
+    fn post(&self, url: &str, body: Bytes) -> reqwest::RequestBuilder {
         let mut rb = self
             .http
             .post(url)
@@ -294,14 +294,15 @@ impl UpstreamClient {
         body: Vec<u8>,
         deadline: Duration,
     ) -> Result<reqwest::Response, UpstreamError> {
-        self.open_at(&self.completions_url, body, deadline).await
+        self.open_at(&self.completions_url, Bytes::from(body), deadline)
+            .await
     }
 
     /// [`UpstreamClient::open`] against `completions_url` instead of this client's own.
     pub async fn open_at(
         &self,
         completions_url: &str,
-        body: Vec<u8>,
+        body: Bytes,
         deadline: Duration,
     ) -> Result<reqwest::Response, UpstreamError> {
         let started = std::time::Instant::now();
@@ -337,7 +338,7 @@ impl UpstreamClient {
         &self,
         body: Vec<u8>,
     ) -> Result<(Bytes, std::time::Instant), UpstreamError> {
-        self.complete_at(&self.completions_url, body, self.timeouts)
+        self.complete_at(&self.completions_url, Bytes::from(body), self.timeouts)
             .await
     }
 
@@ -345,7 +346,7 @@ impl UpstreamClient {
     pub async fn complete_at(
         &self,
         completions_url: &str,
-        body: Vec<u8>,
+        body: Bytes,
         timeouts: Timeouts,
     ) -> Result<(Bytes, std::time::Instant), UpstreamError> {
         let total = timeouts.total;

@@ -17,7 +17,9 @@
 //! - [`quota`]: per-plan limits (requests, tokens, concurrency).
 //! - [`metering`]: money — cost in rao, the ticket a request's hold and settlement carry, the
 //!   usage event, the settlement journal and the ledger reconciliation.
-//! - [`routing`]: which model serves the request — the current winner snapshot.
+//! - [`routing`]: which model serves the request and through which upstream — the winner
+//!   snapshot (Affine discovery, static or pinned), the fallback chain, retries under a
+//!   budget, circuit breakers and cold-chute probing.
 //! - [`upstream`]: the OpenAI-compatible client, the incremental SSE decoder and the
 //!   `<think>` splitter that turn the provider's answer into ours.
 //! - [`store`]: the storage boundary — Redis when configured, in-memory for a single process.

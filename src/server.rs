@@ -29,7 +29,8 @@ use crate::metrics::Metrics;
 use crate::quota::Limiter;
 use crate::quota::local::IpGuard;
 use crate::quota::plans::Plans;
-use crate::routing::{Winner, WinnerHandle};
+use crate::routing::affine::Discovery;
+use crate::routing::{UpstreamSet, Winner, WinnerHandle};
 use crate::store::Store;
 use crate::upstream::UpstreamClient;
 use crate::upstream::client::Timeouts;
@@ -127,21 +128,19 @@ impl Gateway {
         )
         .map_err(StartError::Config)?;
 
-        let winner = WinnerHandle::new();
-        match (&config.winner.model, &simulator) {
-            (Some(spec), _) => winner
-                .set(Winner::from_spec(spec, ModelSource::Static).map_err(StartError::Config)?),
-            (None, Some(_)) => winner.set(
+        let fixed = match (&config.winner.model, &simulator) {
+            (Some(spec), _) => {
+                Some(Winner::from_spec(spec, ModelSource::Static).map_err(StartError::Config)?)
+            }
+            (None, Some(_)) => Some(
                 Winner::from_spec(&chutes_sim::SimConfig::default().model, ModelSource::Static)
                     .map_err(StartError::Config)?,
             ),
-            (None, None) => tracing::warn!(
-                "no winner: set GATEWAY_WINNER=org/model[@revision]; until Affine discovery lands, /v1/reason answers 503 no_winner"
-            ),
-        }
-        if let Some(w) = winner.current() {
-            tracing::info!(model = %w.model.id, revision = ?w.model.revision, "winner");
-        }
+            (None, None) => {
+                tracing::info!("no static winner: following Affine's champion (and runtime pins)");
+                None
+            }
+        };
 
         let (auth, revocation_poller) = build_auth(&config, &store).await?;
 
@@ -150,6 +149,21 @@ impl Gateway {
             max_tokens_limit: config.reason.max_tokens_limit,
         };
         let metrics = Metrics::new();
+        let upstream = Arc::new(
+            UpstreamSet::new(upstream, &config, metrics.clone()).map_err(StartError::Config)?,
+        );
+        let winner = WinnerHandle::new();
+        let discovery = Discovery::new(
+            winner.clone(),
+            metrics.clone(),
+            store.clone(),
+            fixed,
+            Some(upstream.clone()),
+        );
+        let discovery_tasks = discovery.spawn(&config).map_err(StartError::Config)?;
+        if let Some(w) = winner.current() {
+            tracing::info!(model = %w.model.id, revision = ?w.model.revision, "winner");
+        }
         let plans = Plans::from_config(&config)
             .map_err(|(field, expected)| StartError::Config(format!("{field}: {expected}")))?;
         let policy = config.metering.policy();
@@ -188,6 +202,7 @@ impl Gateway {
             store,
             upstream,
             winner,
+            discovery,
             metrics,
             limits,
             auth,
@@ -197,7 +212,7 @@ impl Gateway {
         Ok(Gateway {
             state,
             simulator,
-            background,
+            background: background.into_iter().chain(discovery_tasks).collect(),
         })
     }
 

@@ -73,21 +73,8 @@ async fn settled(h: &Harness) {
     }
 }
 
-async fn metric(h: &Harness, name: &str) -> f64 {
-    let m = h
-        .http
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    m.lines()
-        .find(|l| l.starts_with(&format!("{name} ")))
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+async fn gauge(h: &Harness, name: &str) -> f64 {
+    metric(&h.http, &h.gw.url(), name).await.unwrap_or(0.0)
 }
 
 async fn events_of(h: &Harness, month: &str) -> Vec<serde_json::Value> {
@@ -625,7 +612,7 @@ async fn settlements_survive_a_redis_outage_through_the_journal() {
     }
     assert_eq!(costs, 60);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&h, "agw_journal_backlog").await < 3.0 {
+    while gauge(&h, "agw_journal_backlog").await < 3.0 {
         assert!(Instant::now() < deadline, "settlements were not journaled");
         settled(&h).await;
     }
@@ -637,7 +624,7 @@ async fn settlements_survive_a_redis_outage_through_the_journal() {
 
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while metric(&h, "agw_journal_backlog").await > 0.0 {
+    while gauge(&h, "agw_journal_backlog").await > 0.0 {
         assert!(Instant::now() < deadline, "journal never replayed");
         tokio::task::yield_now().await;
     }

@@ -370,7 +370,12 @@ async fn public_routes_answer() {
 
 #[tokio::test]
 async fn without_a_winner_reason_is_503_no_winner_and_not_ready() {
-    let h = Harness::start_with(sim(), |c| c.winner.model = None).await;
+    let h = Harness::start_with(sim(), |c| {
+        c.winner.model = None;
+        // Nothing listens on the discard port: Affine is unreachable, so no winner is known.
+        c.winner.affine_api_url = "http://127.0.0.1:9/api/v1".into();
+    })
+    .await;
     let body = expect_problem(h.reason(r#"{"input":"x"}"#).await, 503, "no_winner").await;
     assert!(body["detail"].as_str().unwrap().contains("winner"));
     let res = h.http.get(h.url("/readyz")).send().await.unwrap();

@@ -193,6 +193,16 @@ pub struct UpstreamConfig {
     pub idle_timeout_secs: u64,
     /// Deadline for the whole upstream call, streaming included, in seconds.
     pub total_timeout_secs: u64,
+    /// How often a cold chute (Chutes' 503 "No instances available") is probed in the
+    /// background, in seconds; requests skip it meanwhile when another upstream can serve.
+    pub cold_probe_secs: u64,
+    /// Retries before the first byte reached the caller (`[upstream.retry]`).
+    pub retry: RetryConfig,
+    /// The circuit breaker of each upstream (`[upstream.breaker]`).
+    pub breaker: BreakerConfig,
+    /// Tried in order when the winner's upstream fails (`[[upstream.fallbacks]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<FallbackConfig>,
 }
 
 impl Default for UpstreamConfig {
@@ -204,8 +214,97 @@ impl Default for UpstreamConfig {
             first_token_timeout_secs: 120,
             idle_timeout_secs: 60,
             total_timeout_secs: 600,
+            cold_probe_secs: 10,
+            retry: RetryConfig::default(),
+            breaker: BreakerConfig::default(),
+            fallbacks: Vec::new(),
         }
     }
+}
+
+/// `[upstream.retry]`: retries of one upstream, only before the first byte reached the caller
+/// and only for transient failures (connect errors, 429, 502, 503, 504).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Further attempts on the same upstream before failing over (0 to 5).
+    pub max_retries: u32,
+    /// Retries allowed per 100 requests on this replica (0 to 100): the retry budget, so an
+    /// outage is not amplified into more load than this.
+    pub budget_percent: u32,
+    /// Retries the budget holds at most (and starts with), so a quiet replica can still retry.
+    pub budget_burst: u32,
+    /// Base of the jittered exponential backoff, in milliseconds.
+    pub backoff_ms: u64,
+    /// The longest `Retry-After` (or backoff) waited for, in milliseconds; an upstream asking
+    /// for longer is not retried, the request fails over instead.
+    pub max_wait_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> RetryConfig {
+        RetryConfig {
+            max_retries: 1,
+            budget_percent: 20,
+            budget_burst: 10,
+            backoff_ms: 100,
+            max_wait_ms: 2000,
+        }
+    }
+}
+
+/// `[upstream.breaker]`: opens when the failure rate over a window passes a threshold.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Failure rate (percent of calls in the window, 1 to 100) that opens the breaker.
+    pub failure_percent: u32,
+    /// Calls in the window before the rate is judged at all (at least 1).
+    pub min_requests: u32,
+    /// The window, in seconds.
+    pub window_secs: u64,
+    /// How long an open breaker refuses calls before one probe request is let through.
+    pub open_secs: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> BreakerConfig {
+        BreakerConfig {
+            failure_percent: 50,
+            min_requests: 20,
+            window_secs: 30,
+            open_secs: 15,
+        }
+    }
+}
+
+/// One `[[upstream.fallbacks]]` entry: another OpenAI-compatible provider (or another chute)
+/// tried when the winner's upstream fails. Omitted timeouts are the `[upstream]` ones.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackConfig {
+    /// A short name (`[a-z0-9_-]`, 1 to 32): the `upstream` label of the metrics and logs.
+    pub name: String,
+    /// Base URL, `http://` or `https://`.
+    pub url: String,
+    /// Its own API key, sent as a Bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+    /// The model to ask this provider for; unset: the winner's model id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Connect deadline, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_ms: Option<u64>,
+    /// First-token deadline, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_token_timeout_secs: Option<u64>,
+    /// Longest silence between stream chunks, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Whole-call deadline, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_timeout_secs: Option<u64>,
 }
 
 impl UpstreamConfig {
@@ -241,7 +340,15 @@ pub struct WinnerConfig {
     pub poll_secs: u64,
     /// The Affine public API (`GATEWAY_AFFINE_API_URL`), stored without a trailing `/`.
     pub affine_api_url: String,
+    /// Base URL of a winner that names its chute; `{slug}` is replaced by the chute slug.
+    pub chute_url_template: String,
+    /// How often the runtime pin (`PUT /admin/v1/winner`) is read from the store, in
+    /// milliseconds: every replica follows a pin within this.
+    pub pin_poll_ms: u64,
 }
+
+/// Where a winner with a `chute_slug` is served.
+pub const DEFAULT_CHUTE_URL_TEMPLATE: &str = "https://{slug}.chutes.ai/v1";
 
 impl Default for WinnerConfig {
     fn default() -> WinnerConfig {
@@ -249,6 +356,8 @@ impl Default for WinnerConfig {
             model: None,
             poll_secs: 30,
             affine_api_url: DEFAULT_AFFINE_API_URL.to_string(),
+            chute_url_template: DEFAULT_CHUTE_URL_TEMPLATE.to_string(),
+            pin_poll_ms: 1000,
         }
     }
 }
@@ -602,6 +711,72 @@ impl Config {
         )?;
         check("upstream.idle_timeout_secs", secs(u.idle_timeout_secs, 1))?;
         check("upstream.total_timeout_secs", secs(u.total_timeout_secs, 1))?;
+        check("upstream.cold_probe_secs", secs(u.cold_probe_secs, 1))?;
+        let rt = &u.retry;
+        check(
+            "upstream.retry.max_retries",
+            range(rt.max_retries.into(), 0, 5, "retries"),
+        )?;
+        check(
+            "upstream.retry.budget_percent",
+            range(rt.budget_percent.into(), 0, 100, "percent"),
+        )?;
+        check(
+            "upstream.retry.budget_burst",
+            range(rt.budget_burst.into(), 0, 10_000, "retries"),
+        )?;
+        check(
+            "upstream.retry.backoff_ms",
+            range(rt.backoff_ms, 0, 60_000, "milliseconds"),
+        )?;
+        check(
+            "upstream.retry.max_wait_ms",
+            range(rt.max_wait_ms, 0, 60_000, "milliseconds"),
+        )?;
+        let b = &u.breaker;
+        check(
+            "upstream.breaker.failure_percent",
+            range(b.failure_percent.into(), 1, 100, "percent"),
+        )?;
+        check(
+            "upstream.breaker.min_requests",
+            range(b.min_requests.into(), 1, 1_000_000, "requests"),
+        )?;
+        check("upstream.breaker.window_secs", secs(b.window_secs, 1))?;
+        check("upstream.breaker.open_secs", secs(b.open_secs, 1))?;
+        for (i, f) in u.fallbacks.iter().enumerate() {
+            let field = |name: &str| format!("upstream.fallbacks[{i}].{name}");
+            let checked = |name: &str, r: Result<(), String>| {
+                r.map_err(|expected| ConfigError::Invalid {
+                    field: field(name).into(),
+                    origin: None,
+                    expected,
+                })
+            };
+            checked("name", validate::upstream_name(&f.name))?;
+            if u.fallbacks[..i].iter().any(|o| o.name == f.name) {
+                checked("name", Err(format!("`{}` is used twice", f.name)))?;
+            }
+            checked("url", validate::http_url(&f.url))?;
+            if let Some(key) = &f.api_key {
+                checked("api_key", validate::header_secret(key.expose()))?;
+            }
+            if let Some(m) = &f.model {
+                checked("model", validate::provider_model(m))?;
+            }
+            if let Some(v) = f.connect_timeout_ms {
+                checked("connect_timeout_ms", millis(v))?;
+            }
+            for (name, v) in [
+                ("first_token_timeout_secs", f.first_token_timeout_secs),
+                ("idle_timeout_secs", f.idle_timeout_secs),
+                ("total_timeout_secs", f.total_timeout_secs),
+            ] {
+                if let Some(v) = v {
+                    checked(name, secs(v, 1))?;
+                }
+            }
+        }
 
         let w = &self.winner;
         if let Some(model) = &w.model {
@@ -611,6 +786,14 @@ impl Config {
         check(
             "winner.affine_api_url",
             validate::http_url(&w.affine_api_url),
+        )?;
+        check(
+            "winner.chute_url_template",
+            validate::http_url(&w.chute_url_template.replace("{slug}", "slug")),
+        )?;
+        check(
+            "winner.pin_poll_ms",
+            range(w.pin_poll_ms, 50, 60_000, "milliseconds"),
         )?;
 
         check(
@@ -663,6 +846,9 @@ impl Config {
         let mut shown = self.clone();
         shown.upstream.url = validate::redact_userinfo(&shown.upstream.url);
         shown.winner.affine_api_url = validate::redact_userinfo(&shown.winner.affine_api_url);
+        for f in &mut shown.upstream.fallbacks {
+            f.url = validate::redact_userinfo(&f.url);
+        }
         match toml::to_string_pretty(&shown) {
             Ok(body) => {
                 format!("# Effective configuration; secrets are shown as \"{REDACTED}\".\n{body}")
@@ -740,7 +926,15 @@ impl Config {
     /// Canonical forms that are not worth an error: base URLs lose trailing slashes so that
     /// `{url}/path` never has a `//`.
     fn normalize(&mut self) {
-        for url in [&mut self.upstream.url, &mut self.winner.affine_api_url] {
+        let fallbacks = self.upstream.fallbacks.iter_mut().map(|f| &mut f.url);
+        for url in [
+            &mut self.upstream.url,
+            &mut self.winner.affine_api_url,
+            &mut self.winner.chute_url_template,
+        ]
+        .into_iter()
+        .chain(fallbacks)
+        {
             let trimmed = url.trim_end_matches('/').len();
             url.truncate(trimmed);
         }

@@ -93,6 +93,32 @@ pub(super) fn winner_model(spec: &str) -> Result<(), String> {
     }
 }
 
+/// A fallback's name: the `upstream` label of metrics, so short and of a fixed alphabet.
+pub(super) fn upstream_name(name: &str) -> Result<(), String> {
+    let ok = (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'));
+    if !ok {
+        return Err(format!("expected 1 to 32 of [a-z0-9_-], got {name:?}"));
+    }
+    if name == "winner" {
+        return Err("`winner` names the winner's own upstream; choose another name".into());
+    }
+    Ok(())
+}
+
+/// A model name as a provider expects it: no blanks, at most 256 bytes.
+pub(super) fn provider_model(model: &str) -> Result<(), String> {
+    if model.is_empty() || model.len() > 256 {
+        return Err(format!(
+            "expected 1 to 256 bytes, got {} bytes",
+            model.len()
+        ));
+    }
+    no_blanks(model)
+}
+
 fn id_part(p: &str) -> bool {
     !p.is_empty()
         && p.bytes()

@@ -27,6 +27,7 @@ use crate::http::reason::{X_AFFINE_COST_RAO, metered_headers, observe_upstream};
 use crate::metering::{Outcome, Status, Ticket};
 use crate::quota::Lease;
 use crate::quota::headers as quota_headers;
+use crate::routing::{Opened, Served, Winner};
 use crate::upstream::UpstreamError;
 use crate::upstream::client::{next_chunk, next_deadline};
 use crate::upstream::openai::{ChatCompletion, ChatUsage, StreamChunk};
@@ -101,7 +102,6 @@ pub async fn chat_completions(
     Extension(caller): Extension<Caller>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
     let mut req: ChatIn = serde_json::from_slice(&body).map_err(|e| {
         let mut err = crate::api::classify_json_error(e);
         // OpenAI requests carry many optional fields: an unexpected type is a bad request, but
@@ -197,13 +197,18 @@ pub async fn chat_completions(
     let policies = lease.policies.clone();
     let model = winner.model.id.clone();
     let result = if stream {
-        streamed(&st, upstream_body, lease, started, input_estimate).await
+        streamed(&st, &winner, upstream_body, lease, input_estimate).await
     } else {
-        whole(&st, upstream_body, lease, input_estimate).await
+        whole(&st, &winner, upstream_body, lease, input_estimate).await
     };
     let mut res = result.unwrap_or_else(IntoResponse::into_response);
     quota_headers::insert(res.headers_mut(), &policies);
     if res.status().is_success() {
+        // A fallback may have served another model than the winner's.
+        let model = res
+            .extensions()
+            .get::<Served>()
+            .map_or(model, |s| s.model.to_string());
         metered_headers(&mut res, &model, None);
     }
     Ok(res)
@@ -235,14 +240,17 @@ fn usage_or_estimate(u: Option<&ChatUsage>, input_estimate: u64, deltas: u64) ->
 
 async fn whole(
     st: &AppState,
+    winner: &Winner,
     upstream_body: Vec<u8>,
-    lease: Lease,
+    mut lease: Lease,
     input_estimate: u64,
 ) -> Result<Response, ApiError> {
     let up_started = Instant::now();
-    let result = st.upstream.complete(upstream_body).await;
-    observe_upstream(st, up_started, result.as_ref().err());
-    let (bytes, _) = result?;
+    let (bytes, _, served) = st.upstream.complete(winner, upstream_body).await?;
+    observe_upstream(st, &served.upstream, up_started, None);
+    if served.fallback {
+        lease.served_by(&served.model_info(winner));
+    }
     let parsed: ChatCompletion = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::from(UpstreamError::Malformed(format!(
             "completion is not valid JSON: {e}"
@@ -255,6 +263,7 @@ async fn whole(
         estimated,
     });
     let mut res = (
+        Extension(served),
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -269,21 +278,22 @@ async fn whole(
 
 async fn streamed(
     st: &AppState,
+    winner: &Winner,
     upstream_body: Vec<u8>,
-    lease: Lease,
-    started: Instant,
+    mut lease: Lease,
     input_estimate: u64,
 ) -> Result<Response, ApiError> {
-    let timeouts = st.upstream.timeouts();
     let up_started = Instant::now();
-    let mut res = match st.upstream.open(upstream_body, timeouts.first_token).await {
-        Ok(r) => r,
-        Err(e) => {
-            observe_upstream(st, up_started, Some(&e));
-            return Err(e.into());
-        }
-    };
+    let Opened {
+        response: mut res,
+        served,
+    } = st.upstream.open(winner, upstream_body).await?;
+    if served.fallback {
+        lease.served_by(&served.model_info(winner));
+    }
+    let (timeouts, started) = (served.timeouts, served.started);
     let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+    let tag = Extension(served.clone());
     let st2 = st.clone();
     tokio::spawn(async move {
         st2.metrics.streams_active.inc();
@@ -321,7 +331,7 @@ async fn streamed(
             }
         };
         drop(res);
-        observe_upstream(&st2, up_started, outcome.as_ref().err());
+        observe_upstream(&st2, &served.upstream, up_started, outcome.as_ref().err());
         let (usage, estimated) = usage_or_estimate(used.as_ref(), input_estimate, deltas);
         let status = match (&outcome, client_gone) {
             (Err(_), _) => Status::Interrupted,
@@ -343,6 +353,7 @@ async fn streamed(
         rx.poll_recv(cx).map(|o| o.map(Ok::<_, Infallible>))
     }));
     Ok((
+        tag,
         [
             (
                 header::CONTENT_TYPE,

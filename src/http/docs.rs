@@ -33,6 +33,8 @@ use crate::error::ErrorCode;
         crate::http::admin::get_account,
         crate::http::admin::credit,
         crate::http::admin::revoke_token,
+        crate::http::admin_winner::pin_winner,
+        crate::http::admin_winner::unpin_winner,
         crate::http::winner::winner,
         crate::http::health::healthz,
         crate::http::health::readyz,
@@ -66,6 +68,7 @@ use crate::error::ErrorCode;
         crate::http::usage::Stats,
         crate::http::usage::StatsDay,
         crate::store::Rollup,
+        crate::http::admin_winner::PinRequest,
     )),
     modifiers(&Security),
     tags(

@@ -6,9 +6,11 @@
 //! - [`extract`]: the JSON body extractor (content type, size limit, one read into `Bytes`).
 //! - [`reason`], [`reason_stream`]: `POST /v1/reason`, whole and streamed.
 //! - [`health`], [`winner`], [`docs`]: the public informational routes.
+//! - [`admin_winner`]: the runtime winner pin (`PUT`/`DELETE /admin/v1/winner`).
 
 pub mod account;
 pub mod admin;
+pub mod admin_winner;
 pub mod chat;
 pub mod docs;
 pub mod extract;

@@ -42,6 +42,9 @@ pub struct Prepared {
     pub include_reasoning: bool,
     /// The gateway's input-token estimate (what is charged when the provider reports none).
     pub input_estimate: u64,
+    /// The model that served when it was not the winner's upstream (`source: fallback`);
+    /// set once the upstream answered.
+    pub served: Option<ModelInfo>,
 }
 
 impl Prepared {
@@ -74,7 +77,9 @@ impl Prepared {
 
     /// The model as reported to the caller.
     pub fn model(&self) -> ModelInfo {
-        self.winner.model.clone()
+        self.served
+            .clone()
+            .unwrap_or_else(|| self.winner.model.clone())
     }
 }
 
@@ -141,7 +146,7 @@ pub async fn reason(
     ))
     .map_err(|_| ApiError::new(ErrorCode::Internal, "could not encode the request"))?;
     let input_estimate = req.input_token_estimate();
-    let prep = Prepared {
+    let mut prep = Prepared {
         id: format!("rsn_{}", uuid::Uuid::new_v4().simple()),
         created: time::OffsetDateTime::now_utc().unix_timestamp(),
         started,
@@ -149,6 +154,7 @@ pub async fn reason(
         request_id: request_id::of(&headers).to_owned(),
         include_reasoning: req.wants_reasoning(),
         input_estimate,
+        served: None,
     };
     let ticket = Ticket::new(
         &caller,
@@ -175,7 +181,7 @@ pub async fn reason(
     let result = if stream {
         reason_stream::respond(st, prep, upstream_body, lease).await
     } else {
-        whole(&st, &prep, upstream_body, lease).await
+        whole(&st, &mut prep, upstream_body, lease).await
     };
     let mut res = result.unwrap_or_else(IntoResponse::into_response);
     quota_headers::insert(res.headers_mut(), &policies);
@@ -185,15 +191,20 @@ pub async fn reason(
 /// The non-streamed answer.
 async fn whole(
     st: &AppState,
-    prep: &Prepared,
+    prep: &mut Prepared,
     upstream_body: Vec<u8>,
-    lease: Lease,
+    mut lease: Lease,
 ) -> Result<Response, ApiError> {
     let up_started = Instant::now();
-    let result = st.upstream.complete(upstream_body).await;
-    observe_upstream(st, up_started, result.as_ref().err());
-    // On an upstream failure the lease drops here and gives the whole estimate back.
-    let (bytes, headers_at) = result?;
+    // Failed attempts (and fail-overs) are counted by the upstream set; on a failure the
+    // lease drops here and gives the whole estimate back.
+    let (bytes, headers_at, served) = st.upstream.complete(&prep.winner, upstream_body).await?;
+    observe_upstream(st, &served.upstream, up_started, None);
+    if served.fallback {
+        let m = served.model_info(&prep.winner);
+        lease.served_by(&m);
+        prep.served = Some(m);
+    }
     let answer = from_completion(&bytes, prep.include_reasoning).inspect_err(|e| {
         tracing::warn!(request_id = %prep.request_id, error = %e, "upstream answer rejected");
     })?;
@@ -217,26 +228,28 @@ async fn whole(
     );
     let cost = body.cost.rao;
     let mut res = Json(body).into_response();
-    metered_headers(&mut res, &prep.winner.model.id, Some(cost));
+    metered_headers(&mut res, &prep.model().id, Some(cost));
     Ok(res)
 }
 
-/// Records an upstream call's outcome and duration.
+/// Records the outcome and duration of the upstream call that served (attempts that failed
+/// before it are counted by [`crate::routing::UpstreamSet`]).
 pub fn observe_upstream(
     st: &AppState,
+    upstream: &str,
     started: Instant,
     err: Option<&crate::upstream::UpstreamError>,
 ) {
     let outcome = err.map_or("ok", |e| e.kind());
     st.metrics
         .upstream_requests
-        .with_label_values(&[outcome])
+        .with_label_values(&[upstream, outcome])
         .inc();
     st.metrics
         .upstream_duration
         .with_label_values(&[outcome])
         .observe(started.elapsed().as_secs_f64());
     if let Some(e) = err {
-        tracing::warn!(error = %e, kind = outcome, "upstream call failed");
+        tracing::warn!(upstream, error = %e, kind = outcome, "upstream call failed");
     }
 }

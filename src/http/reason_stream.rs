@@ -23,6 +23,7 @@ use crate::http::AppState;
 use crate::http::reason::{Prepared, metered_headers, ms, observe_upstream};
 use crate::metering::{Outcome, Status};
 use crate::quota::Lease;
+use crate::routing::{Opened, Served};
 use crate::upstream::UpstreamError;
 use crate::upstream::answer::StreamTranslator;
 use crate::upstream::client::{next_chunk, next_deadline};
@@ -38,22 +39,25 @@ const CHANNEL_DEPTH: usize = 64;
 /// Opens the upstream stream and answers with SSE.
 pub async fn respond(
     st: AppState,
-    prep: Prepared,
+    mut prep: Prepared,
     upstream_body: Vec<u8>,
-    lease: Lease,
+    mut lease: Lease,
 ) -> Result<Response, ApiError> {
-    let timeouts = st.upstream.timeouts();
     let up_started = Instant::now();
-    let res = match st.upstream.open(upstream_body, timeouts.first_token).await {
-        Ok(r) => r,
-        Err(e) => {
-            observe_upstream(&st, up_started, Some(&e));
-            return Err(e.into());
-        }
-    };
+    // Retries and fail-overs happen inside, before the caller got a byte; failed attempts
+    // are counted there.
+    let Opened {
+        response: res,
+        served,
+    } = st.upstream.open(&prep.winner, upstream_body).await?;
+    if served.fallback {
+        let m = served.model_info(&prep.winner);
+        lease.served_by(&m);
+        prep.served = Some(m);
+    }
     let (tx, mut rx) = mpsc::channel::<Event>(CHANNEL_DEPTH);
-    let model = prep.winner.model.id.clone();
-    tokio::spawn(pump(st, prep, res, tx, up_started, lease));
+    let model = prep.model().id;
+    tokio::spawn(pump(st, prep, res, served, tx, up_started, lease));
     let stream = futures_util::stream::poll_fn(move |cx| {
         rx.poll_recv(cx).map(|o| o.map(Ok::<_, Infallible>))
     });
@@ -106,13 +110,14 @@ async fn pump(
     st: AppState,
     prep: Prepared,
     mut res: reqwest::Response,
+    served: Served,
     tx: mpsc::Sender<Event>,
     up_started: Instant,
     lease: Lease,
 ) {
     st.metrics.streams_active.inc();
     let _guard = StreamGuard(st.metrics.streams_active.clone());
-    let timeouts = st.upstream.timeouts();
+    let timeouts = served.timeouts;
     let mut decoder = SseDecoder::new(MAX_UPSTREAM_EVENT_BYTES);
     let mut translator = StreamTranslator::new(prep.include_reasoning);
     let mut pieces: Vec<Piece> = Vec::with_capacity(8);
@@ -120,7 +125,8 @@ async fn pump(
 
     let ended = 'read: loop {
         let now = Instant::now();
-        let (deadline, kind) = next_deadline(timeouts, prep.started, first_piece_at.is_some(), now);
+        let (deadline, kind) =
+            next_deadline(timeouts, served.started, first_piece_at.is_some(), now);
         let chunk = match next_chunk(&mut res, deadline.saturating_duration_since(now), kind).await
         {
             Ok(c) => c,
@@ -188,7 +194,7 @@ async fn pump(
     let outcome = match ended {
         Ended::ClientGone => {
             lease.settle(seen(translator.summary(), Status::ClientClosed));
-            observe_upstream(&st, up_started, None);
+            observe_upstream(&st, &served.upstream, up_started, None);
             tracing::info!(request_id = %prep.request_id, "client disconnected mid-stream");
             return;
         }
@@ -199,7 +205,7 @@ async fn pump(
         Ok(summary) => seen(*summary, Status::Ok),
         Err(_) => seen(translator.summary(), Status::Interrupted),
     });
-    observe_upstream(&st, up_started, outcome.as_ref().err());
+    observe_upstream(&st, &served.upstream, up_started, outcome.as_ref().err());
     match outcome {
         Ok(summary) => {
             if !send_pieces(&tx, &mut pieces, &mut first_piece_at).await {

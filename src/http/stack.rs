@@ -52,7 +52,9 @@ use tower_http::trace::TraceLayer;
 use crate::auth::middleware as auth;
 use crate::error::{ApiError, ErrorCode, render_problems};
 use crate::http::request_id::{X_REQUEST_ID, drop_invalid_request_id};
-use crate::http::{AppState, account, admin, chat, docs, health, reason, session, usage, winner};
+use crate::http::{
+    AppState, account, admin, admin_winner, chat, docs, health, reason, session, usage, winner,
+};
 
 /// Builds the complete application: routes and layers.
 pub fn router(state: AppState) -> Router {
@@ -85,6 +87,10 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/v1/accounts/{id}/credits", post(admin::credit))
         .route("/admin/v1/tokens/revoke", post(admin::revoke_token))
         .route("/admin/v1/usage/export", get(usage::export))
+        .route(
+            "/admin/v1/winner",
+            put(admin_winner::pin_winner).delete(admin_winner::unpin_winner),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use crate::api::ReasonLimits;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::routing::WinnerHandle;
+use crate::routing::affine::Discovery;
+use crate::routing::{UpstreamSet, WinnerHandle};
 use crate::store::Store;
-use crate::upstream::UpstreamClient;
 
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]
@@ -20,10 +20,12 @@ pub struct Inner {
     pub config: Config,
     /// Redis or in-memory state.
     pub store: Store,
-    /// The winner's provider.
-    pub upstream: UpstreamClient,
+    /// The winner's upstream and the fallbacks (retries, breakers).
+    pub upstream: Arc<UpstreamSet>,
     /// The current winner.
     pub winner: WinnerHandle,
+    /// Where the winner comes from (the runtime pin is set through it).
+    pub discovery: Arc<Discovery>,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// Validation limits for `/v1/reason` (from configuration until plans land).

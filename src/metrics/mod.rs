@@ -45,7 +45,8 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// SSE streams open now.
     pub streams_active: IntGauge,
-    /// Upstream calls by outcome (`ok` or an error kind).
+    /// Upstream calls by upstream name and outcome (`ok` or an error kind, e.g.
+    /// `payment_required` when the provider balance is empty).
     pub upstream_requests: IntCounterVec,
     /// Time the upstream took, by outcome.
     pub upstream_duration: HistogramVec,
@@ -109,7 +110,7 @@ impl Metrics {
             IntGauge::new("agw_streams_active", "SSE streams open").expect("valid metric");
         let upstream_requests = IntCounterVec::new(
             Opts::new("agw_upstream_requests_total", "Calls to the model provider"),
-            &["outcome"],
+            &["upstream", "outcome"],
         )
         .expect("valid metric");
         let upstream_duration = HistogramVec::new(

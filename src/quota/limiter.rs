@@ -442,6 +442,14 @@ impl Lease {
         }
     }
 
+    /// Records that `model` (a fallback's) served, so the usage event names it.
+    pub fn served_by(&mut self, model: &crate::api::ModelInfo) {
+        if let Some(t) = self.ticket.as_mut() {
+            t.event.model.clone_from(&model.id);
+            t.event.revision.clone_from(&model.revision);
+        }
+    }
+
     /// What `usage` costs this request (capped by its reservation when prepaid); 0 unmetered.
     pub fn cost_of(&self, usage: &crate::api::Usage) -> u64 {
         self.ticket.as_ref().map_or(0, |t| t.cost_of(usage))

@@ -1,9 +1,17 @@
-//! Which model serves a request.
+//! Which model serves a request, and through which upstream.
 //!
 //! - [`winner`]: the current winner snapshot, read from memory on every request and swapped
-//!   atomically when it changes (today: from `GATEWAY_WINNER` or the embedded simulator; Affine
-//!   polling, runtime pins and fallbacks plug in here).
+//!   atomically when it changes ([`WinnerHandle::publish`] logs and counts the change).
+//! - [`affine`]: where the winner comes from — Affine's public API (polled), the static
+//!   `GATEWAY_WINNER`, or the runtime pin shared by every replica through the store.
+//! - [`upstreams`]: the winner's upstream and the fallback chain, with retries under a
+//!   budget ([`budget`]), a circuit breaker each ([`breaker`]) and cold-chute probing.
 
+pub mod affine;
+pub mod breaker;
+pub mod budget;
+pub mod upstreams;
 pub mod winner;
 
+pub use upstreams::{Opened, Served, UpstreamSet};
 pub use winner::{Winner, WinnerHandle};

@@ -14,6 +14,9 @@ pub struct Winner {
     pub model: ModelInfo,
     /// When it became the winner.
     pub since: OffsetDateTime,
+    /// The winner's own base URL (its chute, `https://{slug}.chutes.ai/v1`), when Affine
+    /// names one; otherwise it is served by the configured upstream URL under its model id.
+    pub route: Option<String>,
 }
 
 impl Winner {
@@ -46,7 +49,13 @@ impl Winner {
                 source,
             },
             since: OffsetDateTime::now_utc(),
+            route: None,
         })
+    }
+
+    /// The same model (id and revision), whatever the source or route.
+    pub fn same_model(&self, other: &Winner) -> bool {
+        self.model.id == other.model.id && self.model.revision == other.model.revision
     }
 }
 
@@ -78,7 +87,70 @@ impl WinnerHandle {
         self.0.store(Some(Arc::new(winner)));
     }
 
-    /// The `GET /v1/winner` body, if there is a winner.
+    /// Installs `next` as the winner (or none) and tells the world when it differs: a log
+    /// line, `agw_winner_changes_total` (a different model; the first winner is not a
+    /// change), `agw_winner_info` (one series, value 1) and `agw_winner_known`.
+    ///
+    /// `since` is kept while the model (id and revision) stays the same, even if its source
+    /// or route changes. Requests already running keep the snapshot they took.
+    pub fn publish(&self, next: Option<Winner>, metrics: &crate::metrics::Metrics) -> bool {
+        let cur = self.current();
+        let next = next.map(|mut w| {
+            if let Some(c) = &cur
+                && c.same_model(&w)
+            {
+                w.since = c.since;
+            }
+            w
+        });
+        let changed = match (&cur, &next) {
+            (None, None) => false,
+            (Some(c), Some(n)) => **c != *n,
+            _ => true,
+        };
+        if !changed {
+            return false;
+        }
+        match &next {
+            Some(n) => {
+                if let Some(c) = &cur
+                    && !c.same_model(n)
+                {
+                    metrics.winner_changes.inc();
+                }
+                tracing::info!(
+                    model = %n.model.id,
+                    revision = n.model.revision.as_deref().unwrap_or("-"),
+                    source = ?n.model.source,
+                    previous = cur.as_ref().map_or("-", |c| c.model.id.as_str()),
+                    "winner changed"
+                );
+                metrics.winner_info.reset();
+                metrics
+                    .winner_info
+                    .with_label_values(&[
+                        n.model.id.as_str(),
+                        n.model.revision.as_deref().unwrap_or(""),
+                        source_label(n.model.source),
+                    ])
+                    .set(1);
+                metrics.winner_known.set(1);
+            }
+            None => {
+                tracing::warn!(
+                    previous = cur.as_ref().map_or("-", |c| c.model.id.as_str()),
+                    "no winner any more"
+                );
+                metrics.winner_info.reset();
+                metrics.winner_known.set(0);
+            }
+        }
+        self.0.store(next.map(Arc::new));
+        true
+    }
+
+    /// The `GET /v1/winner` body, if there is a winner; `upstream` is the configured base URL,
+    /// shown unless the winner has its own chute.
     pub fn describe(&self, upstream: &str) -> Option<WinnerResponse> {
         let w = self.current()?;
         Some(WinnerResponse {
@@ -87,8 +159,18 @@ impl WinnerHandle {
                 .since
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
-            upstream: strip_credentials(upstream),
+            upstream: strip_credentials(w.route.as_deref().unwrap_or(upstream)),
         })
+    }
+}
+
+/// The `source` label value of a model source, as CONTRACT §4 spells it.
+pub fn source_label(s: ModelSource) -> &'static str {
+    match s {
+        ModelSource::Affine => "affine",
+        ModelSource::Pinned => "pinned",
+        ModelSource::Static => "static",
+        ModelSource::Fallback => "fallback",
     }
 }
 

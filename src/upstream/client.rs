@@ -59,6 +59,18 @@ pub enum UpstreamError {
     /// The connection broke while the answer was arriving.
     #[error("upstream connection broke mid-answer")]
     Disconnected,
+    /// Chutes answered 503 "No instances available": the chute is cold. Not retried on the
+    /// same upstream (a cold start takes minutes); the request fails over and the chute is
+    /// probed in the background.
+    #[error("upstream chute is cold")]
+    Cold {
+        /// The provider's `Retry-After`, in seconds.
+        retry_after: Option<u64>,
+    },
+    /// Every upstream that could serve was skipped: its circuit breaker is open (or it is
+    /// cold). No call was made.
+    #[error("no upstream available (circuit open)")]
+    BreakerOpen,
 }
 
 impl UpstreamError {
@@ -69,9 +81,59 @@ impl UpstreamError {
             UpstreamError::Timeout(k) => k.as_str(),
             UpstreamError::Status { status: 429, .. } => "overloaded",
             UpstreamError::Status { status: 503, .. } => "unavailable",
+            // The operator's provider balance is empty: the SRE alert keys on this outcome.
+            UpstreamError::Status { status: 402, .. } => "payment_required",
+            UpstreamError::Cold { .. } => "cold",
+            UpstreamError::BreakerOpen => "breaker_open",
             UpstreamError::Status { .. } => "status",
             UpstreamError::Malformed(_) => "malformed",
             UpstreamError::Disconnected => "disconnected",
+        }
+    }
+
+    /// The provider refused the request itself (400, 413, 422): another attempt or another
+    /// upstream would refuse it too, and the upstream is healthy.
+    pub fn is_request_error(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Status {
+                status: 400 | 413 | 422,
+                ..
+            }
+        )
+    }
+
+    /// Worth another attempt on the same upstream: the failure is transient and happened
+    /// before any answer (connect errors, 429, 502, 503 other than a cold chute, 504).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Connect
+                | UpstreamError::Timeout(TimeoutKind::Connect)
+                | UpstreamError::Status {
+                    status: 429 | 502 | 503 | 504,
+                    ..
+                }
+        )
+    }
+
+    /// Whether the failure counts against the upstream's circuit breaker. Request errors say
+    /// nothing about the upstream's health; a cold chute is handled by the cold-start probe.
+    pub fn counts_against_breaker(&self) -> bool {
+        !self.is_request_error()
+            && !matches!(
+                self,
+                UpstreamError::Cold { .. } | UpstreamError::BreakerOpen
+            )
+    }
+
+    /// The provider's `Retry-After`, when it sent one.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            UpstreamError::Status { retry_after, .. } | UpstreamError::Cold { retry_after } => {
+                *retry_after
+            }
+            _ => None,
         }
     }
 }
@@ -104,6 +166,16 @@ impl From<UpstreamError> for ApiError {
                 },
             )
             .with_retry_after(retry_after.unwrap_or(1).clamp(1, 60)),
+            UpstreamError::Cold { retry_after } => ApiError::new(
+                ErrorCode::UpstreamUnavailable,
+                "the model is not available right now (cold start); try again shortly",
+            )
+            .with_retry_after(retry_after.unwrap_or(5).clamp(1, 60)),
+            UpstreamError::BreakerOpen => ApiError::new(
+                ErrorCode::UpstreamUnavailable,
+                "the model provider is failing and no fallback is available; try again shortly",
+            )
+            .with_retry_after(5),
             // The provider rejected the request itself (most often: input too long for the
             // model's context window). The body is not forwarded: it may echo our key or ids.
             UpstreamError::Status {
@@ -113,6 +185,9 @@ impl From<UpstreamError> for ApiError {
                 ErrorCode::InvalidRequest,
                 "the model provider rejected the request (for example, the input is too long for the model's context window)",
             ),
+            // 401/402/404 are our configuration (key, provider balance, model name), not the
+            // caller's fault: 502 `upstream_error`. A 402 is still told apart in the metrics
+            // (`outcome="payment_required"`) so the operator is alerted to top up.
             UpstreamError::Status { status, .. } => ApiError::new(
                 ErrorCode::UpstreamError,
                 format!("the model provider failed (status {status})"),
@@ -194,10 +269,16 @@ impl UpstreamClient {
         self.timeouts
     }
 
-    fn post(&self, body: Vec<u8>) -> reqwest::RequestBuilder {
+    /// The `chat/completions` URL of another base URL served with this client's key and
+    /// connection pool (the winner's own chute).
+    pub fn completions_url_for(base_url: &str) -> String {
+        format!("{}/chat/completions", base_url.trim_end_matches('/'))
+    }
+
+    fn post(&self, url: &str, body: Bytes) -> reqwest::RequestBuilder {
         let mut rb = self
             .http
-            .post(&self.completions_url)
+            .post(url)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(body);
         if let Some(auth) = &self.auth {
@@ -213,11 +294,24 @@ impl UpstreamClient {
         body: Vec<u8>,
         deadline: Duration,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let res = match tokio::time::timeout(deadline, self.post(body).send()).await {
-            Err(_) => return Err(UpstreamError::Timeout(TimeoutKind::FirstToken)),
-            Ok(Err(e)) => return Err(map_reqwest(&e)),
-            Ok(Ok(res)) => res,
-        };
+        self.open_at(&self.completions_url, Bytes::from(body), deadline)
+            .await
+    }
+
+    /// [`UpstreamClient::open`] against `completions_url` instead of this client's own.
+    pub async fn open_at(
+        &self,
+        completions_url: &str,
+        body: Bytes,
+        deadline: Duration,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let started = std::time::Instant::now();
+        let res =
+            match tokio::time::timeout(deadline, self.post(completions_url, body).send()).await {
+                Err(_) => return Err(UpstreamError::Timeout(TimeoutKind::FirstToken)),
+                Ok(Err(e)) => return Err(map_reqwest(&e)),
+                Ok(Ok(res)) => res,
+            };
         let status = res.status();
         if !status.is_success() {
             let retry_after = res
@@ -225,6 +319,12 @@ impl UpstreamClient {
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok());
+            if status.as_u16() == 503 {
+                let left = deadline.saturating_sub(started.elapsed());
+                if is_cold_chute(res, left.min(COLD_BODY_WAIT)).await {
+                    return Err(UpstreamError::Cold { retry_after });
+                }
+            }
             return Err(UpstreamError::Status {
                 status: status.as_u16(),
                 retry_after,
@@ -238,9 +338,20 @@ impl UpstreamClient {
         &self,
         body: Vec<u8>,
     ) -> Result<(Bytes, std::time::Instant), UpstreamError> {
-        let total = self.timeouts.total;
+        self.complete_at(&self.completions_url, Bytes::from(body), self.timeouts)
+            .await
+    }
+
+    /// [`UpstreamClient::complete`] against `completions_url`, within `timeouts.total`.
+    pub async fn complete_at(
+        &self,
+        completions_url: &str,
+        body: Bytes,
+        timeouts: Timeouts,
+    ) -> Result<(Bytes, std::time::Instant), UpstreamError> {
+        let total = timeouts.total;
         let call = async {
-            let res = self.open(body, total).await?;
+            let res = self.open_at(completions_url, body, total).await?;
             let headers_at = std::time::Instant::now();
             let bytes = res.bytes().await.map_err(|e| {
                 if e.is_timeout() {
@@ -262,6 +373,31 @@ impl UpstreamClient {
             Err(_) => Err(UpstreamError::Timeout(TimeoutKind::Total)),
         }
     }
+}
+
+/// How long the body of a 503 may take to arrive before it is judged without it.
+const COLD_BODY_WAIT: Duration = Duration::from_secs(1);
+
+/// The most of a 503 body read to tell a cold chute from other unavailability.
+const COLD_BODY_MAX: usize = 4096;
+
+/// Whether a 503 answer is Chutes' cold chute (`{"detail": "No instances available …"}`).
+/// Only the first few KiB are read, within `wait`; the body is never logged or forwarded.
+async fn is_cold_chute(mut res: reqwest::Response, wait: Duration) -> bool {
+    let read = async {
+        let mut buf = Vec::new();
+        while buf.len() < COLD_BODY_MAX {
+            match res.chunk().await {
+                Ok(Some(c)) => buf.extend_from_slice(&c),
+                _ => break,
+            }
+        }
+        buf
+    };
+    let Ok(buf) = tokio::time::timeout(wait, read).await else {
+        return false;
+    };
+    memchr::memmem::find(&buf, b"No instances available").is_some()
 }
 
 /// Installs ring as the process-wide rustls provider. reqwest is built without a default
@@ -349,6 +485,47 @@ mod tests {
         ] {
             assert_eq!(code(UpstreamError::Timeout(k)), ErrorCode::UpstreamTimeout);
         }
+    }
+
+    #[test]
+    fn failure_classes() {
+        let st = |status| UpstreamError::Status {
+            status,
+            retry_after: None,
+        };
+        assert_eq!(st(402).kind(), "payment_required");
+        assert_eq!(UpstreamError::Cold { retry_after: None }.kind(), "cold");
+        let cold = ApiError::from(UpstreamError::Cold {
+            retry_after: Some(3),
+        });
+        assert_eq!(cold.code, ErrorCode::UpstreamUnavailable);
+        assert_eq!(cold.retry_after_secs, Some(3));
+        assert_eq!(
+            ApiError::from(UpstreamError::BreakerOpen).code,
+            ErrorCode::UpstreamUnavailable
+        );
+        for s in [429, 502, 503, 504] {
+            assert!(st(s).is_retryable(), "{s}");
+        }
+        assert!(UpstreamError::Connect.is_retryable());
+        assert!(UpstreamError::Timeout(TimeoutKind::Connect).is_retryable());
+        for e in [
+            st(400),
+            st(401),
+            st(402),
+            st(500),
+            UpstreamError::Cold { retry_after: None },
+            UpstreamError::Timeout(TimeoutKind::FirstToken),
+            UpstreamError::Disconnected,
+        ] {
+            assert!(!e.is_retryable(), "{e:?}");
+        }
+        for s in [400, 413, 422] {
+            assert!(st(s).is_request_error());
+            assert!(!st(s).counts_against_breaker());
+        }
+        assert!(st(500).counts_against_breaker());
+        assert!(!UpstreamError::Cold { retry_after: None }.counts_against_breaker());
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub fn config_for(sim: &SimHandle, sim_cfg: &SimConfig) -> Config {
     cfg.upstream.url = sim.base_url();
     cfg.upstream.api_key = Some(Secret::new(TEST_KEY.to_string()));
     cfg.winner.model = Some(sim_cfg.model.clone());
+    // Never the real Affine API: a test that unsets the static winner follows the simulator's.
+    cfg.winner.affine_api_url = sim.affine_base_url();
+    cfg.winner.chute_url_template = sim.chute_url_template();
     cfg.jwt_secret = Some(Secret::new(TEST_JWT_SECRET.to_string()));
     cfg.auth.jwt_leeway_secs = 0;
     // Each gateway its own settlement journal: tests run in parallel processes.
@@ -221,4 +224,43 @@ pub async fn expect_problem(res: reqwest::Response, status: u16, code: &str) -> 
         assert!(body[k].is_string(), "{k} in {body}");
     }
     body
+}
+
+/// The value of the metric sample whose line starts with `series` (name and labels exactly
+/// as exposed, e.g. `agw_breaker_state{upstream="winner"}`), or `None` if absent.
+pub async fn metric(http: &reqwest::Client, base: &str, series: &str) -> Option<f64> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics reachable")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, failing with `what` after `within`.
+pub async fn eventually<T, F, Fut>(within: std::time::Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -104,6 +104,7 @@ pub struct SimState {
     counters: Arc<Counters>,
     recorder: Recorder,
     shutdown: watch::Receiver<bool>,
+    affine: crate::affine::AffineSim,
 }
 
 impl SimState {
@@ -114,6 +115,7 @@ impl SimState {
             counters: Arc::default(),
             recorder: Recorder::default(),
             shutdown,
+            affine: crate::affine::AffineSim::default(),
         })
     }
 
@@ -147,6 +149,11 @@ impl SimState {
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.recorder.snapshot()
     }
+
+    /// The simulated Affine API.
+    pub fn affine(&self) -> &crate::affine::AffineSim {
+        &self.affine
+    }
 }
 
 /// The simulator's routes over `state`, for embedding in another server.
@@ -154,6 +161,11 @@ pub fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat_completions))
+        // A chute's own base URL (`https://{slug}.chutes.ai/v1` in production), so tests can
+        // see which chute a request went to (the path is recorded).
+        .route("/c/{slug}/v1/chat/completions", post(chat_completions))
+        .route("/api/v1/scores/latest", get(crate::affine::scores_latest))
+        .route("/api/v1/miners/uid/{uid}", get(crate::affine::miner))
         .route("/_sim/stats", get(sim_stats))
         .route("/_sim/requests", get(sim_requests))
         .with_state(state)
@@ -224,6 +236,21 @@ impl SimHandle {
     /// Takes effect for the next request; restarts request numbering for triggers and text.
     pub fn set_config(&self, config: SimConfig) {
         self.state.set_config(config);
+    }
+
+    /// `http://127.0.0.1:PORT/api/v1`: the simulated Affine API's base URL.
+    pub fn affine_base_url(&self) -> String {
+        format!("http://{}/api/v1", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT/c/{slug}/v1`: the template of a chute's own base URL.
+    pub fn chute_url_template(&self) -> String {
+        format!("http://{}/c/{{slug}}/v1", self.addr)
+    }
+
+    /// The simulated Affine API, to change what it answers.
+    pub fn affine(&self) -> &crate::affine::AffineSim {
+        self.state.affine()
     }
 
     /// Counter snapshot.

@@ -1,0 +1,199 @@
+//! A simulated Affine public API (`/api/v1/scores/latest`, `/api/v1/miners/uid/{uid}`),
+//! serving the fixtures under `fixtures/affine/` until a test changes them: crown another
+//! champion, answer errors, or answer garbage.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// `GET /scores/latest`.
+pub const SCORES: &str = include_str!("../fixtures/affine/scores_latest.json");
+/// `GET /miners/uid/41`.
+pub const MINER_41: &str = include_str!("../fixtures/affine/miner_uid.json");
+
+/// How the simulated API answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AffineMode {
+    /// The current scores and miners.
+    #[default]
+    Normal,
+    /// This status with a small JSON error body, on every route.
+    Status(u16),
+    /// 200 with a body that is not the expected JSON.
+    Garbage,
+}
+
+/// The simulated API's data; shared by the routes and the test that drives them.
+#[derive(Debug)]
+pub struct AffineSim {
+    scores: RwLock<Value>,
+    miners: RwLock<HashMap<u16, Value>>,
+    mode: RwLock<AffineMode>,
+    requests: AtomicU64,
+}
+
+impl Default for AffineSim {
+    fn default() -> Self {
+        let scores: Value = serde_json::from_str(SCORES).unwrap_or(Value::Null);
+        let mut miners = HashMap::new();
+        // Every row of the fixture has a miner record; uid 41's is the fixture itself.
+        if let Some(rows) = scores["scores"].as_array() {
+            for r in rows {
+                let Some(uid) = r["uid"].as_u64().and_then(|u| u16::try_from(u).ok()) else {
+                    continue;
+                };
+                miners.insert(
+                    uid,
+                    json!({
+                        "uid": uid, "hotkey": r["miner_hotkey"], "model": r["model"],
+                        "revision": r["model_revision"], "is_valid": r["is_valid"],
+                        "first_block": r["first_block"], "invalid_reason": r["invalid_reason"],
+                    }),
+                );
+            }
+        }
+        if let Ok(m) = serde_json::from_str::<Value>(MINER_41) {
+            miners.insert(41, m);
+        }
+        AffineSim {
+            scores: RwLock::new(scores),
+            miners: RwLock::new(miners),
+            mode: RwLock::new(AffineMode::Normal),
+            requests: AtomicU64::new(0),
+        }
+    }
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl AffineSim {
+    /// Replaces the `/scores/latest` body.
+    pub fn set_scores(&self, scores: Value) {
+        *write(&self.scores) = scores;
+    }
+
+    /// Replaces (or adds) the `/miners/uid/{uid}` body.
+    pub fn set_miner(&self, uid: u16, miner: Value) {
+        write(&self.miners).insert(uid, miner);
+    }
+
+    /// How every route answers from now on.
+    pub fn set_mode(&self, mode: AffineMode) {
+        *write(&self.mode) = mode;
+    }
+
+    /// Requests served so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Makes `uid` the champion (`overall_score` 1.0, every other row 0.0), adding its row
+    /// if absent, with a valid miner record of `model`@`revision` on `chute_slug` if given.
+    pub fn crown(&self, uid: u16, model: &str, revision: &str, chute_slug: Option<&str>) {
+        {
+            let mut scores = write(&self.scores);
+            let rows = scores["scores"].as_array_mut();
+            let Some(rows) = rows else { return };
+            for r in rows.iter_mut() {
+                r["overall_score"] = json!(0.0);
+            }
+            match rows.iter_mut().find(|r| r["uid"] == json!(uid)) {
+                Some(r) => {
+                    r["overall_score"] = json!(1.0);
+                    r["model"] = json!(model);
+                    r["model_revision"] = json!(revision);
+                    r["is_valid"] = json!(true);
+                }
+                None => rows.push(json!({
+                    "miner_hotkey": "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY",
+                    "uid": uid, "model_revision": revision, "model": model,
+                    "first_block": 6_900_000, "overall_score": 1.0, "average_score": 0.75,
+                    "scores_by_env": {}, "total_samples": 10, "is_valid": true,
+                    "invalid_reason": null, "challenge_status": "champion",
+                    "termination_reason": null,
+                })),
+            }
+        }
+        let mut miner = json!({
+            "uid": uid, "hotkey": "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY",
+            "model": model, "revision": revision, "is_valid": true,
+            "challenge_status": "champion", "first_block": 6_900_000,
+        });
+        if let Some(slug) = chute_slug {
+            miner["chute_slug"] = json!(slug);
+        }
+        self.set_miner(uid, miner);
+    }
+
+    fn answer(&self, ok: impl FnOnce() -> Option<Value>) -> Response {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mode = *read(&self.mode);
+        let (status, body) = match mode {
+            AffineMode::Status(code) => (
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                r#"{"detail":"simulated failure"}"#.to_owned(),
+            ),
+            AffineMode::Garbage => (
+                StatusCode::OK,
+                r#"{"scores": "<html>maintenance</html>", "uid": "x"#.to_owned(),
+            ),
+            AffineMode::Normal => match ok() {
+                Some(v) => (StatusCode::OK, v.to_string()),
+                None => (
+                    StatusCode::NOT_FOUND,
+                    r#"{"detail":"Miner not found"}"#.to_owned(),
+                ),
+            },
+        };
+        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+pub(crate) async fn scores_latest(State(sim): State<std::sync::Arc<crate::SimState>>) -> Response {
+    let a = sim.affine();
+    a.answer(|| Some(read(&a.scores).clone()))
+}
+
+pub(crate) async fn miner(
+    State(sim): State<std::sync::Arc<crate::SimState>>,
+    Path(uid): Path<String>,
+) -> Response {
+    let a = sim.affine();
+    a.answer(|| {
+        let uid = uid.parse::<u16>().ok()?;
+        read(&a.miners).get(&uid).cloned()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixtures_parse_and_crowning_moves_the_champion() {
+        let a = AffineSim::default();
+        assert_eq!(read(&a.miners).len(), 3);
+        a.crown(7, "runner/Affine-Reasoner-14B", "abc", None);
+        let s = read(&a.scores).clone();
+        let best = s["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["overall_score"] == json!(1.0))
+            .unwrap()
+            .clone();
+        assert_eq!(best["uid"], 7);
+        assert_eq!(read(&a.miners)[&7]["revision"], "abc");
+    }
+}

@@ -1,0 +1,499 @@
+//! Winner discovery: Affine's public API, the static `GATEWAY_WINNER` and the runtime pin.
+//!
+//! The winner in effect is, in order: the runtime pin (`PUT /admin/v1/winner`, kept in the
+//! store so every replica sees it), else `GATEWAY_WINNER` (`source: static`; Affine is then
+//! not polled), else the champion of Affine's latest scores (`source: affine`).
+//!
+//! Affine is polled every `winner.poll_secs`: `GET /scores/latest`, the champion is the row
+//! with the highest `overall_score` among rows whose `is_valid` is not false (ties go to the
+//! earliest `first_block`), then `GET /miners/uid/{uid}` gives its revision and, when present,
+//! its `chute_slug` (served at `winner.chute_url_template`). Anything unexpected — an error
+//! status, a timeout, a body that does not parse, an invalid champion — keeps the last good
+//! winner: discovery never makes the gateway route to something it could not verify.
+//!
+//! The pin is read from the store every `winner.pin_poll_ms` on every replica.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{ModelInfo, ModelSource};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::routing::{UpstreamSet, Winner, WinnerHandle};
+use crate::store::Store;
+
+/// The store key of the runtime pin (under the key prefix).
+pub const PIN_KEY: &str = "winner:pin";
+
+/// Deadline of one call to Affine's API.
+const AFFINE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest Affine answer read; the scores of a few hundred miners are far below it.
+const AFFINE_MAX_BYTES: usize = 8 << 20;
+
+/// One row of `/scores/latest` (only what the choice needs; other fields are ignored).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ScoreRow {
+    /// Miner uid.
+    pub uid: u16,
+    /// The miner's hotkey.
+    #[serde(default)]
+    pub miner_hotkey: Option<String>,
+    /// Hugging Face repo.
+    pub model: String,
+    /// Commit of the model.
+    #[serde(default)]
+    pub model_revision: Option<String>,
+    /// Block the miner's model first appeared at (ties go to the earliest).
+    #[serde(default)]
+    pub first_block: Option<u64>,
+    /// The champion has the highest (1.0).
+    pub overall_score: f64,
+    /// `false` rows are never routed to; absent counts as valid.
+    #[serde(default)]
+    pub is_valid: Option<bool>,
+}
+
+/// `/scores/latest`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Scores {
+    /// One row per miner.
+    pub scores: Vec<ScoreRow>,
+}
+
+/// `/miners/uid/{uid}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MinerInfo {
+    /// Miner uid.
+    pub uid: u16,
+    /// The miner's hotkey.
+    #[serde(default)]
+    pub hotkey: Option<String>,
+    /// Hugging Face repo.
+    pub model: String,
+    /// Commit of the model.
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// Absent counts as valid.
+    #[serde(default)]
+    pub is_valid: Option<bool>,
+    /// The chute serving it, on deployments that say so.
+    #[serde(default)]
+    pub chute_slug: Option<String>,
+}
+
+/// The champion of a scores table: highest `overall_score` among valid rows, ties to the
+/// earliest `first_block`. `None` when no valid row has a finite score.
+pub fn champion(scores: &Scores) -> Option<&ScoreRow> {
+    scores
+        .scores
+        .iter()
+        .filter(|r| r.is_valid != Some(false) && r.overall_score.is_finite())
+        .min_by(|a, b| {
+            b.overall_score.total_cmp(&a.overall_score).then(
+                a.first_block
+                    .unwrap_or(u64::MAX)
+                    .cmp(&b.first_block.unwrap_or(u64::MAX)),
+            )
+        })
+}
+
+fn id_part(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 128
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A chute slug becomes a host name label: lowercase letters, digits and `-` only.
+fn valid_slug(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Builds the winner from the champion's row and its miner record, refusing anything that
+/// does not add up (an invalid miner, another model, ids or slugs of the wrong shape).
+pub fn winner_from(
+    row: &ScoreRow,
+    miner: &MinerInfo,
+    chute_url_template: &str,
+) -> Result<Winner, String> {
+    if miner.is_valid == Some(false) {
+        return Err(format!("miner uid {} is not valid", miner.uid));
+    }
+    if miner.uid != row.uid || miner.model != row.model {
+        return Err(format!(
+            "miner record of uid {} does not match the scores (uid {}, another model)",
+            row.uid, miner.uid
+        ));
+    }
+    let mut w = Winner::from_spec(&row.model, ModelSource::Affine)?;
+    let revision = miner
+        .revision
+        .clone()
+        .or_else(|| row.model_revision.clone());
+    if let Some(r) = &revision
+        && !id_part(r)
+    {
+        return Err(format!(
+            "revision of uid {} is not of the expected shape",
+            row.uid
+        ));
+    }
+    w.model = ModelInfo {
+        revision,
+        miner_hotkey: miner.hotkey.clone().or_else(|| row.miner_hotkey.clone()),
+        uid: Some(row.uid),
+        ..w.model
+    };
+    w.route = match miner.chute_slug.as_deref() {
+        Some(slug) if valid_slug(slug) => Some(chute_url_template.replace("{slug}", slug)),
+        Some(_) => return Err(format!("chute slug of uid {} is not a host name", row.uid)),
+        None => None,
+    };
+    Ok(w)
+}
+
+/// Reads Affine's public API.
+#[derive(Debug, Clone)]
+pub struct AffineClient {
+    http: reqwest::Client,
+    base: String,
+    chute_url_template: String,
+}
+
+impl AffineClient {
+    /// A client for `base` (e.g. `https://api.affine.io/api/v1`).
+    pub fn new(base: &str, chute_url_template: &str) -> Result<Self, String> {
+        crate::upstream::client::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(AFFINE_TIMEOUT)
+            .user_agent(concat!("affine-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the Affine HTTP client: {e}"))?;
+        Ok(AffineClient {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            chute_url_template: chute_url_template.to_string(),
+        })
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        // reqwest's errors name the URL; the API is public, but say only what failed.
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "GET {path}: {}",
+                    if e.is_timeout() {
+                        "timed out"
+                    } else {
+                        "unreachable"
+                    }
+                )
+            })?;
+        if !res.status().is_success() {
+            return Err(format!("GET {path}: status {}", res.status().as_u16()));
+        }
+        if res
+            .content_length()
+            .is_some_and(|l| l > AFFINE_MAX_BYTES as u64)
+        {
+            return Err(format!("GET {path}: answer too large"));
+        }
+        let body = res
+            .bytes()
+            .await
+            .map_err(|_| format!("GET {path}: answer broke off"))?;
+        if body.len() > AFFINE_MAX_BYTES {
+            return Err(format!("GET {path}: answer too large"));
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("GET {path}: unexpected answer: {e}"))
+    }
+
+    /// The current champion as a winner.
+    pub async fn fetch_winner(&self) -> Result<Winner, String> {
+        let scores: Scores = self.get_json("/scores/latest").await?;
+        let row = champion(&scores).ok_or("no valid row in the latest scores")?;
+        let miner: MinerInfo = self.get_json(&format!("/miners/uid/{}", row.uid)).await?;
+        winner_from(row, &miner, &self.chute_url_template)
+    }
+}
+
+/// The runtime pin as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Pin {
+    /// `org/model[@revision]`.
+    pub model: String,
+    /// Who pinned it (the operator token's `sub`).
+    #[serde(default)]
+    pub by: String,
+    /// Unix seconds.
+    #[serde(default)]
+    pub at: u64,
+}
+
+/// The winner sources and the handle requests read; [`Discovery::resolve`] publishes the
+/// one in effect.
+#[derive(Debug)]
+pub struct Discovery {
+    handle: WinnerHandle,
+    metrics: Metrics,
+    store: Store,
+    fixed: Option<Winner>,
+    state: Mutex<Sources>,
+    upstreams: Option<Arc<UpstreamSet>>,
+}
+
+#[derive(Debug, Default)]
+struct Sources {
+    pin: Option<Winner>,
+    affine: Option<Winner>,
+}
+
+impl Discovery {
+    /// `fixed` is the static winner (`GATEWAY_WINNER` or the simulator's model), if any;
+    /// `upstreams`, when given, is told when the winner moves to another model or chute.
+    pub fn new(
+        handle: WinnerHandle,
+        metrics: Metrics,
+        store: Store,
+        fixed: Option<Winner>,
+        upstreams: Option<Arc<UpstreamSet>>,
+    ) -> Arc<Self> {
+        let d = Arc::new(Discovery {
+            handle,
+            metrics,
+            store,
+            fixed,
+            state: Mutex::new(Sources::default()),
+            upstreams,
+        });
+        d.resolve();
+        d
+    }
+
+    fn sources(&self) -> std::sync::MutexGuard<'_, Sources> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Publishes the winner in effect: pin, else static, else Affine's champion.
+    pub fn resolve(&self) {
+        let s = self.sources();
+        let next = s
+            .pin
+            .clone()
+            .or_else(|| self.fixed.clone())
+            .or_else(|| s.affine.clone());
+        let before = self.handle.current();
+        // Under the lock, so two resolutions cannot publish out of order.
+        if self.handle.publish(next, &self.metrics)
+            && let (Some(up), Some(b), Some(a)) = (&self.upstreams, before, self.handle.current())
+            && (!b.same_model(&a) || b.route != a.route)
+        {
+            up.winner_changed();
+        }
+    }
+
+    /// Applies a pin read from the store (or written by this replica).
+    pub fn set_pin(&self, pin: Option<&Pin>) {
+        let winner = pin.and_then(|p| match Winner::from_spec(&p.model, ModelSource::Pinned) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring a stored winner pin");
+                None
+            }
+        });
+        {
+            let mut s = self.sources();
+            let same = match (&s.pin, &winner) {
+                (Some(a), Some(b)) => a.same_model(b),
+                (None, None) => true,
+                _ => false,
+            };
+            if same {
+                return;
+            }
+            s.pin = winner;
+        }
+        self.resolve();
+    }
+
+    /// Records a champion found on Affine.
+    pub fn set_affine(&self, winner: Winner) {
+        self.sources().affine = Some(winner);
+        self.resolve();
+    }
+
+    /// Reads the pin from the store; a store failure keeps the pin as it was.
+    pub async fn refresh_pin(&self) {
+        match self.store.get(PIN_KEY).await {
+            Ok(Some(bytes)) => match serde_json::from_slice::<Pin>(&bytes) {
+                Ok(p) => self.set_pin(Some(&p)),
+                Err(_) => tracing::warn!("the stored winner pin is not readable; ignoring it"),
+            },
+            Ok(None) => self.set_pin(None),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the winner pin; keeping it as it was")
+            }
+        }
+    }
+
+    /// Stores a pin for every replica and applies it here at once.
+    pub async fn pin(&self, pin: &Pin) -> Result<(), crate::store::StoreError> {
+        let bytes = serde_json::to_vec(pin).unwrap_or_default();
+        self.store.set(PIN_KEY, &bytes, None).await?;
+        self.set_pin(Some(pin));
+        Ok(())
+    }
+
+    /// Removes the pin everywhere and applies that here at once.
+    pub async fn unpin(&self) -> Result<(), crate::store::StoreError> {
+        self.store.del(PIN_KEY).await?;
+        self.set_pin(None);
+        Ok(())
+    }
+
+    /// The background tasks: the pin poller always, the Affine poller unless a static winner
+    /// is configured.
+    pub fn spawn(
+        self: &Arc<Self>,
+        config: &Config,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+        let mut tasks = Vec::new();
+        let pin_every = Duration::from_millis(config.winner.pin_poll_ms);
+        let me = self.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(pin_every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                me.refresh_pin().await;
+            }
+        }));
+        if self.fixed.is_none() {
+            let client = AffineClient::new(
+                &config.winner.affine_api_url,
+                &config.winner.chute_url_template,
+            )?;
+            let every = config.winner.poll_interval();
+            let me = self.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut failing = false;
+                loop {
+                    tick.tick().await;
+                    match client.fetch_winner().await {
+                        Ok(w) => {
+                            if failing {
+                                tracing::info!("Affine API answers again");
+                            }
+                            failing = false;
+                            me.set_affine(w);
+                        }
+                        Err(e) => {
+                            // Once per outage at warn level, then quietly: a poll every few
+                            // seconds must not flood the log.
+                            if failing {
+                                tracing::debug!(error = %e, "Affine poll failed; keeping the last good winner");
+                            } else {
+                                tracing::warn!(error = %e, "Affine poll failed; keeping the last good winner");
+                            }
+                            failing = true;
+                        }
+                    }
+                }
+            }));
+        }
+        Ok(tasks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCORES: &str =
+        include_str!("../../loadtests/chutes-sim/fixtures/affine/scores_latest.json");
+    const MINER: &str = include_str!("../../loadtests/chutes-sim/fixtures/affine/miner_uid.json");
+
+    #[test]
+    fn the_fixture_champion_is_uid_41_on_its_chute() {
+        let scores: Scores = serde_json::from_str(SCORES).unwrap();
+        let row = champion(&scores).unwrap();
+        assert_eq!(row.uid, 41);
+        let miner: MinerInfo = serde_json::from_str(MINER).unwrap();
+        let w = winner_from(row, &miner, "https://{slug}.chutes.ai/v1").unwrap();
+        assert_eq!(w.model.id, "affine-champ/Affine-Reasoner-32B");
+        assert_eq!(
+            w.model.revision.as_deref(),
+            Some("9c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d")
+        );
+        assert_eq!(w.model.uid, Some(41));
+        assert_eq!(w.model.source, ModelSource::Affine);
+        assert_eq!(
+            w.route.as_deref(),
+            Some("https://affinechamp-affine-reasoner-32b.chutes.ai/v1")
+        );
+    }
+
+    fn row(uid: u16, score: f64, first_block: u64, valid: Option<bool>) -> ScoreRow {
+        ScoreRow {
+            uid,
+            miner_hotkey: None,
+            model: format!("org/m{uid}"),
+            model_revision: None,
+            first_block: Some(first_block),
+            overall_score: score,
+            is_valid: valid,
+        }
+    }
+
+    #[test]
+    fn invalid_rows_never_win_and_ties_go_to_the_earliest() {
+        let s = Scores {
+            scores: vec![
+                row(1, 2.0, 1, Some(false)),
+                row(2, 1.0, 20, None),
+                row(3, 1.0, 10, Some(true)),
+                row(4, f64::NAN, 0, Some(true)),
+            ],
+        };
+        assert_eq!(champion(&s).unwrap().uid, 3);
+        let none = Scores {
+            scores: vec![row(1, 1.0, 1, Some(false))],
+        };
+        assert!(champion(&none).is_none());
+    }
+
+    #[test]
+    fn miner_records_that_do_not_add_up_are_refused() {
+        let r = row(5, 1.0, 1, None);
+        let miner = |model: &str, valid, slug: Option<&str>| MinerInfo {
+            uid: 5,
+            hotkey: None,
+            model: model.into(),
+            revision: Some("abc".into()),
+            is_valid: valid,
+            chute_slug: slug.map(str::to_string),
+        };
+        let t = "https://{slug}.chutes.ai/v1";
+        assert!(winner_from(&r, &miner("org/m5", Some(false), None), t).is_err());
+        assert!(winner_from(&r, &miner("org/other", None, None), t).is_err());
+        assert!(winner_from(&r, &miner("org/m5", None, Some("evil.com/x")), t).is_err());
+        let w = winner_from(&r, &miner("org/m5", None, None), t).unwrap();
+        assert_eq!(w.route, None);
+        assert_eq!(w.model.revision.as_deref(), Some("abc"));
+    }
+}

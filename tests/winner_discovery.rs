@@ -1,0 +1,277 @@
+//! Winner discovery against the simulated Affine API: the champion is followed within one
+//! poll, invalid rows are never chosen, outages and garbage keep the last good winner, and
+//! runtime pins reach every replica.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use chutes_sim::{AffineMode, SimConfig};
+use common::*;
+use serde_json::Value;
+
+const CHAMP: &str = "affine-champ/Affine-Reasoner-32B";
+const CHAMP_REV: &str = "9c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d";
+const CHAMP_SLUG: &str = "affinechamp-affine-reasoner-32b";
+const RUNNER: &str = "runner/Affine-Reasoner-14B";
+
+/// A gateway without a static winner, polling the simulator's Affine API every second.
+async fn discovering(sim_cfg: SimConfig) -> Harness {
+    Harness::start_with(sim_cfg, |c| {
+        c.winner.model = None;
+        c.winner.poll_secs = 1;
+    })
+    .await
+}
+
+async fn winner(h: &Harness) -> Option<Value> {
+    let res = h.http.get(h.url("/v1/winner")).send().await.unwrap();
+    if res.status() != 200 {
+        return None;
+    }
+    Some(res.json().await.unwrap())
+}
+
+async fn winner_model(h: &Harness) -> Option<String> {
+    Some(winner(h).await?["model"]["id"].as_str()?.to_string())
+}
+
+/// Waits until the simulated Affine API has answered `n` more requests (two per poll).
+async fn polls(h: &Harness, n: u64) {
+    let start = h.sim.affine().requests();
+    eventually(Duration::from_secs(10), "Affine polls", || async {
+        (h.sim.affine().requests() >= start + 2 * n).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_champion_is_served_on_its_chute_and_followed_within_one_poll() {
+    let h = discovering(SimConfig {
+        tokens_per_sec: 20.0,
+        output_tokens: 30,
+        ..SimConfig::default()
+    })
+    .await;
+    let w = eventually(Duration::from_secs(5), "the first winner", || winner(&h)).await;
+    assert_eq!(w["model"]["id"], CHAMP);
+    assert_eq!(w["model"]["revision"], CHAMP_REV);
+    assert_eq!(w["model"]["uid"], 41);
+    assert_eq!(w["model"]["source"], "affine");
+    let chute = format!("http://{}/c/{CHAMP_SLUG}/v1", h.sim.addr());
+    assert_eq!(w["upstream"], chute.as_str());
+    let since = w["since"].as_str().unwrap().to_string();
+
+    // Served on the champion's chute, and reported with its provenance.
+    let res = h.reason(r#"{"input":"x"}"#).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["model"]["source"], "affine");
+    assert_eq!(body["model"]["revision"], CHAMP_REV);
+    let paths: Vec<String> = h.sim.requests().into_iter().map(|r| r.path).collect();
+    assert!(
+        paths.contains(&format!("/c/{CHAMP_SLUG}/v1/chat/completions")),
+        "{paths:?}"
+    );
+
+    // A stream that starts before the change finishes on the model it started with.
+    let stream = h.reason(r#"{"input":"x","stream":true}"#).await;
+    assert_eq!(stream.status(), 200);
+
+    // A challenger wins; it has no chute, so it is served by the base URL under its repo.
+    h.sim.set_config(SimConfig {
+        model: RUNNER.into(),
+        ..SimConfig::default()
+    });
+    h.sim.affine().crown(7, RUNNER, "1a2b3c", None);
+    let crowned = Instant::now();
+    let w = eventually(Duration::from_secs(5), "the new champion", || async {
+        let w = winner(&h).await?;
+        (w["model"]["id"] == RUNNER).then_some(w)
+    })
+    .await;
+    // One poll interval (1 s) plus the time a poll takes on a busy machine.
+    assert!(
+        crowned.elapsed() < Duration::from_millis(3000),
+        "{:?}",
+        crowned.elapsed()
+    );
+    assert_eq!(w["model"]["revision"], "1a2b3c");
+    assert_eq!(w["model"]["uid"], 7);
+    assert_eq!(w["upstream"], h.sim.base_url().as_str());
+    assert_ne!(w["since"].as_str().unwrap(), since, "since moved");
+
+    let events = read_events(stream).await;
+    let done = events.iter().find(|e| e.event == "done").expect("done");
+    assert_eq!(
+        done.data["model"]["id"], CHAMP,
+        "in-flight stream kept its model"
+    );
+
+    let res = h.reason(r#"{"input":"x"}"#).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["model"]["id"], RUNNER);
+    let last = h.sim.requests().pop().unwrap();
+    assert_eq!(last.path, "/v1/chat/completions");
+    assert_eq!(last.body["model"], RUNNER);
+
+    let base = h.gw.url();
+    assert_eq!(
+        metric(&h.http, &base, "agw_winner_changes_total").await,
+        Some(1.0)
+    );
+    assert_eq!(metric(&h.http, &base, "agw_winner_known").await, Some(1.0));
+    let info =
+        format!("agw_winner_info{{model=\"{RUNNER}\",revision=\"1a2b3c\",source=\"affine\"}}");
+    assert_eq!(metric(&h.http, &base, &info).await, Some(1.0));
+    let old =
+        format!("agw_winner_info{{model=\"{CHAMP}\",revision=\"{CHAMP_REV}\",source=\"affine\"}}");
+    assert_eq!(
+        metric(&h.http, &base, &old).await,
+        None,
+        "the old series is gone"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_row_never_wins() {
+    let h = discovering(SimConfig::default()).await;
+    eventually(Duration::from_secs(5), "the first winner", || {
+        winner_model(&h)
+    })
+    .await;
+    // The plagiarist (uid 88, is_valid: false) gets the best score of all.
+    let mut scores: Value = serde_json::from_str(chutes_sim::affine::SCORES).unwrap();
+    for r in scores["scores"].as_array_mut().unwrap() {
+        if r["uid"] == 88 {
+            r["overall_score"] = 5.0.into();
+        }
+    }
+    h.sim.affine().set_scores(scores.clone());
+    polls(&h, 2).await;
+    assert_eq!(winner_model(&h).await.as_deref(), Some(CHAMP));
+
+    // Valid in the scores but invalid in its miner record: refused as well.
+    for r in scores["scores"].as_array_mut().unwrap() {
+        if r["uid"] == 88 {
+            r["is_valid"] = true.into();
+        }
+    }
+    h.sim.affine().set_scores(scores);
+    polls(&h, 2).await;
+    assert_eq!(winner_model(&h).await.as_deref(), Some(CHAMP));
+}
+
+#[tokio::test]
+async fn outages_and_garbage_keep_the_last_good_winner() {
+    let h = discovering(SimConfig::default()).await;
+    eventually(Duration::from_secs(5), "the first winner", || {
+        winner_model(&h)
+    })
+    .await;
+    for mode in [
+        AffineMode::Status(500),
+        AffineMode::Status(404),
+        AffineMode::Garbage,
+    ] {
+        h.sim.affine().set_mode(mode);
+        let start = h.sim.affine().requests();
+        eventually(Duration::from_secs(10), "failing polls", || async {
+            (h.sim.affine().requests() >= start + 2).then_some(())
+        })
+        .await;
+        assert_eq!(winner_model(&h).await.as_deref(), Some(CHAMP), "{mode:?}");
+        assert_eq!(h.reason(r#"{"input":"x"}"#).await.status(), 200, "{mode:?}");
+        let ready = h.http.get(h.url("/readyz")).send().await.unwrap();
+        assert_eq!(ready.status(), 200, "{mode:?}");
+    }
+    // Back to normal: a new champion is followed again.
+    h.sim.affine().set_mode(AffineMode::Normal);
+    h.sim.affine().crown(7, RUNNER, "1a2b3c", None);
+    eventually(Duration::from_secs(5), "the new champion", || async {
+        (winner_model(&h).await?.as_str() == RUNNER).then_some(())
+    })
+    .await;
+}
+
+async fn pin(h: &Harness, base: &str, body: &str, token: &str) -> reqwest::Response {
+    h.http
+        .put(format!("{base}/admin/v1/winner"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn model_at(h: &Harness, base: &str) -> (String, String) {
+    let w: Value = h
+        .http
+        .get(format!("{base}/v1/winner"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        w["model"]["id"].as_str().unwrap().to_string(),
+        w["model"]["source"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn a_runtime_pin_reaches_every_replica_within_a_poll() {
+    // Two replicas on one Redis; the static winner (GATEWAY_WINNER) is the simulator's model.
+    let h = Harness::start_with(SimConfig::default(), use_redis).await;
+    let b = h.replica().await;
+    let (a_url, b_url) = (h.gw.url(), b.url());
+    assert_eq!(model_at(&h, &b_url).await, (CHAMP.into(), "static".into()));
+
+    // Only operators pin, and only well-formed models.
+    let res = pin(&h, &a_url, r#"{"model":"org/m"}"#, &h.token).await;
+    assert_eq!(res.status(), 403);
+    expect_problem(
+        pin(&h, &a_url, r#"{"model":"not a model"}"#, &admin_token()).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+
+    let res = pin(&h, &a_url, r#"{"model":"org/pinned@rev1"}"#, &admin_token()).await;
+    assert_eq!(res.status(), 200);
+    let w: Value = res.json().await.unwrap();
+    assert_eq!(w["model"]["id"], "org/pinned");
+    assert_eq!(w["model"]["revision"], "rev1");
+    assert_eq!(w["model"]["source"], "pinned");
+    let pinned = Instant::now();
+    eventually(Duration::from_secs(5), "the pin on replica B", || async {
+        (model_at(&h, &b_url).await == ("org/pinned".into(), "pinned".into())).then_some(())
+    })
+    .await;
+    // One pin poll (1 s) plus scheduling slack.
+    assert!(
+        pinned.elapsed() < Duration::from_millis(1800),
+        "{:?}",
+        pinned.elapsed()
+    );
+
+    let res = h
+        .http
+        .delete(format!("{b_url}/admin/v1/winner"))
+        .bearer_auth(admin_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(model_at(&h, &b_url).await, (CHAMP.into(), "static".into()));
+    eventually(Duration::from_secs(5), "the unpin on replica A", || async {
+        (model_at(&h, &a_url).await == (CHAMP.into(), "static".into())).then_some(())
+    })
+    .await;
+    // A static winner means Affine is never polled.
+    assert_eq!(h.sim.affine().requests(), 0);
+    b.stop().await.unwrap();
+}

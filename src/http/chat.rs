@@ -30,6 +30,9 @@ use crate::upstream::client::{next_chunk, next_deadline};
 use crate::upstream::openai::{ChatCompletion, StreamChunk};
 use crate::upstream::sse::SseDecoder;
 
+/// The `route` label of this route's stream metrics.
+const ROUTE: &str = "/v1/chat/completions";
+
 /// The alias that always means "the current winner".
 pub const WINNER_ALIAS: &str = "affine-winner";
 
@@ -226,7 +229,10 @@ async fn streamed(
     let timeouts = st.upstream.timeouts();
     let up_started = Instant::now();
     let mut res = match st.upstream.open(upstream_body, timeouts.first_token).await {
-        Ok(r) => r,
+        Ok(r) => {
+            crate::metrics::upstream_wait::record(up_started);
+            r
+        }
         Err(e) => {
             observe_upstream(st, up_started, Some(&e));
             return Err(e.into());
@@ -243,6 +249,12 @@ async fn streamed(
             let (deadline, kind) = next_deadline(timeouts, started, !first, now);
             match next_chunk(&mut res, deadline.saturating_duration_since(now), kind).await {
                 Ok(Some(bytes)) => {
+                    if first {
+                        st2.metrics
+                            .ttft
+                            .with_label_values(&[ROUTE])
+                            .observe(started.elapsed().as_secs_f64());
+                    }
                     first = false;
                     decoder.push(&bytes);
                     while let Ok(Some(ev)) = decoder.next_event() {
@@ -261,6 +273,10 @@ async fn streamed(
                 Err(e) => {
                     // Tell an OpenAI client in its own terms that the stream broke.
                     let err = ApiError::from(e.clone());
+                    st2.metrics
+                        .stream_failures
+                        .with_label_values(&[ROUTE, err.code.as_str()])
+                        .inc();
                     let body = serde_json::json!({"error": {"message": err.detail, "type": err.code.openai_type(), "code": err.code}});
                     let _ = tx.send(Bytes::from(format!("data: {body}\n\n"))).await;
                     break Err(e);

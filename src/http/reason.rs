@@ -196,12 +196,14 @@ async fn whole(
     Ok(res)
 }
 
-/// Records an upstream call's outcome and duration.
+/// Records an upstream call's outcome and duration (and, on the request's own task, its wait
+/// for the gateway-overhead histogram).
 pub fn observe_upstream(
     st: &AppState,
     started: Instant,
     err: Option<&crate::upstream::UpstreamError>,
 ) {
+    crate::metrics::upstream_wait::record(started);
     let outcome = err.map_or("ok", |e| e.kind());
     st.metrics
         .upstream_requests

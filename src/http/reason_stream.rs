@@ -31,6 +31,9 @@ use crate::upstream::think::Piece;
 /// Largest single upstream SSE event accepted; a provider that never ends a line is cut off.
 pub const MAX_UPSTREAM_EVENT_BYTES: usize = 1 << 20;
 
+/// The `route` label of this route's stream metrics.
+const ROUTE: &str = "/v1/reason";
+
 /// How many events may wait for a slow client before the pump waits too.
 const CHANNEL_DEPTH: usize = 64;
 
@@ -44,7 +47,10 @@ pub async fn respond(
     let timeouts = st.upstream.timeouts();
     let up_started = Instant::now();
     let res = match st.upstream.open(upstream_body, timeouts.first_token).await {
-        Ok(r) => r,
+        Ok(r) => {
+            crate::metrics::upstream_wait::record(up_started);
+            r
+        }
         Err(e) => {
             observe_upstream(&st, up_started, Some(&e));
             return Err(e.into());
@@ -167,6 +173,12 @@ async fn pump(
     drop(res);
 
     let ttft_ms = first_piece_at.map_or(0, |t| ms(t.duration_since(prep.started)));
+    if let Some(t) = first_piece_at {
+        st.metrics
+            .ttft
+            .with_label_values(&[ROUTE])
+            .observe(t.duration_since(prep.started).as_secs_f64());
+    }
     // Whatever happened, the tokens seen so far count (a provider that produced output used
     // it); the quota is reconciled here, on this detached task, not on the client's connection.
     let seen = translator.summary().usage.total_tokens;
@@ -205,6 +217,10 @@ async fn pump(
         }
         Err(e) => {
             let err = ApiError::from(e);
+            st.metrics
+                .stream_failures
+                .with_label_values(&[ROUTE, err.code.as_str()])
+                .inc();
             let _ = tx.send(error_event(&err, &prep.request_id)).await;
         }
     }

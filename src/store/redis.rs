@@ -39,6 +39,8 @@ pub struct RedisStore {
     prefix: Arc<str>,
     command_timeout: Duration,
     redactor: Arc<Redactor>,
+    /// Command latency and failures by operation, once the gateway has attached its metrics.
+    metrics: Option<crate::metrics::RedisMetrics>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -104,6 +106,7 @@ impl RedisStore {
             prefix: key_prefix.into(),
             command_timeout,
             redactor: Arc::new(redactor),
+            metrics: None,
         })
     }
 
@@ -113,6 +116,11 @@ impl RedisStore {
             prefix: key_prefix.into(),
             ..self.clone()
         }
+    }
+
+    /// Records every command's latency and failures in `metrics` from now on.
+    pub fn instrument(&mut self, metrics: crate::metrics::RedisMetrics) {
+        self.metrics = Some(metrics);
     }
 
     /// The prefix prepended to every key.
@@ -127,23 +135,37 @@ impl RedisStore {
         k
     }
 
-    /// Runs one call against Redis under the command timeout and maps its error.
-    async fn run<T>(&self, call: impl Future<Output = RedisResult<T>>) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.command_timeout, call).await {
+    /// Runs one call against Redis under the command timeout, maps its error, and records it
+    /// as operation `op` (one of [`crate::metrics::REDIS_OPS`]).
+    async fn run<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(self.command_timeout, call).await {
             Ok(result) => result.map_err(|e| classify(&e, &self.redactor)),
             Err(_) => Err(StoreError::Timeout),
+        };
+        if let Some(m) = &self.metrics {
+            m.observe(op, started.elapsed(), result.is_ok());
         }
+        result
     }
 
-    async fn query<T: ::redis::FromRedisValue>(&self, cmd: &::redis::Cmd) -> Result<T, StoreError> {
+    async fn query<T: ::redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        cmd: &::redis::Cmd,
+    ) -> Result<T, StoreError> {
         // The manager is an Arc around the shared connection: cloning it is the documented
         // way to use it from many tasks.
         let mut conn = self.conn.clone();
-        self.run(cmd.query_async(&mut conn)).await
+        self.run(op, cmd.query_async(&mut conn)).await
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        let pong: String = self.query(&::redis::cmd("PING")).await?;
+        let pong: String = self.query("ping", &::redis::cmd("PING")).await?;
         if pong == "PONG" {
             Ok(())
         } else {
@@ -166,11 +188,11 @@ impl RedisStore {
             .arg("PX")
             .arg(ttl_ms);
         // OK when set, nil when the key was already there.
-        self.query(&cmd).await
+        self.query("set_nx", &cmd).await
     }
 
     pub(super) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.query(::redis::cmd("GET").arg(self.full_key(key)))
+        self.query("get", ::redis::cmd("GET").arg(self.full_key(key)))
             .await
     }
 
@@ -185,12 +207,12 @@ impl RedisStore {
         if let Some(ms) = ttl_ms {
             cmd.arg("PX").arg(ms);
         }
-        self.query(&cmd).await
+        self.query("set", &cmd).await
     }
 
     pub(super) async fn del(&self, key: &str) -> Result<bool, StoreError> {
         let n: u64 = self
-            .query(::redis::cmd("DEL").arg(self.full_key(key)))
+            .query("del", ::redis::cmd("DEL").arg(self.full_key(key)))
             .await?;
         Ok(n > 0)
     }
@@ -204,7 +226,7 @@ impl RedisStore {
         let key = self.full_key(key);
         let Some(ms) = ttl_ms else {
             return self
-                .query(::redis::cmd("INCRBY").arg(&key).arg(delta))
+                .query("incr_by", ::redis::cmd("INCRBY").arg(&key).arg(delta))
                 .await;
         };
         // MULTI { SET key 0 NX PX ttl; INCRBY key delta } in one round trip: the SET creates
@@ -225,7 +247,7 @@ impl RedisStore {
             .arg(&key)
             .arg(delta);
         let mut conn = self.conn.clone();
-        let (value,): (i64,) = self.run(pipe.query_async(&mut conn)).await?;
+        let (value,): (i64,) = self.run("incr_by", pipe.query_async(&mut conn)).await?;
         Ok(value)
     }
 
@@ -245,7 +267,7 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         // EVALSHA, falling back to EVAL once if the script is not cached on the server yet.
         let (fresh, account): (i64, Option<Vec<u8>>) =
-            self.run(inv.invoke_async(&mut conn)).await?;
+            self.run("auth_admit", inv.invoke_async(&mut conn)).await?;
         Ok((fresh == 1, account))
     }
 
@@ -276,7 +298,7 @@ impl RedisStore {
             }
         }
         let mut conn = self.conn.clone();
-        let v: Vec<i64> = self.run(inv.invoke_async(&mut conn)).await?;
+        let v: Vec<i64> = self.run("quota_admit", inv.invoke_async(&mut conn)).await?;
         super::quota::decode_decision(&v, scopes.len())
     }
 
@@ -309,7 +331,7 @@ impl RedisStore {
             }
         }
         let mut conn = self.conn.clone();
-        self.run(inv.invoke_async(&mut conn)).await
+        self.run("quota_settle", inv.invoke_async(&mut conn)).await
     }
 
     pub(super) async fn credit(
@@ -331,7 +353,7 @@ impl RedisStore {
             .arg(now_ms)
             .arg(log_line);
         let mut conn = self.conn.clone();
-        self.run(inv.invoke_async(&mut conn)).await
+        self.run("credit", inv.invoke_async(&mut conn)).await
     }
 
     pub(super) async fn revoke(
@@ -358,18 +380,22 @@ impl RedisStore {
             .arg(self.full_key(super::auth::REVOKED_VERSION_KEY))
             .ignore();
         let mut conn = self.conn.clone();
-        self.run(pipe.query_async::<()>(&mut conn)).await
+        self.run("revoke", pipe.query_async::<()>(&mut conn)).await
     }
 
     pub(super) async fn revocations_version(&self) -> Result<u64, StoreError> {
         let v: Option<u64> = self
-            .query(::redis::cmd("GET").arg(self.full_key(super::auth::REVOKED_VERSION_KEY)))
+            .query(
+                "revocations_version",
+                ::redis::cmd("GET").arg(self.full_key(super::auth::REVOKED_VERSION_KEY)),
+            )
             .await?;
         Ok(v.unwrap_or(0))
     }
 
     pub(super) async fn revocations(&self, now_unix: u64) -> Result<Vec<String>, StoreError> {
         self.query(
+            "revocations",
             ::redis::cmd("ZRANGEBYSCORE")
                 .arg(self.full_key(super::auth::REVOKED_KEY))
                 .arg(now_unix)
@@ -380,7 +406,7 @@ impl RedisStore {
 
     pub(super) async fn pttl(&self, key: &str) -> Result<Option<Duration>, StoreError> {
         let ms: i64 = self
-            .query(::redis::cmd("PTTL").arg(self.full_key(key)))
+            .query("pttl", ::redis::cmd("PTTL").arg(self.full_key(key)))
             .await?;
         // -2: no such key, -1: no expiry.
         Ok(u64::try_from(ms).ok().map(Duration::from_millis))
@@ -397,11 +423,13 @@ impl RedisStore {
                 .arg(&pattern)
                 .arg("COUNT")
                 .arg(SCAN_BATCH);
-            let (next, keys): (u64, Vec<Vec<u8>>) = self.query(&scan).await?;
+            let (next, keys): (u64, Vec<Vec<u8>>) = self.query("scan", &scan).await?;
             if !keys.is_empty() {
                 // UNLINK frees memory in the background and counts only keys that still
                 // existed, so concurrent expiry does not inflate the count.
-                let n: u64 = self.query(::redis::cmd("UNLINK").arg(&keys)).await?;
+                let n: u64 = self
+                    .query("unlink", ::redis::cmd("UNLINK").arg(&keys))
+                    .await?;
                 deleted += n;
             }
             if next == 0 {

@@ -8,8 +8,9 @@
 //! 2. `SetRequestId` (tower-http) — fills a missing `X-Request-Id` with a new UUID.
 //! 3. `PropagateRequestId` (tower-http) — copies the id onto every response, including
 //!    errors produced by the layers below.
-//! 4. `Trace` (tower-http) — one span per request carrying the request id; one log line per
-//!    response with status and latency. Outside the error renderer so it sees final statuses.
+//! 4. `Trace` (tower-http) — one span per request carrying the request id; one debug-level
+//!    log line per response with status and latency (the info-level access line is layer 6's).
+//!    Outside the error renderer so it sees final statuses.
 //! 5. `render_problems` ([`crate::error`]) — turns an [`ApiError`] left in a response into
 //!    problem+json (or the OpenAI error shape on `/v1/chat/completions`) with the request id.
 //!    Outside every layer that can fail, so none of them has to know the body format.

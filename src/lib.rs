@@ -23,7 +23,8 @@
 //! - [`upstream`]: the OpenAI-compatible client, the incremental SSE decoder and the
 //!   `<think>` splitter that turn the provider's answer into ours.
 //! - [`store`]: the storage boundary — Redis when configured, in-memory for a single process.
-//! - [`metrics`]: Prometheus metrics.
+//! - [`metrics`]: Prometheus metrics (the SLOs, rules and dashboard built on them are in
+//!   `docs/SLO.md` and `deploy/`), and the clock of the time a request waits for the provider.
 //! - [`error`]: the one error enum, rendered as problem+json (or the OpenAI error shape).
 //! - [`server`]: binding, serving and graceful shutdown.
 

@@ -84,7 +84,8 @@ impl Gateway {
         for w in config.warnings() {
             tracing::warn!("{w}");
         }
-        let store = match &config.redis.url {
+        let metrics = Metrics::new();
+        let mut store = match &config.redis.url {
             Some(url) => {
                 Store::redis(
                     url.expose(),
@@ -96,6 +97,7 @@ impl Gateway {
             }
             None => Store::memory(&config.redis.key_prefix),
         };
+        store.instrument(&metrics);
 
         let (simulator, upstream_url, api_key) = if config.uses_simulator() {
             let sim = chutes_sim::Sim::start(chutes_sim::SimConfig::default())
@@ -148,7 +150,6 @@ impl Gateway {
             default_max_tokens: config.reason.default_max_tokens,
             max_tokens_limit: config.reason.max_tokens_limit,
         };
-        let metrics = Metrics::new();
         let upstream = Arc::new(
             UpstreamSet::new(upstream, &config, metrics.clone()).map_err(StartError::Config)?,
         );

@@ -97,6 +97,14 @@ async fn fail_open_admits_and_counts() {
         .and_then(|v| v.parse().ok())
         .unwrap();
     assert!(errors >= 1.0, "{m}");
+    // The Redis-down alert's input: the failed admission is a Redis error of its operation.
+    let redis_errors: f64 = m
+        .lines()
+        .find(|l| l.starts_with(r#"agw_redis_errors_total{op="quota_admit"} "#))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(redis_errors >= 1.0, "{m}");
     assert_eq!(
         h.http.get(h.url("/readyz")).send().await.unwrap().status(),
         503

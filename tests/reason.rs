@@ -363,7 +363,7 @@ async fn public_routes_answer() {
         .await
         .unwrap();
     assert!(
-        m.contains(r#"agw_http_requests_total{method="POST",route="/v1/reason",status="200"} 1"#),
+        m.contains(r#"agw_http_requests_total{code="none",method="POST",route="/v1/reason",status="200"} 1"#),
         "{m}"
     );
 }

@@ -51,3 +51,36 @@ pub struct Operator {
     /// The token id.
     pub jti: String,
 }
+
+/// Who made a request, copied onto its response by the authentication layer so the access log
+/// (written outside that layer, in [`crate::http::stack`]) can say it. Never a metric label:
+/// account ids are unbounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessSubject {
+    /// Account id, or the operator's token subject.
+    pub account: String,
+    /// `hotkey`, `enterprise` or `operator`.
+    pub kind: &'static str,
+    /// Plan name (empty for operators).
+    pub plan: String,
+}
+
+impl AccessSubject {
+    /// The subject of a Reasoning API caller.
+    pub fn of_caller(c: &Caller) -> Self {
+        AccessSubject {
+            account: c.account_id.clone(),
+            kind: c.kind.as_str(),
+            plan: c.plan.clone(),
+        }
+    }
+
+    /// The subject of an operator.
+    pub fn of_operator(o: &Operator) -> Self {
+        AccessSubject {
+            account: o.sub.clone(),
+            kind: "operator",
+            plan: String::new(),
+        }
+    }
+}

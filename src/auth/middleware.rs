@@ -16,7 +16,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::caller::{Caller, Credential, Operator};
+use super::caller::{AccessSubject, Caller, Credential, Operator};
 use super::jwt::{JwtKeys, Scope, TokenError};
 use super::revocation::Revocations;
 use super::verdict::{Refusal, Scheme};
@@ -130,7 +130,30 @@ fn bearer_token(v: &HeaderValue) -> Result<&str, ApiError> {
     }
 }
 
+/// Authenticates, counting refusals by code (`agw_auth_failures_total`) and copying who called
+/// onto the response for the access log.
 async fn authenticate(
+    st: State<AppState>,
+    req: Request,
+    next: Next,
+    need: Required,
+) -> Result<Response, ApiError> {
+    let metrics = st.metrics.auth_failures.clone();
+    let result = verify_and_run(st, req, next, need).await;
+    if let Err(e) = &result {
+        metrics.with_label_values(&[e.code.as_str()]).inc();
+    }
+    result
+}
+
+/// Runs `next` with `req` and marks the response with `subject`.
+async fn run_as(next: Next, req: Request, subject: AccessSubject) -> Response {
+    let mut res = next.run(req).await;
+    res.extensions_mut().insert(subject);
+    res
+}
+
+async fn verify_and_run(
     State(st): State<AppState>,
     req: Request,
     next: Next,
@@ -182,11 +205,13 @@ async fn authenticate(
                     "this route needs a token with the `admin` scope",
                 ));
             }
-            req.extensions_mut().insert(Operator {
+            let operator = Operator {
                 sub: claims.sub,
                 jti: claims.jti,
-            });
-            return Ok(next.run(req).await);
+            };
+            let subject = AccessSubject::of_operator(&operator);
+            req.extensions_mut().insert(operator);
+            return Ok(run_as(next, req, subject).await);
         }
         if !claims.has(Scope::Reason) {
             return Err(err(
@@ -214,8 +239,9 @@ async fn authenticate(
             record.as_deref(),
             Credential::Token { jti: claims.jti },
         )?;
+        let subject = AccessSubject::of_caller(&caller);
         req.extensions_mut().insert(caller);
-        return Ok(next.run(req).await);
+        return Ok(run_as(next, req, subject).await);
     }
 
     if need == Required::Admin {
@@ -287,8 +313,9 @@ async fn authenticate(
     auth.accounts.put(&signed.hotkey, record.clone());
     let caller = caller_for(&st, &signed.hotkey, record.as_ref(), credential)?;
     let mut req = Request::from_parts(parts, Body::from(bytes));
+    let subject = AccessSubject::of_caller(&caller);
     req.extensions_mut().insert(caller);
-    Ok(next.run(req).await)
+    Ok(run_as(next, req, subject).await)
 }
 
 /// Builds the caller from the stored account, or the `public` default for an unregistered

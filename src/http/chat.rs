@@ -33,6 +33,9 @@ use crate::upstream::client::{next_chunk, next_deadline};
 use crate::upstream::openai::{ChatCompletion, ChatUsage, StreamChunk};
 use crate::upstream::sse::SseDecoder;
 
+/// The `route` label of this route's stream metrics.
+const ROUTE: &str = "/v1/chat/completions";
+
 /// The alias that always means "the current winner".
 pub const WINNER_ALIAS: &str = "affine-winner";
 
@@ -287,7 +290,12 @@ async fn streamed(
     let Opened {
         response: mut res,
         served,
-    } = st.upstream.open(winner, upstream_body).await?;
+    } = st
+        .upstream
+        .open(winner, upstream_body)
+        .await
+        .inspect_err(|_| crate::metrics::upstream_wait::record(up_started))?;
+    crate::metrics::upstream_wait::record(up_started);
     if served.fallback {
         lease.served_by(&served.model_info(winner));
     }
@@ -305,6 +313,12 @@ async fn streamed(
             let (deadline, kind) = next_deadline(timeouts, started, !first, now);
             match next_chunk(&mut res, deadline.saturating_duration_since(now), kind).await {
                 Ok(Some(bytes)) => {
+                    if first {
+                        st2.metrics
+                            .ttft
+                            .with_label_values(&[ROUTE])
+                            .observe(started.elapsed().as_secs_f64());
+                    }
                     first = false;
                     decoder.push(&bytes);
                     while let Ok(Some(ev)) = decoder.next_event() {
@@ -324,6 +338,10 @@ async fn streamed(
                 Err(e) => {
                     // Tell an OpenAI client in its own terms that the stream broke.
                     let err = ApiError::from(e.clone());
+                    st2.metrics
+                        .stream_failures
+                        .with_label_values(&[ROUTE, err.code.as_str()])
+                        .inc();
                     let body = serde_json::json!({"error": {"message": err.detail, "type": err.code.openai_type(), "code": err.code}});
                     let _ = tx.send(Bytes::from(format!("data: {body}\n\n"))).await;
                     break Err(e);

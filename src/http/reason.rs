@@ -233,13 +233,15 @@ async fn whole(
 }
 
 /// Records the outcome and duration of the upstream call that served (attempts that failed
-/// before it are counted by [`crate::routing::UpstreamSet`]).
+/// before it are counted by [`crate::routing::UpstreamSet`]) and, on the request's own task,
+/// its wait for the gateway-overhead histogram.
 pub fn observe_upstream(
     st: &AppState,
     upstream: &str,
     started: Instant,
     err: Option<&crate::upstream::UpstreamError>,
 ) {
+    crate::metrics::upstream_wait::record(started);
     let outcome = err.map_or("ok", |e| e.kind());
     st.metrics
         .upstream_requests

@@ -33,6 +33,9 @@ use crate::upstream::think::Piece;
 /// Largest single upstream SSE event accepted; a provider that never ends a line is cut off.
 pub const MAX_UPSTREAM_EVENT_BYTES: usize = 1 << 20;
 
+/// The `route` label of this route's stream metrics.
+const ROUTE: &str = "/v1/reason";
+
 /// How many events may wait for a slow client before the pump waits too.
 const CHANNEL_DEPTH: usize = 64;
 
@@ -49,7 +52,12 @@ pub async fn respond(
     let Opened {
         response: res,
         served,
-    } = st.upstream.open(&prep.winner, upstream_body).await?;
+    } = st
+        .upstream
+        .open(&prep.winner, upstream_body)
+        .await
+        .inspect_err(|_| crate::metrics::upstream_wait::record(up_started))?;
+    crate::metrics::upstream_wait::record(up_started);
     if served.fallback {
         let m = served.model_info(&prep.winner);
         lease.served_by(&m);
@@ -174,6 +182,12 @@ async fn pump(
     drop(res);
 
     let ttft_ms = first_piece_at.map_or(0, |t| ms(t.duration_since(prep.started)));
+    if let Some(t) = first_piece_at {
+        st.metrics
+            .ttft
+            .with_label_values(&[ROUTE])
+            .observe(t.duration_since(prep.started).as_secs_f64());
+    }
     // Whatever happened, the tokens seen so far count (a provider that produced output used
     // it, and read the whole prompt); the quota and the money are settled here, on this
     // detached task, not on the client's connection.
@@ -227,6 +241,10 @@ async fn pump(
         }
         Err(e) => {
             let err = ApiError::from(e);
+            st.metrics
+                .stream_failures
+                .with_label_values(&[ROUTE, err.code.as_str()])
+                .inc();
             let _ = tx.send(error_event(&err, &prep.request_id)).await;
         }
     }

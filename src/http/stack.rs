@@ -8,13 +8,19 @@
 //! 2. `SetRequestId` (tower-http) — fills a missing `X-Request-Id` with a new UUID.
 //! 3. `PropagateRequestId` (tower-http) — copies the id onto every response, including
 //!    errors produced by the layers below.
-//! 4. `Trace` (tower-http) — one span per request carrying the request id; one log line per
-//!    response with status and latency. Outside the error renderer so it sees final statuses.
+//! 4. `Trace` (tower-http) — one span per request carrying the request id; one debug-level
+//!    log line per response with status and latency (the info-level access line is layer 6's).
+//!    Outside the error renderer so it sees final statuses.
 //! 5. `render_problems` ([`crate::error`]) — turns an [`ApiError`] left in a response into
 //!    problem+json (or the OpenAI error shape on `/v1/chat/completions`) with the request id.
 //!    Outside every layer that can fail, so none of them has to know the body format.
-//! 6. `track` (this file, applied per route) — Prometheus request count, latency and in-flight
-//!    gauge labelled by the matched route template (bounded label values).
+//! 6. `track` (this file, applied per route) — Prometheus request count (with the error
+//!    `code` the handler left in the response extensions, read before layer 5 renders it),
+//!    latency, gateway overhead (latency minus the upstream wait the handlers record through
+//!    [`crate::metrics::upstream_wait`]) and in-flight gauge, labelled by the matched route
+//!    template (bounded label values); and the access log line (target `access`: request id,
+//!    route, status, code, latency, account, its kind and plan from the
+//!    [`crate::auth::AccessSubject`] the auth layer puts on the response, model).
 //! 7. Timeout (tower) — the total request timeout (`request_timeout_secs`), mapped to 504
 //!    `upstream_timeout`: nothing but the provider can take that long. It bounds the time to
 //!    the response head; a stream's body is bounded by the upstream timeouts instead.
@@ -176,26 +182,107 @@ async fn ip_guard(
     next.run(req).await
 }
 
-/// Counts and times requests by matched route template.
+/// Decrements the in-flight gauge however the request ends, including when the client goes
+/// away and the request's future is dropped mid-way.
+struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn enter(g: &prometheus::IntGauge) -> InFlight {
+        g.inc();
+        InFlight(g.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Counts and times requests by matched route template, measures the gateway's overhead, and
+/// writes the access log line.
+///
+/// The error `code` label and log field come from the [`ApiError`] the handler (or a layer
+/// below) left in the response extensions: this layer runs before [`render_problems`] turns
+/// it into a body. Requests whose client went away before the answer are neither counted nor
+/// logged here (there is no status to count).
 async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
     let method = req.method().clone();
+    let request_id = crate::http::request_id::of(req.headers()).to_owned();
     let started = Instant::now();
-    st.metrics.in_flight.inc();
-    let res = next.run(req).await;
-    st.metrics.in_flight.dec();
+    let in_flight = InFlight::enter(&st.metrics.in_flight);
+    let (res, upstream_wait) = crate::metrics::upstream_wait::measure(next.run(req)).await;
+    drop(in_flight);
+    let elapsed = started.elapsed();
     let route = route.as_deref().unwrap_or("unmatched");
     let status = res.status();
-    st.metrics
-        .http_requests
-        .with_label_values(&[route, method.as_str(), status.as_str()])
+    let code = res
+        .extensions()
+        .get::<ApiError>()
+        .map_or("none", |e| e.code.as_str());
+    let m = &st.metrics;
+    m.http_requests
+        .with_label_values(&[route, method.as_str(), status.as_str(), code])
         .inc();
-    st.metrics
-        .http_duration
+    m.http_duration
         .with_label_values(&[route])
-        .observe(started.elapsed().as_secs_f64());
+        .observe(elapsed.as_secs_f64());
+    m.overhead
+        .with_label_values(&[route])
+        .observe(elapsed.saturating_sub(upstream_wait).as_secs_f64());
+    access_log(&AccessLine {
+        request_id: &request_id,
+        method: method.as_str(),
+        route,
+        status: status.as_u16(),
+        code,
+        elapsed,
+        upstream_wait,
+        res: &res,
+    });
     res
+}
+
+/// What one access log line says.
+struct AccessLine<'a> {
+    request_id: &'a str,
+    method: &'a str,
+    route: &'a str,
+    status: u16,
+    code: &'static str,
+    elapsed: std::time::Duration,
+    upstream_wait: std::time::Duration,
+    res: &'a Response,
+}
+
+/// One line per request (target `access`). Only fields the gateway chose: no headers, no
+/// bodies, so no credentials or signatures can reach the log. The route is the template, not
+/// the raw path; the account id is logged (it is not a secret) but never used as a label.
+fn access_log(l: &AccessLine<'_>) {
+    let subject = l.res.extensions().get::<crate::auth::AccessSubject>();
+    let model = l
+        .res
+        .headers()
+        .get(crate::http::reason::X_AFFINE_MODEL)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info!(
+        target: "access",
+        request_id = l.request_id,
+        method = l.method,
+        route = l.route,
+        status = l.status,
+        code = l.code,
+        latency_ms = l.elapsed.as_secs_f64() * 1e3,
+        upstream_ms = l.upstream_wait.as_secs_f64() * 1e3,
+        account = subject.map_or("", |s| s.account.as_str()),
+        account_kind = subject.map_or("", |s| s.kind),
+        plan = subject.map_or("", |s| s.plan.as_str()),
+        model,
+        "request"
+    );
 }

@@ -5,27 +5,46 @@
 //! raw paths, and never caller identities.
 //!
 //! Every metric the SLO rules (`deploy/prometheus/`) and the dashboard (`deploy/grafana/`)
-//! use is defined here, in one place, so names cannot drift between the code and the rules.
+//! use is defined here, in one place, so names cannot drift between the code and the rules;
+//! `tests/metrics.rs` checks that every name those files use is exported. The SLOs themselves
+//! are written down in `docs/SLO.md`; their thresholds are the `*_SLO_SECONDS` constants below.
+//!
+//! Counters whose label values are known in advance (error codes, Redis operations, …) are
+//! created at zero when the gateway starts: a series that appears only with its first increment
+//! hides that increment from `rate()`, and alerts on a missing series cannot tell "no errors"
+//! from "not scraped".
+
+pub mod upstream_wait;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
 
-/// Latency buckets in seconds. They include the overhead and availability thresholds of the
-/// SLOs so that "fraction under the threshold" is exact, not interpolated.
+/// The gateway-overhead SLO threshold: 99 % of requests to the Reasoning API spend less than
+/// this in the gateway itself (`docs/SLO.md`). A bucket boundary of [`OVERHEAD_BUCKETS`].
+pub const OVERHEAD_SLO_SECONDS: f64 = 0.01;
+
+/// The time-to-first-token SLO threshold for streams (`docs/SLO.md`). A bucket boundary of
+/// [`TTFT_BUCKETS`].
+pub const TTFT_SLO_SECONDS: f64 = 10.0;
+
+/// Latency buckets in seconds (end-to-end and upstream time; no SLO is set on them, the
+/// provider's thinking time dominates). Fine enough to read percentiles from.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     120.0, 300.0,
 ];
 
 /// Gateway overhead buckets in seconds (total minus upstream time). Fine-grained at the low
-/// end, where the overhead SLO threshold sits.
+/// end, where [`OVERHEAD_SLO_SECONDS`] sits (exactly on a boundary, so "fraction under the
+/// threshold" is a bucket count, not an interpolation).
 pub const OVERHEAD_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
 /// Time-to-first-token buckets in seconds (streams); reasoning models think for a while.
+/// [`TTFT_SLO_SECONDS`] is one of the boundaries.
 pub const TTFT_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0];
 
 /// Redis command latency buckets in seconds.
@@ -37,8 +56,11 @@ pub const REDIS_BUCKETS: &[f64] = &[
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// Requests by route template, method and status code.
+    /// Requests by route template, method, status code and error `code` (`none` on success).
     pub http_requests: IntCounterVec,
+    /// Streams that ended with an error after their 200 head, by route and error code: the
+    /// availability SLO counts them as failed requests, which the status alone cannot show.
+    pub stream_failures: IntCounterVec,
     /// End-to-end latency by route template.
     pub http_duration: HistogramVec,
     /// Requests being served now.
@@ -92,7 +114,7 @@ impl Metrics {
         let registry = Registry::new();
         let http_requests = IntCounterVec::new(
             Opts::new("agw_http_requests_total", "HTTP requests served"),
-            &["route", "method", "status"],
+            &["route", "method", "status", "code"],
         )
         .expect("valid metric");
         let http_duration = HistogramVec::new(
@@ -221,6 +243,11 @@ impl Metrics {
             "Redis operations that failed",
             &["op"],
         );
+        let stream_failures = counter(
+            "agw_stream_failures_total",
+            "Streams that ended with an error event after a 200 head",
+            &["route", "code"],
+        );
         for c in [
             Box::new(ttft.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(overhead.clone()),
@@ -237,6 +264,7 @@ impl Metrics {
             Box::new(journal_backlog.clone()),
             Box::new(redis_duration.clone()),
             Box::new(redis_errors.clone()),
+            Box::new(stream_failures.clone()),
             Box::new(quota_rejections.clone()),
             Box::new(quota_store_errors.clone()),
             Box::new(http_requests.clone()),
@@ -248,9 +276,10 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric names are unique");
         }
-        Metrics {
+        let m = Metrics {
             registry,
             http_requests,
+            stream_failures,
             http_duration,
             in_flight,
             streams_active,
@@ -273,6 +302,16 @@ impl Metrics {
             journal_backlog,
             redis_duration,
             redis_errors,
+        };
+        pre_initialise(&m);
+        m
+    }
+
+    /// The Redis command metrics, for the store.
+    pub fn redis(&self) -> RedisMetrics {
+        RedisMetrics {
+            duration: self.redis_duration.clone(),
+            errors: self.redis_errors.clone(),
         }
     }
 
@@ -282,6 +321,135 @@ impl Metrics {
         // Encoding into a Vec cannot fail for well-formed metric families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// The Reasoning API routes, as their `route` label reads: the routes the availability SLO
+/// covers.
+pub const SLO_ROUTES: &[&str] = &["/v1/reason", "/v1/chat/completions"];
+
+/// Redis operations, as the `op` label reads (one per store method that talks to Redis).
+pub const REDIS_OPS: &[&str] = &[
+    "ping",
+    "get",
+    "set",
+    "set_nx",
+    "del",
+    "incr_by",
+    "pttl",
+    "auth_admit",
+    "quota_admit",
+    "quota_settle",
+    "credit",
+    "revoke",
+    "revocations",
+    "revocations_version",
+    "scan",
+    "unlink",
+    "rollups",
+    "usage_events",
+    "ledger_read",
+];
+
+/// Upstream outcomes known in advance (`ok`, the error kinds, and `payment_required`, the
+/// provider's 402 that the upstream-balance alert watches).
+const UPSTREAM_OUTCOMES: &[&str] = &[
+    "ok",
+    "connect",
+    "first_token",
+    "idle",
+    "total",
+    "overloaded",
+    "unavailable",
+    "status",
+    "malformed",
+    "disconnected",
+    "payment_required",
+    "cold",
+    "breaker_open",
+];
+
+/// Settlement outcomes ([`crate::metering::Meter`]).
+const SETTLEMENT_OUTCOMES: &[&str] = &[
+    "settled",
+    "repeated",
+    "quota_only",
+    "journaled",
+    "replayed",
+    "failed",
+];
+
+/// Creates the zero series of counters whose label values are known (see the module doc).
+fn pre_initialise(m: &Metrics) {
+    let Metrics {
+        auth_failures,
+        quota_rejections,
+        upstream_requests,
+        redis_errors,
+        stream_failures,
+        settlements,
+        upstream_retries,
+        breaker_state,
+        ..
+    } = m;
+    use crate::error::ErrorCode;
+    for code in ErrorCode::ALL {
+        match code.status().as_u16() {
+            401 | 403 => {
+                auth_failures.with_label_values(&[code.as_str()]);
+            }
+            402 | 429 => {
+                quota_rejections.with_label_values(&[code.as_str()]);
+            }
+            _ => {}
+        }
+    }
+    quota_rejections.with_label_values(&["ip_flood"]);
+    // The winner's upstream always exists; fallbacks appear with their first call.
+    for outcome in UPSTREAM_OUTCOMES {
+        upstream_requests.with_label_values(&["winner", outcome]);
+    }
+    for op in REDIS_OPS {
+        redis_errors.with_label_values(&[op]);
+    }
+    for outcome in SETTLEMENT_OUTCOMES {
+        settlements.with_label_values(&[outcome]);
+    }
+    upstream_retries.with_label_values(&["winner"]);
+    breaker_state.with_label_values(&["winner"]);
+    for route in SLO_ROUTES {
+        for code in [
+            ErrorCode::UpstreamError,
+            ErrorCode::UpstreamTimeout,
+            ErrorCode::Internal,
+        ] {
+            stream_failures.with_label_values(&[route, code.as_str()]);
+        }
+    }
+}
+
+/// The two Redis command metrics, cheap to clone, held by the Redis store.
+#[derive(Clone)]
+pub struct RedisMetrics {
+    duration: HistogramVec,
+    errors: IntCounterVec,
+}
+
+impl RedisMetrics {
+    /// Records one command: its round-trip time and whether it failed.
+    pub fn observe(&self, op: &'static str, elapsed: std::time::Duration, ok: bool) {
+        self.duration
+            .with_label_values(&[op])
+            .observe(elapsed.as_secs_f64());
+        if !ok {
+            self.errors.with_label_values(&[op]).inc();
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedisMetrics")
     }
 }
 

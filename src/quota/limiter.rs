@@ -77,6 +77,13 @@ impl Limiter {
         metrics: Metrics,
         meter: Arc<Meter>,
     ) -> Self {
+        // Every plan's money series exist from the start, so a rate over them is never empty.
+        for p in plans.names() {
+            metrics.metered_rao.with_label_values(&[p]);
+            for d in ["input", "output"] {
+                metrics.metered_tokens.with_label_values(&[p, d]);
+            }
+        }
         Limiter {
             store,
             plans,

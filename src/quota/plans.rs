@@ -196,6 +196,11 @@ impl Plans {
         })
     }
 
+    /// Every plan's name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
     /// A plan by name.
     pub fn get(&self, name: &str) -> Option<&Arc<Plan>> {
         self.by_name.get(name)

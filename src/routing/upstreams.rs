@@ -172,11 +172,16 @@ impl UpstreamSet {
                 probing: AtomicBool::new(false),
             }));
         }
+        // Every upstream's series exist from the start (rates over them are never empty).
         for up in &upstreams {
             metrics
                 .breaker_state
                 .with_label_values(&[&up.name])
                 .set(State::Closed.gauge());
+            metrics.upstream_retries.with_label_values(&[&up.name]);
+            if !Arc::ptr_eq(up, &upstreams[0]) {
+                metrics.upstream_fallbacks.with_label_values(&[&up.name]);
+            }
         }
         Ok(UpstreamSet {
             upstreams,
@@ -310,6 +315,10 @@ impl UpstreamSet {
                             .upstream_requests
                             .with_label_values(&[&up.name, e.kind()])
                             .inc();
+                        self.metrics
+                            .upstream_duration
+                            .with_label_values(&[e.kind()])
+                            .observe(started.elapsed().as_secs_f64());
                         up.breaker.record(!e.counts_against_breaker());
                         self.set_gauge(&up);
                         tracing::warn!(upstream = %up.name, kind = e.kind(), error = %e, "upstream attempt failed");

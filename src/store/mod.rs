@@ -106,6 +106,14 @@ impl Store {
             .map(Store::Redis)
     }
 
+    /// Records Redis command latency and failures in `metrics` (`agw_redis_*`); the in-memory
+    /// backend has no round trips to record.
+    pub fn instrument(&mut self, metrics: &crate::metrics::Metrics) {
+        if let Store::Redis(s) = self {
+            s.instrument(metrics.redis());
+        }
+    }
+
     /// The same backend (same data, same Redis connection) seen through another key prefix.
     ///
     /// Lets tests and tooling address two prefixes without opening a second connection, and

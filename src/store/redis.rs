@@ -40,6 +40,8 @@ pub struct RedisStore {
     prefix: Arc<str>,
     command_timeout: Duration,
     redactor: Arc<Redactor>,
+    /// Command latency and failures by operation, once the gateway has attached its metrics.
+    metrics: Option<crate::metrics::RedisMetrics>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -105,6 +107,7 @@ impl RedisStore {
             prefix: key_prefix.into(),
             command_timeout,
             redactor: Arc::new(redactor),
+            metrics: None,
         })
     }
 
@@ -114,6 +117,11 @@ impl RedisStore {
             prefix: key_prefix.into(),
             ..self.clone()
         }
+    }
+
+    /// Records every command's latency and failures in `metrics` from now on.
+    pub fn instrument(&mut self, metrics: crate::metrics::RedisMetrics) {
+        self.metrics = Some(metrics);
     }
 
     /// The prefix prepended to every key.
@@ -128,23 +136,37 @@ impl RedisStore {
         k
     }
 
-    /// Runs one call against Redis under the command timeout and maps its error.
-    async fn run<T>(&self, call: impl Future<Output = RedisResult<T>>) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.command_timeout, call).await {
+    /// Runs one call against Redis under the command timeout, maps its error, and records it
+    /// as operation `op` (one of [`crate::metrics::REDIS_OPS`]).
+    async fn run<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(self.command_timeout, call).await {
             Ok(result) => result.map_err(|e| classify(&e, &self.redactor)),
             Err(_) => Err(StoreError::Timeout),
+        };
+        if let Some(m) = &self.metrics {
+            m.observe(op, started.elapsed(), result.is_ok());
         }
+        result
     }
 
-    async fn query<T: ::redis::FromRedisValue>(&self, cmd: &::redis::Cmd) -> Result<T, StoreError> {
+    async fn query<T: ::redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        cmd: &::redis::Cmd,
+    ) -> Result<T, StoreError> {
         // The manager is an Arc around the shared connection: cloning it is the documented
         // way to use it from many tasks.
         let mut conn = self.conn.clone();
-        self.run(cmd.query_async(&mut conn)).await
+        self.run(op, cmd.query_async(&mut conn)).await
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        let pong: String = self.query(&::redis::cmd("PING")).await?;
+        let pong: String = self.query("ping", &::redis::cmd("PING")).await?;
         if pong == "PONG" {
             Ok(())
         } else {
@@ -167,11 +189,11 @@ impl RedisStore {
             .arg("PX")
             .arg(ttl_ms);
         // OK when set, nil when the key was already there.
-        self.query(&cmd).await
+        self.query("set_nx", &cmd).await
     }
 
     pub(super) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.query(::redis::cmd("GET").arg(self.full_key(key)))
+        self.query("get", ::redis::cmd("GET").arg(self.full_key(key)))
             .await
     }
 
@@ -186,12 +208,12 @@ impl RedisStore {
         if let Some(ms) = ttl_ms {
             cmd.arg("PX").arg(ms);
         }
-        self.query(&cmd).await
+        self.query("set", &cmd).await
     }
 
     pub(super) async fn del(&self, key: &str) -> Result<bool, StoreError> {
         let n: u64 = self
-            .query(::redis::cmd("DEL").arg(self.full_key(key)))
+            .query("del", ::redis::cmd("DEL").arg(self.full_key(key)))
             .await?;
         Ok(n > 0)
     }
@@ -205,7 +227,7 @@ impl RedisStore {
         let key = self.full_key(key);
         let Some(ms) = ttl_ms else {
             return self
-                .query(::redis::cmd("INCRBY").arg(&key).arg(delta))
+                .query("incr_by", ::redis::cmd("INCRBY").arg(&key).arg(delta))
                 .await;
         };
         // MULTI { SET key 0 NX PX ttl; INCRBY key delta } in one round trip: the SET creates
@@ -226,7 +248,7 @@ impl RedisStore {
             .arg(&key)
             .arg(delta);
         let mut conn = self.conn.clone();
-        let (value,): (i64,) = self.run(pipe.query_async(&mut conn)).await?;
+        let (value,): (i64,) = self.run("incr_by", pipe.query_async(&mut conn)).await?;
         Ok(value)
     }
 
@@ -246,7 +268,7 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         // EVALSHA, falling back to EVAL once if the script is not cached on the server yet.
         let (fresh, account): (i64, Option<Vec<u8>>) =
-            self.run(inv.invoke_async(&mut conn)).await?;
+            self.run("auth_admit", inv.invoke_async(&mut conn)).await?;
         Ok((fresh == 1, account))
     }
 
@@ -294,7 +316,7 @@ impl RedisStore {
             }
         }
         let mut conn = self.conn.clone();
-        let v: Vec<::redis::Value> = self.run(inv.invoke_async(&mut conn)).await?;
+        let v: Vec<::redis::Value> = self.run("quota_admit", inv.invoke_async(&mut conn)).await?;
         let n = scopes.len();
         if v.len() != 3 + 7 * n + 2 {
             return Err(StoreError::Protocol(format!(
@@ -374,7 +396,9 @@ impl RedisStore {
             }
         }
         let mut conn = self.conn.clone();
-        let v: Vec<i64> = self.run(inv.invoke_async(&mut conn)).await?;
+        let v: Vec<i64> = self
+            .run("quota_settle", inv.invoke_async(&mut conn))
+            .await?;
         match v[..] {
             [a, b] => Ok((a, b)),
             _ => Err(StoreError::Protocol("settle script: bad reply".into())),
@@ -451,7 +475,7 @@ impl RedisStore {
             }
         }
         let mut conn = self.conn.clone();
-        let v: Vec<::redis::Value> = self.run(pipe.query_async(&mut conn)).await?;
+        let v: Vec<::redis::Value> = self.run("rollups", pipe.query_async(&mut conn)).await?;
         let step = if callers { 2 } else { 1 };
         let mut out = Vec::with_capacity(days.len());
         for c in v.chunks(step) {
@@ -477,6 +501,7 @@ impl RedisStore {
         let start = cursor.map_or_else(|| "-".to_string(), |c| format!("({c}"));
         let reply: ::redis::streams::StreamRangeReply = self
             .query(
+                "usage_events",
                 ::redis::cmd("XRANGE")
                     .arg(self.full_key(&format!("{{u:{month}}}")))
                     .arg(start)
@@ -507,7 +532,7 @@ impl RedisStore {
                 .arg(&pattern)
                 .arg("COUNT")
                 .arg(SCAN_BATCH);
-            let (next, keys): (u64, Vec<String>) = self.query(&scan).await?;
+            let (next, keys): (u64, Vec<String>) = self.query("scan", &scan).await?;
             out.extend(
                 keys.into_iter()
                     .filter_map(|k| k.strip_prefix(&*self.prefix).map(str::to_string)),
@@ -557,7 +582,7 @@ impl RedisStore {
                 Vec<String>,
                 Vec<String>,
                 Vec<(String, i64)>,
-            ) = self.run(pipe.query_async(&mut conn)).await?;
+            ) = self.run("ledger_read", pipe.query_async(&mut conn)).await?;
             let mut b = super::ledger::AccountBooks {
                 balance_rao: bal.unwrap_or(0),
                 held_rao: held.unwrap_or(0),
@@ -625,7 +650,7 @@ impl RedisStore {
             .arg(now_ms)
             .arg(log_line);
         let mut conn = self.conn.clone();
-        self.run(inv.invoke_async(&mut conn)).await
+        self.run("credit", inv.invoke_async(&mut conn)).await
     }
 
     pub(super) async fn revoke(
@@ -652,18 +677,22 @@ impl RedisStore {
             .arg(self.full_key(super::auth::REVOKED_VERSION_KEY))
             .ignore();
         let mut conn = self.conn.clone();
-        self.run(pipe.query_async::<()>(&mut conn)).await
+        self.run("revoke", pipe.query_async::<()>(&mut conn)).await
     }
 
     pub(super) async fn revocations_version(&self) -> Result<u64, StoreError> {
         let v: Option<u64> = self
-            .query(::redis::cmd("GET").arg(self.full_key(super::auth::REVOKED_VERSION_KEY)))
+            .query(
+                "revocations_version",
+                ::redis::cmd("GET").arg(self.full_key(super::auth::REVOKED_VERSION_KEY)),
+            )
             .await?;
         Ok(v.unwrap_or(0))
     }
 
     pub(super) async fn revocations(&self, now_unix: u64) -> Result<Vec<String>, StoreError> {
         self.query(
+            "revocations",
             ::redis::cmd("ZRANGEBYSCORE")
                 .arg(self.full_key(super::auth::REVOKED_KEY))
                 .arg(now_unix)
@@ -674,7 +703,7 @@ impl RedisStore {
 
     pub(super) async fn pttl(&self, key: &str) -> Result<Option<Duration>, StoreError> {
         let ms: i64 = self
-            .query(::redis::cmd("PTTL").arg(self.full_key(key)))
+            .query("pttl", ::redis::cmd("PTTL").arg(self.full_key(key)))
             .await?;
         // -2: no such key, -1: no expiry.
         Ok(u64::try_from(ms).ok().map(Duration::from_millis))
@@ -686,7 +715,9 @@ impl RedisStore {
             let keys: Vec<String> = batch.iter().map(|k| self.full_key(k)).collect();
             // UNLINK frees memory in the background and counts only keys that still existed,
             // so concurrent expiry does not inflate the count.
-            let n: u64 = self.query(::redis::cmd("UNLINK").arg(&keys)).await?;
+            let n: u64 = self
+                .query("unlink", ::redis::cmd("UNLINK").arg(&keys))
+                .await?;
             deleted += n;
         }
         Ok(deleted)

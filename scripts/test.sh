@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The optional OTLP exporter (cargo feature `otlp`) must keep compiling cleanly too.
+cargo clippy --lib --features otlp -- -D warnings
 # Alert and recording rules: syntax, then the promtool unit tests (every alert fires on a
 # synthetic burn and stays silent on healthy series). CI sets REQUIRE_PROMTOOL=1 (.ci/run
 # installs promtool); locally a missing promtool is reported loudly but does not fail the run.

@@ -40,4 +40,5 @@ pub mod quota;
 pub mod routing;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod upstream;

@@ -168,7 +168,9 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(affine_gateway::server::run(cfg)) {
+            let result = rt.block_on(affine_gateway::server::run(cfg));
+            affine_gateway::telemetry::shutdown();
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e}");

@@ -452,15 +452,5 @@ impl Running {
 
 /// Sets up logging: `RUST_LOG` filter (default `info`), JSON lines when asked.
 pub fn init_tracing(format: crate::config::LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        crate::config::LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        crate::config::LogFormat::Text => builder.try_init(),
-    };
+    crate::telemetry::init(format);
 }

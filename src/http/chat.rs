@@ -249,7 +249,11 @@ async fn whole(
     input_estimate: u64,
 ) -> Result<Response, ApiError> {
     let up_started = Instant::now();
-    let (bytes, _, served) = st.upstream.complete(winner, upstream_body).await?;
+    let (bytes, _, served) = st
+        .upstream
+        .complete(winner, upstream_body)
+        .await
+        .inspect_err(|_| crate::metrics::upstream_wait::record(up_started))?;
     observe_upstream(st, &served.upstream, up_started, None);
     if served.fallback {
         lease.served_by(&served.model_info(winner));

@@ -198,7 +198,11 @@ async fn whole(
     let up_started = Instant::now();
     // Failed attempts (and fail-overs) are counted by the upstream set; on a failure the
     // lease drops here and gives the whole estimate back.
-    let (bytes, headers_at, served) = st.upstream.complete(&prep.winner, upstream_body).await?;
+    let (bytes, headers_at, served) = st
+        .upstream
+        .complete(&prep.winner, upstream_body)
+        .await
+        .inspect_err(|_| crate::metrics::upstream_wait::record(up_started))?;
     observe_upstream(st, &served.upstream, up_started, None);
     if served.fallback {
         let m = served.model_info(&prep.winner);

@@ -185,7 +185,11 @@ impl Limiter {
                 }));
             }
         }
-        let expiry_event = ticket.as_ref().map(|t| t.event.expiry_template());
+        // Only a hold needs the event to record if it expires.
+        let expiry_event = ticket
+            .as_ref()
+            .filter(|t| t.mode == BillMode::Prepaid)
+            .map(|t| t.event.expiry_template());
         let hold = ticket.as_ref().map(|t| Hold {
             account: &caller.account_id,
             mode: t.mode,

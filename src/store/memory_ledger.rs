@@ -37,6 +37,9 @@ struct Book {
     holds: HashMap<String, LiveHold>,
     /// Settled (or expired) request ids with the mark's expiry, unix ms.
     done: HashMap<String, u64>,
+    /// `done` is pruned of expired marks when it reaches this size (amortised O(1) per
+    /// settlement, like the key-value shards' sweep), not on every call.
+    done_prune_at: usize,
     debits_total: i64,
     debits_by_month: BTreeMap<String, i64>,
 }
@@ -176,7 +179,10 @@ impl MemoryStore {
 
     fn sweep(&self, account: &str, book: &mut Book, shard: &mut Shard, policy: &LedgerPolicy) {
         let now = now_ms();
-        book.done.retain(|_, exp| *exp > now);
+        if book.done.len() >= book.done_prune_at {
+            book.done.retain(|_, exp| *exp > now);
+            book.done_prune_at = (book.done.len() * 2).max(1024);
+        }
         let expired: Vec<String> = book
             .holds
             .iter()
@@ -188,7 +194,7 @@ impl MemoryStore {
                 continue;
             };
             book.held -= i64::try_from(h.amount).unwrap_or(i64::MAX);
-            if book.done.contains_key(&rid) {
+            if book.done.get(&rid).is_some_and(|exp| *exp > now) {
                 continue;
             }
             book.done
@@ -326,7 +332,8 @@ impl MemoryStore {
             return (removed, Recorded::NotAsked);
         };
         let outcome = self.with_book(&c.account, policy, |book, shard| {
-            if book.done.contains_key(request_id) {
+            let now = now_ms();
+            if book.done.get(request_id).is_some_and(|exp| *exp > now) {
                 Recorded::Before
             } else {
                 book.done.insert(

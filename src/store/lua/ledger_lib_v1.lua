@@ -47,19 +47,23 @@ local function record(prefix, account, netuid, day, json, cost, inp, outp, reten
   if netuid ~= '' then
     rollups[#rollups + 1] = prefix .. '{s:' .. netuid .. '}:use:' .. day
   end
-  for _, k in ipairs(rollups) do
-    redis.call('HINCRBY', k, 'requests', 1)
+  local callers = prefix .. '{stats}:callers:' .. day
+  redis.call('SADD', callers, account)
+  for i, k in ipairs(rollups) do
+    local first = redis.call('HINCRBY', k, 'requests', 1) == 1
     redis.call('HINCRBY', k, 'input_tokens', inp)
     redis.call('HINCRBY', k, 'output_tokens', outp)
     redis.call('HINCRBY', k, 'rao', cost)
-  end
-  local callers = prefix .. '{stats}:callers:' .. day
-  redis.call('SADD', callers, account)
-  if retention > 0 then
-    redis.call('EXPIRE', stream, retention)
-    rollups[#rollups + 1] = callers
-    for _, k in ipairs(rollups) do
+    -- Expiries are set when a key is created, not on every write: a day's keys live
+    -- `retention` from their first event, and the month's stream and the day's callers set
+    -- get theirs with the day's first event (so the stream outlives its last day by at least
+    -- `retention` minus one day).
+    if first and retention > 0 then
       redis.call('EXPIRE', k, retention)
+      if i == 2 then
+        redis.call('EXPIRE', stream, retention)
+        redis.call('EXPIRE', callers, retention)
+      end
     end
   end
 end

@@ -255,6 +255,25 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// A store failure seen by a request: 503 `store_unavailable` (with `Retry-After`) when
+    /// Redis cannot be reached or timed out, 500 `internal` when it refused the operation (a
+    /// bug or corrupt data: retrying will not help). Logged here with `context`, so callers do
+    /// not log it again; the detail never carries the store's own message.
+    pub fn from_store(e: &crate::store::StoreError, context: &'static str) -> Self {
+        tracing::error!(error = %e, "{context}");
+        match e {
+            crate::store::StoreError::Protocol(_) => ApiError::new(
+                ErrorCode::Internal,
+                format!("{context}: the state store refused the operation"),
+            ),
+            _ => ApiError::new(
+                ErrorCode::StoreUnavailable,
+                format!("{context}: the state store is unavailable; try again shortly"),
+            )
+            .with_retry_after(1),
+        }
+    }
+
     /// An error with a detail.
     pub fn new(code: ErrorCode, detail: impl Into<Cow<'static, str>>) -> Self {
         ApiError {

@@ -121,3 +121,28 @@ async fn fail_closed_refuses_quickly() {
     expect_problem(res, 503, "store_unavailable").await;
     assert!(started.elapsed() < Duration::from_secs(3), "no hang");
 }
+
+#[tokio::test]
+async fn reads_and_writes_that_need_redis_say_store_unavailable() {
+    let (h, mut redis) = gateway_losing_redis(StoreFailure::FailOpen).await;
+    redis.stop();
+    // The caller is still authenticated from the account cache; its balance and quota are not.
+    let res = h
+        .http
+        .get(h.url("/v1/account"))
+        .bearer_auth(&h.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().contains_key("retry-after"));
+    expect_problem(res, 503, "store_unavailable").await;
+    let res = h
+        .http
+        .post(h.url(&format!("/admin/v1/accounts/{TEST_ACCOUNT}/credits")))
+        .bearer_auth(admin_token())
+        .json(&serde_json::json!({"amount_rao": 5, "reference": "tx-down"}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(res, 503, "store_unavailable").await;
+}

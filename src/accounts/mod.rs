@@ -172,12 +172,7 @@ fn bad(detail: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
 }
 
 fn unavailable(e: StoreError) -> ApiError {
-    tracing::error!(error = %e, "store error while reading or writing an account");
-    ApiError::new(
-        ErrorCode::Internal,
-        "the account store is unavailable; try again",
-    )
-    .with_retry_after(1)
+    ApiError::from_store(&e, "the account could not be read or written")
 }
 
 impl AccountRecord {

@@ -103,12 +103,7 @@ pub fn refusal_error(r: Refusal) -> ApiError {
 }
 
 fn store_error(e: crate::store::StoreError) -> ApiError {
-    tracing::error!(error = %e, "store unavailable during authentication");
-    ApiError::new(
-        ErrorCode::Internal,
-        "the gateway's state store is unavailable; try again",
-    )
-    .with_retry_after(1)
+    ApiError::from_store(&e, "cannot authenticate")
 }
 
 /// `Bearer <token>` (scheme case-insensitive, RFC 9110).

@@ -138,14 +138,7 @@ pub async fn credit(
         .store
         .credit(&id, &req.reference, req.amount_rao, &line, now_ms)
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot record a credit");
-            ApiError::new(
-                ErrorCode::Internal,
-                "the credit could not be recorded; try again",
-            )
-            .with_retry_after(1)
-        })?;
+        .map_err(|e| ApiError::from_store(&e, "the credit could not be recorded"))?;
     let balance_rao = match outcome {
         CreditOutcome::Credited { balance_rao } => {
             tracing::info!(operator = %op.sub, account = %id, amount_rao = req.amount_rao, reference = %req.reference, "credited");
@@ -217,13 +210,10 @@ pub async fn revoke_token(
         .exp
         .unwrap_or(now + MAX_TOKEN_LIFETIME_SECS)
         .min(now + MAX_TOKEN_LIFETIME_SECS);
-    st.store.revoke(&req.jti, until, now).await.map_err(|e| {
-        tracing::error!(error = %e, "cannot record a revocation");
-        ApiError::new(
-            ErrorCode::Internal,
-            "the revocation could not be recorded; try again",
-        )
-    })?;
+    st.store
+        .revoke(&req.jti, until, now)
+        .await
+        .map_err(|e| ApiError::from_store(&e, "the revocation could not be recorded"))?;
     st.auth.revocations.insert_local(&req.jti);
     tracing::info!(operator = %op.sub, jti = %req.jti, "token revoked");
     Ok(Json(Revoked {

@@ -30,12 +30,7 @@ pub struct PinRequest {
 }
 
 fn store_failed(e: crate::store::StoreError) -> ApiError {
-    tracing::error!(error = %e, "cannot write the winner pin");
-    ApiError::new(
-        ErrorCode::Internal,
-        "the pin could not be recorded; try again",
-    )
-    .with_retry_after(1)
+    ApiError::from_store(&e, "the pin could not be recorded")
 }
 
 /// Pins the winner on every replica until it is unpinned.

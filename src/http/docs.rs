@@ -137,7 +137,7 @@ impl utoipa::Modify for Security {
                     ("405", "method_not_allowed"),
                     (
                         "500",
-                        "internal (with Retry-After when the state store is failing)",
+                        "internal: a bug in the gateway, or data the store refused",
                     ),
                 ];
                 if path != "/healthz"

@@ -78,12 +78,7 @@ impl Range {
 }
 
 fn unavailable(e: StoreError) -> ApiError {
-    tracing::error!(error = %e, "usage read failed");
-    ApiError::new(
-        ErrorCode::StoreUnavailable,
-        "usage records are unavailable right now; try again shortly",
-    )
-    .with_retry_after(1)
+    ApiError::from_store(&e, "usage records could not be read")
 }
 
 /// One day of the caller's usage.

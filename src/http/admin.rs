@@ -199,7 +199,7 @@ pub async fn revoke_token(
     JsonBody(body): JsonBody,
 ) -> Result<Json<Revoked>, ApiError> {
     let req: RevokeRequest = serde_json::from_slice(&body).map_err(classify_json_error)?;
-    if req.jti.is_empty() || req.jti.len() > 128 {
+    if req.jti.is_empty() || req.jti.chars().count() > 128 {
         return Err(ApiError::new(
             ErrorCode::InvalidRequest,
             "`jti` must be 1 to 128 characters",

@@ -25,7 +25,10 @@ use crate::routing::affine::Pin;
 #[serde(deny_unknown_fields)]
 pub struct PinRequest {
     /// `org/model` or `org/model@revision`.
-    #[schema(example = "affine-champ/Affine-Reasoner-32B@9c1d2e3f")]
+    #[schema(
+        example = "affine-champ/Affine-Reasoner-32B@9c1d2e3f",
+        pattern = r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+(@[^@\s]+)?$"
+    )]
     pub model: String,
 }
 

@@ -67,6 +67,7 @@ use crate::error::ErrorCode;
         crate::http::usage::UsageDay,
         crate::http::usage::Stats,
         crate::http::usage::StatsDay,
+        crate::http::usage::ExportFormat,
         crate::store::Rollup,
         crate::http::admin_winner::PinRequest,
     )),

@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -23,13 +24,17 @@ pub const MAX_RANGE_DAYS: i64 = 366;
 /// Events read from the store per page of an export.
 const EXPORT_PAGE: usize = 1000;
 
-/// `?from=YYYY-MM-DD&to=YYYY-MM-DD` (UTC days, both included).
+/// `?from=YYYY-MM-DD&to=YYYY-MM-DD` (UTC days, both included). `from` after `to` is refused
+/// (400); a range longer than [`MAX_RANGE_DAYS`] is cut to its last days (the answer's `from`
+/// says where it starts).
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct Range {
-    /// First day; default: 29 days before `to`.
+    /// First day; default: 29 days before `to`. Must not be after `to`.
+    #[param(format = Date, example = "2026-11-01")]
     pub from: Option<String>,
     /// Last day; default: today (UTC).
+    #[param(format = Date, example = "2026-11-30")]
     pub to: Option<String>,
 }
 
@@ -66,15 +71,21 @@ impl Range {
                 "`from` must not be after `to`",
             ));
         }
-        let n = (to - from).whole_days() + 1;
-        if n > MAX_RANGE_DAYS {
-            return Err(ApiError::new(
-                ErrorCode::InvalidRequest,
-                format!("the range is {n} days; at most {MAX_RANGE_DAYS} are allowed"),
-            ));
-        }
+        let n = ((to - from).whole_days() + 1).min(MAX_RANGE_DAYS);
+        let from = to - Days::days(n - 1);
         Ok((0..n).map(|i| fmt_day(from + Days::days(i))).collect())
     }
+}
+
+/// A query string that does not fit its parameters is a 400 problem like any bad input (axum
+/// would answer in plain text).
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("bad query string: {}", e.body_text()),
+        )
+    })
 }
 
 fn unavailable(e: StoreError) -> ApiError {
@@ -116,9 +127,9 @@ pub struct UsageReport {
 pub async fn usage(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Query(range): Query<Range>,
+    range: Result<Query<Range>, QueryRejection>,
 ) -> Result<Json<UsageReport>, ApiError> {
-    let days = range.days()?;
+    let days = query(range)?.days()?;
     let tag = format!("{{a:{}}}", caller.account_id);
     let rows = st
         .store
@@ -182,9 +193,9 @@ pub struct Stats {
     ))]
 pub async fn stats(
     State(st): State<AppState>,
-    Query(range): Query<Range>,
+    range: Result<Query<Range>, QueryRejection>,
 ) -> Result<Json<Stats>, ApiError> {
-    let days = range.days()?;
+    let days = query(range)?.days()?;
     let rows = st
         .store
         .rollups("{stats}", &days, true)
@@ -213,9 +224,21 @@ pub async fn stats(
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// The month (UTC) whose events to export, by settlement time.
+    #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$", example = "2026-11")]
     pub month: String,
     /// `jsonl` (default) or `csv`.
+    #[param(value_type = Option<ExportFormat>)]
     pub format: Option<String>,
+}
+
+/// The export's format.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// One JSON object per line (`application/x-ndjson`).
+    Jsonl,
+    /// CSV with a header row (`text/csv`).
+    Csv,
 }
 
 fn valid_month(m: &str) -> bool {
@@ -226,15 +249,19 @@ fn valid_month(m: &str) -> bool {
 /// text). An event belongs to the month of its `finished_at`.
 #[utoipa::path(get, path = "/admin/v1/usage/export", tag = "admin", params(ExportQuery),
     responses(
-        (status = 200, description = "the month's events (`application/x-ndjson` or `text/csv`)", body = String),
+        (status = 200, description = "the month's events", content(
+            (String = "application/x-ndjson"),
+            (String = "text/csv"),
+        )),
         (status = 400, description = "invalid_request: a bad month or format", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "store_unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn export(
     State(st): State<AppState>,
     Extension(op): Extension<Operator>,
-    Query(q): Query<ExportQuery>,
+    q: Result<Query<ExportQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let q = query(q)?;
     if !valid_month(&q.month) {
         return Err(ApiError::new(
             ErrorCode::InvalidRequest,

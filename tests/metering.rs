@@ -441,14 +441,32 @@ async fn usage_and_stats_count_settled_requests() {
         stats["days"][0].get("rao").is_none(),
         "no money in public stats"
     );
-    let bad = h
+    for q in [
+        "from=2026-13-01",
+        "to=2026-01-01&to=2026-01-02",
+        "from=2026-02-01&to=2026-01-01",
+    ] {
+        let bad = h
+            .http
+            .get(h.url(&format!("/v1/usage?{q}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        expect_problem(bad, 400, "invalid_request").await;
+    }
+    // A range longer than 366 days is cut to its last 366.
+    let long: serde_json::Value = h
         .http
-        .get(h.url("/v1/usage?from=2026-13-01"))
-        .bearer_auth(&token)
+        .get(h.url("/v1/stats?from=2000-01-01&to=2026-11-25"))
         .send()
         .await
+        .unwrap()
+        .json()
+        .await
         .unwrap();
-    expect_problem(bad, 400, "invalid_request").await;
+    assert_eq!(long["days"].as_array().unwrap().len(), 366);
+    assert_eq!(long["from"], "2025-11-25");
 }
 
 #[tokio::test]

@@ -217,28 +217,22 @@ pub async fn chat_completions(
     Ok(res)
 }
 
-/// The usage of a chat completion, or the gateway's estimate when the provider sent none.
-fn usage_or_estimate(u: Option<&ChatUsage>, input_estimate: u64, deltas: u64) -> (Usage, bool) {
-    match u {
-        Some(u) => (
-            Usage {
-                input_tokens: u.prompt_tokens,
-                output_tokens: u.completion_tokens,
-                reasoning_tokens: 0,
-                total_tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
-            },
-            false,
-        ),
-        None => (
-            Usage {
-                input_tokens: input_estimate,
-                output_tokens: deltas,
-                reasoning_tokens: 0,
-                total_tokens: input_estimate.saturating_add(deltas),
-            },
-            true,
-        ),
-    }
+/// The outcome of a chat completion: the provider's usage, or the gateway's estimate (the
+/// deltas seen) when it sent none.
+fn chat_outcome(
+    u: Option<&ChatUsage>,
+    input_estimate: u64,
+    deltas: u64,
+    status: Status,
+) -> Outcome {
+    let (input, output) = u.map_or((0, deltas), |u| (u.prompt_tokens, u.completion_tokens));
+    let usage = Usage {
+        input_tokens: input,
+        output_tokens: output,
+        reasoning_tokens: 0,
+        total_tokens: input.saturating_add(output),
+    };
+    Outcome::measured(usage, u.is_none(), input_estimate, status)
 }
 
 async fn whole(
@@ -249,11 +243,7 @@ async fn whole(
     input_estimate: u64,
 ) -> Result<Response, ApiError> {
     let up_started = Instant::now();
-    let (bytes, _, served) = st
-        .upstream
-        .complete(winner, upstream_body)
-        .await
-        .inspect_err(|_| crate::metrics::upstream_wait::record(up_started))?;
+    let (bytes, _, served) = st.upstream.complete(winner, upstream_body).await?;
     observe_upstream(st, &served.upstream, up_started, None);
     if served.fallback {
         lease.served_by(&served.model_info(winner));
@@ -263,12 +253,12 @@ async fn whole(
             "completion is not valid JSON: {e}"
         )))
     })?;
-    let (usage, estimated) = usage_or_estimate(parsed.usage.as_ref(), input_estimate, 0);
-    let cost = lease.settle(Outcome {
-        usage,
-        status: Status::Ok,
-        estimated,
-    });
+    let cost = lease.settle(chat_outcome(
+        parsed.usage.as_ref(),
+        input_estimate,
+        0,
+        Status::Ok,
+    ));
     let mut res = (
         Extension(served),
         [(
@@ -294,12 +284,7 @@ async fn streamed(
     let Opened {
         response: mut res,
         served,
-    } = st
-        .upstream
-        .open(winner, upstream_body)
-        .await
-        .inspect_err(|_| crate::metrics::upstream_wait::record(up_started))?;
-    crate::metrics::upstream_wait::record(up_started);
+    } = st.upstream.open(winner, upstream_body).await?;
     if served.fallback {
         lease.served_by(&served.model_info(winner));
     }
@@ -354,7 +339,6 @@ async fn streamed(
         };
         drop(res);
         observe_upstream(&st2, &served.upstream, up_started, outcome.as_ref().err());
-        let (usage, estimated) = usage_or_estimate(used.as_ref(), input_estimate, deltas);
         let status = match (&outcome, client_gone) {
             (Err(_), _) => Status::Interrupted,
             (Ok(()), true) => Status::ClientClosed,
@@ -362,12 +346,7 @@ async fn streamed(
         };
         let delivered = deltas > 0 || used.is_some();
         lease.settle(
-            Outcome {
-                usage,
-                status,
-                estimated,
-            }
-            .nothing_if(!delivered),
+            chat_outcome(used.as_ref(), input_estimate, deltas, status).nothing_if(!delivered),
         );
         st2.metrics.streams_active.dec();
     });

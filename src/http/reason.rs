@@ -198,11 +198,7 @@ async fn whole(
     let up_started = Instant::now();
     // Failed attempts (and fail-overs) are counted by the upstream set; on a failure the
     // lease drops here and gives the whole estimate back.
-    let (bytes, headers_at, served) = st
-        .upstream
-        .complete(&prep.winner, upstream_body)
-        .await
-        .inspect_err(|_| crate::metrics::upstream_wait::record(up_started))?;
+    let (bytes, headers_at, served) = st.upstream.complete(&prep.winner, upstream_body).await?;
     observe_upstream(st, &served.upstream, up_started, None);
     if served.fallback {
         let m = served.model_info(&prep.winner);
@@ -212,15 +208,12 @@ async fn whole(
     let answer = from_completion(&bytes, prep.include_reasoning).inspect_err(|e| {
         tracing::warn!(request_id = %prep.request_id, error = %e, "upstream answer rejected");
     })?;
-    let mut usage = answer.usage;
-    if answer.usage_estimated {
-        usage.input_tokens = prep.input_estimate;
-    }
-    let cost = lease.settle(Outcome {
-        usage,
-        status: Status::Ok,
-        estimated: answer.usage_estimated,
-    });
+    let cost = lease.settle(Outcome::measured(
+        answer.usage,
+        answer.usage_estimated,
+        prep.input_estimate,
+        Status::Ok,
+    ));
     let ttft_ms = ms(headers_at.duration_since(prep.started));
     let body = prep.response(
         answer.output,
@@ -237,15 +230,14 @@ async fn whole(
 }
 
 /// Records the outcome and duration of the upstream call that served (attempts that failed
-/// before it are counted by [`crate::routing::UpstreamSet`]) and, on the request's own task,
-/// its wait for the gateway-overhead histogram.
+/// before it, and the wait the overhead histogram subtracts, are recorded by
+/// [`crate::routing::UpstreamSet`]).
 pub fn observe_upstream(
     st: &AppState,
     upstream: &str,
     started: Instant,
     err: Option<&crate::upstream::UpstreamError>,
 ) {
-    crate::metrics::upstream_wait::record(started);
     let outcome = err.map_or("ok", |e| e.kind());
     st.metrics
         .upstream_requests

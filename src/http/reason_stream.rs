@@ -52,12 +52,7 @@ pub async fn respond(
     let Opened {
         response: res,
         served,
-    } = st
-        .upstream
-        .open(&prep.winner, upstream_body)
-        .await
-        .inspect_err(|_| crate::metrics::upstream_wait::record(up_started))?;
-    crate::metrics::upstream_wait::record(up_started);
+    } = st.upstream.open(&prep.winner, upstream_body).await?;
     if served.fallback {
         let m = served.model_info(&prep.winner);
         lease.served_by(&m);
@@ -192,18 +187,9 @@ async fn pump(
     // it, and read the whole prompt); the quota and the money are settled here, on this
     // detached task, not on the client's connection.
     let seen = |s: crate::upstream::answer::StreamSummary, status: Status| {
-        let mut usage = s.usage;
-        if s.usage_estimated {
-            usage.input_tokens = prep.input_estimate;
-            usage.total_tokens = usage.input_tokens.saturating_add(usage.output_tokens);
-        }
-        let delivered = usage.output_tokens > 0 || !s.usage_estimated;
-        Outcome {
-            usage,
-            status: if delivered { status } else { Status::Failed },
-            estimated: s.usage_estimated,
-        }
-        .nothing_if(!delivered)
+        let delivered = s.usage.output_tokens > 0 || !s.usage_estimated;
+        Outcome::measured(s.usage, s.usage_estimated, prep.input_estimate, status)
+            .nothing_if(!delivered)
     };
     let outcome = match ended {
         Ended::ClientGone => {

@@ -73,6 +73,26 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The outcome of a request that used `usage`. When the counts are the gateway's own
+    /// (`estimated`: the provider reported none), the input is the gateway's estimate — the
+    /// provider read the whole prompt — and the total follows.
+    pub fn measured(
+        mut usage: Usage,
+        estimated: bool,
+        input_estimate: u64,
+        status: Status,
+    ) -> Outcome {
+        if estimated {
+            usage.input_tokens = input_estimate;
+            usage.total_tokens = input_estimate.saturating_add(usage.output_tokens);
+        }
+        Outcome {
+            usage,
+            status,
+            estimated,
+        }
+    }
+
     /// This outcome, or [`Outcome::failed`] when `nothing` (no token reached anyone).
     pub fn nothing_if(self, nothing: bool) -> Outcome {
         if nothing { Outcome::failed() } else { self }

@@ -416,17 +416,17 @@ impl Lease {
         held: bool,
         ticket: Option<Ticket>,
     ) -> Lease {
-        let holds = ticket
+        // A prepaid request's hold is renewed with its lease.
+        let account = ticket
             .as_ref()
-            .is_some_and(|t| t.mode == BillMode::Prepaid)
-            .then(|| t_account(&ticket));
+            .filter(|t| t.mode == BillMode::Prepaid)
+            .map(|t| t.event.account.clone());
         let renewer = held.then(|| {
             let (l, specs, id) = (
                 Arc::clone(limiter),
                 scopes.specs.clone(),
                 request_id.to_owned(),
             );
-            let account = holds.flatten();
             tokio::spawn(async move {
                 let every = l.lease / 3;
                 loop {
@@ -501,10 +501,6 @@ impl Lease {
         );
         cost
     }
-}
-
-fn t_account(ticket: &Option<Ticket>) -> Option<String> {
-    ticket.as_ref().map(|t| t.event.account.clone())
 }
 
 impl Drop for Lease {

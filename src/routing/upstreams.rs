@@ -259,6 +259,24 @@ impl UpstreamSet {
         F: Fn(UpstreamClient, String, Bytes, Timeouts) -> Fut,
         Fut: Future<Output = Result<T, UpstreamError>>,
     {
+        // The request's wait for providers (every attempt, success or not) is what the
+        // gateway-overhead histogram subtracts; it is measured here, where it happens.
+        let started = Instant::now();
+        let result = self.attempts(winner, body, attempt).await;
+        crate::metrics::upstream_wait::record(started);
+        result
+    }
+
+    async fn attempts<T, F, Fut>(
+        &self,
+        winner: &Winner,
+        body: Vec<u8>,
+        attempt: F,
+    ) -> Result<(T, Served), UpstreamError>
+    where
+        F: Fn(UpstreamClient, String, Bytes, Timeouts) -> Fut,
+        Fut: Future<Output = Result<T, UpstreamError>>,
+    {
         self.budget.deposit();
         // Shared, not copied, between attempts.
         let body = Bytes::from(body);

@@ -189,14 +189,17 @@ impl Gateway {
             Store::Memory(_) => None,
         };
         let meter = Meter::new(store.clone(), policy, journal, metrics.clone());
-        let limiter = Arc::new(Limiter::new(
-            store.clone(),
-            plans,
-            config.quota.on_store_failure,
-            Duration::from_secs(config.quota.lease_secs),
-            metrics.clone(),
-            meter,
-        ));
+        let limiter = Arc::new(
+            Limiter::new(
+                store.clone(),
+                plans,
+                config.quota.on_store_failure,
+                Duration::from_secs(config.quota.lease_secs),
+                metrics.clone(),
+                meter,
+            )
+            .with_public_tier(&config.quota.public_tier),
+        );
         let ip_guard = IpGuard::new(config.quota.ip_per_second, config.quota.ip_burst);
         let state = AppState::new(Inner {
             config,

@@ -181,6 +181,7 @@ fn charge(account: &str, request_id: &str, cost: u64, day: &str) -> Charge {
         netuid: None,
         day: day.into(),
         event: event.to_string(),
+        anonymous: false,
     }
 }
 

@@ -364,6 +364,14 @@ impl ReasonRequest {
                         "`metadata` keys must be 1 to {MAX_METADATA_KEY_BYTES} bytes"
                     ));
                 }
+                // Metadata is echoed into usage events, CSV exports and operators' terminals:
+                // printable ASCII only (the schema's pattern), so no control character or
+                // escape sequence can ride along.
+                if !printable_ascii(k) || !printable_ascii(v) {
+                    return bad(
+                        "`metadata` keys and values must be printable ASCII (space to `~`)".into(),
+                    );
+                }
                 if v.len() > MAX_METADATA_VALUE_BYTES {
                     return bad(format!(
                         "`metadata.{k}` is {} bytes; at most {MAX_METADATA_VALUE_BYTES} are allowed",
@@ -389,6 +397,11 @@ impl ReasonRequest {
     pub fn wants_reasoning(&self) -> bool {
         self.include_reasoning.unwrap_or(true)
     }
+}
+
+/// Only the characters from space to `~`: what the schema's metadata pattern allows.
+fn printable_ascii(s: &str) -> bool {
+    s.bytes().all(|b| (b' '..=b'~').contains(&b))
 }
 
 /// Maps a serde_json error to the contract's 400 codes.
@@ -647,6 +660,24 @@ mod tests {
             code_of(&format!(r#"{{"input":"x","metadata":{{"k":"{long}"}}}}"#)),
             ErrorCode::InvalidRequest
         );
+    }
+
+    /// Issue #11 item 14: the schema says printable ASCII; control characters (a newline, an
+    /// ANSI escape, DEL) and non-ASCII text in metadata keys or values are refused.
+    #[test]
+    fn metadata_takes_printable_ascii_only() {
+        for bad in [
+            r#"{"input":"x","metadata":{"k":"line\nbreak"}}"#,
+            r#"{"input":"x","metadata":{"k":"\u001b[31mred"}}"#,
+            r#"{"input":"x","metadata":{"k\u0000":"v"}}"#,
+            r#"{"input":"x","metadata":{"k":"del\u007f"}}"#,
+            r#"{"input":"x","metadata":{"k":"caf\u00e9"}}"#,
+        ] {
+            assert_eq!(code_of(bad), ErrorCode::InvalidRequest, "{bad}");
+        }
+        let ok: ReasonRequest =
+            serde_json::from_str(r#"{"input":"x","metadata":{"trace id":"a-b_c.d ~ !"}}"#).unwrap();
+        assert!(ok.validate(LIMITS).is_ok());
     }
 
     #[test]

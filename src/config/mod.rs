@@ -196,6 +196,9 @@ pub struct UpstreamConfig {
     /// How often a cold chute (Chutes' 503 "No instances available") is probed in the
     /// background, in seconds; requests skip it meanwhile when another upstream can serve.
     pub cold_probe_secs: u64,
+    /// The largest whole (non-streamed) answer read from a provider, bytes; a longer one is
+    /// refused with 502 `upstream_error` (`/v1/reason` and `/v1/chat/completions` alike).
+    pub max_answer_bytes: usize,
     /// Retries before the first byte reached the caller (`[upstream.retry]`).
     pub retry: RetryConfig,
     /// The circuit breaker of each upstream (`[upstream.breaker]`).
@@ -215,6 +218,7 @@ impl Default for UpstreamConfig {
             idle_timeout_secs: 60,
             total_timeout_secs: 600,
             cold_probe_secs: 10,
+            max_answer_bytes: crate::upstream::client::DEFAULT_MAX_ANSWER_BYTES,
             retry: RetryConfig::default(),
             breaker: BreakerConfig::default(),
             fallbacks: Vec::new(),
@@ -440,6 +444,34 @@ pub struct QuotaConfig {
     /// A concurrency slot's lease, seconds: a slot held by a replica that died comes back
     /// after this; live requests renew it every third of it.
     pub lease_secs: u64,
+    /// The limits shared by every caller without an account (`[quota.public_tier]`).
+    pub public_tier: PublicTierConfig,
+}
+
+/// `[quota.public_tier]`: one aggregate scope that all callers without an account (the
+/// `public` plan's unregistered hotkeys) are held to together, on top of their own plan, so
+/// a flood of fresh hotkeys — each with a fresh per-hotkey budget — cannot take the capacity
+/// paying callers use.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublicTierConfig {
+    /// Requests per minute, all such callers together.
+    pub requests_per_minute: u64,
+    /// Tokens per minute (estimate at admission, reconciled after), all together; the daily
+    /// budget is 1,440 times this.
+    pub tokens_per_minute: u64,
+    /// Requests in flight at once, all together.
+    pub max_concurrent: u64,
+}
+
+impl Default for PublicTierConfig {
+    fn default() -> PublicTierConfig {
+        PublicTierConfig {
+            requests_per_minute: 1_200,
+            tokens_per_minute: 4_000_000,
+            max_concurrent: 64,
+        }
+    }
 }
 
 impl Default for QuotaConfig {
@@ -449,6 +481,7 @@ impl Default for QuotaConfig {
             ip_per_second: 500,
             ip_burst: 1000,
             lease_secs: 30,
+            public_tier: PublicTierConfig::default(),
         }
     }
 }
@@ -712,6 +745,10 @@ impl Config {
         check("upstream.idle_timeout_secs", secs(u.idle_timeout_secs, 1))?;
         check("upstream.total_timeout_secs", secs(u.total_timeout_secs, 1))?;
         check("upstream.cold_probe_secs", secs(u.cold_probe_secs, 1))?;
+        check(
+            "upstream.max_answer_bytes",
+            range(u.max_answer_bytes as u64, 4096, 1 << 30, "bytes"),
+        )?;
         let rt = &u.retry;
         check(
             "upstream.retry.max_retries",
@@ -808,6 +845,17 @@ impl Config {
             "quota.lease_secs",
             range(self.quota.lease_secs, 3, 3600, "seconds"),
         )?;
+        let t = &self.quota.public_tier;
+        for (field, v) in [
+            (
+                "quota.public_tier.requests_per_minute",
+                t.requests_per_minute,
+            ),
+            ("quota.public_tier.tokens_per_minute", t.tokens_per_minute),
+            ("quota.public_tier.max_concurrent", t.max_concurrent),
+        ] {
+            check(field, range(v, 1, 1 << 40, "a count"))?;
+        }
         if self.quota.ip_per_second > 0 && self.quota.ip_burst == 0 {
             check(
                 "quota.ip_burst",

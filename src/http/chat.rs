@@ -22,6 +22,7 @@ use crate::api::Usage;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::AppState;
+use crate::http::chat_request::ChatPlan;
 use crate::http::extract::JsonBody;
 use crate::http::reason::{X_AFFINE_COST_RAO, metered_headers, observe_upstream};
 use crate::metering::{Outcome, Status, Ticket};
@@ -39,35 +40,8 @@ const ROUTE: &str = "/v1/chat/completions";
 /// The alias that always means "the current winner".
 pub const WINNER_ALIAS: &str = "affine-winner";
 
-/// The part of an OpenAI chat request the gateway reads; every other field is passed on.
-#[derive(Debug, Deserialize)]
-struct ChatIn {
-    model: String,
-    messages: Vec<serde_json::Value>,
-    #[serde(default, deserialize_with = "crate::api::reason::whole::opt_u32")]
-    max_tokens: Option<u32>,
-    #[serde(default, deserialize_with = "crate::api::reason::whole::opt_u32")]
-    max_completion_tokens: Option<u32>,
-    #[serde(default)]
-    stream: Option<bool>,
-    #[serde(flatten)]
-    rest: serde_json::Map<String, serde_json::Value>,
-}
-
-fn text_len(content: &serde_json::Value) -> usize {
-    match content {
-        serde_json::Value::String(s) => s.len(),
-        serde_json::Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
-            .map(str::len)
-            .sum(),
-        _ => 0,
-    }
-}
-
-/// What the OpenAI-compatible route reads (documentation; other OpenAI fields are accepted and
-/// passed on to the provider).
+/// What the OpenAI-compatible route reads (documentation). The fields forwarded to the provider
+/// are an allowlist ([`crate::http::chat_request`]); others are refused with 400.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatCompletionRequest {
     /// `affine-winner` or the current winner's id (see `GET /v1/models`).
@@ -92,7 +66,8 @@ pub struct ChatCompletionRequest {
         description = "An OpenAI chat completions request; `model` is `affine-winner` or the current winner's id"),
     responses(
         (status = 200, description = "the provider's chat.completion (or chat.completion.chunk events when streaming)", body = serde_json::Value),
-        (status = 400, description = "OpenAI error shape: invalid_request, invalid_json, max_tokens_exceeds_plan", body = crate::error::OpenAiErrorBody),
+        (status = 400, description = "OpenAI error shape: invalid_request (also a field outside the forwarded allowlist, `n` above 1, `best_of`, non-text content parts), invalid_json, max_tokens_exceeds_plan", body = crate::error::OpenAiErrorBody),
+        (status = 402, description = "insufficient_balance", body = crate::error::OpenAiErrorBody),
         (status = 401, description = "OpenAI error shape", body = crate::error::OpenAiErrorBody),
         (status = 404, description = "unknown model (not_found)", body = crate::error::OpenAiErrorBody),
         (status = 429, description = "rate_limited, quota_exceeded, concurrency_limited", body = crate::error::OpenAiErrorBody),
@@ -105,21 +80,7 @@ pub async fn chat_completions(
     Extension(caller): Extension<Caller>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let mut req: ChatIn = serde_json::from_slice(&body).map_err(|e| {
-        let mut err = crate::api::classify_json_error(e);
-        // OpenAI requests carry many optional fields: an unexpected type is a bad request, but
-        // there is no "unknown field" refusal here (flattened extras are passed on).
-        if err.code == ErrorCode::UnknownField {
-            err.code = ErrorCode::InvalidRequest;
-        }
-        err
-    })?;
-    if req.messages.is_empty() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            "`messages` must not be empty",
-        ));
-    }
+    let req = ChatPlan::parse(&body)?;
     let winner = st.winner.current().ok_or_else(|| {
         ApiError::new(
             ErrorCode::NoWinner,
@@ -139,8 +100,7 @@ pub async fn chat_completions(
     let scopes = st.limiter.scopes(&caller);
     let ceiling = st.limits.max_tokens_limit.min(scopes.plan.max_tokens);
     let max_tokens = req
-        .max_completion_tokens
-        .or(req.max_tokens)
+        .max_tokens
         .unwrap_or(st.limits.default_max_tokens.min(ceiling));
     if max_tokens == 0 {
         return Err(ApiError::new(
@@ -154,29 +114,10 @@ pub async fn chat_completions(
             format!("`max_tokens` is {max_tokens}; the most allowed is {ceiling}"),
         ));
     }
-    let input_estimate = crate::quota::limiter::estimate_input_tokens(
-        req.messages
-            .iter()
-            .map(|m| m.get("content").map_or(0, text_len)),
-    );
+    let input_estimate = req.input_estimate;
     let estimate = input_estimate + u64::from(max_tokens);
-
-    // The upstream request: the caller's fields, our model, our max_tokens, usage when streaming.
-    let stream = req.stream.unwrap_or(false);
-    let mut out = std::mem::take(&mut req.rest);
-    out.remove("max_completion_tokens");
-    out.insert("model".into(), winner.model.id.clone().into());
-    out.insert("messages".into(), std::mem::take(&mut req.messages).into());
-    out.insert("max_tokens".into(), max_tokens.into());
-    out.insert("stream".into(), stream.into());
-    if stream {
-        out.insert(
-            "stream_options".into(),
-            serde_json::json!({"include_usage": true}),
-        );
-    }
-    let upstream_body = serde_json::to_vec(&out)
-        .map_err(|_| ApiError::new(ErrorCode::Internal, "could not encode the request"))?;
+    let stream = req.stream;
+    let upstream_body = req.upstream_body(&winner.model.id, max_tokens)?;
 
     let request_id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let ticket = Ticket::new(

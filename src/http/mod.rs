@@ -12,6 +12,7 @@ pub mod account;
 pub mod admin;
 pub mod admin_winner;
 pub mod chat;
+pub(crate) mod chat_request;
 pub mod docs;
 pub mod extract;
 pub mod health;

@@ -4,8 +4,8 @@
 //! direction (CONTRACT §5). A request's money travels with its quota lease: the admission
 //! reserves the worst case (prepaid) or checks the credit limit (postpaid) in the same round
 //! trip as the quota ([`crate::store::Store::admit`]); the settlement — on a detached task,
-//! whatever the client does — releases the hold, debits the actual cost (never more than was
-//! reserved) and records the [`event::UsageEvent`], once per request id. If Redis cannot take
+//! whatever the client does — releases the hold, debits the actual cost (the provider's count,
+//! even when it exceeds what was reserved) and records the [`event::UsageEvent`], once per request id. If Redis cannot take
 //! the settlement it goes to the fsynced [`journal`] and is replayed when Redis is back.
 //!
 //! Layout: `event` (the usage record and its CSV form), `journal` (settlements waiting for
@@ -117,6 +117,9 @@ pub struct Ticket {
     pub hold_rao: u64,
     /// The plan's prices.
     pub prices: Prices,
+    /// A zero-priced request of a caller without an account: no money to check or hold, and
+    /// its settlement writes no account key (see [`Charge::anonymous`]).
+    pub anonymous: bool,
     /// The event, filled in at settlement (tokens, cost, status, finish time).
     pub event: UsageEvent,
 }
@@ -146,10 +149,15 @@ impl Ticket {
             crate::accounts::Billing::Prepaid => BillMode::Prepaid,
             crate::accounts::Billing::Postpaid => BillMode::Postpaid,
         };
+        let hold_rao = cost_rao(&worst, prices);
+        // Nothing can cost anything on a free plan: a caller without an account then has no
+        // ledger at all. On a priced plan it keeps its (empty) balance and is refused 402.
+        let anonymous = !caller.registered && prices == Prices::default();
         Ticket {
-            mode,
-            hold_rao: cost_rao(&worst, prices),
+            mode: if anonymous { BillMode::None } else { mode },
+            hold_rao,
             prices,
+            anonymous,
             event: UsageEvent {
                 request_id: request_id.to_string(),
                 account: caller.account_id.clone(),
@@ -171,14 +179,12 @@ impl Ticket {
         }
     }
 
-    /// What `usage` costs this request: the price, capped by the reservation when prepaid.
+    /// What `usage` costs this request: the price of what the provider reports, even above
+    /// the reservation. A prepaid balance can so go below zero by one request's excess at
+    /// most; the next admission then refuses (402) until it is paid. Capping the charge at the
+    /// hold instead would let any request whose estimate undershoots be served below price.
     pub fn cost_of(&self, usage: &Usage) -> u64 {
-        let c = cost_rao(usage, self.prices);
-        if self.mode == BillMode::Prepaid {
-            c.min(self.hold_rao)
-        } else {
-            c
-        }
+        cost_rao(usage, self.prices)
     }
 
     /// The charge to record for `outcome`, finished now.
@@ -200,6 +206,7 @@ impl Ticket {
             netuid: e.netuid,
             day,
             event: serde_json::to_string(&e).unwrap_or_default(),
+            anonymous: self.anonymous,
         }
     }
 }
@@ -443,8 +450,10 @@ mod tests {
         }
     }
 
+    /// Issue #11 item 1: a prepaid charge is the provider-reported price, not capped at the
+    /// hold (before, 64 tokens against a 10 rao hold cost 10).
     #[test]
-    fn a_prepaid_charge_never_exceeds_its_reservation() {
+    fn a_prepaid_charge_is_the_reported_price_even_above_its_reservation() {
         let t = Ticket {
             mode: BillMode::Prepaid,
             hold_rao: 10,
@@ -452,6 +461,7 @@ mod tests {
                 input_rao_per_mtok: 0,
                 output_rao_per_mtok: 1_000_000,
             },
+            anonymous: false,
             event: UsageEvent {
                 request_id: "r".into(),
                 account: "a".into(),
@@ -472,7 +482,7 @@ mod tests {
             },
         };
         assert_eq!(t.cost_of(&usage(0, 7)), 7);
-        assert_eq!(t.cost_of(&usage(0, 64)), 10);
+        assert_eq!(t.cost_of(&usage(0, 64)), 64);
         let post = Ticket {
             mode: BillMode::Postpaid,
             ..t

@@ -31,6 +31,8 @@ pub struct Limiter {
     over: OverLimitCache,
     metrics: Metrics,
     meter: Arc<Meter>,
+    /// The aggregate every caller without an account is held to as well.
+    public_tier: Option<ScopeSpec>,
     /// Unix seconds of the last "quota store failing" log line (rate-limits the log).
     last_failure_log: AtomicU64,
 }
@@ -46,6 +48,9 @@ impl std::fmt::Debug for Limiter {
 /// Code stored in the over-limit cache for a requests-per-minute refusal.
 const OVER_RPM: u8 = 1;
 
+/// The hash tag of the scope all callers without an account share.
+pub const PUBLIC_TIER_TAG: &str = "{t:public}";
+
 /// The scopes a caller is held to, with the plans behind them (subnet first).
 #[derive(Debug, Clone)]
 pub struct Scopes {
@@ -53,8 +58,10 @@ pub struct Scopes {
     pub plan: Arc<Plan>,
     /// The subnet aggregate's plan, when the caller's subnet is mapped.
     pub subnet_plan: Option<Arc<Plan>>,
-    /// The scopes, subnet (if any) first, account last.
+    /// The scopes, the shared one (subnet, or the public tier) first if any, account last.
     pub specs: Vec<ScopeSpec>,
+    /// The first scope is the public tier (the caller has no account).
+    pub public_tier: bool,
 }
 
 fn spec(tag: String, p: &Plan) -> ScopeSpec {
@@ -92,8 +99,21 @@ impl Limiter {
             over: OverLimitCache::new(),
             metrics,
             meter,
+            public_tier: None,
             last_failure_log: AtomicU64::new(0),
         }
+    }
+
+    /// Holds every caller without an account to `tier` as well, all of them together.
+    pub fn with_public_tier(mut self, tier: &crate::config::PublicTierConfig) -> Self {
+        self.public_tier = Some(ScopeSpec {
+            tag: PUBLIC_TIER_TAG.to_string(),
+            rpm: tier.requests_per_minute,
+            tpm: tier.tokens_per_minute,
+            tpd: tier.tokens_per_minute.saturating_mul(1_440),
+            max_concurrent: tier.max_concurrent,
+        });
+        self
     }
 
     /// The meter settlements go through.
@@ -122,14 +142,19 @@ impl Limiter {
         };
         let subnet_plan = caller.netuid.and_then(|n| self.plans.subnet(n)).cloned();
         let mut specs = Vec::with_capacity(2);
+        let mut public_tier = false;
         if let (Some(n), Some(sp)) = (caller.netuid, &subnet_plan) {
             specs.push(spec(format!("{{s:{n}}}"), sp));
+        } else if let (false, Some(t)) = (caller.registered, &self.public_tier) {
+            specs.push(t.clone());
+            public_tier = true;
         }
         specs.push(spec(format!("{{a:{}}}", caller.account_id), &plan));
         Scopes {
             plan,
             subnet_plan,
             specs,
+            public_tier,
         }
     }
 
@@ -170,15 +195,20 @@ impl Limiter {
                 // Only the refusing policy is known without a round trip; the draft lets a
                 // server send a subset of its policies.
                 let wait = until - now;
-                let is_subnet = i + 1 < scopes.specs.len();
-                let policies = vec![PolicyState {
-                    name: if is_subnet { "subnet-rpm" } else { "rpm" },
-                    quota: s.rpm,
-                    window_secs: 60,
-                    unit: None,
-                    remaining: 0,
-                    reset_secs: headers::retry_after_secs(wait),
-                }];
+                let shared = i + 1 < scopes.specs.len();
+                // The public tier is not one of the caller's policies: no header for it.
+                let policies = if shared && scopes.public_tier {
+                    Vec::new()
+                } else {
+                    vec![PolicyState {
+                        name: if shared { "subnet-rpm" } else { "rpm" },
+                        quota: s.rpm,
+                        window_secs: 60,
+                        unit: None,
+                        remaining: 0,
+                        reset_secs: headers::retry_after_secs(wait),
+                    }]
+                };
                 return Err(Box::new(Refused {
                     error: refusal(Limit::RequestsPerMinute, i, &scopes, wait),
                     policies,
@@ -190,7 +220,7 @@ impl Limiter {
             .as_ref()
             .filter(|t| t.mode == BillMode::Prepaid)
             .map(|t| t.event.expiry_template());
-        let hold = ticket.as_ref().map(|t| Hold {
+        let hold = ticket.as_ref().filter(|t| !t.anonymous).map(|t| Hold {
             account: &caller.account_id,
             mode: t.mode,
             amount_rao: t.hold_rao,
@@ -223,8 +253,14 @@ impl Limiter {
                     let need = ticket.as_ref().map_or(0, |t| t.hold_rao);
                     let detail = if caller.billing == crate::accounts::Billing::Prepaid {
                         format!(
-                            "this request may cost up to {need} rao; the balance is {} rao with {} rao held by requests in flight. Lower max_tokens or add credit",
-                            a.balance_rao, a.held_rao
+                            "this request may cost up to {need} rao; the balance is {} rao with {} rao held by requests in flight. {}",
+                            a.balance_rao,
+                            a.held_rao,
+                            if a.balance_rao < 0 {
+                                "A request used more than it reserved: add credit to bring the balance back to zero or above"
+                            } else {
+                                "Lower max_tokens or add credit"
+                            }
                         )
                     } else {
                         format!(
@@ -326,10 +362,12 @@ impl axum::response::IntoResponse for Refused {
 }
 
 fn refusal(limit: Limit, scope: usize, scopes: &Scopes, wait: Duration) -> ApiError {
-    let whose = if scope + 1 < scopes.specs.len() {
-        "your subnet's"
-    } else {
-        "your"
+    let whose = match (scope + 1 < scopes.specs.len(), scopes.public_tier) {
+        (true, true) => {
+            "the free tier's (shared by all callers without an account; an account has its own)"
+        }
+        (true, false) => "your subnet's",
+        (false, _) => "your",
     };
     let (code, what) = match limit {
         Limit::RequestsPerMinute => (ErrorCode::RateLimited, "requests-per-minute limit"),
@@ -461,7 +499,7 @@ impl Lease {
         }
     }
 
-    /// What `usage` costs this request (capped by its reservation when prepaid); 0 unmetered.
+    /// What `usage` costs this request (the reported price, even above the hold); 0 unmetered.
     pub fn cost_of(&self, usage: &crate::api::Usage) -> u64 {
         self.ticket.as_ref().map_or(0, |t| t.cost_of(usage))
     }

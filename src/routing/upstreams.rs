@@ -142,7 +142,7 @@ impl UpstreamSet {
         };
         let mut upstreams = vec![Arc::new(Upstream {
             name: WINNER_UPSTREAM.into(),
-            client: primary,
+            client: primary.with_max_answer_bytes(u.max_answer_bytes),
             model: None,
             breaker: Breaker::new(settings),
             cold_until_ms: AtomicU64::new(0),
@@ -162,7 +162,8 @@ impl UpstreamSet {
             };
             let client =
                 UpstreamClient::new(&f.url, f.api_key.as_ref().map(|k| k.expose()), timeouts)
-                    .map_err(|e| format!("upstream.fallbacks `{}`: {e}", f.name))?;
+                    .map_err(|e| format!("upstream.fallbacks `{}`: {e}", f.name))?
+                    .with_max_answer_bytes(u.max_answer_bytes);
             upstreams.push(Arc::new(Upstream {
                 name: f.name.as_str().into(),
                 client,

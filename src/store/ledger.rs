@@ -9,8 +9,12 @@
 //!   `{a:<id>}:debits` hash `total` and `<YYYY-MM>` → rao debited (durable),
 //!   `{a:<id>}:use:<YYYY-MM-DD>` daily rollup, `{a:<id>}:credits` credit log;
 //! - `{s:<netuid>}:use:<YYYY-MM-DD>` the subnet's daily rollup;
-//! - `{stats}:<YYYY-MM-DD>` public daily totals, `{stats}:callers:<YYYY-MM-DD>` callers set;
+//! - `{stats}:use:<YYYY-MM-DD>` public daily totals, `{stats}:callers:<YYYY-MM-DD>` callers set;
 //! - `{u:<YYYY-MM>}` the month's usage events (a stream; entry fields `a` account, `e` event).
+//!
+//! A zero-priced request of a caller without an account ([`Charge::anonymous`]) writes only
+//! its done-mark (which expires), its event and the `{stats}` rollups: no balance, debits or
+//! account rollup, so every key such a caller causes expires.
 //!
 //! Redis runs everything that changes money in `admit_v2.lua` / `settle_v2.lua` (one round trip
 //! each, atomic); the memory backend implements the same rules in
@@ -129,6 +133,11 @@ pub struct Charge {
     pub day: String,
     /// The usage event, as exported.
     pub event: String,
+    /// A zero-priced request of a caller without an account: the usage event and the public
+    /// stats count it, but no account key is written (a flood of fresh hotkeys must not grow
+    /// the store with balances, debits and rollups nobody will read).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
 }
 
 /// What a settlement did to the ledger.

@@ -123,11 +123,13 @@ impl MemoryStore {
     fn record(&self, book: &mut Book, shard: &mut Shard, c: &Charge) {
         let month = c.day.get(..7).unwrap_or("").to_string();
         let cost = i64::try_from(c.cost_rao).unwrap_or(i64::MAX);
-        book.debits_total = book.debits_total.saturating_add(cost);
-        *book.debits_by_month.entry(month.clone()).or_default() += cost;
-        // The balance key cannot fail to take a decrement it parsed before; a corrupt one is
-        // left for the reconciliation to report.
-        let _ = self.incr_by(&format!("{{a:{}}}:bal", c.account), -cost, None);
+        if !c.anonymous {
+            book.debits_total = book.debits_total.saturating_add(cost);
+            *book.debits_by_month.entry(month.clone()).or_default() += cost;
+            // The balance key cannot fail to take a decrement it parsed before; a corrupt one
+            // is left for the reconciliation to report.
+            let _ = self.incr_by(&format!("{{a:{}}}:bal", c.account), -cost, None);
+        }
         let seq = self.data().ledger.seq.fetch_add(1, Ordering::Relaxed);
         shard
             .events
@@ -140,13 +142,15 @@ impl MemoryStore {
             r.output_tokens = r.output_tokens.saturating_add(c.output_tokens);
             r.rao = r.rao.saturating_add(c.cost_rao);
         };
-        let own = self.acct_tag(&c.account);
-        add(shard
-            .rollups
-            .entry(own)
-            .or_default()
-            .entry(c.day.clone())
-            .or_default());
+        if !c.anonymous {
+            let own = self.acct_tag(&c.account);
+            add(shard
+                .rollups
+                .entry(own)
+                .or_default()
+                .entry(c.day.clone())
+                .or_default());
+        }
         let p = self.key_prefix();
         let mut others = vec![format!("{p}{{stats}}")];
         if let Some(n) = c.netuid {
@@ -213,6 +217,7 @@ impl MemoryStore {
                 netuid: h.netuid,
                 day,
                 event,
+                anonymous: false,
             };
             self.record(book, shard, &c);
         }

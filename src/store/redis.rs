@@ -389,7 +389,8 @@ impl RedisStore {
             .arg(charge.map_or("", |c| c.event.as_str()))
             .arg(policy.done_ttl_secs)
             .arg(policy.retention_secs)
-            .arg(policy.expired_policy());
+            .arg(policy.expired_policy())
+            .arg(u8::from(charge.is_some_and(|c| c.anonymous)));
         for sc in scopes {
             for c in sc.caps() {
                 inv.arg(c);

@@ -225,7 +225,11 @@ pub struct UpstreamClient {
     completions_url: String,
     auth: Option<HeaderValue>,
     timeouts: Timeouts,
+    max_answer_bytes: usize,
 }
+
+/// The default cap on a whole (non-streamed) upstream answer, bytes.
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 16 << 20;
 
 impl UpstreamClient {
     /// A client for `base_url` (e.g. `https://llm.chutes.ai/v1`), sending `api_key` as a
@@ -256,7 +260,14 @@ impl UpstreamClient {
             base_url,
             auth,
             timeouts,
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
         })
+    }
+
+    /// This client with whole answers capped at `max` bytes (`upstream.max_answer_bytes`).
+    pub fn with_max_answer_bytes(mut self, max: usize) -> Self {
+        self.max_answer_bytes = max;
+        self
     }
 
     /// The base URL (without credentials: keys travel in headers, never in the URL).
@@ -353,13 +364,7 @@ impl UpstreamClient {
         let call = async {
             let res = self.open_at(completions_url, body, total).await?;
             let headers_at = std::time::Instant::now();
-            let bytes = res.bytes().await.map_err(|e| {
-                if e.is_timeout() {
-                    UpstreamError::Timeout(TimeoutKind::Total)
-                } else {
-                    UpstreamError::Disconnected
-                }
-            })?;
+            let bytes = read_capped(res, self.max_answer_bytes).await?;
             Ok((bytes, headers_at))
         };
         match tokio::time::timeout(total, call).await {
@@ -371,6 +376,31 @@ impl UpstreamClient {
                 other => other,
             }),
             Err(_) => Err(UpstreamError::Timeout(TimeoutKind::Total)),
+        }
+    }
+}
+
+/// Reads a whole answer, refusing one longer than `max` bytes as soon as it is known to be
+/// (from `Content-Length`, or while the chunks arrive): a provider — or whatever answers at its
+/// address — must not be able to make the gateway buffer without bound.
+async fn read_capped(mut res: reqwest::Response, max: usize) -> Result<Bytes, UpstreamError> {
+    let too_large = || UpstreamError::Malformed(format!("answer longer than {max} bytes"));
+    let announced = res.content_length().unwrap_or(0);
+    if announced > max as u64 {
+        return Err(too_large());
+    }
+    let mut buf = bytes::BytesMut::with_capacity(usize::try_from(announced).unwrap_or(0));
+    loop {
+        match res.chunk().await {
+            Ok(Some(c)) => {
+                if buf.len() + c.len() > max {
+                    return Err(too_large());
+                }
+                buf.extend_from_slice(&c);
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Err(e) if e.is_timeout() => return Err(UpstreamError::Timeout(TimeoutKind::Total)),
+            Err(_) => return Err(UpstreamError::Disconnected),
         }
     }
 }

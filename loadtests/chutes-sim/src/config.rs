@@ -37,6 +37,10 @@ pub struct SimConfig {
     pub fault: Fault,
     /// `Some(k)`: `/v1/*` requests without `Authorization: Bearer k` get the 401 fixture.
     pub require_api_key: Option<String>,
+    /// `false`: answer the configured number of words whatever `max_tokens` says, as a
+    /// provider that does not count reasoning against the limit does (the gateway must still
+    /// charge what the usage reports).
+    pub honour_max_tokens: bool,
     /// How many of the latest requests to keep for [`SimHandle::requests`](crate::SimHandle::requests);
     /// `0` turns recording off, which benchmarks want because recording parses every body twice.
     pub record_requests: usize,
@@ -56,6 +60,7 @@ impl Default for SimConfig {
             fragment_bytes: None,
             fault: Fault::default(),
             require_api_key: None,
+            honour_max_tokens: true,
             record_requests: 256,
         }
     }

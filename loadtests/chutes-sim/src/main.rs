@@ -120,6 +120,7 @@ impl Cli {
             fragment_bytes: self.fragment_bytes,
             fault: Fault { kind, trigger },
             require_api_key: self.require_api_key.clone(),
+            honour_max_tokens: true,
             record_requests: self.record_requests,
         }
     }

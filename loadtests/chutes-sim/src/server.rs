@@ -438,7 +438,7 @@ async fn chat_completions(
         reasoning_tokens: config.reasoning_tokens,
         output_tokens: config.output_tokens,
         style: config.reasoning_style,
-        limit: request.limit(),
+        limit: request.limit().filter(|_| config.honour_max_tokens),
         prompt_tokens: request.prompt_tokens(),
     });
 

@@ -33,17 +33,22 @@ local function day_of(ms)
 end
 
 -- Appends one usage event and everything derived from it: the month's event stream, the
--- account's debits (total and per month), the daily rollups of the account, its subnet and the
--- public stats, and the balance. `netuid` is '' for callers outside a subnet.
-local function record(prefix, account, netuid, day, json, cost, inp, outp, retention)
+-- account's debits (total and per month), the daily rollups of the public stats, the account
+-- and its subnet, and the balance. `netuid` is '' for callers outside a subnet. `anon` (a
+-- zero-priced request of a caller without an account) records only the event and the public
+-- stats: no account key that would never expire.
+local function record(prefix, account, netuid, day, json, cost, inp, outp, retention, anon)
   local month = string.sub(day, 1, 7)
   local stream = prefix .. '{u:' .. month .. '}'
   redis.call('XADD', stream, '*', 'a', account, 'e', json)
   local acct = prefix .. '{a:' .. account .. '}'
-  redis.call('HINCRBY', acct .. ':debits', 'total', cost)
-  redis.call('HINCRBY', acct .. ':debits', month, cost)
-  redis.call('DECRBY', acct .. ':bal', cost)
-  local rollups = { acct .. ':use:' .. day, prefix .. '{stats}:' .. day }
+  local rollups = { prefix .. '{stats}:use:' .. day }
+  if not anon then
+    redis.call('HINCRBY', acct .. ':debits', 'total', cost)
+    redis.call('HINCRBY', acct .. ':debits', month, cost)
+    redis.call('DECRBY', acct .. ':bal', cost)
+    rollups[2] = acct .. ':use:' .. day
+  end
   if netuid ~= '' then
     rollups[#rollups + 1] = prefix .. '{s:' .. netuid .. '}:use:' .. day
   end
@@ -60,7 +65,7 @@ local function record(prefix, account, netuid, day, json, cost, inp, outp, reten
     -- `retention` minus one day).
     if first and retention > 0 then
       redis.call('EXPIRE', k, retention)
-      if i == 2 then
+      if i == 1 then
         redis.call('EXPIRE', stream, retention)
         redis.call('EXPIRE', callers, retention)
       end
@@ -88,7 +93,7 @@ local function sweep(prefix, account, now, policy, done_ttl, retention)
         if netuid == '-' then netuid = '' end
         local json = string.gsub(tmpl, '"__COST__"', cost, 1)
         json = string.gsub(json, '__FINISHED__', rfc3339(now), 1)
-        record(prefix, account, netuid, day_of(now), json, cost, inp, outp, retention)
+        record(prefix, account, netuid, day_of(now), json, cost, inp, outp, retention, false)
       end
     end
   end

@@ -10,7 +10,9 @@
 -- ARGV[12] netuid or ''   ARGV[13] day of the event (YYYY-MM-DD, from finished_at)
 -- ARGV[14] the usage event (json)   ARGV[15] done-mark ttl s   ARGV[16] retention s
 -- ARGV[17] expired-hold policy
--- ARGV[18..] per scope: rpm capacity, tpm capacity, tpd capacity, max concurrent
+-- ARGV[18] 1 = a zero-priced request of a caller without an account: the done-mark (which
+--          expires), the event and the public stats only; no account key is written
+-- ARGV[19..] per scope: rpm capacity, tpm capacity, tpd capacity, max concurrent
 -- The lease part acts only if it removes the request's lease; the money part only if the
 -- request's done-mark was not set yet, so a retried settlement (a journal replay, or one after
 -- the hold expired) changes nothing. Returns { leases removed or renewed, 1 = recorded now |
@@ -20,7 +22,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local id, mode = ARGV[1], ARGV[2]
 local prefix, account = ARGV[6], ARGV[7]
 local acct = prefix .. '{a:' .. account .. '}'
-local A = 17
+local A = 18
 local n = #KEYS / 4
 local periods = { 60000, 60000, 86400000 }
 
@@ -70,16 +72,21 @@ if account == '' then
   return { removed, -1 }
 end
 local done_ttl, retention = tonumber(ARGV[15]), tonumber(ARGV[16])
-sweep(prefix, account, now, ARGV[17], done_ttl, retention)
+local anon = ARGV[18] == '1'
+if not anon then
+  sweep(prefix, account, now, ARGV[17], done_ttl, retention)
+end
 if not redis.call('SET', acct .. ':done:' .. id, 's', 'NX', 'EX', done_ttl) then
   return { removed, 0 }
 end
-local hold = redis.call('HGET', acct .. ':holds', id)
-if hold then
-  local amount = string.match(hold, '^(%d+)')
-  redis.call('HDEL', acct .. ':holds', id)
-  redis.call('ZREM', acct .. ':holdexp', id)
-  redis.call('DECRBY', acct .. ':held', amount)
+if not anon then
+  local hold = redis.call('HGET', acct .. ':holds', id)
+  if hold then
+    local amount = string.match(hold, '^(%d+)')
+    redis.call('HDEL', acct .. ':holds', id)
+    redis.call('ZREM', acct .. ':holdexp', id)
+    redis.call('DECRBY', acct .. ':held', amount)
+  end
 end
-record(prefix, account, ARGV[12], ARGV[13], ARGV[14], ARGV[9], ARGV[10], ARGV[11], retention)
+record(prefix, account, ARGV[12], ARGV[13], ARGV[14], ARGV[9], ARGV[10], ARGV[11], retention, anon)
 return { removed, 1 }

@@ -1,0 +1,354 @@
+//! What `/v1/chat/completions` accepts, and the request it sends upstream.
+//!
+//! Everything the provider receives is either priced or harmless: the hold and the charge are
+//! computed from the input the provider will read, so a caller cannot make the provider do
+//! unpriced work (many choices, large unpriced tool schemas, non-text parts). The rule is an
+//! allowlist, written down once here and in the README:
+//!
+//! - handled by the gateway: `model`, `messages`, `max_tokens` / `max_completion_tokens`,
+//!   `stream`, `n` (only 1);
+//! - forwarded as sent: [`FORWARDED`];
+//! - accepted and not forwarded (they change nothing here): [`IGNORED`];
+//! - anything else is refused with 400 `invalid_request` naming the field (`best_of` and
+//!   `n > 1` included: one request is one priced answer).
+//!
+//! Messages take `role` (`system`, `developer`, `user`, `assistant`, `tool`), `content`
+//! (a string, text parts, or null on an assistant message with `tool_calls`), `name`, and per
+//! role `tool_calls`, `reasoning_content` (assistant) or `tool_call_id` (tool).
+
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, ErrorCode};
+
+/// Top-level fields passed to the provider unchanged.
+pub const FORWARDED: &[&str] = &[
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "frequency_penalty",
+    "presence_penalty",
+    "repetition_penalty",
+    "seed",
+    "stop",
+    "logit_bias",
+    "response_format",
+    "reasoning_effort",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "stream_options",
+];
+
+/// Top-level fields accepted and dropped: client bookkeeping the provider has no use for.
+pub const IGNORED: &[&str] = &[
+    "user",
+    "metadata",
+    "store",
+    "service_tier",
+    "prompt_cache_key",
+    "safety_identifier",
+];
+
+/// Top-level fields whose size is input the provider reads (schemas rendered into the prompt).
+const PRICED_EXTRAS: &[&str] = &["tools", "tool_choice", "response_format"];
+
+/// Message fields by role, besides `role` and `content`.
+fn message_fields(role: &str) -> Option<&'static [&'static str]> {
+    Some(match role {
+        "system" | "developer" | "user" => &["name"],
+        "assistant" => &["name", "tool_calls", "reasoning_content", "refusal"],
+        "tool" => &["tool_call_id", "name"],
+        _ => return None,
+    })
+}
+
+/// A validated chat request, ready to be admitted and sent.
+#[derive(Debug)]
+pub struct ChatPlan {
+    /// What the caller asked for (`affine-winner` or a concrete id).
+    pub model: String,
+    /// Whether the caller asked for a stream.
+    pub stream: bool,
+    /// `max_completion_tokens`, else `max_tokens`, if the caller set one.
+    pub max_tokens: Option<u32>,
+    /// The gateway's estimate of the input tokens the provider will read.
+    pub input_estimate: u64,
+    /// The fields to send (without `model`, `max_tokens` and `stream`, which
+    /// [`ChatPlan::upstream_body`] sets).
+    fields: Map<String, Value>,
+}
+
+fn bad(detail: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidRequest, detail)
+}
+
+impl ChatPlan {
+    /// Parses and checks a request body (already known to be JSON within the size limit).
+    pub fn parse(body: &[u8]) -> Result<ChatPlan, ApiError> {
+        let value: Value = serde_json::from_slice(body).map_err(crate::api::classify_json_error)?;
+        let Value::Object(mut obj) = value else {
+            return Err(bad("the request must be a JSON object"));
+        };
+        let model = match obj.remove("model") {
+            Some(Value::String(m)) => m,
+            Some(_) => return Err(bad("`model` must be a string")),
+            None => return Err(bad("`model` is required")),
+        };
+        let messages = match obj.remove("messages") {
+            Some(Value::Array(m)) if !m.is_empty() => m,
+            Some(Value::Array(_)) => return Err(bad("`messages` must not be empty")),
+            Some(_) => return Err(bad("`messages` must be an array")),
+            None => return Err(bad("`messages` is required")),
+        };
+        let stream = match obj.remove("stream") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => b,
+            Some(_) => return Err(bad("`stream` must be a boolean")),
+        };
+        let max_tokens = whole(obj.remove("max_tokens"), "max_tokens")?;
+        let max_completion = whole(obj.remove("max_completion_tokens"), "max_completion_tokens")?;
+        match whole(obj.remove("n"), "n")? {
+            None | Some(1) => {}
+            Some(n) => {
+                return Err(bad(format!(
+                    "`n` is {n}: this gateway answers one choice per request (send `n: 1` or leave it out)"
+                )));
+            }
+        }
+        let mut fields = Map::new();
+        for (k, v) in obj {
+            if FORWARDED.contains(&k.as_str()) {
+                fields.insert(k, v);
+            } else if !IGNORED.contains(&k.as_str()) {
+                return Err(bad(format!(
+                    "`{k}` is not supported on this route (see the README for the fields it forwards)"
+                )));
+            }
+        }
+        let mut texts = Vec::with_capacity(messages.len() + PRICED_EXTRAS.len());
+        for (i, m) in messages.iter().enumerate() {
+            texts.push(check_message(i, m)?);
+        }
+        for k in PRICED_EXTRAS {
+            if let Some(v) = fields.get(*k) {
+                texts.push(json_len(v));
+            }
+        }
+        fields.insert("messages".into(), Value::Array(messages));
+        Ok(ChatPlan {
+            model,
+            stream,
+            max_tokens: max_completion.or(max_tokens),
+            input_estimate: crate::quota::limiter::estimate_input_tokens(texts.into_iter()),
+            fields,
+        })
+    }
+
+    /// The provider's request: the checked fields, the served model, the admitted
+    /// `max_tokens`, and usage reporting on streams (the charge is settled from it).
+    pub fn upstream_body(mut self, model: &str, max_tokens: u32) -> Result<Vec<u8>, ApiError> {
+        let f = &mut self.fields;
+        f.insert("model".into(), model.into());
+        f.insert("max_tokens".into(), max_tokens.into());
+        f.insert("stream".into(), self.stream.into());
+        if self.stream {
+            f.insert(
+                "stream_options".into(),
+                serde_json::json!({"include_usage": true}),
+            );
+        } else {
+            f.remove("stream_options");
+        }
+        serde_json::to_vec(&self.fields)
+            .map_err(|_| ApiError::new(ErrorCode::Internal, "could not encode the request"))
+    }
+}
+
+/// An optional whole number of `u32` range (`5` or `5.0`, as JSON Schema counts integers).
+fn whole(v: Option<Value>, name: &str) -> Result<Option<u32>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => {
+            let as_int = n.as_u64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
+                    .map(|f| f as u64)
+            });
+            as_int
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| bad(format!("`{name}` must be a whole number from 0 to 2^32-1")))
+        }
+        Some(_) => Err(bad(format!("`{name}` must be a whole number"))),
+    }
+}
+
+/// Checks message `i` against the allowlist; returns the bytes of text the provider reads.
+fn check_message(i: usize, m: &Value) -> Result<usize, ApiError> {
+    let Value::Object(obj) = m else {
+        return Err(bad(format!("`messages[{i}]` must be an object")));
+    };
+    let role = obj.get("role").and_then(Value::as_str).unwrap_or("");
+    let Some(allowed) = message_fields(role) else {
+        return Err(bad(format!(
+            "`messages[{i}].role` must be system, developer, user, assistant or tool"
+        )));
+    };
+    let mut len = 0usize;
+    for (k, v) in obj {
+        match k.as_str() {
+            "role" => {}
+            "content" => len += content_len(i, role, v, obj.contains_key("tool_calls"))?,
+            k if allowed.contains(&k) => len += strings_len(v),
+            k => {
+                return Err(bad(format!(
+                    "`messages[{i}].{k}` is not supported for a {role} message"
+                )));
+            }
+        }
+    }
+    if !obj.contains_key("content") && !obj.contains_key("tool_calls") {
+        return Err(bad(format!("`messages[{i}].content` is required")));
+    }
+    Ok(len)
+}
+
+/// Bytes of a message's content: a string, text parts, or null beside `tool_calls`.
+fn content_len(i: usize, role: &str, v: &Value, has_tool_calls: bool) -> Result<usize, ApiError> {
+    match v {
+        Value::String(s) => Ok(s.len()),
+        Value::Null if role == "assistant" && has_tool_calls => Ok(0),
+        Value::Array(parts) => parts.iter().enumerate().try_fold(0usize, |acc, (j, p)| {
+            let text = p
+                .as_object()
+                .filter(|o| o.get("type").and_then(Value::as_str) == Some("text"))
+                .filter(|o| o.keys().all(|k| k == "type" || k == "text"))
+                .and_then(|o| o.get("text"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "`messages[{i}].content[{j}]` must be a text part (`{{\"type\":\"text\",\"text\":…}}`): this model reads text only"
+                    ))
+                })?;
+            Ok(acc + text.len())
+        }),
+        _ => Err(bad(format!(
+            "`messages[{i}].content` must be a string or an array of text parts"
+        ))),
+    }
+}
+
+/// Bytes of every string (keys included) in `v`: tool calls' names and arguments, names.
+fn strings_len(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        Value::Array(a) => a.iter().map(strings_len).sum(),
+        Value::Object(o) => o.iter().map(|(k, v)| k.len() + strings_len(v)).sum(),
+        Value::Number(_) | Value::Bool(_) | Value::Null => 8,
+    }
+}
+
+/// Bytes of `v` as JSON: tool schemas and response formats reach the model as text.
+fn json_len(v: &Value) -> usize {
+    serde_json::to_vec(v).map_or(0, |b| b.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(body: &str) -> String {
+        let e = ChatPlan::parse(body.as_bytes()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest, "{body}: {}", e.detail);
+        e.detail.to_string()
+    }
+
+    #[test]
+    fn only_allowlisted_fields_reach_the_provider() {
+        let p = ChatPlan::parse(
+            br#"{"model":"affine-winner","messages":[{"role":"user","content":"hi"}],
+                "temperature":0.5,"seed":3,"stop":["x"],"user":"u-1","store":false,
+                "reasoning_effort":"high","response_format":{"type":"json_object"},"n":1}"#,
+        )
+        .unwrap();
+        let body: Value = serde_json::from_slice(&p.upstream_body("m", 9).unwrap()).unwrap();
+        let mut keys: Vec<&str> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "max_tokens",
+                "messages",
+                "model",
+                "reasoning_effort",
+                "response_format",
+                "seed",
+                "stop",
+                "stream",
+                "temperature"
+            ]
+        );
+        assert_eq!(body["max_tokens"], 9);
+        assert_eq!(body["model"], "m");
+    }
+
+    #[test]
+    fn unpriced_work_is_refused() {
+        let msgs = r#""messages":[{"role":"user","content":"hi"}]"#;
+        assert!(refused(&format!(r#"{{"model":"m",{msgs},"n":64}}"#)).contains("`n` is 64"));
+        assert!(refused(&format!(r#"{{"model":"m",{msgs},"best_of":2}}"#)).contains("best_of"));
+        assert!(
+            refused(&format!(r#"{{"model":"m",{msgs},"logprobs":true}}"#)).contains("logprobs")
+        );
+        assert!(
+            refused(&format!(r#"{{"model":"m",{msgs},"functions":[]}}"#)).contains("functions")
+        );
+        refused(
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:"}}]}]}"#,
+        );
+        refused(r#"{"model":"m","messages":[{"role":"user","content":"x","extra":1}]}"#);
+        refused(r#"{"model":"m","messages":[{"role":"user","content":"x","tool_calls":[]}]}"#);
+        refused(r#"{"model":"m","messages":[{"role":"robot","content":"x"}]}"#);
+        refused(r#"{"model":"m","messages":[]}"#);
+        refused(r#"{"model":"m","messages":[{"role":"user"}]}"#);
+    }
+
+    #[test]
+    fn the_estimate_counts_everything_the_provider_reads() {
+        let small =
+            ChatPlan::parse(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#)
+                .unwrap()
+                .input_estimate;
+        let schema = "x".repeat(30_000);
+        let with_tools = ChatPlan::parse(
+            format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],
+                   "tools":[{{"type":"function","function":{{"name":"f","description":"{schema}"}}}}]}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+        .input_estimate;
+        assert!(with_tools >= small + 10_000, "{small} vs {with_tools}");
+        let args = "y".repeat(9_000);
+        let tool_calls = ChatPlan::parse(
+            format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}},
+                   {{"role":"assistant","content":null,"reasoning_content":"why",
+                     "tool_calls":[{{"id":"c1","type":"function","function":{{"name":"f","arguments":"{args}"}}}}]}},
+                   {{"role":"tool","tool_call_id":"c1","content":"ok"}},
+                   {{"role":"user","content":[{{"type":"text","text":"{args}"}}]}}]}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+        .input_estimate;
+        assert!(tool_calls >= small + 6_000, "{small} vs {tool_calls}");
+    }
+}

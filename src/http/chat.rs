@@ -40,8 +40,10 @@ const ROUTE: &str = "/v1/chat/completions";
 /// The alias that always means "the current winner".
 pub const WINNER_ALIAS: &str = "affine-winner";
 
-/// What the OpenAI-compatible route reads (documentation). The fields forwarded to the provider
-/// are an allowlist ([`crate::http::chat_request`]); others are refused with 400.
+/// What the OpenAI-compatible route reads. The provider receives only an allowlist of fields
+/// (sampling parameters, `stop`, `seed`, `response_format`, `reasoning_effort`, `tools`, … —
+/// listed in the README); client bookkeeping (`user`, `metadata`, `store`, …) is accepted and
+/// dropped; any other field, `n` above 1 and `best_of` are refused with 400 `invalid_request`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatCompletionRequest {
     /// `affine-winner` or the current winner's id (see `GET /v1/models`).
@@ -67,7 +69,6 @@ pub struct ChatCompletionRequest {
     responses(
         (status = 200, description = "the provider's chat.completion (or chat.completion.chunk events when streaming)", body = serde_json::Value),
         (status = 400, description = "OpenAI error shape: invalid_request (also a field outside the forwarded allowlist, `n` above 1, `best_of`, non-text content parts), invalid_json, max_tokens_exceeds_plan", body = crate::error::OpenAiErrorBody),
-        (status = 402, description = "insufficient_balance", body = crate::error::OpenAiErrorBody),
         (status = 401, description = "OpenAI error shape", body = crate::error::OpenAiErrorBody),
         (status = 404, description = "unknown model (not_found)", body = crate::error::OpenAiErrorBody),
         (status = 429, description = "rate_limited, quota_exceeded, concurrency_limited", body = crate::error::OpenAiErrorBody),

@@ -241,6 +241,10 @@ impl UpstreamClient {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
+            // A provider (or whatever answers at its address) must not be able to point the
+            // gateway at another host — an internal address, say — with a redirect: a 3xx is
+            // an upstream failure like any other unexpected status.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("affine-gateway/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;

@@ -705,3 +705,63 @@ async fn signed_requests_with_bad_headers_are_refused_without_reading_the_body()
         assert!(text.contains(code), "{code}: {text}");
     }
 }
+
+/// Issue #11 item 9: a revocation sent with an `exp` in the past is not forgotten at the next
+/// poll while the token still works.
+#[tokio::test]
+async fn a_revocation_with_a_past_exp_outlives_the_next_poll() {
+    let h = redis_harness(|_| {}).await;
+    let second = h.replica().await;
+    let (tok, claims) = keys().issue(
+        TEST_ACCOUNT,
+        &[Scope::Reason],
+        Duration::from_secs(600),
+        affine_gateway::auth::jwt::now_secs(),
+    );
+    let call = |base: String| {
+        let http = h.http.clone();
+        let tok = tok.clone();
+        async move {
+            http.post(format!("{base}/v1/reason"))
+                .bearer_auth(tok)
+                .header("content-type", "application/json")
+                .body(BODY)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(call(h.gw.url()).await.status(), 200);
+    // The operator gets `exp` wrong (an hour ago); the token really expires in 10 minutes.
+    let wrong_exp = affine_gateway::auth::jwt::now_secs() - 3600;
+    let res = h
+        .http
+        .post(h.url("/admin/v1/tokens/revoke"))
+        .bearer_auth(admin_token())
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"jti":"{}","exp":{wrong_exp}}}"#, claims.jti))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    expect_problem(call(h.gw.url()).await, 401, "token_revoked").await;
+    // What the next poll does on this replica: reload the set from the store.
+    let st = &h.gw.state;
+    st.auth
+        .revocations
+        .refresh(&st.store, affine_gateway::auth::jwt::now_secs())
+        .await
+        .unwrap();
+    expect_problem(call(h.gw.url()).await, 401, "token_revoked").await;
+    // And the other replica learns it from its own poll.
+    eventually(
+        Duration::from_secs(2),
+        "the revocation on the replica",
+        || {
+            let res = call(second.url());
+            async move { (res.await.status() == 401).then_some(()) }
+        },
+    )
+    .await;
+    expect_problem(call(second.url()).await, 401, "token_revoked").await;
+}

@@ -53,7 +53,7 @@ pub enum ErrorCode {
     /// The credentials lack the scope for this route.
     Forbidden,
     /// The request repeats an idempotency key with different content (a credit reference
-    /// reused with another amount).
+    /// reused with another amount), or a credit would take a balance past 2^63−1 rao.
     Conflict,
     /// The hotkey is not registered and unregistered callers are not allowed.
     UnregisteredHotkey,

@@ -318,6 +318,7 @@ async fn build_auth(
             allow_unregistered: config.allow_unregistered,
             revocations,
             accounts: AccountCache::new(),
+            clock: Default::default(),
         },
         poller,
     ))

@@ -487,3 +487,281 @@ async fn session_exchange_gives_a_short_lived_reason_token() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Issue #11 item 2: the two-byte-prefix spelling of a key is not a second identity.
+#[tokio::test]
+async fn the_two_byte_ss58_spelling_of_a_key_is_refused_everywhere() {
+    let h = redis_harness(|_| {}).await;
+    let second = h.replica().await;
+    let base = h.gw.url();
+    let key = alice(Crypto::Sr25519);
+    let KeyPair::Sr25519(pair) = &key else {
+        unreachable!()
+    };
+    let alias = two_byte_ss58(&key.public());
+    assert_ne!(alias, ALICE);
+    let (account, format) = {
+        use sp_core::crypto::{AccountId32, Ss58Codec};
+        AccountId32::from_ss58check_with_version(&alias).expect("sp-core decodes the alias")
+    };
+    assert_eq!(
+        (account.as_ref() as &[u8], u16::from(format)),
+        (&key.public()[..], 42),
+        "the alias is the same key on the same network"
+    );
+
+    // The account is disabled under its canonical address.
+    let res = put_account(&h.http, &base, ALICE, r#"{"disabled":true}"#).await;
+    assert_eq!(res.status(), 201);
+    // Epistula does not sign `Epistula-Signed-By`: swapping in the alias must not make the
+    // same signed request a new one (a second replay mark) nor escape the disabled account.
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let mut headers = epistula_headers(
+        pair,
+        BODY.as_bytes(),
+        DEV_HOTKEY,
+        &uuid,
+        now_ns() / 1_000_000,
+    );
+    let res = send_btauth(&h.http, &base, "/v1/reason", BODY, headers.clone()).await;
+    expect_problem(res, 403, "account_disabled").await;
+    for (name, value) in headers.iter_mut() {
+        if *name == "Epistula-Signed-By" {
+            *value = alias.clone();
+        }
+    }
+    let res = send_btauth(&h.http, &second.url(), "/v1/reason", BODY, headers).await;
+    let body = expect_problem(res, 401, "auth_malformed").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("canonical"),
+        "{body}"
+    );
+    // btauth/1 signs the hotkey, but the alias is refused before the signature anyway.
+    let mut headers = signed(&key, "/v1/reason", BODY, DEV_HOTKEY, now_ns());
+    for (name, value) in headers.iter_mut() {
+        if *name == "X-Bittensor-Hotkey" {
+            *value = alias.clone();
+        }
+    }
+    let res = send_btauth(&h.http, &base, "/v1/reason", BODY, headers).await;
+    expect_problem(res, 401, "auth_malformed").await;
+    // And no second account for the same key.
+    let res = put_account(&h.http, &base, &alias, "{}").await;
+    expect_problem(res, 400, "invalid_request").await;
+    assert!(
+        h.sim.requests().is_empty(),
+        "no request under either spelling reached the upstream"
+    );
+    assert!(!affine_gateway::auth::ss58::is_valid42(&alias));
+}
+
+/// Issue #11 item 4: a replica whose clock is behind must not accept again a signed request
+/// another replica accepted, once the first replica's view of its window has passed.
+#[tokio::test]
+async fn a_replay_on_a_replica_whose_clock_is_behind_is_refused() {
+    let h = redis_harness(|_| {}).await;
+    let behind = h.replica().await;
+    // Within the documented bound (auth.replica_clock_skew_secs, 5 s by default).
+    behind.state.auth.clock.set_offset_ms(-3_000);
+    let key = alice(Crypto::Sr25519);
+    // Near the end of its 10 s window on the first replica's clock, so that replica's view of
+    // the window ends in half a second; on the replica 3 s behind it is fresh 3 s longer.
+    let nonce = now_ns() - 9_500_000_000;
+    let headers = signed(&key, "/v1/reason", BODY, DEV_HOTKEY, nonce);
+    let res = send_btauth(&h.http, &h.gw.url(), "/v1/reason", BODY, headers.clone()).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    // Until the request goes stale on the lagging replica, every attempt there is a replay.
+    let started = Instant::now();
+    let mut replays = 0;
+    loop {
+        let res = send_btauth(&h.http, &behind.url(), "/v1/reason", BODY, headers.clone()).await;
+        assert_ne!(
+            res.status(),
+            200,
+            "accepted a second time after {:?} ({replays} replays refused before)",
+            started.elapsed()
+        );
+        let body: serde_json::Value = res.json().await.unwrap();
+        match body["code"].as_str() {
+            Some("replayed_request") => replays += 1,
+            Some("stale_request") => break,
+            other => panic!("unexpected refusal {other:?}: {body}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never went stale"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        replays > 0,
+        "the lagging replica saw the request while fresh"
+    );
+    assert!(
+        started.elapsed() > Duration::from_secs(1),
+        "went stale only after the first replica's window"
+    );
+}
+
+/// Issue #11 item 8: Epistula binds neither method nor path, so it cannot buy a session.
+#[tokio::test]
+async fn an_epistula_request_cannot_buy_a_session() {
+    let h = Harness::start(SimConfig::default()).await;
+    let KeyPair::Sr25519(pair) = alice(Crypto::Sr25519) else {
+        unreachable!()
+    };
+    // A request signed for /v1/reason, seen by a proxy and redeemed at the session route.
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let headers = epistula_headers(
+        &pair,
+        BODY.as_bytes(),
+        DEV_HOTKEY,
+        &uuid,
+        now_ns() / 1_000_000,
+    );
+    let res = send_btauth(
+        &h.http,
+        &h.gw.url(),
+        "/v1/auth/session",
+        BODY,
+        headers.clone(),
+    )
+    .await;
+    let body = expect_problem(res, 401, "auth_malformed").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("btauth/1 only"),
+        "{body}"
+    );
+    // The same request is still good where it was meant to go.
+    let res = send_btauth(&h.http, &h.gw.url(), "/v1/reason", BODY, headers).await;
+    assert_eq!(res.status(), 200);
+}
+
+/// Issue #11 item 11: the cheap header checks run before the body is read. Each request
+/// announces a large body and sends only its first bytes; a gateway that read the body first
+/// would wait for the rest instead of answering.
+#[tokio::test]
+async fn signed_requests_with_bad_headers_are_refused_without_reading_the_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start(SimConfig::default()).await;
+    let key = alice(Crypto::Sr25519);
+    let KeyPair::Sr25519(pair) = alice(Crypto::Sr25519) else {
+        unreachable!()
+    };
+    let s = 1_000_000_000u128;
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let cases = [
+        (
+            signed(&key, "/v1/reason", BODY, ALICE, now_ns()),
+            "wrong_receiver",
+        ),
+        (
+            signed(&key, "/v1/reason", BODY, DEV_HOTKEY, now_ns() - 60 * s),
+            "stale_request",
+        ),
+        (
+            epistula_headers(&pair, BODY.as_bytes(), ALICE, &uuid, now_ns() / 1_000_000),
+            "wrong_receiver",
+        ),
+        (
+            {
+                let mut headers = signed(&key, "/v1/reason", BODY, DEV_HOTKEY, now_ns());
+                for (name, value) in headers.iter_mut() {
+                    if *name == "X-Bittensor-Hotkey" {
+                        value.push('x');
+                    }
+                }
+                headers
+            },
+            "auth_malformed",
+        ),
+    ];
+    let addr = h.gw.url().trim_start_matches("http://").to_string();
+    for (headers, code) in cases {
+        let mut head = format!(
+            "POST /v1/reason HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: 1000000\r\n"
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n{\"input\":\"");
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        let read = tokio::time::timeout(Duration::from_secs(5), async {
+            while !String::from_utf8_lossy(&answer).contains(code) {
+                let n = conn.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                answer.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(read.is_ok(), "{code}: no answer without the body: {text:?}");
+        assert!(text.starts_with("HTTP/1.1 401"), "{code}: {text}");
+        assert!(text.contains(code), "{code}: {text}");
+    }
+}
+
+/// Issue #11 item 9: a revocation sent with an `exp` in the past is not forgotten at the next
+/// poll while the token still works.
+#[tokio::test]
+async fn a_revocation_with_a_past_exp_outlives_the_next_poll() {
+    let h = redis_harness(|_| {}).await;
+    let second = h.replica().await;
+    let (tok, claims) = keys().issue(
+        TEST_ACCOUNT,
+        &[Scope::Reason],
+        Duration::from_secs(600),
+        affine_gateway::auth::jwt::now_secs(),
+    );
+    let call = |base: String| {
+        let http = h.http.clone();
+        let tok = tok.clone();
+        async move {
+            http.post(format!("{base}/v1/reason"))
+                .bearer_auth(tok)
+                .header("content-type", "application/json")
+                .body(BODY)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(call(h.gw.url()).await.status(), 200);
+    // The operator gets `exp` wrong (an hour ago); the token really expires in 10 minutes.
+    let wrong_exp = affine_gateway::auth::jwt::now_secs() - 3600;
+    let res = h
+        .http
+        .post(h.url("/admin/v1/tokens/revoke"))
+        .bearer_auth(admin_token())
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"jti":"{}","exp":{wrong_exp}}}"#, claims.jti))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    expect_problem(call(h.gw.url()).await, 401, "token_revoked").await;
+    // What the next poll does on this replica: reload the set from the store.
+    let st = &h.gw.state;
+    st.auth
+        .revocations
+        .refresh(&st.store, affine_gateway::auth::jwt::now_secs())
+        .await
+        .unwrap();
+    expect_problem(call(h.gw.url()).await, 401, "token_revoked").await;
+    // And the other replica learns it from its own poll.
+    eventually(
+        Duration::from_secs(2),
+        "the revocation on the replica",
+        || {
+            let res = call(second.url());
+            async move { (res.await.status() == 401).then_some(()) }
+        },
+    )
+    .await;
+    expect_problem(call(second.url()).await, 401, "token_revoked").await;
+}

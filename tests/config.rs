@@ -657,3 +657,16 @@ fn loading_reads_a_real_file_path() {
         "{err}"
     );
 }
+
+// issue #11 (auth): the replica clock-skew bound of replay protection.
+#[test]
+fn the_replica_clock_skew_bound_has_a_default_and_a_range() {
+    let cfg = Config::from_toml_str("").unwrap();
+    assert_eq!(cfg.auth.replica_clock_skew_secs, 5);
+    let cfg = Config::from_toml_str("[auth]\nreplica_clock_skew_secs = 0").unwrap();
+    assert_eq!(cfg.auth.replica_clock_skew(), std::time::Duration::ZERO);
+    let err = Config::from_toml_str("[auth]\nreplica_clock_skew_secs = 61")
+        .expect_err("above 60")
+        .to_string();
+    assert!(err.starts_with("auth.replica_clock_skew_secs"), "{err}");
+}

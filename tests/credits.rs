@@ -162,3 +162,95 @@ async fn the_credits_endpoint() {
     )
     .await;
 }
+
+/// Issue #11 item 10: money fields are JSON integers (no rounding through floats), and a
+/// credit that would overflow the balance is a 409, not a 500.
+#[tokio::test]
+async fn money_fields_take_integers_only_and_overflow_is_a_conflict() {
+    let h = Harness::start_with(SimConfig::default(), use_redis).await;
+    let memory = Harness::start(SimConfig::default()).await;
+    for h in [&h, &memory] {
+        let post = |body: &str| {
+            h.http
+                .post(h.url(&format!("/admin/v1/accounts/{TEST_ACCOUNT}/credits")))
+                .bearer_auth(admin_token())
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+        };
+        // 2^53 + 1 written as a float would be credited as a neighbouring integer.
+        for bad in [
+            r#"{"amount_rao":9007199254740993.0,"reference":"f1"}"#,
+            r#"{"amount_rao":5.0,"reference":"f2"}"#,
+            r#"{"amount_rao":1e9,"reference":"f3"}"#,
+            r#"{"amount_rao":9223372036854775808,"reference":"f4"}"#,
+        ] {
+            let body = expect_problem(post(bad).await.unwrap(), 400, "invalid_request").await;
+            assert!(
+                body["detail"].as_str().unwrap().contains("JSON integer"),
+                "{bad}: {body}"
+            );
+        }
+        // The exact integer is credited exactly.
+        let res = post(r#"{"amount_rao":9007199254740993,"reference":"big-1"}"#)
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let v: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(v["balance_rao"], 9_007_199_254_740_993u64);
+        // Up to the largest balance, then one rao more is refused without a 500.
+        let rest = i64::MAX as u64 - 9_007_199_254_740_993;
+        let res = post(&format!(r#"{{"amount_rao":{rest},"reference":"big-2"}}"#))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let res = post(r#"{"amount_rao":1,"reference":"big-3"}"#)
+            .await
+            .unwrap();
+        let body = expect_problem(res, 409, "conflict").await;
+        assert!(body["detail"].as_str().unwrap().contains("past"), "{body}");
+        let v: serde_json::Value = h
+            .http
+            .get(h.url(&format!("/admin/v1/accounts/{TEST_ACCOUNT}")))
+            .bearer_auth(admin_token())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            v["balance_rao"],
+            i64::MAX,
+            "nothing credited by the refusal"
+        );
+        // The refused reference was not used up.
+        let res = post(r#"{"amount_rao":1,"reference":"big-3"}"#)
+            .await
+            .unwrap();
+        expect_problem(res, 409, "conflict").await;
+
+        // Credit limits: integers only as well; a whole float is not rounded into a limit.
+        for bad in [
+            r#"{"credit_limit_rao":9007199254740993.0}"#,
+            r#"{"credit_limit_rao":10.0}"#,
+        ] {
+            let res = put_account(&h.http, &h.gw.url(), TEST_ACCOUNT, bad).await;
+            let body = expect_problem(res, 400, "invalid_request").await;
+            assert!(
+                body["detail"].as_str().unwrap().contains("JSON integer"),
+                "{bad}: {body}"
+            );
+        }
+        let res = put_account(
+            &h.http,
+            &h.gw.url(),
+            TEST_ACCOUNT,
+            r#"{"credit_limit_rao":9007199254740993}"#,
+        )
+        .await;
+        assert_eq!(res.status(), 200);
+        let v: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(v["credit_limit_rao"], 9_007_199_254_740_993u64);
+    }
+}

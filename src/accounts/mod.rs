@@ -7,6 +7,7 @@
 //! usage change it, through their own keys.
 
 pub mod cache;
+pub mod money;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -127,8 +128,9 @@ pub struct AccountUpdate {
     /// `prepaid` or `postpaid`.
     #[serde(default)]
     pub billing: Option<Billing>,
-    /// Credit limit of a postpaid account.
-    #[serde(default)]
+    /// Credit limit of a postpaid account, rao: a JSON integer (no fraction, no exponent).
+    #[serde(default, deserialize_with = "money::optional")]
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub credit_limit_rao: Option<u64>,
     /// Disable or re-enable.
     #[serde(default)]

@@ -11,7 +11,8 @@
 //! ([`Refusal::WrongReceiver`]), freshness ([`Refusal::Stale`]), then the hotkey and the
 //! signature under the declared scheme only ([`Refusal::Malformed`] for an undecodable hotkey
 //! or a signature of the wrong length, else [`Refusal::BadSignature`]). Everything before the
-//! signature check is cheap, so floods of garbage cost no curve arithmetic.
+//! signature check is cheap and needs no body ([`check_headers`]), so floods of garbage cost
+//! neither a body read nor curve arithmetic.
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -20,10 +21,9 @@ use axum::http::{HeaderMap, HeaderName};
 use sp_core::{Pair, ed25519, sr25519};
 
 use super::signing::Crypto;
-use super::ss58;
 use super::verdict::{
-    BYTES_CLOSE, BYTES_OPEN, Refusal, Scheme, Signed, body_sha256_hex, freshness, parse_decimal,
-    parse_signature, single_header, verify_raw_or_wrapped,
+    BYTES_CLOSE, BYTES_OPEN, Refusal, Scheme, Signed, body_sha256_hex, freshness, mark_window,
+    parse_decimal, parse_signature, sender_key, single_header, verify_raw_or_wrapped,
 };
 
 /// How old a nonce may be.
@@ -171,6 +171,7 @@ pub fn payload(
 ///
 /// `path_and_query` is the request target as received (path plus `?query`, undecoded) and
 /// `body` the raw body bytes. On success the caller must still record the replay mark.
+/// The same as [`check_headers`] followed by [`HeadersChecked::verify_body`].
 pub fn verify(
     method: &str,
     path_and_query: &str,
@@ -179,6 +180,26 @@ pub fn verify(
     receiver: &str,
     now_ns: u128,
 ) -> Result<Signed, Refusal> {
+    check_headers(method, path_and_query, headers, receiver, now_ns)?.verify_body(body)
+}
+
+/// A request whose headers passed every check; only the signature over the body is left.
+pub struct HeadersChecked<'a> {
+    fields: Fields<'a>,
+    public: [u8; 32],
+    signature: [u8; 64],
+}
+
+/// Every check that needs no body: header shape, receiver binding, freshness, the hotkey and
+/// the signature's length, in the reference order. Run before the body is read, so a
+/// refused request costs no body read.
+pub fn check_headers<'a>(
+    method: &'a str,
+    path_and_query: &'a str,
+    headers: &'a HeaderMap,
+    receiver: &'a str,
+    now_ns: u128,
+) -> Result<HeadersChecked<'a>, Refusal> {
     if single_header(headers, &H_VERSION)? != Some(VERSION) {
         return Err(Refusal::Malformed);
     }
@@ -201,45 +222,56 @@ pub fn verify(
         _ => return Err(Refusal::WrongReceiver),
     }
 
-    let mark_ttl = freshness(nonce, now_ns, MAX_AGE, MAX_SKEW, 1_000_000_000)?;
+    freshness(nonce, now_ns, MAX_AGE, MAX_SKEW, 1_000_000_000)?;
 
-    let public = ss58::decode42(sender).map_err(|_| Refusal::Malformed)?;
+    let public = sender_key(sender)?;
     let signature = signature.ok_or(Refusal::Malformed)?;
-
-    let fields = Fields {
-        crypto,
-        method,
-        path_and_query,
-        nonce,
-        sender,
-        receiver,
-    };
-    let mut signed = Vec::with_capacity(BYTES_OPEN.len() + fields.capacity() + BYTES_CLOSE.len());
-    signed.extend_from_slice(BYTES_OPEN);
-    fields.write(&mut signed, &body_sha256_hex(body));
-    signed.extend_from_slice(BYTES_CLOSE);
-
-    // Only the declared scheme: trying the other one would let a caller pick whichever
-    // verification happens to succeed for a key.
-    match crypto {
-        Crypto::Sr25519 => {
-            let public = sr25519::Public::from_raw(public);
-            let signature = sr25519::Signature::from_raw(signature);
-            verify_raw_or_wrapped(&signed, |m| sr25519::Pair::verify(&signature, m, &public))?;
-        }
-        Crypto::Ed25519 => {
-            let public = ed25519::Public::from_raw(public);
-            let signature = ed25519::Signature::from_raw(signature);
-            verify_raw_or_wrapped(&signed, |m| ed25519::Pair::verify(&signature, m, &public))?;
-        }
-    }
-
-    Ok(Signed {
-        hotkey: sender.to_owned(),
-        replay_id: nonce.to_string(),
-        mark_ttl,
-        scheme: Scheme::BtAuth,
+    Ok(HeadersChecked {
+        fields: Fields {
+            crypto,
+            method,
+            path_and_query,
+            nonce,
+            sender,
+            receiver,
+        },
+        public,
+        signature,
     })
+}
+
+impl HeadersChecked<'_> {
+    /// Verifies the signature over the payload with `body`'s hash.
+    pub fn verify_body(self, body: &[u8]) -> Result<Signed, Refusal> {
+        let fields = &self.fields;
+        let mut signed =
+            Vec::with_capacity(BYTES_OPEN.len() + fields.capacity() + BYTES_CLOSE.len());
+        signed.extend_from_slice(BYTES_OPEN);
+        fields.write(&mut signed, &body_sha256_hex(body));
+        signed.extend_from_slice(BYTES_CLOSE);
+
+        // Only the declared scheme: trying the other one would let a caller pick whichever
+        // verification happens to succeed for a key.
+        match fields.crypto {
+            Crypto::Sr25519 => {
+                let public = sr25519::Public::from_raw(self.public);
+                let signature = sr25519::Signature::from_raw(self.signature);
+                verify_raw_or_wrapped(&signed, |m| sr25519::Pair::verify(&signature, m, &public))?;
+            }
+            Crypto::Ed25519 => {
+                let public = ed25519::Public::from_raw(self.public);
+                let signature = ed25519::Signature::from_raw(self.signature);
+                verify_raw_or_wrapped(&signed, |m| ed25519::Pair::verify(&signature, m, &public))?;
+            }
+        }
+
+        Ok(Signed {
+            hotkey: fields.sender.to_owned(),
+            replay_id: fields.nonce.to_string(),
+            mark_ttl: mark_window(MAX_AGE, MAX_SKEW),
+            scheme: Scheme::BtAuth,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -11,10 +11,9 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderName};
 use sp_core::{Pair, sr25519};
 
-use super::ss58;
 use super::verdict::{
-    BYTES_CLOSE, BYTES_OPEN, Refusal, Scheme, Signed, body_sha256_hex, freshness, parse_decimal,
-    parse_signature, single_header, verify_raw_or_wrapped,
+    BYTES_CLOSE, BYTES_OPEN, Refusal, Scheme, Signed, body_sha256_hex, freshness, mark_window,
+    parse_decimal, parse_signature, sender_key, single_header, verify_raw_or_wrapped,
 };
 
 /// How old a timestamp may be.
@@ -88,13 +87,34 @@ pub fn message(body: &[u8], uuid: &str, timestamp_ms: u128, signed_for: &str) ->
 
 /// Verifies; `receiver` is the gateway's own SS58 hotkey; `now_ms` unix ms (injected clock).
 ///
-/// On success the caller must still record the replay mark `(hotkey, uuid)`.
+/// On success the caller must still record the replay mark `(hotkey, uuid)`. The same as
+/// [`check_headers`] followed by [`HeadersChecked::verify_body`].
 pub fn verify(
     headers: &HeaderMap,
     body: &[u8],
     receiver: &str,
     now_ms: u128,
 ) -> Result<Signed, Refusal> {
+    check_headers(headers, receiver, now_ms)?.verify_body(body)
+}
+
+/// A request whose headers passed every check; only the signature over the body is left.
+pub struct HeadersChecked<'a> {
+    uuid: &'a str,
+    timestamp: u128,
+    signed_by: &'a str,
+    receiver: &'a str,
+    public: [u8; 32],
+    signature: [u8; 64],
+}
+
+/// Every check that needs no body (header shape, receiver binding, freshness, hotkey,
+/// signature length), so a refused request costs no body read.
+pub fn check_headers<'a>(
+    headers: &'a HeaderMap,
+    receiver: &'a str,
+    now_ms: u128,
+) -> Result<HeadersChecked<'a>, Refusal> {
     if single_header(headers, &H_VERSION)? != Some(VERSION) {
         return Err(Refusal::Malformed);
     }
@@ -117,33 +137,47 @@ pub fn verify(
         _ => return Err(Refusal::WrongReceiver),
     }
 
-    let mark_ttl = freshness(timestamp, now_ms, MAX_AGE, MAX_SKEW, 1_000)?;
+    freshness(timestamp, now_ms, MAX_AGE, MAX_SKEW, 1_000)?;
 
-    let public = ss58::decode42(signed_by).map_err(|_| Refusal::Malformed)?;
+    let public = sender_key(signed_by)?;
     let signature = signature.ok_or(Refusal::Malformed)?;
-
-    let mut signed =
-        Vec::with_capacity(BYTES_OPEN.len() + message_capacity(uuid, receiver) + BYTES_CLOSE.len());
-    signed.extend_from_slice(BYTES_OPEN);
-    write_message(
-        &mut signed,
-        &body_sha256_hex(body),
+    Ok(HeadersChecked {
         uuid,
         timestamp,
+        signed_by,
         receiver,
-    );
-    signed.extend_from_slice(BYTES_CLOSE);
-
-    let public = sr25519::Public::from_raw(public);
-    let signature = sr25519::Signature::from_raw(signature);
-    verify_raw_or_wrapped(&signed, |m| sr25519::Pair::verify(&signature, m, &public))?;
-
-    Ok(Signed {
-        hotkey: signed_by.to_owned(),
-        replay_id: uuid.to_owned(),
-        mark_ttl,
-        scheme: Scheme::Epistula,
+        public,
+        signature,
     })
+}
+
+impl HeadersChecked<'_> {
+    /// Verifies the signature over the message with `body`'s hash.
+    pub fn verify_body(self, body: &[u8]) -> Result<Signed, Refusal> {
+        let mut signed = Vec::with_capacity(
+            BYTES_OPEN.len() + message_capacity(self.uuid, self.receiver) + BYTES_CLOSE.len(),
+        );
+        signed.extend_from_slice(BYTES_OPEN);
+        write_message(
+            &mut signed,
+            &body_sha256_hex(body),
+            self.uuid,
+            self.timestamp,
+            self.receiver,
+        );
+        signed.extend_from_slice(BYTES_CLOSE);
+
+        let public = sr25519::Public::from_raw(self.public);
+        let signature = sr25519::Signature::from_raw(self.signature);
+        verify_raw_or_wrapped(&signed, |m| sr25519::Pair::verify(&signature, m, &public))?;
+
+        Ok(Signed {
+            hotkey: self.signed_by.to_owned(),
+            replay_id: self.uuid.to_owned(),
+            mark_ttl: mark_window(MAX_AGE, MAX_SKEW),
+            scheme: Scheme::Epistula,
+        })
+    }
 }
 
 #[cfg(test)]

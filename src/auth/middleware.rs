@@ -3,11 +3,13 @@
 //! Order of work, cheapest refusal first: count the credentials (exactly one), verify it with
 //! CPU only (signature or token; garbage is refused without touching the store), then one
 //! store round trip that sets the replay mark and reads the account. Signed requests need the
-//! body's exact bytes, so for them the body is read here (bounded by the body limit) and put
-//! back for the handler; bearer requests leave the body untouched.
+//! body's exact bytes, so for them the body is read here (bounded by the body limit), after
+//! every header check has passed, and put back for the handler; bearer requests leave the body
+//! untouched.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -39,6 +41,42 @@ pub struct Authenticator {
     pub revocations: Arc<Revocations>,
     /// Recently read account records.
     pub accounts: AccountCache,
+    /// The clock signed requests are judged by.
+    pub clock: Clock,
+}
+
+/// The clock signed requests' freshness is judged by: the system clock, shifted by an offset
+/// that only tests set (to run replicas whose clocks differ on one machine).
+#[derive(Debug, Default)]
+pub struct Clock {
+    offset_ms: AtomicI64,
+}
+
+impl Clock {
+    /// Unix time now, as this replica sees it.
+    pub fn now(&self) -> Duration {
+        let system = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let offset = self.offset_ms.load(Ordering::Relaxed);
+        let shift = Duration::from_millis(offset.unsigned_abs());
+        if offset >= 0 {
+            system.saturating_add(shift)
+        } else {
+            system.saturating_sub(shift)
+        }
+    }
+
+    /// Shifts this replica's clock by `offset_ms` (negative: behind). For tests.
+    pub fn set_offset_ms(&self, offset_ms: i64) {
+        self.offset_ms.store(offset_ms, Ordering::Relaxed);
+    }
+}
+
+/// A signed request whose headers passed; its signature over the body is still to check.
+enum Pending<'a> {
+    BtAuth(btauth::HeadersChecked<'a>),
+    Epistula(epistula::HeadersChecked<'a>),
 }
 
 /// What a route group requires.
@@ -89,6 +127,10 @@ pub fn refusal_error(r: Refusal) -> ApiError {
         Refusal::Malformed => err(
             ErrorCode::AuthMalformed,
             "the signature headers are malformed",
+        ),
+        Refusal::NonCanonicalHotkey => err(
+            ErrorCode::AuthMalformed,
+            "the sender's SS58 address is not in its canonical form: send the one-byte prefix-42 spelling of the key",
         ),
         Refusal::BadSignature => err(ErrorCode::BadSignature, "the signature does not verify"),
         Refusal::Stale => err(
@@ -245,7 +287,33 @@ async fn verify_and_run(
             "admin routes need a bearer token with the `admin` scope",
         ));
     }
+    if need == Required::Signature && signed_ep {
+        // Epistula signs neither method nor path: a fresh Epistula request seen on its way to
+        // any route could otherwise be redeemed here for a session token.
+        return Err(err(
+            ErrorCode::AuthMalformed,
+            "POST /v1/auth/session takes btauth/1 only (Epistula signs neither the method nor the path)",
+        ));
+    }
     let (parts, body) = req.into_parts();
+    let now = auth.clock.now();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    // Every check that needs no body runs before the body is read: garbage with a large (or
+    // never-ending) body costs no body read.
+    let pending = if signed_bt {
+        btauth::check_headers(
+            parts.method.as_str(),
+            path,
+            &parts.headers,
+            &auth.receiver,
+            now.as_nanos(),
+        )
+        .map(Pending::BtAuth)
+    } else {
+        epistula::check_headers(&parts.headers, &auth.receiver, now.as_millis())
+            .map(Pending::Epistula)
+    }
+    .map_err(refusal_error)?;
     let bytes = axum::body::to_bytes(body, st.config.max_body_bytes)
         .await
         .map_err(|_| {
@@ -254,21 +322,9 @@ async fn verify_and_run(
                 "the request body is larger than this gateway accepts (GATEWAY_MAX_BODY_BYTES)",
             )
         })?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let signed = if signed_bt {
-        btauth::verify(
-            parts.method.as_str(),
-            path,
-            &parts.headers,
-            &bytes,
-            &auth.receiver,
-            now.as_nanos(),
-        )
-    } else {
-        epistula::verify(&parts.headers, &bytes, &auth.receiver, now.as_millis())
+    let signed = match pending {
+        Pending::BtAuth(p) => p.verify_body(&bytes),
+        Pending::Epistula(p) => p.verify_body(&bytes),
     }
     .map_err(refusal_error)?;
     let (tag, credential) = match signed.scheme {
@@ -290,7 +346,9 @@ async fn verify_and_run(
         .store
         .admit_auth(
             &accounts::record_key(&signed.hotkey),
-            Some((&mark, signed.mark_ttl)),
+            // Another replica judges freshness by its own clock: the mark outlives our window
+            // by the clock difference replicas are allowed.
+            Some((&mark, signed.mark_ttl + st.config.auth.replica_clock_skew())),
         )
         .await
         .map_err(store_error)?;

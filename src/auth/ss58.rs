@@ -1,13 +1,16 @@
-//! SS58 addresses restricted to Bittensor's prefix, 42.
+//! SS58 addresses restricted to Bittensor's prefix, 42, in their canonical spelling.
 //!
-//! Signed requests name their sender (and receiver) by SS58 address. Only prefix 42 is
-//! accepted: an address pasted from another Substrate chain carries the same key under a
-//! different checksum, and accepting it would give one key two spellings, hence two replay
-//! and quota identities.
+//! Signed requests name their sender (and receiver) by SS58 address, and the address is the
+//! caller's identity (replay marks, accounts, limits, usage). One key must therefore have
+//! exactly one accepted spelling:
+//! - only prefix 42: an address pasted from another Substrate chain carries the same key
+//!   under a different checksum;
+//! - only the one-byte prefix form: SS58 can also write ident 42 in its two-byte form, which
+//!   decodes (here and in sp-core) to the same key and network, yet is different text.
 //!
-//! The structure (alphabet, length, prefix) is checked here on a stack buffer, so garbage is
-//! refused without allocating; only a well-formed prefix-42 address reaches sp-core for the
-//! blake2b checksum, the one step that needs a hash this crate does not otherwise depend on.
+//! So an address is accepted only if re-encoding its key canonically gives back the very
+//! same text. Base58 decoding uses the `bs58` crate onto a stack buffer after a length bound,
+//! so garbage is refused cheaply; sp-core checks the blake2b checksum.
 
 use sp_core::crypto::{AccountId32, PublicError, Ss58AddressFormat, Ss58Codec};
 
@@ -29,6 +32,10 @@ pub enum Ss58Error {
     /// A valid encoding for another network's prefix.
     #[error("SS58 address uses prefix {0}, expected 42")]
     WrongPrefix(u16),
+    /// A valid prefix-42 address in a spelling other than the canonical one (the two-byte
+    /// prefix form): accepting it would give the key a second identity.
+    #[error("SS58 address is not in its canonical form")]
+    NonCanonical,
 }
 
 /// Public key length of an account (sr25519 and ed25519 alike).
@@ -37,64 +44,25 @@ const KEY_LEN: usize = 32;
 const CHECKSUM_LEN: usize = 2;
 /// Largest decoded address: a two-byte prefix, the key and the checksum.
 const MAX_DECODED: usize = 2 + KEY_LEN + CHECKSUM_LEN;
-/// Longer text cannot decode to [`MAX_DECODED`] bytes (each leading `1` is a whole byte).
+/// Longer text cannot decode to [`MAX_DECODED`] bytes (each leading `1` is a whole byte);
+/// checked before decoding so oversized input costs nothing.
 const MAX_TEXT: usize = 64;
-
-/// The Bitcoin base58 alphabet, which SS58 uses.
-const ALPHABET: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
-
-/// Digit value of each byte, 0xff for bytes outside the alphabet.
-const DIGITS: [u8; 256] = {
-    let mut table = [0xffu8; 256];
-    let mut i = 0;
-    while i < ALPHABET.len() {
-        table[ALPHABET[i] as usize] = i as u8;
-        i += 1;
-    }
-    table
-};
 
 /// Decodes base58 text into a stack buffer; returns the buffer and the decoded length.
 fn base58_decode(text: &str) -> Result<([u8; MAX_DECODED], usize), Ss58Error> {
-    let bytes = text.as_bytes();
-    // Alphabet first, so the verdict on garbage does not depend on where the garbage sits.
-    if bytes.iter().any(|&b| DIGITS[usize::from(b)] == 0xff) {
-        return Err(Ss58Error::Encoding);
-    }
-    if bytes.len() > MAX_TEXT {
-        return Err(Ss58Error::Length);
-    }
-    // Little-endian big number; `used` bytes of it are significant.
-    let mut num = [0u8; MAX_DECODED];
-    let mut used = 0usize;
-    for &b in bytes {
-        let mut carry = u32::from(DIGITS[usize::from(b)]);
-        for limb in num.iter_mut().take(used) {
-            carry += u32::from(*limb) * 58;
-            *limb = (carry & 0xff) as u8;
-            carry >>= 8;
-        }
-        while carry > 0 {
-            let limb = num.get_mut(used).ok_or(Ss58Error::Length)?;
-            *limb = (carry & 0xff) as u8;
-            used += 1;
-            carry >>= 8;
-        }
-    }
-    // Each leading '1' stands for one leading zero byte.
-    let zeros = bytes.iter().take_while(|&&b| b == b'1').count();
-    let total = zeros + used;
-    if total > MAX_DECODED {
+    if text.len() > MAX_TEXT {
         return Err(Ss58Error::Length);
     }
     let mut out = [0u8; MAX_DECODED];
-    for (dst, src) in out[zeros..total].iter_mut().zip(num[..used].iter().rev()) {
-        *dst = *src;
+    match bs58::decode(text).onto(&mut out) {
+        Ok(len) => Ok((out, len)),
+        Err(bs58::decode::Error::BufferTooSmall) => Err(Ss58Error::Length),
+        Err(_) => Err(Ss58Error::Encoding),
     }
-    Ok((out, total))
 }
 
-/// Decodes an SS58 address that must use prefix 42; returns the 32-byte public key.
+/// Decodes an SS58 address that must use prefix 42 in its canonical one-byte form; returns
+/// the 32-byte public key.
 pub fn decode42(addr: &str) -> Result<[u8; 32], Ss58Error> {
     let (data, len) = base58_decode(addr)?;
     // Length before the prefix byte: a truncated or extended address is a length problem,
@@ -124,19 +92,24 @@ pub fn decode42(addr: &str) -> Result<[u8; 32], Ss58Error> {
     let mut key = [0u8; KEY_LEN];
     key.copy_from_slice(&data[prefix_len..prefix_len + KEY_LEN]);
     match AccountId32::from_ss58check_with_version(addr) {
-        Ok((account, format)) if u16::from(format) == PREFIX && account.as_ref() == key => Ok(key),
-        Err(PublicError::InvalidChecksum) => Err(Ss58Error::Checksum),
+        Ok((account, format)) if u16::from(format) == PREFIX && account.as_ref() == key => {}
+        Err(PublicError::InvalidChecksum) => return Err(Ss58Error::Checksum),
         // Unreachable for input that passed the checks above; refuse rather than trust it.
-        _ => Err(Ss58Error::Encoding),
+        _ => return Err(Ss58Error::Encoding),
     }
+    // The identity is the text, so only the text the key canonically encodes to is accepted.
+    if encode42(&key) != addr {
+        return Err(Ss58Error::NonCanonical);
+    }
+    Ok(key)
 }
 
-/// Encodes a public key as an SS58 address with prefix 42.
+/// Encodes a public key as an SS58 address with prefix 42 (the canonical one-byte form).
 pub fn encode42(public: &[u8; 32]) -> String {
     AccountId32::new(*public).to_ss58check_with_version(Ss58AddressFormat::custom(PREFIX))
 }
 
-/// True if `addr` is a valid SS58 address with prefix 42.
+/// True if `addr` is a valid SS58 address with prefix 42, spelled canonically.
 pub fn is_valid42(addr: &str) -> bool {
     decode42(addr).is_ok()
 }
@@ -243,29 +216,7 @@ mod tests {
         }
     }
 
-    /// Straightforward base58 encoder, only to build test inputs.
     fn base58_encode(bytes: &[u8]) -> String {
-        let zeros = bytes.iter().take_while(|&&b| b == 0).count();
-        let mut digits: Vec<u8> = Vec::new();
-        for &b in bytes {
-            let mut carry = u32::from(b);
-            for d in digits.iter_mut() {
-                carry += u32::from(*d) << 8;
-                *d = (carry % 58) as u8;
-                carry /= 58;
-            }
-            while carry > 0 {
-                digits.push((carry % 58) as u8);
-                carry /= 58;
-            }
-        }
-        let mut out = "1".repeat(zeros);
-        out.extend(
-            digits
-                .iter()
-                .rev()
-                .map(|&d| char::from(ALPHABET[usize::from(d)])),
-        );
-        out
+        bs58::encode(bytes).into_string()
     }
 }

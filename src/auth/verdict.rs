@@ -21,6 +21,11 @@ pub enum Refusal {
     /// The timestamp or nonce is outside the freshness window (too old or too far ahead).
     #[error("signed request is outside the freshness window")]
     Stale,
+    /// The sender's address is a valid prefix-42 address in a non-canonical spelling (SS58's
+    /// two-byte prefix form). A [`Refusal::Malformed`] in the vectors' terms, kept apart so
+    /// the caller is told why an address that decodes elsewhere is refused here.
+    #[error("the sender's SS58 address is not in its canonical form")]
+    NonCanonicalHotkey,
     /// The request is not bound to this gateway's hotkey (bound elsewhere, or not at all).
     #[error("signed request is not bound to this gateway")]
     WrongReceiver,
@@ -30,7 +35,7 @@ impl Refusal {
     /// The verdict string used in the test vectors and in error codes.
     pub fn verdict(self) -> &'static str {
         match self {
-            Refusal::Malformed => "malformed",
+            Refusal::Malformed | Refusal::NonCanonicalHotkey => "malformed",
             Refusal::BadSignature => "bad_signature",
             Refusal::Stale => "stale",
             Refusal::WrongReceiver => "wrong_receiver",
@@ -53,24 +58,23 @@ pub enum Scheme {
 /// replay store (for `mark_ttl`) and refuse the request if that mark already existed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signed {
-    /// The sender's SS58 address as sent (validated, prefix 42). SS58 text is canonical for
-    /// a given key and prefix, so equal keys always give equal strings.
+    /// The sender's SS58 address: prefix 42 in its canonical spelling (any other spelling of
+    /// the key is refused), so one key is always one identity.
     pub hotkey: String,
     /// The replay identity within the hotkey: the canonical decimal nonce for btauth/1 (so
     /// `007` and `7`, which sign the same payload, collide), the UUID as signed for Epistula.
     pub replay_id: String,
-    /// How long a replay mark must live to cover the rest of the acceptance window (the
-    /// timestamp's age limit, plus one second of margin for clock granularity, minus the time
-    /// already elapsed); at least one millisecond so a store never sees a zero TTL.
+    /// How long, from now, a replay mark must live to cover every moment at which this
+    /// replica could still accept the stamp: the age limit plus how far ahead a stamp may be,
+    /// plus one second of margin for clock granularity. Measured from when the mark is written,
+    /// not from the stamp, so it does not depend on our clock agreeing with the sender's. The
+    /// authentication layer adds the allowed clock difference between replicas.
     pub mark_ttl: Duration,
     /// The protocol that authenticated the request.
     pub scheme: Scheme,
 }
 
-/// The smallest replay-mark lifetime handed out, so a store never receives a zero TTL.
-pub(crate) const MIN_MARK_TTL: Duration = Duration::from_millis(1);
-
-/// Checks a timestamp against a window and computes the replay-mark lifetime.
+/// Checks a timestamp against a window.
 ///
 /// All values are in one unit (`unit_per_sec` of them per second): nanoseconds for btauth/1,
 /// milliseconds for Epistula. `stamp` may be at most `max_age` old and `max_skew` ahead;
@@ -81,7 +85,7 @@ pub(crate) fn freshness(
     max_age: Duration,
     max_skew: Duration,
     unit_per_sec: u128,
-) -> Result<Duration, Refusal> {
+) -> Result<(), Refusal> {
     let per_unit = |d: Duration| d.as_nanos() * unit_per_sec / 1_000_000_000;
     if now > stamp && now - stamp > per_unit(max_age) {
         return Err(Refusal::Stale);
@@ -89,14 +93,14 @@ pub(crate) fn freshness(
     if stamp > now && stamp - now > per_unit(max_skew) {
         return Err(Refusal::Stale);
     }
-    // The mark must outlive the moment the stamp stops being accepted: stamp + max_age.
-    let expires = stamp
-        .saturating_add(per_unit(max_age))
-        .saturating_add(unit_per_sec);
-    let remaining = expires.saturating_sub(now);
-    let nanos = remaining.saturating_mul(1_000_000_000 / unit_per_sec);
-    let ttl = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
-    Ok(ttl.max(MIN_MARK_TTL))
+    Ok(())
+}
+
+/// The replay-mark lifetime of a protocol's window (see [`Signed::mark_ttl`]): a stamp
+/// accepted now was at most `max_skew` ahead, so it stays acceptable for at most
+/// `max_age + max_skew` more on this clock.
+pub(crate) fn mark_window(max_age: Duration, max_skew: Duration) -> Duration {
+    max_age + max_skew + Duration::from_secs(1)
 }
 
 /// Parses a strictly decimal, unsigned integer (ASCII digits only, leading zeros allowed).
@@ -161,6 +165,15 @@ pub(crate) fn single_header<'a>(
     first.to_str().map(Some).map_err(|_| Refusal::Malformed)
 }
 
+/// Decodes the sender's SS58 address (prefix 42, canonical spelling) into its public key.
+pub(crate) fn sender_key(addr: &str) -> Result<[u8; 32], Refusal> {
+    match super::ss58::decode42(addr) {
+        Ok(key) => Ok(key),
+        Err(super::ss58::Ss58Error::NonCanonical) => Err(Refusal::NonCanonicalHotkey),
+        Err(_) => Err(Refusal::Malformed),
+    }
+}
+
 /// Verifies a signature over `message`, raw or wrapped in `<Bytes>…</Bytes>`.
 ///
 /// polkadot.js `signRaw` (and wallets built on it) wrap the message; substrate-interface's
@@ -193,25 +206,21 @@ mod tests {
     #[test]
     fn verdict_names_match_the_vectors() {
         assert_eq!(Refusal::Malformed.verdict(), "malformed");
+        assert_eq!(Refusal::NonCanonicalHotkey.verdict(), "malformed");
         assert_eq!(Refusal::BadSignature.verdict(), "bad_signature");
         assert_eq!(Refusal::Stale.verdict(), "stale");
         assert_eq!(Refusal::WrongReceiver.verdict(), "wrong_receiver");
     }
 
     #[test]
-    fn freshness_bounds_are_inclusive_and_ttl_covers_the_window() {
+    fn freshness_bounds_are_inclusive() {
         let age = Duration::from_secs(10);
         let skew = Duration::from_secs(2);
         let now = 1_000_000u128;
         // Milliseconds: exactly 10 s old and exactly 2 s ahead are still fresh.
-        assert_eq!(
-            freshness(now - 10_000, now, age, skew, 1_000),
-            Ok(Duration::from_secs(1))
-        );
-        assert_eq!(
-            freshness(now + 2_000, now, age, skew, 1_000),
-            Ok(Duration::from_secs(13))
-        );
+        assert_eq!(freshness(now - 10_000, now, age, skew, 1_000), Ok(()));
+        assert_eq!(freshness(now + 2_000, now, age, skew, 1_000), Ok(()));
+        assert_eq!(freshness(now, now, age, skew, 1_000), Ok(()));
         assert_eq!(
             freshness(now - 10_001, now, age, skew, 1_000),
             Err(Refusal::Stale)
@@ -220,17 +229,16 @@ mod tests {
             freshness(now + 2_001, now, age, skew, 1_000),
             Err(Refusal::Stale)
         );
-        assert_eq!(
-            freshness(now, now, age, skew, 1_000),
-            Ok(Duration::from_secs(11))
-        );
     }
 
     #[test]
-    fn freshness_ttl_is_never_zero_even_with_a_zero_window() {
-        let ttl =
-            freshness(5, 5, Duration::ZERO, Duration::ZERO, 1).expect("same instant is fresh");
-        assert!(ttl >= MIN_MARK_TTL);
+    fn the_mark_window_covers_age_and_skew_from_the_time_of_writing() {
+        assert_eq!(
+            mark_window(Duration::from_secs(10), Duration::from_secs(2)),
+            Duration::from_secs(13)
+        );
+        // Never zero, so a store never receives a zero TTL.
+        assert!(mark_window(Duration::ZERO, Duration::ZERO) > Duration::ZERO);
     }
 
     #[test]

@@ -545,6 +545,11 @@ pub struct AuthConfig {
     pub session_ttl_secs: u64,
     /// Clock skew tolerated on a token's `exp`, in seconds (at most 300).
     pub jwt_leeway_secs: u64,
+    // issue #11 (auth): replay protection across replicas.
+    /// The largest clock difference between replicas sharing Redis that replay protection
+    /// covers, in seconds (at most 60): replay marks outlive a signed request's window by this
+    /// much, because every replica judges freshness by its own clock.
+    pub replica_clock_skew_secs: u64,
 }
 
 impl Default for AuthConfig {
@@ -552,6 +557,7 @@ impl Default for AuthConfig {
         AuthConfig {
             session_ttl_secs: 900,
             jwt_leeway_secs: 5,
+            replica_clock_skew_secs: 5,
         }
     }
 }
@@ -565,6 +571,11 @@ impl AuthConfig {
     /// `jwt_leeway_secs` as a duration.
     pub fn jwt_leeway(&self) -> Duration {
         Duration::from_secs(self.jwt_leeway_secs)
+    }
+
+    /// `replica_clock_skew_secs` as a duration.
+    pub fn replica_clock_skew(&self) -> Duration {
+        Duration::from_secs(self.replica_clock_skew_secs)
     }
 }
 
@@ -840,6 +851,10 @@ impl Config {
         check(
             "auth.jwt_leeway_secs",
             range(self.auth.jwt_leeway_secs, 0, 300, "seconds"),
+        )?;
+        check(
+            "auth.replica_clock_skew_secs",
+            range(self.auth.replica_clock_skew_secs, 0, 60, "seconds"),
         )?;
         check(
             "quota.lease_secs",

@@ -71,8 +71,8 @@ pub async fn get_account(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreditRequest {
-    /// Rao to add (1 TAO = 10^9 rao).
-    #[serde(deserialize_with = "crate::api::reason::whole::u64_positive")]
+    /// Rao to add (1 TAO = 10^9 rao): a JSON integer (no fraction, no exponent).
+    #[serde(deserialize_with = "crate::accounts::money::positive")]
     #[schema(
         minimum = 1,
         maximum = 9_223_372_036_854_775_807_i64,
@@ -111,7 +111,8 @@ fn valid_reference(r: &str) -> bool {
     responses(
         (status = 200, description = "credited (or the first result of this reference)", body = Credit),
         (status = 404, description = "not_found: no such account", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "conflict: the reference was credited with another amount", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "invalid_request (e.g. `amount_rao` not a JSON integer from 1 to 2^63−1), invalid_json, unknown_field", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "conflict: the reference was credited with another amount, or the balance would pass 2^63−1 rao", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn credit(
     State(st): State<AppState>,
@@ -145,6 +146,16 @@ pub async fn credit(
             balance_rao
         }
         CreditOutcome::Repeated { balance_rao } => balance_rao,
+        CreditOutcome::Overflow { balance_rao } => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "crediting {} rao would take the balance ({balance_rao} rao) past the largest balance, {} rao; nothing was credited",
+                    req.amount_rao,
+                    crate::accounts::money::MAX_RAO
+                ),
+            ));
+        }
         CreditOutcome::Conflict { amount_rao } => {
             return Err(ApiError::new(
                 ErrorCode::Conflict,
@@ -170,8 +181,9 @@ pub struct RevokeRequest {
     /// The token id (`jti` claim) to refuse from now on.
     #[schema(min_length = 1, max_length = 128)]
     pub jti: String,
-    /// The token's `exp` (unix seconds), if known: the revocation is kept until then.
-    /// Without it the revocation is kept for the longest token lifetime (366 days).
+    /// The token's `exp` (unix seconds), if known: the revocation is kept until then (plus the
+    /// `exp` leeway). Without it, or with an `exp` already past, the revocation is kept for
+    /// the longest token lifetime (366 days).
     #[serde(default, deserialize_with = "crate::api::reason::whole::opt_u64")]
     #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub exp: Option<u64>,
@@ -189,10 +201,27 @@ pub struct Revoked {
 /// Longest a revocation is kept when the token's expiry is not given.
 pub const MAX_TOKEN_LIFETIME_SECS: u64 = 366 * 86_400;
 
+/// Until when a revocation is kept (unix seconds).
+///
+/// A token is accepted until its `exp` plus the leeway, so a revocation is kept that long. An
+/// `exp` already behind that is not the expiry of a token anyone still needs to revoke (it
+/// would be refused anyway): it is taken as a mistaken `exp`, and the revocation is kept for
+/// the longest token lifetime rather than dropped at once while the token may still work.
+fn revocation_until(exp: Option<u64>, now: u64, leeway_secs: u64) -> u64 {
+    let longest = now.saturating_add(MAX_TOKEN_LIFETIME_SECS);
+    match exp.map(|e| e.saturating_add(leeway_secs)) {
+        Some(accepted_until) if accepted_until > now => accepted_until.min(longest),
+        _ => longest,
+    }
+}
+
 /// Refuses a token on every replica from now on (within a second).
 #[utoipa::path(post, path = "/admin/v1/tokens/revoke", tag = "admin",
     request_body(content = RevokeRequest, content_type = "application/json"),
-    responses((status = 200, description = "revoked", body = Revoked)))]
+    responses(
+        (status = 200, description = "revoked (an `exp` in the past keeps the revocation 366 days)", body = Revoked),
+        (status = 400, description = "invalid_request, invalid_json, unknown_field", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn revoke_token(
     State(st): State<AppState>,
     Extension(op): Extension<Operator>,
@@ -206,10 +235,7 @@ pub async fn revoke_token(
         ));
     }
     let now = now_secs();
-    let until = req
-        .exp
-        .unwrap_or(now + MAX_TOKEN_LIFETIME_SECS)
-        .min(now + MAX_TOKEN_LIFETIME_SECS);
+    let until = revocation_until(req.exp, now, st.config.auth.jwt_leeway_secs);
     st.store
         .revoke(&req.jti, until, now)
         .await
@@ -220,4 +246,23 @@ pub async fn revoke_token(
         jti: req.jti,
         revoked: true,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revocations_last_while_the_token_is_accepted() {
+        let now = 1_000_000;
+        let longest = now + MAX_TOKEN_LIFETIME_SECS;
+        assert_eq!(revocation_until(None, now, 5), longest);
+        assert_eq!(revocation_until(Some(now + 60), now, 5), now + 65);
+        // Within the leeway the token still works: keep it until the leeway ends.
+        assert_eq!(revocation_until(Some(now - 2), now, 5), now + 3);
+        // Past: a mistaken exp; never dropped at once.
+        assert_eq!(revocation_until(Some(now - 60), now, 5), longest);
+        assert_eq!(revocation_until(Some(0), now, 0), longest);
+        assert_eq!(revocation_until(Some(u64::MAX), now, 5), longest);
+    }
 }

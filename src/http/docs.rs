@@ -120,7 +120,8 @@ impl utoipa::Modify for Security {
             SecurityRequirement::new("btauth", Vec::<String>::new()),
             SecurityRequirement::new("epistula", Vec::<String>::new()),
         ];
-        let signed = caller[1..].to_vec();
+        // `POST /v1/auth/session` takes btauth/1 only: Epistula binds neither method nor path.
+        let signed = vec![caller[1].clone()];
         let admin = vec![SecurityRequirement::new("bearer", Vec::<String>::new())];
         for (path, item) in doc.paths.paths.iter_mut() {
             let openai = path == "/v1/chat/completions" || path == "/v1/models";

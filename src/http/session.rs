@@ -1,5 +1,8 @@
 //! `POST /v1/auth/session`: one signed request buys a short-lived `reason` token, so
 //! high-rate callers skip per-request signature work.
+//!
+//! Only btauth/1 is taken (the authentication layer refuses Epistula here): it signs the
+//! method and the path, so a request signed for another route cannot be redeemed for a token.
 
 use axum::Json;
 use axum::extract::{Extension, State};
@@ -21,11 +24,13 @@ pub struct Session {
     pub expires_at: String,
 }
 
-/// Exchanges a btauth/1- or Epistula-signed request for a short-lived bearer token.
+/// Exchanges a btauth/1-signed request for a short-lived bearer token.
+///
+/// Epistula is refused (401 `auth_malformed`): it signs neither the method nor the path.
 #[utoipa::path(post, path = "/v1/auth/session", tag = "auth",
     responses(
         (status = 200, description = "a session token for the signing hotkey", body = Session),
-        (status = 401, description = "auth_missing, auth_malformed, bad_signature, stale_request, replayed_request, wrong_receiver", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "auth_missing, auth_malformed (also: an Epistula-signed request; this route takes btauth/1 only), bad_signature, stale_request, replayed_request, wrong_receiver", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "forbidden (a token instead of a signature), unregistered_hotkey, account_disabled", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn session(

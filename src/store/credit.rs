@@ -21,6 +21,12 @@ pub enum CreditOutcome {
         /// The amount of the first credit.
         amount_rao: u64,
     },
+    /// The balance would pass 2^63−1 rao: refused, nothing recorded (the reference stays
+    /// unused).
+    Overflow {
+        /// The balance now, rao.
+        balance_rao: i64,
+    },
 }
 
 /// Keys of an account's credits.
@@ -63,11 +69,19 @@ impl Store {
             0 => CreditOutcome::Repeated {
                 balance_rao: parse(&balance)?,
             },
-            _ => CreditOutcome::Conflict {
+            -2 => CreditOutcome::Overflow {
+                balance_rao: parse(&balance)?,
+            },
+            -1 => CreditOutcome::Conflict {
                 amount_rao: first_amount
                     .parse()
                     .map_err(|_| StoreError::Protocol("corrupt credit record".into()))?,
             },
+            other => {
+                return Err(StoreError::Protocol(format!(
+                    "credit script answered code {other}"
+                )));
+            }
         })
     }
 }

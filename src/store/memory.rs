@@ -289,6 +289,19 @@ impl MemoryStore {
         }
         let delta = i64::try_from(amount_rao)
             .map_err(|_| StoreError::Protocol("amount out of range".into()))?;
+        // As the script: a credit that would take the balance past i64::MAX is refused (-2).
+        // Credits are serialised by the lock above and other writers only debit, so the
+        // check holds until the increment.
+        let current = match self.get(balance) {
+            Some(b) => std::str::from_utf8(&b)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+                .ok_or_else(|| StoreError::Protocol("balance is not an integer".into()))?,
+            None => 0,
+        };
+        if current.checked_add(delta).is_none() {
+            return Ok((-2, current.to_string(), amount_rao.to_string()));
+        }
         let bal = self.incr_by(balance, delta, None)?;
         self.set(
             record,

@@ -642,7 +642,7 @@ impl RedisStore {
         now_ms: u64,
     ) -> Result<(i64, String, String), StoreError> {
         static SCRIPT: std::sync::LazyLock<::redis::Script> =
-            std::sync::LazyLock::new(|| ::redis::Script::new(include_str!("lua/credit_v1.lua")));
+            std::sync::LazyLock::new(|| ::redis::Script::new(include_str!("lua/credit_v2.lua")));
         let mut inv = SCRIPT.prepare_invoke();
         inv.key(self.full_key(balance))
             .key(self.full_key(record))

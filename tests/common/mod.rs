@@ -264,3 +264,19 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// The other SS58 spelling of a prefix-42 key: ident 42 written in SS58's two-byte prefix
+/// form (`01aaaaaa bbcccccc`), with a valid checksum. sp-core decodes it to the same key on
+/// the same network; the gateway must refuse it.
+pub fn two_byte_ss58(public: &[u8; 32]) -> String {
+    use blake2::{Blake2b512, Digest};
+    const IDENT: u8 = 42;
+    let mut payload = vec![0b0100_0000 | (IDENT >> 2), (IDENT & 0b11) << 6];
+    payload.extend_from_slice(public);
+    let hash = Blake2b512::new()
+        .chain_update(b"SS58PRE")
+        .chain_update(&payload)
+        .finalize();
+    payload.extend_from_slice(&hash[..2]);
+    bs58::encode(payload).into_string()
+}

@@ -119,11 +119,6 @@ pub mod whole {
     pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
         optional(d, i128::from(i64::MIN), I64_MAX)
     }
-
-    /// A `u64` from 1 to `i64::MAX` (money: it must fit a signed balance).
-    pub fn u64_positive<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        bounded(&serde_json::Number::deserialize(d)?, 1, I64_MAX)
-    }
 }
 
 /// `input`: a prompt string or a list of messages.

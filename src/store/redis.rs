@@ -467,8 +467,14 @@ impl RedisStore {
     ) -> Result<Vec<(Rollup, u64)>, StoreError> {
         let mut pipe = ::redis::pipe();
         for d in days {
-            pipe.cmd("HGETALL")
-                .arg(self.full_key(&format!("{tag}:use:{d}")));
+            // The settle script writes the public totals as `{stats}:<day>` (see the key list
+            // in `ledger.rs`), scopes' rollups as `<tag>:use:<day>`.
+            let rollup = if tag == "{stats}" {
+                format!("{tag}:{d}")
+            } else {
+                format!("{tag}:use:{d}")
+            };
+            pipe.cmd("HGETALL").arg(self.full_key(&rollup));
             if callers {
                 pipe.cmd("SCARD")
                     .arg(self.full_key(&format!("{tag}:callers:{d}")));

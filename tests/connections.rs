@@ -54,7 +54,10 @@ async fn silent_and_trickling_connections_are_capped_and_closed_while_others_are
     }
     // Another trickles a request head, one byte at a time.
     let mut trickle = connect_from([127, 0, 0, 6], addr).await;
-    trickle.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    trickle
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .unwrap();
 
     // A normal client is still served.
     // No pooled connection: each request on a fresh one, which the 1 s idle timeout cannot
@@ -78,7 +81,10 @@ async fn silent_and_trickling_connections_are_capped_and_closed_while_others_are
     )
     .await
     .unwrap();
-    assert!(refused >= 20.0, "over-cap sockets refused at accept: {refused}");
+    assert!(
+        refused >= 20.0,
+        "over-cap sockets refused at accept: {refused}"
+    );
 
     // The trickler keeps sending, yet is cut off at the header read timeout.
     let mut cut = false;

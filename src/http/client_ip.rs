@@ -119,10 +119,7 @@ mod tests {
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_says() {
         let t = trusted(&["10.0.0.0/8"]);
-        let h = headers(&[
-            ("x-forwarded-for", "1.2.3.4"),
-            ("forwarded", "for=5.6.7.8"),
-        ]);
+        let h = headers(&[("x-forwarded-for", "1.2.3.4"), ("forwarded", "for=5.6.7.8")]);
         assert_eq!(t.client_ip(ip("203.0.113.9"), &h), ip("203.0.113.9"));
         assert_eq!(
             TrustedProxies::default().client_ip(ip("10.0.0.1"), &h),

@@ -21,14 +21,15 @@
 //!    template (bounded label values); and the access log line (target `access`: request id,
 //!    route, status, code, latency, account, its kind and plan from the
 //!    [`crate::auth::AccessSubject`] the auth layer puts on the response, model).
-//! 6a. `ip_guard` (this file) — the per client IP flood guard ([`crate::quota::local`]) on
-//!    every route, `/v1/stats` and the health routes included, so floods cost neither
-//!    signature work, nor a body read, nor Redis. The client IP is the TCP peer, or the
-//!    address trusted proxies name in `X-Forwarded-For` / `Forwarded`
-//!    ([`crate::http::client_ip`], `server.trusted_proxies`).
-//! 6b. `body_deadline` (this file) — wraps the request body once so every read of it (the
-//!    JSON extractor, the signature check) fails after `server.body_read_timeout_secs`; the
-//!    answer is then 408 `request_timeout`.
+//!    Inside it, two more layers, in this order:
+//!    - `ip_guard` (this file): the per client IP flood guard ([`crate::quota::local`]) on
+//!      every route, `/v1/stats` and the health routes included, so floods cost neither
+//!      signature work, nor a body read, nor Redis. The client IP is the TCP peer, or the
+//!      address trusted proxies name in `X-Forwarded-For` / `Forwarded`
+//!      ([`crate::http::client_ip`], `server.trusted_proxies`).
+//!    - `body_deadline` (this file): wraps the request body once so every read of it (the
+//!      JSON extractor, the signature check) fails after `server.body_read_timeout_secs`; the
+//!      answer is then 408 `request_timeout`.
 //! 7. Timeout (tower) — the total request timeout (`request_timeout_secs`), mapped to 504
 //!    `upstream_timeout`: nothing but the provider can take that long. It bounds the time to
 //!    the response head; a stream's body is bounded by the upstream timeouts instead.
@@ -171,8 +172,7 @@ async fn method_not_allowed() -> ApiError {
 /// is ([`crate::http::client_ip`]). A router served without connection info (embedded in a
 /// test through `oneshot`) has no peer to limit and is not guarded.
 async fn ip_guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied()
-    else {
+    let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() else {
         return next.run(req).await;
     };
     let client = st.trusted_proxies.client_ip(peer.ip(), req.headers());

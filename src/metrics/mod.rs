@@ -459,8 +459,8 @@ pub struct ConnMetrics {
 
 impl ConnMetrics {
     fn register(registry: &Registry) -> ConnMetrics {
-        let open = IntGauge::new("agw_connections_open", "Client connections open")
-            .expect("valid metric");
+        let open =
+            IntGauge::new("agw_connections_open", "Client connections open").expect("valid metric");
         let refused = IntCounterVec::new(
             Opts::new(
                 "agw_connections_refused_total",

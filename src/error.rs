@@ -67,6 +67,8 @@ pub enum ErrorCode {
     BodyTooLarge,
     /// The body is not `application/json`.
     UnsupportedMediaType,
+    /// 408: the request body did not arrive in full within `server.body_read_timeout_secs`.
+    RequestTimeout,
     /// Too many requests in the current window.
     RateLimited,
     /// A token quota is used up.
@@ -107,6 +109,7 @@ impl ErrorCode {
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             RateLimited | QuotaExceeded | ConcurrencyLimited => StatusCode::TOO_MANY_REQUESTS,
             UpstreamError => StatusCode::BAD_GATEWAY,
             NoWinner | UpstreamUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -142,6 +145,7 @@ impl ErrorCode {
             MethodNotAllowed => "method_not_allowed",
             BodyTooLarge => "body_too_large",
             UnsupportedMediaType => "unsupported_media_type",
+            RequestTimeout => "request_timeout",
             RateLimited => "rate_limited",
             QuotaExceeded => "quota_exceeded",
             ConcurrencyLimited => "concurrency_limited",
@@ -180,6 +184,7 @@ impl ErrorCode {
             MethodNotAllowed => "Method not allowed",
             BodyTooLarge => "Body too large",
             UnsupportedMediaType => "Unsupported media type",
+            RequestTimeout => "Request timeout",
             RateLimited => "Rate limited",
             QuotaExceeded => "Quota exceeded",
             ConcurrencyLimited => "Too many concurrent requests",
@@ -195,7 +200,7 @@ impl ErrorCode {
     /// The OpenAI error `type` used on `/v1/chat/completions`.
     pub fn openai_type(self) -> &'static str {
         match self.status().as_u16() {
-            400 | 404 | 405 | 409 | 413 | 415 => "invalid_request_error",
+            400 | 404 | 405 | 408 | 409 | 413 | 415 => "invalid_request_error",
             401 => "authentication_error",
             402 => "insufficient_quota",
             403 => "permission_error",
@@ -228,6 +233,7 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::BodyTooLarge,
         ErrorCode::UnsupportedMediaType,
+        ErrorCode::RequestTimeout,
         ErrorCode::RateLimited,
         ErrorCode::QuotaExceeded,
         ErrorCode::ConcurrencyLimited,

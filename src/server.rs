@@ -6,15 +6,16 @@
 //! drains: it stops accepting, lets in-flight requests and streams finish for up to
 //! `drain_timeout_secs`, and returns.
 
+mod connections;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 
 use crate::accounts::cache::AccountCache;
 use crate::accounts::{self, AccountRecord, AccountUpdate, Billing};
@@ -201,6 +202,8 @@ impl Gateway {
             .with_public_tier(&config.quota.public_tier),
         );
         let ip_guard = IpGuard::new(config.quota.ip_per_second, config.quota.ip_burst);
+        let trusted_proxies =
+            crate::http::client_ip::TrustedProxies::new(config.server.trusted_networks());
         let state = AppState::new(Inner {
             config,
             store,
@@ -212,6 +215,8 @@ impl Gateway {
             auth,
             limiter,
             ip_guard,
+            trusted_proxies,
+            stats_days: crate::http::usage::PastDays::default(),
         });
         Ok(Gateway {
             state,
@@ -239,30 +244,15 @@ impl Gateway {
     ) -> Result<(), StartError> {
         let drain = Duration::from_secs(self.state.config.drain_timeout_secs);
         let app = self.router();
-        let draining = Arc::new(Notify::new());
-        let notify = draining.clone();
-        // Streamed answers are many small writes: without TCP_NODELAY each SSE event after the
-        // first waits for the client's delayed ACK (~40 ms), which turns a stream of 40 events
-        // into seconds.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let serve = axum::serve(
+        connections::serve(
             listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+            app,
+            &self.state.config.server,
+            self.state.metrics.conn.clone(),
+            shutdown,
+            drain,
         )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new connections; draining in-flight requests");
-            notify.notify_one();
-        });
-        let result = tokio::select! {
-            r = serve => r.map_err(StartError::Serve),
-            () = async { draining.notified().await; tokio::time::sleep(drain).await } => {
-                tracing::warn!(drain_secs = drain.as_secs(), "drain timeout reached; closing remaining connections");
-                Ok(())
-            }
-        };
+        .await;
         // Settlements run on detached tasks: give the last ones a moment to reach the store
         // (or the journal) before the runtime goes away.
         self.state
@@ -274,7 +264,7 @@ impl Gateway {
             task.abort();
         }
         drop(self.simulator);
-        result
+        Ok(())
     }
 }
 
@@ -383,6 +373,7 @@ pub async fn shutdown_signal() {
 
 /// `affine-gateway serve`: builds, binds the configured address and serves until a signal.
 pub async fn run(config: Config) -> Result<(), StartError> {
+    connections::raise_nofile_limit();
     let addr = config.listen;
     let gateway = Gateway::build(config).await?;
     let listener = TcpListener::bind(addr)

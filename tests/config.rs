@@ -140,6 +140,9 @@ const OVERRIDES: &[(&str, &str, Check)] = &[
         c.winner.model.as_deref() == Some(PINNED)
     }),
     ("GATEWAY_WINNER_POLL_SECS", "5", |c| c.winner.poll_secs == 5),
+    ("GATEWAY_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1", |c| {
+        c.server.trusted_proxies == ["10.0.0.0/8", "192.168.1.1"]
+    }),
     (
         "GATEWAY_AFFINE_API_URL",
         "https://affine.example.org/api/v1",
@@ -669,4 +672,17 @@ fn the_replica_clock_skew_bound_has_a_default_and_a_range() {
         .expect_err("above 60")
         .to_string();
     assert!(err.starts_with("auth.replica_clock_skew_secs"), "{err}");
+}
+
+#[test]
+fn trusted_proxies_must_be_networks() {
+    for bad in ["10.0.0.1/8", "not-a-net", "10.0.0.0/33"] {
+        let err = Config::from_toml_str(&format!("[server]\ntrusted_proxies = [\"{bad}\"]"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.trusted_proxies"), "{bad}: {err}");
+    }
+    let ok = Config::from_toml_str("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]")
+        .expect("valid");
+    assert_eq!(ok.server.trusted_networks().len(), 2);
 }

@@ -382,10 +382,11 @@ async fn max_tokens_above_the_plan_is_refused() {
 async fn floods_from_one_address_are_refused_before_authentication() {
     let h = Harness::start_with(SimConfig::default(), |c| {
         c.quota.ip_per_second = 1;
-        c.quota.ip_burst = 3;
+        c.quota.ip_burst = 4;
     })
     .await;
-    // No credentials at all: the first three get 401, the flood after them 429.
+    // The guard covers every route: the harness's own setup request took one of the four.
+    // No credentials at all: the next three get 401, the flood after them 429.
     let mut codes = Vec::new();
     for _ in 0..5 {
         let res = h

@@ -49,6 +49,21 @@ pub(super) const VARS: &[Var] = &[
         },
     },
     Var {
+        name: "GATEWAY_TRUSTED_PROXIES",
+        field: "server.trusted_proxies",
+        secret: false,
+        apply: |c, v| {
+            // Each entry is checked by validation, which names the field.
+            c.server.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect();
+            Ok(())
+        },
+    },
+    Var {
         name: "GATEWAY_LISTEN",
         field: "listen",
         secret: false,

@@ -90,6 +90,8 @@ pub struct Config {
     pub quota: QuotaConfig,
     /// Money: holds, usage retention, the settlement journal.
     pub metering: MeteringConfig,
+    /// Connections: limits, timeouts, trusted proxies, stream send deadline (`[server]`).
+    pub server: ServerConfig,
     /// Plans added to or overriding the built-in `public`, `subnet` and `enterprise`
     /// (`[plans.NAME]`); see [`crate::quota::plans`].
     pub plans: BTreeMap<String, PlanConfig>,
@@ -115,6 +117,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             quota: QuotaConfig::default(),
             metering: MeteringConfig::default(),
+            server: ServerConfig::default(),
             plans: BTreeMap::new(),
             subnets: BTreeMap::new(),
         }
@@ -536,6 +539,131 @@ impl MeteringConfig {
     }
 }
 
+// --- [server]: connection limits and timeouts (issue #11, connection items) ---
+
+/// `[server]`: what one client may hold of the process (connections, time, a slot), and whom
+/// to believe about the client's address.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Connections open at once, in all (at least 1). Over it a new connection is closed at
+    /// accept, so file descriptors stay available for `/healthz`, Redis and the upstream.
+    pub max_connections: usize,
+    /// Connections open at once from one TCP peer address (an IPv6 /64 counts as one; 0
+    /// disables). Trusted proxies are exempt: every client behind them shares their address.
+    pub max_connections_per_ip: usize,
+    /// Seconds a connection gets to send a complete request head: the first one after
+    /// connecting, and (HTTP/1) the next one on a kept-alive connection (at least 1).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in flight before it is closed
+    /// (gracefully; HTTP/2 gets a GOAWAY) (at least 1).
+    pub idle_timeout_secs: u64,
+    /// Seconds a request's body may take to arrive in full, from its head (at least 1).
+    /// Past it the request is answered 408 `request_timeout`.
+    pub body_read_timeout_secs: u64,
+    /// HTTP/2 keep-alive ping interval in seconds (0 disables pings).
+    pub http2_keepalive_interval_secs: u64,
+    /// Seconds an HTTP/2 keep-alive ping may go unanswered before the connection is closed
+    /// (at least 1).
+    pub http2_keepalive_timeout_secs: u64,
+    /// Seconds one event of a stream may wait for the client to take it. A client that stops
+    /// reading for longer loses the stream (`client_closed`, charged for what was produced),
+    /// which frees its concurrency slot, its hold and the upstream call (at least 1).
+    pub stream_send_timeout_secs: u64,
+    /// Proxies (CIDRs such as `10.0.0.0/8`, or single addresses) whose `X-Forwarded-For` /
+    /// `Forwarded` headers are believed (`GATEWAY_TRUSTED_PROXIES`, comma-separated). Empty:
+    /// the client is the TCP peer and those headers are ignored.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            max_connections: 10_000,
+            max_connections_per_ip: 256,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            body_read_timeout_secs: 30,
+            http2_keepalive_interval_secs: 20,
+            http2_keepalive_timeout_secs: 20,
+            stream_send_timeout_secs: 30,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// `body_read_timeout_secs` as a duration.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_read_timeout_secs)
+    }
+
+    /// `stream_send_timeout_secs` as a duration.
+    pub fn stream_send_timeout(&self) -> Duration {
+        Duration::from_secs(self.stream_send_timeout_secs)
+    }
+
+    /// The trusted proxies as networks (a bare address is a /32 or /128). Validation has
+    /// checked them, so an unparsable entry cannot reach here; it would be skipped.
+    pub fn trusted_networks(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|s| validate::cidr(s).ok())
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let check = |field: &'static str, r: Result<(), String>| {
+            r.map_err(|expected| ConfigError::Invalid {
+                field: field.into(),
+                origin: None,
+                expected,
+            })
+        };
+        let secs = |v: u64, lo: u64| range(v, lo, MAX_SECS, "seconds");
+        check(
+            "server.max_connections",
+            range(self.max_connections as u64, 1, 10_000_000, "connections"),
+        )?;
+        check(
+            "server.max_connections_per_ip",
+            range(
+                self.max_connections_per_ip as u64,
+                0,
+                10_000_000,
+                "connections",
+            ),
+        )?;
+        check(
+            "server.header_read_timeout_secs",
+            secs(self.header_read_timeout_secs, 1),
+        )?;
+        check("server.idle_timeout_secs", secs(self.idle_timeout_secs, 1))?;
+        check(
+            "server.body_read_timeout_secs",
+            secs(self.body_read_timeout_secs, 1),
+        )?;
+        check(
+            "server.http2_keepalive_interval_secs",
+            secs(self.http2_keepalive_interval_secs, 0),
+        )?;
+        check(
+            "server.http2_keepalive_timeout_secs",
+            secs(self.http2_keepalive_timeout_secs, 1),
+        )?;
+        check(
+            "server.stream_send_timeout_secs",
+            secs(self.stream_send_timeout_secs, 1),
+        )?;
+        for p in &self.trusted_proxies {
+            check("server.trusted_proxies", validate::cidr(p).map(|_| ()))?;
+        }
+        Ok(())
+    }
+}
+
+// --- end [server] ---
+
 /// Bearer-token settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -884,6 +1012,7 @@ impl Config {
                 expected,
             });
         }
+        self.server.validate()?;
         let rs = &self.reason;
         check(
             "reason.max_tokens_limit",

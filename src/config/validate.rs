@@ -24,6 +24,26 @@ pub(super) fn range(v: u64, lo: u64, hi: u64, unit: &str) -> Result<(), String> 
     }
 }
 
+/// A trusted proxy: a network in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`) or a single
+/// address (a /32 or /128). Host bits set under the prefix are refused: `10.0.0.1/8` is more
+/// likely a typo than a wish to trust all of 10/8.
+pub(super) fn cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Ok(ipnet::IpNet::from(ip));
+    }
+    let net: ipnet::IpNet = s.parse().map_err(|_| {
+        format!("must be an IP address or a CIDR network such as 10.0.0.0/8, got {s:?}")
+    })?;
+    if net.trunc() != net {
+        return Err(format!(
+            "has host bits set under its prefix: {s:?} (did you mean {}?)",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
 /// An `http://` or `https://` base URL to which API paths are appended.
 pub(super) fn http_url(url: &str) -> Result<(), String> {
     let rest = strip_scheme(url, &["http://", "https://"]).ok_or_else(|| {

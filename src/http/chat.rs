@@ -236,6 +236,26 @@ async fn streamed(
     let st2 = st.clone();
     tokio::spawn(async move {
         st2.metrics.streams_active.inc();
+        // A client that stops reading fills the channel; past this deadline per chunk the
+        // stream ends as `client_closed`, freeing the slot, the hold and the upstream call.
+        let send_deadline = st2.config.server.stream_send_timeout();
+        let send = |bytes: Bytes| {
+            let (tx, st2) = (&tx, &st2);
+            async move {
+                match tx.send_timeout(bytes, send_deadline).await {
+                    Ok(()) => true,
+                    Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                        st2.metrics
+                            .conn
+                            .stream_send_timeouts
+                            .with_label_values(&[ROUTE])
+                            .inc();
+                        false
+                    }
+                    Err(mpsc::error::SendTimeoutError::Closed(_)) => false,
+                }
+            }
+        };
         let mut decoder = SseDecoder::new(crate::http::reason_stream::MAX_UPSTREAM_EVENT_BYTES);
         let (mut used, mut deltas, mut first) = (None::<ChatUsage>, 0u64, true);
         let mut client_gone = false;
@@ -260,7 +280,7 @@ async fn streamed(
                             }
                         }
                     }
-                    if tx.send(bytes).await.is_err() {
+                    if !send(bytes).await {
                         client_gone = true;
                         break Ok(());
                     }
@@ -274,7 +294,7 @@ async fn streamed(
                         .with_label_values(&[ROUTE, err.code.as_str()])
                         .inc();
                     let body = serde_json::json!({"error": {"message": err.detail, "type": err.code.openai_type(), "code": err.code}});
-                    let _ = tx.send(Bytes::from(format!("data: {body}\n\n"))).await;
+                    send(Bytes::from(format!("data: {body}\n\n"))).await;
                     break Err(e);
                 }
             }

@@ -171,6 +171,7 @@ impl utoipa::Modify for Security {
                 if op.request_body.is_some() {
                     codes.extend([
                         ("400", "invalid_request, invalid_json, unknown_field"),
+                        ("408", "request_timeout: the body did not arrive in time"),
                         ("413", "body_too_large"),
                         ("415", "unsupported_media_type"),
                     ]);

@@ -3,9 +3,17 @@
 //! The body is read once into `Bytes` (signature checks will hash exactly these bytes, and
 //! the same bytes are parsed once), after checking the content type and the size limit.
 
-use axum::body::Bytes;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
+use http_body::{Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
 
 use crate::error::{ApiError, ErrorCode};
 
@@ -53,6 +61,70 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 "the request body could not be read",
             )),
         }
+    }
+}
+
+/// Wraps the body of `req` so that reading it fails once `timeout` has passed from now; the
+/// flag says whether that happened (the stack then answers 408 `request_timeout`, whatever
+/// the reader made of the failure).
+pub(crate) fn with_body_deadline(req: Request, timeout: Duration) -> (Request, Arc<AtomicBool>) {
+    let expired = Arc::new(AtomicBool::new(false));
+    let flag = expired.clone();
+    let req = req.map(|inner| {
+        Body::new(DeadlineBody {
+            inner,
+            deadline: Instant::now() + timeout,
+            sleep: None,
+            expired: flag,
+        })
+    });
+    (req, expired)
+}
+
+/// The error a body read gets past its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within the body read timeout")]
+struct BodyTimedOut;
+
+/// A request body with a deadline for arriving in full. The timer is only armed when the body
+/// is first read and not ready, so requests whose body is never read cost no timer.
+struct DeadlineBody {
+    inner: Body,
+    deadline: Instant,
+    sleep: Option<Pin<Box<Sleep>>>,
+    expired: Arc<AtomicBool>,
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        let deadline = self.deadline;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.expired.store(true, Ordering::Release);
+                Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

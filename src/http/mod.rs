@@ -3,6 +3,7 @@
 //! - [`stack`]: builds the router and writes down the layer order, once.
 //! - [`state`]: what every handler shares ([`AppState`]).
 //! - [`request_id`]: `X-Request-Id` validation and generation.
+//! - [`client_ip`]: the client's address behind trusted proxies (`X-Forwarded-For`).
 //! - [`extract`]: the JSON body extractor (content type, size limit, one read into `Bytes`).
 //! - [`reason`], [`reason_stream`]: `POST /v1/reason`, whole and streamed.
 //! - [`health`], [`winner`], [`docs`]: the public informational routes.
@@ -13,6 +14,7 @@ pub mod admin;
 pub mod admin_winner;
 pub mod chat;
 pub(crate) mod chat_request;
+pub mod client_ip;
 pub mod docs;
 pub mod extract;
 pub mod health;

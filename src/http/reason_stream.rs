@@ -126,6 +126,11 @@ async fn pump(
     let mut pieces: Vec<Piece> = Vec::with_capacity(8);
     let mut first_piece_at: Option<Instant> = None;
 
+    let sender = Sender {
+        tx: &tx,
+        deadline: st.config.server.stream_send_timeout(),
+        timeouts: &st.metrics.conn.stream_send_timeouts,
+    };
     let ended = 'read: loop {
         let now = Instant::now();
         let (deadline, kind) =
@@ -148,7 +153,7 @@ async fn pump(
                     Ok(None) => {}
                     Err(e) => break 'read Ended::Failed(UpstreamError::Malformed(e.to_string())),
                 }
-                if !send_pieces(&tx, &mut pieces, &mut first_piece_at).await {
+                if !sender.pieces(&mut pieces, &mut first_piece_at).await {
                     break 'read Ended::ClientGone;
                 }
                 break 'read Ended::Complete;
@@ -165,7 +170,7 @@ async fn pump(
                 Err(e) => break 'read Ended::Failed(UpstreamError::Malformed(e.to_string())),
             }
         }
-        if !send_pieces(&tx, &mut pieces, &mut first_piece_at).await {
+        if !sender.pieces(&mut pieces, &mut first_piece_at).await {
             break 'read Ended::ClientGone;
         }
         if translator.is_done() {
@@ -208,7 +213,7 @@ async fn pump(
     observe_upstream(&st, &served.upstream, up_started, outcome.as_ref().err());
     match outcome {
         Ok(summary) => {
-            if !send_pieces(&tx, &mut pieces, &mut first_piece_at).await {
+            if !sender.pieces(&mut pieces, &mut first_piece_at).await {
                 return;
             }
             let done = prep.response(
@@ -223,7 +228,7 @@ async fn pump(
                 .event("done")
                 .json_data(ReasonDone(&done))
                 .unwrap_or_default();
-            let _ = tx.send(ev).await;
+            sender.send(ev).await;
         }
         Err(e) => {
             let err = ApiError::from(e);
@@ -231,30 +236,49 @@ async fn pump(
                 .stream_failures
                 .with_label_values(&[ROUTE, err.code.as_str()])
                 .inc();
-            let _ = tx.send(error_event(&err, &prep.request_id)).await;
+            sender.send(error_event(&err, &prep.request_id)).await;
         }
     }
 }
 
-/// Sends the pending pieces; false when the client has gone.
-async fn send_pieces(
-    tx: &mpsc::Sender<Event>,
-    pieces: &mut Vec<Piece>,
-    first_piece_at: &mut Option<Instant>,
-) -> bool {
-    for p in pieces.drain(..) {
-        let text_len = match &p {
-            Piece::Reasoning(t) | Piece::Output(t) => t.len(),
-        };
-        if text_len == 0 {
-            continue;
-        }
-        if first_piece_at.is_none() {
-            *first_piece_at = Some(Instant::now());
-        }
-        if tx.send(piece_event(&p)).await.is_err() {
-            return false;
+/// The pump's side of the channel to the client, with the send deadline: a client that stops
+/// reading fills the channel, and would otherwise hold the pump (and with it the concurrency
+/// slot, the hold and the upstream call) for as long as it keeps the connection open.
+struct Sender<'a> {
+    tx: &'a mpsc::Sender<Event>,
+    deadline: Duration,
+    timeouts: &'a prometheus::IntCounterVec,
+}
+
+impl Sender<'_> {
+    /// Sends one event; false when the client has gone or did not take it in time.
+    async fn send(&self, ev: Event) -> bool {
+        match self.tx.send_timeout(ev, self.deadline).await {
+            Ok(()) => true,
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                self.timeouts.with_label_values(&[ROUTE]).inc();
+                false
+            }
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => false,
         }
     }
-    true
+
+    /// Sends the pending pieces; false when the client has gone or stopped reading.
+    async fn pieces(&self, pieces: &mut Vec<Piece>, first_piece_at: &mut Option<Instant>) -> bool {
+        for p in pieces.drain(..) {
+            let text_len = match &p {
+                Piece::Reasoning(t) | Piece::Output(t) => t.len(),
+            };
+            if text_len == 0 {
+                continue;
+            }
+            if first_piece_at.is_none() {
+                *first_piece_at = Some(Instant::now());
+            }
+            if !self.send(piece_event(&p)).await {
+                return false;
+            }
+        }
+        true
+    }
 }

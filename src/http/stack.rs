@@ -21,6 +21,15 @@
 //!    template (bounded label values); and the access log line (target `access`: request id,
 //!    route, status, code, latency, account, its kind and plan from the
 //!    [`crate::auth::AccessSubject`] the auth layer puts on the response, model).
+//!    Inside it, two more layers, in this order:
+//!    - `ip_guard` (this file): the per client IP flood guard ([`crate::quota::local`]) on
+//!      every route, `/v1/stats` and the health routes included, so floods cost neither
+//!      signature work, nor a body read, nor Redis. The client IP is the TCP peer, or the
+//!      address trusted proxies name in `X-Forwarded-For` / `Forwarded`
+//!      ([`crate::http::client_ip`], `server.trusted_proxies`).
+//!    - `body_deadline` (this file): wraps the request body once so every read of it (the
+//!      JSON extractor, the signature check) fails after `server.body_read_timeout_secs`; the
+//!      answer is then 408 `request_timeout`.
 //! 7. Timeout (tower) — the total request timeout (`request_timeout_secs`), mapped to 504
 //!    `upstream_timeout`: nothing but the provider can take that long. It bounds the time to
 //!    the response head; a stream's body is bounded by the upstream timeouts instead.
@@ -33,8 +42,6 @@
 //!    before anything that costs money or touches quotas. It puts the `Caller` (or
 //!    `Operator`) into the request extensions, which the handlers (and, next, quotas and
 //!    metering) read.
-//!    In front of it (outermost route layer) the per-IP flood guard ([`crate::quota::local`]),
-//!    so floods cost neither signature work nor Redis.
 //! 10. The handler. Quota admission happens inside it, right after parsing: it needs the
 //!     validated request (its `max_tokens` and input size make the token estimate) and the
 //!     caller's plan; it is the only Redis work before the upstream call besides the auth
@@ -76,15 +83,13 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_reason,
-        ))
-        .route_layer(middleware::from_fn_with_state(state.clone(), ip_guard));
+        ));
     let session_routes = Router::new()
         .route("/v1/auth/session", post(session::session))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_signature,
-        ))
-        .route_layer(middleware::from_fn_with_state(state.clone(), ip_guard));
+        ));
     let admin_routes = Router::new()
         .route(
             "/admin/v1/accounts/{id}",
@@ -117,6 +122,8 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(middleware::from_fn_with_state(state.clone(), track))
+                .layer(middleware::from_fn_with_state(state.clone(), ip_guard))
+                .layer(middleware::from_fn_with_state(state.clone(), body_deadline))
                 .layer(HandleErrorLayer::new(timed_out))
                 .timeout(request_timeout)
                 .layer(DefaultBodyLimit::max(max_body)),
@@ -160,14 +167,16 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// The per client IP flood guard: refuses floods before any signature work or Redis round trip.
-async fn ip_guard(
-    State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if let Err(wait) = st.ip_guard.check(peer.ip()) {
+/// The per client IP flood guard, on every route: refuses floods before any signature work,
+/// Redis round trip or body read. The client is the TCP peer, or what trusted proxies say it
+/// is ([`crate::http::client_ip`]). A router served without connection info (embedded in a
+/// test through `oneshot`) has no peer to limit and is not guarded.
+async fn ip_guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() else {
+        return next.run(req).await;
+    };
+    let client = st.trusted_proxies.client_ip(peer.ip(), req.headers());
+    if let Err(wait) = st.ip_guard.check(client) {
         st.metrics
             .quota_rejections
             .with_label_values(&["ip_flood"])
@@ -180,6 +189,25 @@ async fn ip_guard(
         .into_response();
     }
     next.run(req).await
+}
+
+/// Bounds the time the request body may take to arrive (`server.body_read_timeout_secs`),
+/// for every reader of it: [`crate::http::extract::JsonBody`] and the signature check in
+/// [`crate::auth::middleware`] alike. The body is wrapped once here; when its deadline
+/// passes, the read fails, and whatever the reader made of that failure is replaced by 408
+/// `request_timeout` (hyper then closes the connection, whose body was not read to its end).
+async fn body_deadline(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let (req, expired) =
+        crate::http::extract::with_body_deadline(req, st.config.server.body_read_timeout());
+    let res = next.run(req).await;
+    if expired.load(std::sync::atomic::Ordering::Acquire) {
+        return ApiError::new(
+            ErrorCode::RequestTimeout,
+            "the request body did not arrive in time",
+        )
+        .into_response();
+    }
+    res
 }
 
 /// Decrements the in-flight gauge however the request ends, including when the client goes

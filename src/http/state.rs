@@ -36,6 +36,10 @@ pub struct Inner {
     pub limiter: Arc<crate::quota::Limiter>,
     /// Per client IP flood guard.
     pub ip_guard: crate::quota::local::IpGuard,
+    /// Whose forwarded headers name the client (`server.trusted_proxies`).
+    pub trusted_proxies: crate::http::client_ip::TrustedProxies,
+    /// `/v1/stats` days that can no longer change, kept so a range costs Redis only today.
+    pub stats_days: crate::http::usage::PastDays,
 }
 
 impl AppState {

@@ -106,6 +106,8 @@ pub struct Metrics {
     pub redis_duration: HistogramVec,
     /// Redis command failures by operation.
     pub redis_errors: IntCounterVec,
+    /// Connections: open, refused at accept, closed for slowness; stream send deadlines.
+    pub conn: ConnMetrics,
 }
 
 impl Metrics {
@@ -276,7 +278,9 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric names are unique");
         }
+        let conn = ConnMetrics::register(&registry);
         let m = Metrics {
+            conn,
             registry,
             http_requests,
             stream_failures,
@@ -427,6 +431,87 @@ fn pre_initialise(m: &Metrics) {
         }
     }
 }
+
+// --- connection metrics (issue #11, connection items) ---
+
+/// Why a connection was closed at accept, as the `reason` label of
+/// `agw_connections_refused_total` reads.
+pub const CONN_REFUSED_REASONS: &[&str] = &["max_connections", "max_connections_per_ip"];
+
+/// Why an open connection was closed by the gateway, as the `phase` label of
+/// `agw_connections_timed_out_total` reads: no complete first request head in time, or idle
+/// with no request in flight for too long.
+pub const CONN_TIMEOUT_PHASES: &[&str] = &["header", "idle"];
+
+/// Connection-level metrics.
+#[derive(Clone)]
+pub struct ConnMetrics {
+    /// Client connections open now.
+    pub open: IntGauge,
+    /// Connections closed at accept because a cap was reached, by [`CONN_REFUSED_REASONS`].
+    pub refused: IntCounterVec,
+    /// Connections closed for slowness, by [`CONN_TIMEOUT_PHASES`].
+    pub timed_out: IntCounterVec,
+    /// Streams ended because the client did not take an event within the send deadline, by
+    /// route.
+    pub stream_send_timeouts: IntCounterVec,
+}
+
+impl ConnMetrics {
+    fn register(registry: &Registry) -> ConnMetrics {
+        let open =
+            IntGauge::new("agw_connections_open", "Client connections open").expect("valid metric");
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "agw_connections_refused_total",
+                "Connections closed at accept because a connection cap was reached",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let timed_out = IntCounterVec::new(
+            Opts::new(
+                "agw_connections_timed_out_total",
+                "Connections closed for sending no request head in time, or for idling",
+            ),
+            &["phase"],
+        )
+        .expect("valid metric");
+        let stream_send_timeouts = IntCounterVec::new(
+            Opts::new(
+                "agw_stream_send_timeouts_total",
+                "Streams ended because the client stopped reading (send deadline passed)",
+            ),
+            &["route"],
+        )
+        .expect("valid metric");
+        for r in CONN_REFUSED_REASONS {
+            refused.with_label_values(&[r]);
+        }
+        for p in CONN_TIMEOUT_PHASES {
+            timed_out.with_label_values(&[p]);
+        }
+        for r in SLO_ROUTES {
+            stream_send_timeouts.with_label_values(&[r]);
+        }
+        for c in [
+            Box::new(open.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(refused.clone()),
+            Box::new(timed_out.clone()),
+            Box::new(stream_send_timeouts.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        ConnMetrics {
+            open,
+            refused,
+            timed_out,
+            stream_send_timeouts,
+        }
+    }
+}
+
+// --- end connection metrics ---
 
 /// The two Redis command metrics, cheap to clone, held by the Redis store.
 #[derive(Clone)]

@@ -36,7 +36,7 @@ impl std::fmt::Debug for IpGuard {
 /// The key an address is limited under. An IPv6 host usually owns a whole /64 and can rotate
 /// through it freely, so per-address keys would let one host mint unlimited budgets; IPv4
 /// addresses mapped into IPv6 (dual-stack sockets) count as the IPv4 address they are.
-fn guard_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn guard_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -468,6 +468,7 @@ impl RedisStore {
     ) -> Result<Vec<(Rollup, u64)>, StoreError> {
         let mut pipe = ::redis::pipe();
         for d in days {
+            // Every rollup, the public totals' included, is `<tag>:use:<day>` (`ledger.rs`).
             pipe.cmd("HGETALL")
                 .arg(self.full_key(&format!("{tag}:use:{d}")));
             if callers {

@@ -1,7 +1,7 @@
 //! The one error type of the request path and its rendering.
 //!
 //! Every failure a caller can see is an [`ApiError`]: a stable machine-readable
-//! [`ErrorCode`] (CONTRACT §6) plus a human detail. Handlers return it; its
+//! [`ErrorCode`] (docs/API.md §8) plus a human detail. Handlers return it; its
 //! `IntoResponse` only records it in the response extensions, and the
 //! [`render_problems`] middleware turns it into the body. Rendering happens there because
 //! that is where the request id and the route are known: `/v1/chat/completions` answers in
@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// Stable error codes of CONTRACT §6. The serialized name is the public `code`.
+/// Stable error codes of docs/API.md §8. The serialized name is the public `code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -334,7 +334,7 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong with this request.
     pub detail: String,
-    /// Stable machine-readable code (CONTRACT §6).
+    /// Stable machine-readable code (docs/API.md §8).
     pub code: ErrorCode,
     /// The request id (also in the `X-Request-Id` header).
     pub request_id: String,

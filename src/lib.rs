@@ -1,9 +1,11 @@
 //! # Affine Reasoning API gateway
 //!
 //! An HTTP gateway in front of the current winner of Bittensor's Affine subnet, served on
-//! Chutes behind an OpenAI-compatible API. The public interface is `CONTRACT.md` (mirrored
-//! in the README and the OpenAPI document); this crate is the whole service, the binary in
-//! `src/main.rs` only parses the command line and calls into it.
+//! Chutes behind an OpenAI-compatible API. The public interface is `docs/API.md` (exact
+//! schemas in `openapi/openapi.json`, generated from this crate); how one request moves
+//! through the modules below, the Redis layout and the money invariants are in
+//! `docs/ARCHITECTURE.md`. This crate is the whole service: the binary in `src/main.rs` only
+//! parses the command line and calls into it.
 //!
 //! ## Layout
 //! The modules follow one request through the gateway:

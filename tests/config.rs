@@ -1,4 +1,4 @@
-//! Configuration: CONTRACT.md §1 defaults and variables, file/env precedence, strictness,
+//! Configuration: the README's configuration defaults and variables, file/env precedence, strictness,
 //! and that secrets never leak into errors or the `check-config` output.
 
 use std::collections::HashMap;

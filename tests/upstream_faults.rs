@@ -1,4 +1,4 @@
-//! Every class of provider failure maps to its contract status and code (CONTRACT §6),
+//! Every class of provider failure maps to its contract status and code (docs/API.md §8),
 //! without leaking the provider's body or our key.
 
 mod common;

@@ -1,8 +1,8 @@
-//! Accounts: who may call, on which plan, billed how (CONTRACT §5).
+//! Accounts: who may call, on which plan, billed how (docs/API.md §6).
 //!
 //! An account is a hotkey (id = its SS58 address) or an enterprise (id = a slug). The record
 //! lives in the store under the account's hash tag, `{a:<id>}:acct`, beside everything else
-//! scoped to the account (replay marks, later buckets, balance, holds), so one script can
+//! scoped to the account (replay marks, quota buckets, balance, holds), so one script can
 //! admit a request in one round trip. The balance is not part of the record: only credits and
 //! usage change it, through their own keys.
 
@@ -16,7 +16,7 @@ use crate::auth::ss58;
 use crate::error::{ApiError, ErrorCode};
 use crate::store::{Store, StoreError};
 
-/// Built-in plan names (the configuration may add more with the quota issue).
+/// Built-in plan names (the configuration may add more).
 pub const BUILTIN_PLANS: &[&str] = &["public", "subnet", "enterprise"];
 
 /// The plan of hotkeys that are not registered, when unregistered callers are allowed.
@@ -82,7 +82,7 @@ pub struct AccountRecord {
     pub disabled: bool,
 }
 
-/// An account as the admin API shows it (CONTRACT §5).
+/// An account as the admin API shows it (docs/API.md §6).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Account {
     /// SS58 address for hotkeys, `[a-z0-9-]{3,64}` for enterprises.

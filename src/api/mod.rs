@@ -1,6 +1,6 @@
 //! The published request and response types.
 //!
-//! Everything here is part of the public contract (CONTRACT §4) and carries a utoipa schema,
+//! Everything here is part of the public contract (docs/API.md) and carries a utoipa schema,
 //! so `affine-gateway openapi` and `/openapi.json` are generated from these definitions.
 
 pub mod reason;

@@ -1,4 +1,4 @@
-//! `POST /v1/reason`: request, response and stream event payloads (CONTRACT §4).
+//! `POST /v1/reason`: request, response and stream event payloads (docs/API.md §4).
 
 use std::collections::BTreeMap;
 use std::fmt;

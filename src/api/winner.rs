@@ -17,7 +17,7 @@ pub enum ModelSource {
     Fallback,
 }
 
-/// The model that answered (CONTRACT §4 `model`).
+/// The model that answered (docs/API.md §4.2, `model`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ModelInfo {
     /// Hugging Face style id, `org/model`.

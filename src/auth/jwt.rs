@@ -1,4 +1,4 @@
-//! Bearer tokens: HS256 JWTs with `sub`, `scope`, `exp`, `iat`, `jti` (CONTRACT §3).
+//! Bearer tokens: HS256 JWTs with `sub`, `scope`, `exp`, `iat`, `jti` (docs/API.md §3.3).
 //!
 //! Only HS256 is accepted (the algorithm is pinned, never taken from the token header), `exp`
 //! is required, and a small leeway absorbs clock skew between replicas. Revocation by `jti`

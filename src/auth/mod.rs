@@ -1,4 +1,4 @@
-//! Who is calling (CONTRACT §3).
+//! Who is calling (docs/API.md §3).
 //!
 //! A caller presents exactly one credential:
 //! - [`btauth`]: a request signed with the bittensor SDK's `http_auth` (btauth/1);

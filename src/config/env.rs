@@ -9,7 +9,7 @@ use super::{Config, ConfigError, LogFormat, Secret};
 
 /// One environment variable and the field it overrides.
 pub(super) struct Var {
-    /// The variable's name, as in CONTRACT.md §1.
+    /// The variable's name, as in the README's Configuration table.
     pub name: &'static str,
     /// The field it sets, spelled as in the TOML file (`redis.url`).
     pub field: &'static str,

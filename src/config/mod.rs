@@ -1,6 +1,6 @@
 //! The effective configuration: an optional TOML file, overridden by environment variables.
 //!
-//! The variables, their defaults and their meaning are public contract (CONTRACT.md §1).
+//! The variables, their defaults and their meaning are public contract (the README's Configuration table).
 //! Loading is strict so mistakes surface at start, not at the first request: unknown keys in
 //! the file are errors, every value is range-checked, and every message names the field (and
 //! the variable or file it came from) and what was expected. Secrets ([`Secret`]) never appear

@@ -83,7 +83,7 @@ use crate::error::ErrorCode;
 )]
 pub struct ApiDoc;
 
-/// Declares the three credentials of CONTRACT §3 and applies them to the protected routes.
+/// Declares the three credentials of docs/API.md §3 and applies them to the protected routes.
 struct Security;
 
 impl utoipa::Modify for Security {

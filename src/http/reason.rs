@@ -1,4 +1,4 @@
-//! `POST /v1/reason` (CONTRACT §4).
+//! `POST /v1/reason` (docs/API.md §4).
 
 use std::time::Instant;
 

@@ -4,8 +4,8 @@
 //! still yields a real HTTP error status. After that a detached task pumps the provider's
 //! stream into a bounded channel that backs the SSE body: the task, not the client
 //! connection, owns the upstream call, so a client that disconnects merely closes the
-//! channel (the task then drops the upstream request), and metering will settle from the
-//! task whatever the client does.
+//! channel (the task then drops the upstream request), and the task settles the quota and
+//! the money whatever the client does.
 //!
 //! Events: `reasoning` and `output` (`{"delta": …}`), then exactly one `done` (the response
 //! without its texts) or one `error` (a problem object).

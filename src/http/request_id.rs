@@ -10,7 +10,7 @@ use axum::http::HeaderName;
 /// The header name.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Longest id echoed back (CONTRACT §7).
+/// Longest id echoed back (docs/API.md §7).
 pub const MAX_LEN: usize = 128;
 
 /// Whether an incoming id may be echoed: 1–128 characters of `[A-Za-z0-9._-]`.

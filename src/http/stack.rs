@@ -37,11 +37,12 @@
 //!    the body is read, by [`crate::http::extract::JsonBody`], which maps it to 413
 //!    `body_too_large`; routes without a body never read one.
 //! 9. Authentication ([`crate::auth::middleware`], a route layer per group: `require_reason`,
-//!    `require_admin`, `require_signature`; health, metrics, docs and winner stay public).
+//!    `require_admin`, `require_signature`; health, metrics, docs, stats and winner stay
+//!    public).
 //!    After the body limit because signatures hash the body, which it reads within that limit;
 //!    before anything that costs money or touches quotas. It puts the `Caller` (or
-//!    `Operator`) into the request extensions, which the handlers (and, next, quotas and
-//!    metering) read.
+//!    `Operator`) into the request extensions, which the handlers (and through them the
+//!    limiter and the meter) read.
 //! 10. The handler. Quota admission happens inside it, right after parsing: it needs the
 //!     validated request (its `max_tokens` and input size make the token estimate) and the
 //!     caller's plan; it is the only Redis work before the upstream call besides the auth

@@ -1,4 +1,4 @@
-//! The usage event: one record per admitted request, as exported (CONTRACT §5).
+//! The usage event: one record per admitted request, as exported (docs/API.md §9.4).
 
 use std::collections::BTreeMap;
 

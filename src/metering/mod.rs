@@ -1,7 +1,7 @@
 //! Money: what a request costs, and how its charge reaches the ledger.
 //!
 //! Prices are integer rao per million tokens; the cost of a request is rounded up per
-//! direction (CONTRACT §5). A request's money travels with its quota lease: the admission
+//! direction (docs/API.md §9.1). A request's money travels with its quota lease: the admission
 //! reserves the worst case (prepaid) or checks the credit limit (postpaid) in the same round
 //! trip as the quota ([`crate::store::Store::admit`]); the settlement — on a detached task,
 //! whatever the client does — releases the hold, debits the actual cost (the provider's count,
@@ -113,7 +113,7 @@ impl Outcome {
 pub struct Ticket {
     /// Prepaid (held), postpaid or nothing.
     pub mode: BillMode,
-    /// The worst case reserved, rao: a prepaid request is never charged more.
+    /// The worst case reserved, rao. The charge may exceed it (see [`Ticket::cost_of`]).
     pub hold_rao: u64,
     /// The plan's prices.
     pub prices: Prices,
@@ -377,7 +377,7 @@ fn part(tokens: u64, price: u64) -> u64 {
     u64::try_from(v).unwrap_or(u64::MAX)
 }
 
-/// Cost of `usage` at `prices`: each direction rounded up separately (CONTRACT §5).
+/// Cost of `usage` at `prices`: each direction rounded up separately (docs/API.md §9.1).
 pub fn cost_rao(usage: &Usage, prices: Prices) -> u64 {
     part(usage.input_tokens, prices.input_rao_per_mtok)
         .saturating_add(part(usage.output_tokens, prices.output_rao_per_mtok))

@@ -1,8 +1,9 @@
-//! Per-plan limits: requests and tokens per minute and day, concurrency (CONTRACT §5).
+//! Per-plan limits: requests and tokens per minute and day, concurrency (the README's "Plans,
+//! quotas and rate limits"; the headers callers see are docs/API.md §7).
 //!
 //! - [`plans`]: built-in and configured plans, and the subnet → plan mapping.
 //! - [`limiter`]: admission and settlement against the distributed buckets (one atomic script
-//!   per hash slot in Redis, the same semantics in memory).
+//!   per admission and per settlement in Redis, the same semantics in memory).
 //! - [`local`]: the in-process pre-filter (per-IP flood guard) and the over-limit cache.
 //! - [`headers`]: the IETF `RateLimit-Policy` / `RateLimit` headers and `Retry-After`.
 

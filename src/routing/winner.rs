@@ -164,7 +164,7 @@ impl WinnerHandle {
     }
 }
 
-/// The `source` label value of a model source, as CONTRACT §4 spells it.
+/// The `source` label value of a model source, as docs/API.md §4.2 spells it.
 pub fn source_label(s: ModelSource) -> &'static str {
     match s {
         ModelSource::Affine => "affine",

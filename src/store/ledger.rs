@@ -19,7 +19,7 @@
 //! Redis runs everything that changes money in `admit_v2.lua` / `settle_v2.lua` (one round trip
 //! each, atomic); the memory backend implements the same rules in
 //! [`memory_ledger`](super::memory_ledger). Both scripts touch the subnet, stats and month
-//! keys besides the account's, so they need a single Redis (not Cluster) — see the README.
+//! keys besides the account's, so they need a single Redis (not Cluster) — see docs/ARCHITECTURE.md §5.
 
 use std::collections::BTreeMap;
 

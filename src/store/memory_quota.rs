@@ -1,4 +1,4 @@
-//! The memory backend's limiter: the rules of `quota_admit_v1.lua` / `quota_settle_v1.lua`,
+//! The memory backend's limiter: the rules of `admit_v2.lua` / `settle_v2.lua` for limits,
 //! in Rust, for a single process.
 //!
 //! Scopes live in shards chosen by their tag; a request touching two scopes locks both shards

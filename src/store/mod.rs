@@ -10,7 +10,7 @@
 //! Callers pass keys *without* the deployment prefix; the store prepends its `key_prefix`
 //! (`GATEWAY_KEY_PREFIX`) to every key it touches, so several deployments or test runs can
 //! share one Redis. Callers put the Redis Cluster hash tag inside the key (`{a:ACCOUNT}:…`,
-//! see `DESIGN.md`), never in the prefix, so the prefix does not decide the slot.
+//! see docs/ARCHITECTURE.md §2), never in the prefix, so the prefix does not decide the slot.
 //!
 //! ## Time to live
 //! Expiry has millisecond resolution on both backends. A TTL is rounded *up* to whole

@@ -4,7 +4,8 @@
 //! aggregate (`{s:<netuid>}`). Admission checks and consumes every bucket of every scope of a
 //! request at once, all or nothing, and takes a concurrency lease per scope; settlement gives
 //! back the unused part of the token estimate and releases the leases, idempotently. Redis runs
-//! `quota_admit_v1.lua` / `quota_settle_v1.lua`; the memory backend implements the same rules
+//! `admit_v2.lua` / `settle_v2.lua` (which also do the ledger's
+//! part, see [`ledger`](super::ledger)); the memory backend implements the same rules
 //! in [`memory_quota`](super::memory_quota), and `tests/quota_store.rs` runs one behaviour suite
 //! against both.
 
@@ -105,7 +106,7 @@ pub struct QuotaDecision {
     pub scopes: Vec<ScopeView>,
 }
 
-/// Decodes the flat integer reply of `quota_admit_v1`.
+/// Decodes the flat integer reply of `admit_v2`.
 pub(super) fn decode_decision(v: &[i64], n: usize) -> Result<QuotaDecision, StoreError> {
     if v.len() != 3 + 7 * n {
         return Err(StoreError::Protocol(format!(

@@ -42,7 +42,7 @@ pub const WINNER_ALIAS: &str = "affine-winner";
 
 /// What the OpenAI-compatible route reads. The provider receives only an allowlist of fields
 /// (sampling parameters, `stop`, `seed`, `response_format`, `reasoning_effort`, `tools`, … —
-/// listed in the README); client bookkeeping (`user`, `metadata`, `store`, …) is accepted and
+/// listed in docs/API.md §5); client bookkeeping (`user`, `metadata`, `store`, …) is accepted and
 /// dropped; any other field, `n` above 1 and `best_of` are refused with 400 `invalid_request`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatCompletionRequest {

@@ -3,7 +3,7 @@
 //! Everything the provider receives is either priced or harmless: the hold and the charge are
 //! computed from the input the provider will read, so a caller cannot make the provider do
 //! unpriced work (many choices, large unpriced tool schemas, non-text parts). The rule is an
-//! allowlist, written down once here and in the README:
+//! allowlist, written down here and for callers in docs/API.md §5:
 //!
 //! - handled by the gateway: `model`, `messages`, `max_tokens` / `max_completion_tokens`,
 //!   `stream`, `n` (only 1);

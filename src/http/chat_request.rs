@@ -122,7 +122,7 @@ impl ChatPlan {
                 fields.insert(k, v);
             } else if !IGNORED.contains(&k.as_str()) {
                 return Err(bad(format!(
-                    "`{k}` is not supported on this route (see the README for the fields it forwards)"
+                    "`{k}` is not supported on this route (docs/API.md lists the fields it forwards)"
                 )));
             }
         }

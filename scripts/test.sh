@@ -1,8 +1,85 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, the Prometheus rules, then every test of the workspace.
-# Needs Redis on 127.0.0.1:6379 (tests use their own key prefixes and never flush).
+#
+# It needs nothing running beforehand:
+# - Redis: the tests share the server named by AGW_TEST_REDIS_URL (default
+#   redis://127.0.0.1:6379; they use their own key prefixes and never flush). When that variable
+#   is unset and nothing answers PING at AGW_TEST_REDIS_PROBE (host:port, default
+#   127.0.0.1:6379), a throwaway redis-server (loopback only, no persistence) is started on a
+#   free port for this run and stopped when the script ends, however it ends.
+# - redis-server must be installed either way: the outage tests start their own.
+# - cargo-nextest: installed with `cargo install --locked` when missing; when that fails (e.g.
+#   offline) the tests run under `cargo test` instead. AGW_TEST_NO_NEXTEST=1 forces that fallback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  printf '\n!!!!!! redis-server not found: the tests need it (the outage tests start their own).\n!!!!!! Install it (Debian: apt-get install redis-server); .ci/run does.\n\n' >&2
+  exit 1
+fi
+
+# True when a Redis at host $1, port $2 answers PING; no redis-cli needed.
+redis_answers() {
+  timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2" && printf "PING\r\n" >&3 &&
+    IFS= read -r reply <&3 && [[ $reply == +PONG* ]]' _ "$1" "$2" 2>/dev/null
+}
+
+# True when something accepts connections on 127.0.0.1:$1.
+port_taken() {
+  timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null
+}
+
+THROWAWAY_PID=""
+THROWAWAY_DIR=""
+stop_throwaway() {
+  if [ -n "$THROWAWAY_PID" ]; then
+    kill "$THROWAWAY_PID" 2>/dev/null || true
+    wait "$THROWAWAY_PID" 2>/dev/null || true
+    echo "stopped the throwaway redis-server (pid $THROWAWAY_PID)" >&2
+    THROWAWAY_PID=""
+  fi
+  if [ -n "$THROWAWAY_DIR" ]; then
+    rm -rf "$THROWAWAY_DIR"
+    THROWAWAY_DIR=""
+  fi
+}
+trap stop_throwaway EXIT
+# Background jobs of a script ignore Ctrl-C, so the server would outlive an interrupted run
+# without these; `exit` runs the EXIT trap.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Starts redis-server on a free port and exports its URL. The port is chosen below Linux's
+# ephemeral range (32768+), which the kernel never hands out to the tests' own sockets; a port
+# taken between the check and the bind makes redis-server exit, and the next one is tried.
+start_throwaway() {
+  THROWAWAY_DIR=$(mktemp -d "${TMPDIR:-/tmp}/agw-test-redis.XXXXXX")
+  local port
+  for _ in $(seq 1 20); do
+    port=$((20000 + RANDOM % 12000))
+    port_taken "$port" && continue
+    redis-server --port "$port" --bind 127.0.0.1 --protected-mode yes \
+      --save '' --appendonly no --dir "$THROWAWAY_DIR" \
+      --logfile "$THROWAWAY_DIR/redis.log" --daemonize no &
+    THROWAWAY_PID=$!
+    local deadline=$((SECONDS + 10))
+    while kill -0 "$THROWAWAY_PID" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
+      if redis_answers 127.0.0.1 "$port"; then
+        export AGW_TEST_REDIS_URL="redis://127.0.0.1:$port"
+        echo "started a throwaway redis-server on 127.0.0.1:$port (pid $THROWAWAY_PID) for this run" >&2
+        return 0
+      fi
+      sleep 0.05
+    done
+    kill "$THROWAWAY_PID" 2>/dev/null || true
+    wait "$THROWAWAY_PID" 2>/dev/null || true
+    THROWAWAY_PID=""
+  done
+  echo "could not start a throwaway redis-server; its last log lines:" >&2
+  tail -n 20 "$THROWAWAY_DIR/redis.log" >&2 || true
+  exit 1
+}
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The optional OTLP exporter (cargo feature `otlp`) must keep compiling cleanly too.
@@ -19,4 +96,44 @@ elif [ "${REQUIRE_PROMTOOL:-0}" = 1 ]; then
 else
   printf '\n!!!!!! promtool not found: the Prometheus rules in deploy/prometheus were NOT checked.\n!!!!!! Install it (Debian: apt-get install prometheus) to run them; CI always does.\n\n' >&2
 fi
-cargo nextest run --workspace --no-fail-fast
+
+if [ -z "${AGW_TEST_REDIS_URL:-}" ]; then
+  probe=${AGW_TEST_REDIS_PROBE:-127.0.0.1:6379}
+  if redis_answers "${probe%:*}" "${probe##*:}"; then
+    echo "using the Redis that answers on $probe" >&2
+  else
+    echo "no Redis answers on $probe" >&2
+    start_throwaway
+  fi
+fi
+
+nextest_available() { cargo nextest --version >/dev/null 2>&1; }
+use_nextest=0
+if [ "${AGW_TEST_NO_NEXTEST:-0}" != 1 ]; then
+  if ! nextest_available; then
+    echo "cargo-nextest not found; installing it (cargo install --locked cargo-nextest)" >&2
+    cargo install --locked cargo-nextest || true
+  fi
+  nextest_available && use_nextest=1
+fi
+
+if [ "$use_nextest" = 1 ]; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  printf '\n!!!!!! cargo-nextest unavailable: running the tests with cargo test instead.\n\n' >&2
+  # .config/nextest.toml gives the limiter's exactness tests (binary `quotas`, names containing
+  # `exactly` or `exact_across`) the machine to themselves; here they are listed from that
+  # binary, skipped by their exact names in the main run, then run alone, one at a time.
+  mapfile -t exact < <(cargo test --quiet --test quotas -- --list |
+    sed -n 's/: test$//p' | grep -E 'exactly|exact_across')
+  if [ "${#exact[@]}" -eq 0 ]; then
+    echo "found none of the limiter's exactness tests in tests/quotas.rs" >&2
+    exit 1
+  fi
+  skips=()
+  for t in "${exact[@]}"; do skips+=(--skip "$t"); done
+  status=0
+  cargo test --workspace --no-fail-fast -- --exact "${skips[@]}" || status=$?
+  cargo test --test quotas -- --exact --test-threads=1 "${exact[@]}" || status=$?
+  exit "$status"
+fi

@@ -304,8 +304,7 @@ async fn free_callers_without_an_account_leave_only_expiring_keys() {
         .flush(std::time::Duration::from_secs(5))
         .await;
 
-    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = shared_redis_connection().await;
     let own: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}{{a:{}}}*", key.ss58()))
         .query_async(&mut conn)

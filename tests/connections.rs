@@ -338,8 +338,7 @@ fn rollup_reads(h: &Harness) -> u64 {
 #[tokio::test]
 async fn stats_read_past_days_from_redis_once() {
     let h = Harness::start_with(SimConfig::default(), use_redis).await;
-    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
-    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let mut redis = shared_redis_connection().await;
     let past = day(10);
     let key = format!("{}{{stats}}:use:{past}", h.cfg.redis.key_prefix);
     let _: () = redis::cmd("HSET")

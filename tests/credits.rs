@@ -2,22 +2,9 @@
 
 mod common;
 
-use std::time::Duration;
-
 use affine_gateway::store::{CreditOutcome, Store};
 use chutes_sim::SimConfig;
 use common::*;
-
-async fn redis() -> Store {
-    Store::redis(
-        "redis://127.0.0.1:6379",
-        &redis_prefix(),
-        Duration::from_secs(2),
-        Duration::from_secs(2),
-    )
-    .await
-    .expect("these tests need Redis on 127.0.0.1:6379")
-}
 
 async fn credits_are_once_per_reference(s: &Store) {
     let c = |r: &'static str, amount| {
@@ -68,7 +55,7 @@ async fn memory_credits_are_once_per_reference() {
 
 #[tokio::test]
 async fn redis_credits_are_once_per_reference() {
-    let s = redis().await;
+    let s = shared_redis_store().await;
     credits_are_once_per_reference(&s).await;
     s.delete_all_prefixed().await.unwrap();
 }

@@ -263,18 +263,6 @@ async fn settle_twice_charges_once(store: Store) {
     assert!(r.is_clean(), "{r}");
 }
 
-/// The shared Redis under a fresh prefix.
-async fn shared_redis() -> Store {
-    Store::redis(
-        "redis://127.0.0.1:6379",
-        &redis_prefix(),
-        Duration::from_secs(2),
-        Duration::from_secs(2),
-    )
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn settling_twice_charges_once_in_memory() {
     settle_twice_charges_once(Store::memory("t:")).await;
@@ -282,7 +270,7 @@ async fn settling_twice_charges_once_in_memory() {
 
 #[tokio::test]
 async fn settling_twice_charges_once_on_redis() {
-    settle_twice_charges_once(shared_redis().await).await;
+    settle_twice_charges_once(shared_redis_store().await).await;
 }
 
 /// A hold whose replica died expires into an `unsettled` event, charged per the policy; a
@@ -345,7 +333,7 @@ async fn expired_holds_become_unsettled_events_in_memory() {
 
 #[tokio::test]
 async fn expired_holds_become_unsettled_events_on_redis() {
-    expired_hold_becomes_an_unsettled_event(shared_redis().await).await;
+    expired_hold_becomes_an_unsettled_event(shared_redis_store().await).await;
 }
 
 #[tokio::test]

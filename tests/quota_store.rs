@@ -2,18 +2,12 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+
 use affine_gateway::store::{Limit, ScopeSpec, Store};
 
 async fn redis() -> Store {
-    let prefix = format!("agw-test:{}:", uuid::Uuid::new_v4().simple());
-    Store::redis(
-        "redis://127.0.0.1:6379",
-        &prefix,
-        Duration::from_secs(2),
-        Duration::from_secs(2),
-    )
-    .await
-    .expect("these tests need Redis on 127.0.0.1:6379 (redis-server --port 6379)")
+    common::shared_redis_store().await
 }
 
 fn memory() -> Store {

@@ -1,10 +1,13 @@
 //! The storage boundary: one behaviour suite, run against the in-memory backend and against
-//! the real Redis on 127.0.0.1:6379 (which CI starts; without it the Redis tests fail).
+//! the shared Redis (`common::redis_url`: `AGW_TEST_REDIS_URL`, default 127.0.0.1:6379;
+//! `scripts/test.sh` starts a throwaway one when none answers).
 //!
 //! Every test works under its own random key prefix and removes its keys at the end with
 //! `delete_all_prefixed`, checking through the store that nothing of that prefix is left.
 //! The Redis-only tests at the bottom use closed ports and a tiny fake Redis on an ephemeral
 //! port to show that failures are reported quickly, classified, and free of credentials.
+
+mod common;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,8 +18,6 @@ use affine_gateway::store::{Store, StoreError};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
-
-const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// How long any polled condition may take before the test fails.
 const POLL_DEADLINE: Duration = Duration::from_secs(5);
@@ -32,19 +33,7 @@ fn memory_store() -> Store {
 }
 
 async fn redis_store() -> Store {
-    let s = Store::redis(
-        REDIS_URL,
-        &unique_prefix(),
-        Duration::from_secs(2),
-        Duration::from_secs(2),
-    )
-    .await
-    .unwrap_or_else(|e| {
-        panic!(
-            "these tests need Redis on 127.0.0.1:6379 (CI starts it; locally run \
-             `redis-server --port 6379`), but connecting failed: {e}"
-        )
-    });
+    let s = common::shared_redis_store().await;
     assert_eq!(s.backend(), "redis");
     s
 }

@@ -4,8 +4,10 @@
 use affine_gateway::auth::jwt::{JwtKeys, Scope, now_secs};
 use affine_gateway::config::{Config, Secret};
 use affine_gateway::server::Running;
+use affine_gateway::store::Store;
 use affine_gateway::upstream::sse::SseDecoder;
 use chutes_sim::{Sim, SimConfig, SimHandle};
+use std::time::Duration;
 
 /// The key the tests configure; the simulator can be told to require it.
 pub const TEST_KEY: &str = "cpk_test_key_0123456789";
@@ -79,9 +81,52 @@ pub fn redis_prefix() -> String {
     format!("agw-test:{}:", uuid::Uuid::new_v4().simple())
 }
 
-/// Points `cfg` at the real Redis on 127.0.0.1:6379 under a fresh prefix.
+/// The environment variable naming the shared Redis; `scripts/test.sh` sets it when it has
+/// to start a throwaway server because nothing answers on the default address.
+pub const REDIS_URL_ENV: &str = "AGW_TEST_REDIS_URL";
+
+/// The shared Redis when [`REDIS_URL_ENV`] is unset: the one CI and developers run.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// The URL of the shared Redis: the one place every test reads it from.
+pub fn redis_url() -> String {
+    std::env::var(REDIS_URL_ENV)
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| DEFAULT_REDIS_URL.to_string())
+}
+
+/// A store on the shared Redis under a fresh prefix, with 2 s connect and command timeouts.
+pub async fn shared_redis_store() -> Store {
+    Store::redis(
+        &redis_url(),
+        &redis_prefix(),
+        Duration::from_secs(2),
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap_or_else(|e| {
+        // The URL itself stays out of the message: it may carry a password.
+        panic!(
+            "these tests need the Redis named by {REDIS_URL_ENV} (default {DEFAULT_REDIS_URL}); \
+             `bash scripts/test.sh` starts a throwaway one when none answers, but connecting \
+             failed: {e}"
+        )
+    })
+}
+
+/// A raw connection to the shared Redis, for tests that inspect keys behind the store.
+pub async fn shared_redis_connection() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url().as_str())
+        .expect("the shared Redis URL parses")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the shared Redis accepts a connection")
+}
+
+/// Points `cfg` at the shared Redis (see [`redis_url`]) under a fresh prefix.
 pub fn use_redis(cfg: &mut Config) {
-    cfg.redis.url = Some(Secret::new("redis://127.0.0.1:6379".to_string()));
+    cfg.redis.url = Some(Secret::new(redis_url()));
     cfg.redis.key_prefix = redis_prefix();
 }
 

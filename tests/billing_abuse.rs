@@ -35,22 +35,18 @@ async fn prepaid(h: &Harness, id: &str, credit: u64) -> String {
 }
 
 async fn balance(h: &Harness, id: &str) -> i64 {
-    h.gw.state
-        .limiter
-        .meter()
-        .flush(std::time::Duration::from_secs(5))
-        .await;
-    let v: serde_json::Value = h
-        .http
-        .get(h.url(&format!("/admin/v1/accounts/{id}")))
-        .bearer_auth(admin_token())
-        .send()
-        .await
+    h.account(id).await["balance_rao"]
+        .as_i64()
+        .expect("balance")
+}
+
+/// The `X-Affine-Cost-Rao` of a whole answer.
+fn cost_header(res: &reqwest::Response) -> u64 {
+    res.headers()["x-affine-cost-rao"]
+        .to_str()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["balance_rao"].as_i64().expect("balance")
+        .parse()
+        .unwrap()
 }
 
 async fn chat(h: &Harness, token: &str, body: serde_json::Value) -> reqwest::Response {
@@ -166,11 +162,7 @@ async fn usage_beyond_the_hold_is_charged_and_blocks_the_next_request() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let cost: u64 = res.headers()["x-affine-cost-rao"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let cost = cost_header(&res);
     let v: serde_json::Value = res.json().await.unwrap();
     let (i, o) = (
         v["usage"]["input_tokens"].as_u64().unwrap(),
@@ -210,11 +202,7 @@ async fn usage_beyond_the_hold_is_charged_and_blocks_the_next_request() {
         "messages": [{"role": "user", "content": "2+2?"}]});
     let res = chat(&h, &t2, body.clone()).await;
     assert_eq!(res.status(), 200);
-    let cost: u64 = res.headers()["x-affine-cost-rao"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let cost = cost_header(&res);
     let v: serde_json::Value = res.json().await.unwrap();
     let (i, o) = (
         v["usage"]["prompt_tokens"].as_u64().unwrap(),

@@ -97,16 +97,7 @@ async fn the_credits_endpoint() {
     .await
     .unwrap();
     expect_problem(res, 409, "conflict").await;
-    let v: serde_json::Value = h
-        .http
-        .get(h.url(&format!("/admin/v1/accounts/{TEST_ACCOUNT}")))
-        .bearer_auth(admin_token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = h.account(TEST_ACCOUNT).await;
     assert_eq!(v["balance_rao"], 2_500_000_000u64);
 
     expect_problem(
@@ -196,16 +187,7 @@ async fn money_fields_take_integers_only_and_overflow_is_a_conflict() {
             .unwrap();
         let body = expect_problem(res, 409, "conflict").await;
         assert!(body["detail"].as_str().unwrap().contains("past"), "{body}");
-        let v: serde_json::Value = h
-            .http
-            .get(h.url(&format!("/admin/v1/accounts/{TEST_ACCOUNT}")))
-            .bearer_auth(admin_token())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = h.account(TEST_ACCOUNT).await;
         assert_eq!(
             v["balance_rao"],
             i64::MAX,

@@ -165,23 +165,11 @@ impl ChatPlan {
     }
 }
 
-/// An optional whole number of `u32` range (`5` or `5.0`, as JSON Schema counts integers).
+/// An optional whole number of `u32` range, read as `/v1/reason` reads its whole numbers
+/// ([`crate::api::reason::whole`]: `5` or `5.0`).
 fn whole(v: Option<Value>, name: &str) -> Result<Option<u32>, ApiError> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => {
-            let as_int = n.as_u64().or_else(|| {
-                n.as_f64()
-                    .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
-                    .map(|f| f as u64)
-            });
-            as_int
-                .and_then(|n| u32::try_from(n).ok())
-                .map(Some)
-                .ok_or_else(|| bad(format!("`{name}` must be a whole number from 0 to 2^32-1")))
-        }
-        Some(_) => Err(bad(format!("`{name}` must be a whole number"))),
-    }
+    crate::api::reason::whole::opt_u32(v.unwrap_or(Value::Null))
+        .map_err(|e| bad(format!("`{name}`: {e}")))
 }
 
 /// Checks message `i` against the allowlist; returns the bytes of text the provider reads.

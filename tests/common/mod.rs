@@ -196,6 +196,25 @@ impl Harness {
         format!("{}{}", self.gw.url(), path)
     }
 
+    /// `GET /admin/v1/accounts/{id}` once every settlement in flight has reached the store.
+    pub async fn account(&self, id: &str) -> serde_json::Value {
+        self.gw
+            .state
+            .limiter
+            .meter()
+            .flush(std::time::Duration::from_secs(5))
+            .await;
+        self.http
+            .get(self.url(&format!("/admin/v1/accounts/{id}")))
+            .bearer_auth(admin_token())
+            .send()
+            .await
+            .expect("request sent")
+            .json()
+            .await
+            .expect("account JSON")
+    }
+
     /// POSTs a JSON body to `/v1/reason` as the test account.
     pub async fn reason(&self, body: &str) -> reqwest::Response {
         self.http

@@ -189,7 +189,13 @@ impl Gateway {
             }
             Store::Memory(_) => None,
         };
-        let meter = Meter::new(store.clone(), policy, journal, metrics.clone());
+        let meter = Meter::new(
+            store.clone(),
+            policy,
+            journal,
+            metrics.clone(),
+            plans.names(),
+        );
         let limiter = Arc::new(
             Limiter::new(
                 store.clone(),
@@ -197,7 +203,6 @@ impl Gateway {
                 config.quota.on_store_failure,
                 Duration::from_secs(config.quota.lease_secs),
                 metrics.clone(),
-                meter,
             )
             .with_public_tier(&config.quota.public_tier),
         );
@@ -214,6 +219,7 @@ impl Gateway {
             limits,
             auth,
             limiter,
+            meter,
             ip_guard,
             trusted_proxies,
             stats_days: crate::http::usage::PastDays::default(),
@@ -255,11 +261,7 @@ impl Gateway {
         .await;
         // Settlements run on detached tasks: give the last ones a moment to reach the store
         // (or the journal) before the runtime goes away.
-        self.state
-            .limiter
-            .meter()
-            .flush(Duration::from_secs(5))
-            .await;
+        self.state.meter.flush(Duration::from_secs(5)).await;
         for task in &self.background {
             task.abort();
         }

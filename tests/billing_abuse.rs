@@ -287,8 +287,7 @@ async fn free_callers_without_an_account_leave_only_expiring_keys() {
         assert_eq!(signed_reason(&h, &key).await.status(), 200);
     }
     h.gw.state
-        .limiter
-        .meter()
+        .meter
         .flush(std::time::Duration::from_secs(5))
         .await;
 

@@ -65,7 +65,7 @@ async fn reason_as(h: &Harness, token: &str, body: &str) -> reqwest::Response {
 
 /// Waits until every settlement of the gateway has reached the store (or the journal).
 async fn settled(h: &Harness) {
-    let meter = h.gw.state.limiter.meter().clone();
+    let meter = h.gw.state.meter.clone();
     let deadline = Instant::now() + Duration::from_secs(20);
     while meter.running() > 0 {
         assert!(Instant::now() < deadline, "settlements still running");

@@ -385,7 +385,7 @@ impl ReasonRequest {
             Input::Text(t) => Box::new(std::iter::once(t.len())),
             Input::Messages(m) => Box::new(m.iter().map(|m| m.content.len())),
         };
-        crate::quota::limiter::estimate_input_tokens(system.into_iter().chain(texts))
+        estimate_input_tokens(system.into_iter().chain(texts))
     }
 
     /// Whether reasoning text goes back to the caller.
@@ -558,6 +558,12 @@ pub struct ReasonDoneSchema {
 pub struct StreamDelta<'a> {
     /// The next piece of text.
     pub delta: &'a str,
+}
+
+/// A rough, deliberately generous input-token estimate: one token per 3 bytes of text plus a
+/// few per message. Reconciled with the provider's count after the answer.
+pub fn estimate_input_tokens(texts: impl Iterator<Item = usize>) -> u64 {
+    texts.map(|len| len.div_ceil(3) as u64 + 4).sum()
 }
 
 #[cfg(test)]

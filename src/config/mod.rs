@@ -93,7 +93,7 @@ pub struct Config {
     /// Connections: limits, timeouts, trusted proxies, stream send deadline (`[server]`).
     pub server: ServerConfig,
     /// Plans added to or overriding the built-in `public`, `subnet` and `enterprise`
-    /// (`[plans.NAME]`); see [`crate::quota::plans`].
+    /// (`[plans.NAME]`); resolved and checked by the quota module at start.
     pub plans: BTreeMap<String, PlanConfig>,
     /// `netuid → plan`: the plan that limits the sum of a subnet's hotkeys (`[subnets]`).
     pub subnets: BTreeMap<String, String>,
@@ -1004,13 +1004,6 @@ impl Config {
                 "quota.ip_burst",
                 Err("must be at least 1 when quota.ip_per_second is set".into()),
             )?;
-        }
-        if let Err((field, expected)) = crate::quota::plans::Plans::from_config(self) {
-            return Err(ConfigError::Invalid {
-                field: field.into(),
-                origin: None,
-                expected,
-            });
         }
         self.server.validate()?;
         let rs = &self.reason;

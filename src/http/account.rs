@@ -73,7 +73,7 @@ pub async fn account(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<AccountView>, ApiError> {
-    let (scopes, views, balance, held) = st.limiter.peek(&caller).await?;
+    let (scopes, views, balance, held) = st.limiter.peek(&caller, &st.meter.policy).await?;
     let credit_limit_rao = match accounts::load(&st.store, &caller.account_id).await? {
         Some(r) => r.credit_limit_rao,
         None => 0,

@@ -1,10 +1,11 @@
 //! The OpenAI-compatible surface: `POST /v1/chat/completions` and `GET /v1/models`.
 //!
-//! Existing OpenAI SDKs point their base URL here. Requests are authenticated, limited and
-//! settled exactly like `/v1/reason`; the model may be `affine-winner` or the current winner's
-//! id. The provider's answer is passed through as it came (whole body, or the SSE bytes as
-//! they arrive), so nothing is re-serialised; it is only read on the side for its usage.
-//! Errors use the OpenAI error shape (see [`crate::error`]).
+//! Existing OpenAI SDKs point their base URL here. Requests run the same
+//! [`pipeline`](crate::http::pipeline) as `/v1/reason` — authenticated, limited and settled
+//! the same way; this module is only the adapter. The model may be `affine-winner` or the
+//! current winner's id. The provider's answer is passed through as it came (whole body, or
+//! the SSE bytes as they arrive), so nothing is re-serialised; it is only read on the side for
+//! its usage. Errors use the OpenAI error shape (see [`crate::error`]).
 
 use std::convert::Infallible;
 use std::time::Instant;
@@ -12,7 +13,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Extension, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -21,21 +22,13 @@ use utoipa::ToSchema;
 use crate::api::Usage;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
-use crate::http::AppState;
 use crate::http::chat_request::ChatPlan;
 use crate::http::extract::JsonBody;
-use crate::http::reason::{X_AFFINE_COST_RAO, metered_headers, observe_upstream};
-use crate::metering::{Outcome, Status, Ticket};
-use crate::quota::Lease;
-use crate::quota::headers as quota_headers;
-use crate::routing::{Opened, Served, Winner};
+use crate::http::pipeline::{self, Call, Job, Surface};
+use crate::http::{AppState, request_id};
 use crate::upstream::UpstreamError;
-use crate::upstream::client::{next_chunk, next_deadline};
+use crate::upstream::events::Chunk;
 use crate::upstream::openai::{ChatCompletion, ChatUsage, StreamChunk};
-use crate::upstream::sse::SseDecoder;
-
-/// The `route` label of this route's stream metrics.
-const ROUTE: &str = "/v1/chat/completions";
 
 /// The alias that always means "the current winner".
 pub const WINNER_ALIAS: &str = "affine-winner";
@@ -79,16 +72,12 @@ pub struct ChatCompletionRequest {
 pub async fn chat_completions(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
+    let started = Instant::now();
     let req = ChatPlan::parse(&body)?;
-    let winner = st.winner.current().ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::NoWinner,
-            "no winner model is known yet; try again shortly",
-        )
-        .with_retry_after(5)
-    })?;
+    let winner = pipeline::winner(&st)?;
     if req.model != WINNER_ALIAS && req.model != winner.model.id {
         return Err(ApiError::new(
             ErrorCode::NotFound,
@@ -115,58 +104,33 @@ pub async fn chat_completions(
             format!("`max_tokens` is {max_tokens}; the most allowed is {ceiling}"),
         ));
     }
-    let input_estimate = req.input_estimate;
-    let estimate = input_estimate + u64::from(max_tokens);
-    let stream = req.stream;
-    let upstream_body = req.upstream_body(&winner.model.id, max_tokens)?;
-
-    let request_id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
-    let ticket = Ticket::new(
-        &caller,
-        &scopes.plan,
-        &request_id,
-        &winner.model,
+    let (input_estimate, stream) = (req.input_estimate, req.stream);
+    let call = Call {
+        upstream_body: req.upstream_body(&winner.model.id, max_tokens)?,
+        max_tokens,
+        stream,
+        metadata: None,
+    };
+    let job = Job::new(
+        format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+        started,
+        winner,
+        request_id::of(&headers),
         input_estimate,
-        u64::from(max_tokens),
-        None,
-        crate::metering::now_ms(),
     );
-    let lease = match st
-        .limiter
-        .admit(&caller, &request_id, estimate, Some(ticket))
-        .await
-    {
-        Ok(l) => l,
-        Err(refused) => return Ok(refused.into_response()),
-    };
-    let policies = lease.policies.clone();
-    let model = winner.model.id.clone();
-    let result = if stream {
-        streamed(&st, &winner, upstream_body, lease, input_estimate).await
-    } else {
-        whole(&st, &winner, upstream_body, lease, input_estimate).await
-    };
-    let mut res = result.unwrap_or_else(IntoResponse::into_response);
-    quota_headers::insert(res.headers_mut(), &policies);
-    if res.status().is_success() {
-        // A fallback may have served another model than the winner's.
-        let model = res
-            .extensions()
-            .get::<Served>()
-            .map_or(model, |s| s.model.to_string());
-        metered_headers(&mut res, &model, None);
-    }
-    Ok(res)
+    Ok(pipeline::run(&st, &caller, scopes, job, call, Chat::default()).await)
 }
 
-/// The outcome of a chat completion: the provider's usage, or the gateway's estimate (the
-/// deltas seen) when it sent none.
-fn chat_outcome(
-    u: Option<&ChatUsage>,
-    input_estimate: u64,
+/// The `/v1/chat/completions` adapter: the provider's bytes go through unchanged; its usage
+/// (or, when it reports none, the number of deltas seen) is read on the side.
+#[derive(Debug, Default)]
+struct Chat {
+    usage: Option<ChatUsage>,
     deltas: u64,
-    status: Status,
-) -> Outcome {
+}
+
+/// A chat usage in our terms, and whether it is the gateway's estimate.
+fn usage_of(u: Option<&ChatUsage>, deltas: u64) -> (Usage, bool) {
     let (input, output) = u.map_or((0, deltas), |u| (u.prompt_tokens, u.completion_tokens));
     let usage = Usage {
         input_tokens: input,
@@ -174,159 +138,83 @@ fn chat_outcome(
         reasoning_tokens: 0,
         total_tokens: input.saturating_add(output),
     };
-    Outcome::measured(usage, u.is_none(), input_estimate, status)
+    (usage, u.is_none())
 }
 
-async fn whole(
-    st: &AppState,
-    winner: &Winner,
-    upstream_body: Vec<u8>,
-    mut lease: Lease,
-    input_estimate: u64,
-) -> Result<Response, ApiError> {
-    let up_started = Instant::now();
-    let (bytes, _, served) = st.upstream.complete(winner, upstream_body).await?;
-    observe_upstream(st, &served.upstream, up_started, None);
-    if served.fallback {
-        lease.served_by(&served.model_info(winner));
-    }
-    let parsed: ChatCompletion = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::from(UpstreamError::Malformed(format!(
-            "completion is not valid JSON: {e}"
-        )))
-    })?;
-    let cost = lease.settle(chat_outcome(
-        parsed.usage.as_ref(),
-        input_estimate,
-        0,
-        Status::Ok,
-    ));
-    let mut res = (
-        Extension(served),
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        bytes,
-    )
-        .into_response();
-    res.headers_mut()
-        .insert(X_AFFINE_COST_RAO, HeaderValue::from(cost));
-    Ok(res)
-}
+impl Surface for Chat {
+    const ROUTE: &'static str = "/v1/chat/completions";
+    type Whole = ();
+    type Frame = Bytes;
 
-async fn streamed(
-    st: &AppState,
-    winner: &Winner,
-    upstream_body: Vec<u8>,
-    mut lease: Lease,
-    input_estimate: u64,
-) -> Result<Response, ApiError> {
-    let up_started = Instant::now();
-    let Opened {
-        response: mut res,
-        served,
-    } = st.upstream.open(winner, upstream_body).await?;
-    if served.fallback {
-        lease.served_by(&served.model_info(winner));
+    fn read_whole(&self, _job: &Job, body: &Bytes) -> Result<((), Usage, bool), UpstreamError> {
+        let parsed: ChatCompletion = serde_json::from_slice(body)
+            .map_err(|e| UpstreamError::Malformed(format!("completion is not valid JSON: {e}")))?;
+        let (usage, estimated) = usage_of(parsed.usage.as_ref(), 0);
+        Ok(((), usage, estimated))
     }
-    let (timeouts, started) = (served.timeouts, served.started);
-    let (tx, mut rx) = mpsc::channel::<Bytes>(64);
-    let tag = Extension(served.clone());
-    let st2 = st.clone();
-    tokio::spawn(async move {
-        st2.metrics.streams_active.inc();
-        // A client that stops reading fills the channel; past this deadline per chunk the
-        // stream ends as `client_closed`, freeing the slot, the hold and the upstream call.
-        let send_deadline = st2.config.server.stream_send_timeout();
-        let send = |bytes: Bytes| {
-            let (tx, st2) = (&tx, &st2);
-            async move {
-                match tx.send_timeout(bytes, send_deadline).await {
-                    Ok(()) => true,
-                    Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
-                        st2.metrics
-                            .conn
-                            .stream_send_timeouts
-                            .with_label_values(&[ROUTE])
-                            .inc();
-                        false
-                    }
-                    Err(mpsc::error::SendTimeoutError::Closed(_)) => false,
-                }
-            }
-        };
-        let mut decoder = SseDecoder::new(crate::http::reason_stream::MAX_UPSTREAM_EVENT_BYTES);
-        let (mut used, mut deltas, mut first) = (None::<ChatUsage>, 0u64, true);
-        let mut client_gone = false;
-        let outcome: Result<(), UpstreamError> = loop {
-            let now = Instant::now();
-            let (deadline, kind) = next_deadline(timeouts, started, !first, now);
-            match next_chunk(&mut res, deadline.saturating_duration_since(now), kind).await {
-                Ok(Some(bytes)) => {
-                    if first {
-                        st2.metrics
-                            .ttft
-                            .with_label_values(&[ROUTE])
-                            .observe(started.elapsed().as_secs_f64());
-                    }
-                    first = false;
-                    decoder.push(&bytes);
-                    while let Ok(Some(ev)) = decoder.next_event() {
-                        if let Ok(c) = serde_json::from_slice::<StreamChunk>(&ev.data) {
-                            deltas += c.choices.len() as u64;
-                            if let Some(u) = c.usage {
-                                used = Some(u);
-                            }
-                        }
-                    }
-                    if !send(bytes).await {
-                        client_gone = true;
-                        break Ok(());
-                    }
-                }
-                Ok(None) => break Ok(()),
-                Err(e) => {
-                    // Tell an OpenAI client in its own terms that the stream broke.
-                    let err = ApiError::from(e.clone());
-                    st2.metrics
-                        .stream_failures
-                        .with_label_values(&[ROUTE, err.code.as_str()])
-                        .inc();
-                    let body = serde_json::json!({"error": {"message": err.detail, "type": err.code.openai_type(), "code": err.code}});
-                    send(Bytes::from(format!("data: {body}\n\n"))).await;
-                    break Err(e);
-                }
-            }
-        };
-        drop(res);
-        observe_upstream(&st2, &served.upstream, up_started, outcome.as_ref().err());
-        let status = match (&outcome, client_gone) {
-            (Err(_), _) => Status::Interrupted,
-            (Ok(()), true) => Status::ClientClosed,
-            (Ok(()), false) => Status::Ok,
-        };
-        let delivered = deltas > 0 || used.is_some();
-        lease.settle(
-            chat_outcome(used.as_ref(), input_estimate, deltas, status).nothing_if(!delivered),
-        );
-        st2.metrics.streams_active.dec();
-    });
-    let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {
-        rx.poll_recv(cx).map(|o| o.map(Ok::<_, Infallible>))
-    }));
-    Ok((
-        tag,
-        [
-            (
+
+    fn render_whole(self, _job: &Job, _: (), body: Bytes, _cost: u64, _ttft_ms: u64) -> Response {
+        (
+            [(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-        ],
-        body,
-    )
-        .into_response())
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response()
+    }
+
+    fn on_chunk(&mut self, chunk: Chunk, out: &mut Vec<Bytes>) -> Result<bool, UpstreamError> {
+        for ev in &chunk.events {
+            // `[DONE]` and anything else that is not a chunk carries no usage.
+            if let Ok(c) = serde_json::from_slice::<StreamChunk>(&ev.data) {
+                self.deltas += c.choices.len() as u64;
+                if let Some(u) = c.usage {
+                    self.usage = Some(u);
+                }
+            }
+        }
+        if !chunk.bytes.is_empty() {
+            out.push(chunk.bytes);
+        }
+        // The provider's bytes go through to its end of the body.
+        Ok(false)
+    }
+
+    fn end(&mut self, _out: &mut Vec<Bytes>) -> Result<(), UpstreamError> {
+        Ok(())
+    }
+
+    fn seen(&self) -> (Usage, bool) {
+        usage_of(self.usage.as_ref(), self.deltas)
+    }
+
+    fn done_frame(&self, _job: &Job, _cost_rao: u64, _ttft_ms: u64) -> Option<Bytes> {
+        None
+    }
+
+    fn error_frame(&self, _job: &Job, err: &ApiError) -> Bytes {
+        // Tell an OpenAI client in its own terms that the stream broke.
+        let body = serde_json::json!({"error": {"message": err.detail, "type": err.code.openai_type(), "code": err.code}});
+        Bytes::from(format!("data: {body}\n\n"))
+    }
+
+    fn stream_response(mut rx: mpsc::Receiver<Bytes>) -> Response {
+        let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {
+            rx.poll_recv(cx).map(|o| o.map(Ok::<_, Infallible>))
+        }));
+        (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/event-stream"),
+                ),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            ],
+            body,
+        )
+            .into_response()
+    }
 }
 
 /// One entry of `GET /v1/models`.

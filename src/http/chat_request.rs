@@ -140,7 +140,7 @@ impl ChatPlan {
             model,
             stream,
             max_tokens: max_completion.or(max_tokens),
-            input_estimate: crate::quota::limiter::estimate_input_tokens(texts.into_iter()),
+            input_estimate: crate::api::reason::estimate_input_tokens(texts.into_iter()),
             fields,
         })
     }

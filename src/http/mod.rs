@@ -5,7 +5,8 @@
 //! - [`request_id`]: `X-Request-Id` validation and generation.
 //! - [`client_ip`]: the client's address behind trusted proxies (`X-Forwarded-For`).
 //! - [`extract`]: the JSON body extractor (content type, size limit, one read into `Bytes`).
-//! - [`reason`], [`reason_stream`]: `POST /v1/reason`, whole and streamed.
+//! - [`pipeline`]: the one request pipeline of every caller route (admit, call, answer or
+//!   pump, settle); [`reason`] and [`chat`] are its adapters.
 //! - [`health`], [`winner`], [`docs`]: the public informational routes.
 //! - [`admin_winner`]: the runtime winner pin (`PUT`/`DELETE /admin/v1/winner`).
 
@@ -18,8 +19,8 @@ pub mod client_ip;
 pub mod docs;
 pub mod extract;
 pub mod health;
+pub mod pipeline;
 pub mod reason;
-pub mod reason_stream;
 pub mod request_id;
 pub mod session;
 pub mod stack;

@@ -34,6 +34,8 @@ pub struct Inner {
     pub auth: crate::auth::Authenticator,
     /// Plan limits across replicas.
     pub limiter: Arc<crate::quota::Limiter>,
+    /// Money: tickets, holds' refusals and every settlement.
+    pub meter: Arc<crate::metering::Meter>,
     /// Per client IP flood guard.
     pub ip_guard: crate::quota::local::IpGuard,
     /// Whose forwarded headers name the client (`server.trusted_proxies`).

@@ -1,12 +1,15 @@
 //! Money: what a request costs, and how its charge reaches the ledger.
 //!
-//! Prices are integer rao per million tokens; the cost of a request is rounded up per
-//! direction (docs/API.md §9.1). A request's money travels with its quota lease: the admission
-//! reserves the worst case (prepaid) or checks the credit limit (postpaid) in the same round
-//! trip as the quota ([`crate::store::Store::admit`]); the settlement — on a detached task,
-//! whatever the client does — releases the hold, debits the actual cost (the provider's count,
-//! even when it exceeds what was reserved) and records the [`event::UsageEvent`], once per request id. If Redis cannot take
-//! the settlement it goes to the fsynced [`journal`] and is replayed when Redis is back.
+//! This module owns a request's money from price to ledger: prices (integer rao per million
+//! tokens; the cost of a request is rounded up per direction, docs/API.md §9.1), the
+//! [`Ticket`] (the hold to take and the usage event to record), the 402 that explains a
+//! refused hold, the settlement and the money metrics. The quota's admission carries the
+//! ticket's [`Ticket::hold`] into its round trip, so buckets and balance are checked together
+//! ([`crate::store::Store::admit`]); [`Meter::settle_detached`] — on a detached task, whatever
+//! the client does — applies the lease's release, releases the hold, debits the actual cost
+//! (the provider's count, even when it exceeds what was reserved) and records the
+//! [`event::UsageEvent`], once per request id, in one store call. If Redis cannot take the
+//! settlement it goes to the fsynced [`journal`] and is replayed when Redis is back.
 //!
 //! Layout: `event` (the usage record and its CSV form), `journal` (settlements waiting for
 //! Redis), `reconcile` (`affine-gateway ledger reconcile`).
@@ -18,8 +21,9 @@ pub mod reconcile;
 use std::sync::Arc;
 
 use crate::api::Usage;
+use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
-use crate::store::{BillMode, Charge, LedgerPolicy, ScopeSpec, Store};
+use crate::store::{BillMode, Charge, Hold, LedgerPolicy, ScopeSpec, Store};
 
 pub use event::UsageEvent;
 pub use journal::Journal;
@@ -120,17 +124,23 @@ pub struct Ticket {
     /// A zero-priced request of a caller without an account: no money to check or hold, and
     /// its settlement writes no account key (see [`Charge::anonymous`]).
     pub anonymous: bool,
+    /// How far a postpaid account may go below zero, rao.
+    pub credit_limit_rao: u64,
     /// The event, filled in at settlement (tokens, cost, status, finish time).
     pub event: UsageEvent,
+    /// The event to record if a prepaid hold expires unsettled (see [`Hold::expiry_event`]);
+    /// empty otherwise.
+    expiry_event: String,
 }
 
 impl Ticket {
-    /// The ticket of a request by `caller` on `plan`, reserving `input_estimate` input tokens
-    /// and `max_tokens` output tokens at the plan's prices.
+    /// The ticket of a request by `caller` on the plan named `plan` with its `prices`,
+    /// reserving `input_estimate` input tokens and `max_tokens` output tokens.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         caller: &crate::auth::Caller,
-        plan: &crate::quota::plans::Plan,
+        plan: &str,
+        prices: Prices,
         request_id: &str,
         model: &crate::api::ModelInfo,
         input_estimate: u64,
@@ -138,7 +148,6 @@ impl Ticket {
         metadata: Option<std::collections::BTreeMap<String, String>>,
         started_ms: u64,
     ) -> Ticket {
-        let prices = plan.prices();
         let worst = Usage {
             input_tokens: input_estimate,
             output_tokens: max_tokens,
@@ -153,16 +162,19 @@ impl Ticket {
         // Nothing can cost anything on a free plan: a caller without an account then has no
         // ledger at all. On a priced plan it keeps its (empty) balance and is refused 402.
         let anonymous = !caller.registered && prices == Prices::default();
-        Ticket {
-            mode: if anonymous { BillMode::None } else { mode },
+        let mode = if anonymous { BillMode::None } else { mode };
+        let mut t = Ticket {
+            mode,
             hold_rao,
             prices,
             anonymous,
+            credit_limit_rao: caller.credit_limit_rao,
+            expiry_event: String::new(),
             event: UsageEvent {
                 request_id: request_id.to_string(),
                 account: caller.account_id.clone(),
                 netuid: caller.netuid,
-                plan: plan.name.clone(),
+                plan: plan.to_string(),
                 model: model.id.clone(),
                 revision: model.revision.clone(),
                 input_tokens: input_estimate,
@@ -176,7 +188,55 @@ impl Ticket {
                 finished_at: String::new(),
                 metadata,
             },
+        };
+        // Only a hold needs the event to record if it expires.
+        if mode == BillMode::Prepaid {
+            t.expiry_event = t.event.expiry_template();
         }
+        t
+    }
+
+    /// What the admission must hold (prepaid) or check (postpaid) in its round trip; `None`
+    /// for a caller without an account on a free plan, which has no ledger at all.
+    pub fn hold(&self) -> Option<Hold<'_>> {
+        (!self.anonymous).then(|| Hold {
+            account: &self.event.account,
+            mode: self.mode,
+            amount_rao: self.hold_rao,
+            credit_limit_rao: self.credit_limit_rao,
+            input_tokens: self.event.input_tokens,
+            output_tokens: self.event.output_tokens,
+            netuid: self.event.netuid,
+            expiry_event: &self.expiry_event,
+        })
+    }
+
+    /// Records that `model` (a fallback's) served, so the usage event names it.
+    pub fn served_by(&mut self, model: &crate::api::ModelInfo) {
+        self.event.model.clone_from(&model.id);
+        self.event.revision.clone_from(&model.revision);
+    }
+
+    /// The 402 of an admission whose hold did not fit: what the request may cost against
+    /// the `balance_rao` and `held_rao` the store reported.
+    pub fn unfunded(&self, balance_rao: i64, held_rao: i64) -> ApiError {
+        let need = self.hold_rao;
+        let detail = if self.mode == BillMode::Prepaid {
+            format!(
+                "this request may cost up to {need} rao; the balance is {balance_rao} rao with {held_rao} rao held by requests in flight. {}",
+                if balance_rao < 0 {
+                    "A request used more than it reserved: add credit to bring the balance back to zero or above"
+                } else {
+                    "Lower max_tokens or add credit"
+                }
+            )
+        } else {
+            format!(
+                "this request may cost up to {need} rao and the balance is {balance_rao} rao, at the credit limit of {} rao",
+                self.credit_limit_rao
+            )
+        };
+        ApiError::new(ErrorCode::InsufficientBalance, detail)
     }
 
     /// What `usage` costs this request: the price of what the provider reports, even above
@@ -239,13 +299,22 @@ pub struct Meter {
 }
 
 impl Meter {
-    /// A meter over `store`; `journal` is required with Redis, unused in memory.
-    pub fn new(
+    /// A meter over `store`; `journal` is required with Redis, unused in memory. The money
+    /// series of every plan in `plans` exist from the start, so a rate over them is never
+    /// empty.
+    pub fn new<'a>(
         store: Store,
         policy: LedgerPolicy,
         journal: Option<Journal>,
         metrics: Metrics,
+        plans: impl IntoIterator<Item = &'a str>,
     ) -> Arc<Meter> {
+        for p in plans {
+            metrics.metered_rao.with_label_values(&[p]);
+            for d in ["input", "output"] {
+                metrics.metered_tokens.with_label_values(&[p, d]);
+            }
+        }
         Arc::new(Meter {
             store,
             policy,
@@ -462,6 +531,8 @@ mod tests {
                 output_rao_per_mtok: 1_000_000,
             },
             anonymous: false,
+            credit_limit_rao: 0,
+            expiry_event: String::new(),
             event: UsageEvent {
                 request_id: "r".into(),
                 account: "a".into(),

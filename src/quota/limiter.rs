@@ -1,12 +1,17 @@
-//! Admission against the plan limits, and settlement after the answer.
+//! Admission against the plan limits, and the concurrency lease of each admitted request.
 //!
 //! A request from a hotkey of a mapped subnet is held to two scopes — the subnet's aggregate
 //! (`{s:<netuid>}`, its subnet plan) and the hotkey's own (`{a:<id>}`, its own plan) — checked
 //! and consumed together, all or nothing, in one round trip. Everything else has one scope.
 //! Tokens are consumed as an estimate up front (input estimate + `max_tokens`) and reconciled
 //! with actual usage when the request ends. Each admitted request holds a concurrency lease per
-//! scope, renewed while it runs and always released: the [`Lease`] guard settles on every path
-//! (success, error, client disconnect, panic), and a lease whose replica died expires.
+//! scope, renewed while it runs and always released, and a lease whose replica died expires.
+//!
+//! Money is not this module's: the admission carries a [`Hold`] built by
+//! [`crate::metering`] into the same round trip (one script checks buckets and balance
+//! together), and the lease's [`Release`] goes back through [`crate::metering::Meter`], which
+//! settles tokens, leases and money in one store call. Where a request's money is settled:
+//! `Meter::settle`, always.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,9 +23,8 @@ use super::plans::{Plan, Plans};
 use crate::auth::Caller;
 use crate::config::StoreFailure;
 use crate::error::{ApiError, ErrorCode};
-use crate::metering::{Meter, Outcome, Ticket};
 use crate::metrics::Metrics;
-use crate::store::{BillMode, Hold, Limit, ScopeSpec, ScopeView, Store};
+use crate::store::{BillMode, Hold, LedgerPolicy, Limit, ScopeSpec, ScopeView, Store};
 
 /// The limiter shared by all requests of a replica.
 pub struct Limiter {
@@ -30,7 +34,6 @@ pub struct Limiter {
     lease: Duration,
     over: OverLimitCache,
     metrics: Metrics,
-    meter: Arc<Meter>,
     /// The aggregate every caller without an account is held to as well.
     public_tier: Option<ScopeSpec>,
     /// Unix seconds of the last "quota store failing" log line (rate-limits the log).
@@ -82,15 +85,7 @@ impl Limiter {
         on_failure: StoreFailure,
         lease: Duration,
         metrics: Metrics,
-        meter: Arc<Meter>,
     ) -> Self {
-        // Every plan's money series exist from the start, so a rate over them is never empty.
-        for p in plans.names() {
-            metrics.metered_rao.with_label_values(&[p]);
-            for d in ["input", "output"] {
-                metrics.metered_tokens.with_label_values(&[p, d]);
-            }
-        }
         Limiter {
             store,
             plans,
@@ -98,7 +93,6 @@ impl Limiter {
             lease,
             over: OverLimitCache::new(),
             metrics,
-            meter,
             public_tier: None,
             last_failure_log: AtomicU64::new(0),
         }
@@ -114,11 +108,6 @@ impl Limiter {
             max_concurrent: tier.max_concurrent,
         });
         self
-    }
-
-    /// The meter settlements go through.
-    pub fn meter(&self) -> &Arc<Meter> {
-        &self.meter
     }
 
     /// The resolved plans.
@@ -172,17 +161,17 @@ impl Limiter {
         }
     }
 
-    /// Admits one request of `tokens` estimated tokens and, with `ticket`, reserves its
-    /// worst-case cost (prepaid) or checks the credit limit (postpaid) in the same round trip;
-    /// or refuses it with 429 (and the headers that say when to come back) or 402.
+    /// Admits one request of `tokens` estimated tokens against `scopes` and, with `money`,
+    /// takes its hold (prepaid) or checks its credit (postpaid) in the same round trip; or
+    /// refuses it with 429 (and the headers that say when to come back), or as
+    /// [`Refusal::Unfunded`] for the caller of [`crate::metering`] to explain.
     pub async fn admit(
         self: &Arc<Self>,
-        caller: &Caller,
+        scopes: Scopes,
         request_id: &str,
         tokens: u64,
-        ticket: Option<Ticket>,
-    ) -> Result<Lease, Box<Refused>> {
-        let scopes = self.scopes(caller);
+        money: Option<Money<'_>>,
+    ) -> Result<Lease, Refusal> {
         let now = Instant::now();
         // A caller that keeps hammering after a requests-per-minute refusal is refused here,
         // without a round trip, until the instant the limiter said capacity returns.
@@ -209,37 +198,19 @@ impl Limiter {
                         reset_secs: headers::retry_after_secs(wait),
                     }]
                 };
-                return Err(Box::new(Refused {
+                return Err(Refusal::Limited(Box::new(Refused {
                     error: refusal(Limit::RequestsPerMinute, i, &scopes, wait),
                     policies,
-                }));
+                })));
             }
         }
-        // Only a hold needs the event to record if it expires.
-        let expiry_event = ticket
+        let policy = money
             .as_ref()
-            .filter(|t| t.mode == BillMode::Prepaid)
-            .map(|t| t.event.expiry_template());
-        let hold = ticket.as_ref().filter(|t| !t.anonymous).map(|t| Hold {
-            account: &caller.account_id,
-            mode: t.mode,
-            amount_rao: t.hold_rao,
-            credit_limit_rao: caller.credit_limit_rao,
-            input_tokens: t.event.input_tokens,
-            output_tokens: t.event.output_tokens,
-            netuid: caller.netuid,
-            expiry_event: expiry_event.as_deref().unwrap_or(""),
-        });
+            .map_or_else(LedgerPolicy::default, |m| m.policy);
+        let hold = money.as_ref().map(|m| &m.hold);
         match self
             .store
-            .admit(
-                &scopes.specs,
-                request_id,
-                tokens,
-                self.lease,
-                hold.as_ref(),
-                &self.meter.policy,
-            )
+            .admit(&scopes.specs, request_id, tokens, self.lease, hold, &policy)
             .await
         {
             Ok(a) => {
@@ -250,28 +221,11 @@ impl Limiter {
                         .quota_rejections
                         .with_label_values(&["insufficient_balance"])
                         .inc();
-                    let need = ticket.as_ref().map_or(0, |t| t.hold_rao);
-                    let detail = if caller.billing == crate::accounts::Billing::Prepaid {
-                        format!(
-                            "this request may cost up to {need} rao; the balance is {} rao with {} rao held by requests in flight. {}",
-                            a.balance_rao,
-                            a.held_rao,
-                            if a.balance_rao < 0 {
-                                "A request used more than it reserved: add credit to bring the balance back to zero or above"
-                            } else {
-                                "Lower max_tokens or add credit"
-                            }
-                        )
-                    } else {
-                        format!(
-                            "this request may cost up to {need} rao and the balance is {} rao, at the credit limit of {} rao",
-                            a.balance_rao, caller.credit_limit_rao
-                        )
-                    };
-                    return Err(Box::new(Refused {
-                        error: ApiError::new(ErrorCode::InsufficientBalance, detail),
+                    return Err(Refusal::Unfunded {
+                        balance_rao: a.balance_rao,
+                        held_rao: a.held_rao,
                         policies,
-                    }));
+                    });
                 }
                 if let Some((i, limit, wait)) = d.refused {
                     if limit == Limit::RequestsPerMinute {
@@ -282,55 +236,60 @@ impl Limiter {
                         .quota_rejections
                         .with_label_values(&[err.code.as_str()])
                         .inc();
-                    return Err(Box::new(Refused {
+                    return Err(Refusal::Limited(Box::new(Refused {
                         error: err,
                         policies,
-                    }));
+                    })));
                 }
+                // A prepaid request's hold is renewed with its lease.
+                let renew_hold = hold
+                    .filter(|h| h.mode == BillMode::Prepaid)
+                    .map(|h| (h.account.to_owned(), policy));
                 Ok(Lease::new(
-                    self, scopes, request_id, tokens, policies, true, ticket,
+                    self, scopes, request_id, tokens, policies, true, renew_hold,
                 ))
             }
             Err(e) => {
                 self.log_failure(&e);
-                // A prepaid request that costs anything is never served without a hold: no
-                // free usage. (A zero-priced one has nothing to hold.)
-                let prepaid = ticket
-                    .as_ref()
-                    .is_some_and(|t| t.mode == BillMode::Prepaid && t.hold_rao > 0);
+                // A request that costs anything on a prepaid account is never served without
+                // its hold: no free usage. (A zero-priced one has nothing to hold.)
+                let must_hold =
+                    hold.is_some_and(|h| h.mode == BillMode::Prepaid && h.amount_rao > 0);
                 match self.on_failure {
-                    StoreFailure::FailOpen if !prepaid => Ok(Lease::new(
+                    StoreFailure::FailOpen if !must_hold => Ok(Lease::new(
                         self,
                         scopes,
                         request_id,
                         tokens,
                         Vec::new(),
                         false,
-                        ticket,
+                        None,
                     )),
-                    _ => Err(Box::new(Refused {
+                    _ => Err(Refusal::Limited(Box::new(Refused {
                         error: ApiError::new(
                             ErrorCode::StoreUnavailable,
                             "the quota and balance store is unavailable; try again shortly",
                         )
                         .with_retry_after(1),
                         policies: Vec::new(),
-                    })),
+                    }))),
                 }
             }
         }
     }
 
     /// The caller's current state (nothing consumed), for `GET /v1/account`: the scopes, their
-    /// views, the balance and the rao held.
+    /// views and, read in the same round trip with the ledger's `policy`, the account's
+    /// balance and the rao held.
     pub async fn peek(
         &self,
         caller: &Caller,
+        policy: &LedgerPolicy,
     ) -> Result<(Scopes, Vec<ScopeView>, i64, i64), ApiError> {
         let scopes = self.scopes(caller);
         let (views, balance, held) = self
             .store
-            .peek(&scopes.specs, Some(&caller.account_id), &self.meter.policy)
+            .peek(&scopes.specs, Some(&caller.account_id), policy)
             .await
             .map_err(|e| {
                 self.log_failure(&e);
@@ -342,6 +301,33 @@ impl Limiter {
             })?;
         Ok((scopes, views, balance, held))
     }
+}
+
+/// Why an admission was refused.
+#[derive(Debug)]
+pub enum Refusal {
+    /// A limit (or the store) refused: the problem and headers are ready to send.
+    Limited(Box<Refused>),
+    /// The account's money does not cover the request's worst case: the caller of the
+    /// admission (which knows the price) explains it, with these numbers and headers.
+    Unfunded {
+        /// The balance, rao.
+        balance_rao: i64,
+        /// Held by requests in flight, rao.
+        held_rao: i64,
+        /// The rate-limit policies of the decision.
+        policies: Vec<PolicyState>,
+    },
+}
+
+/// The money an admission carries into its round trip: what to hold or check, and the
+/// ledger's settings.
+#[derive(Debug, Clone)]
+pub struct Money<'a> {
+    /// The hold (or credit check).
+    pub hold: Hold<'a>,
+    /// The ledger's settings (hold expiry, …).
+    pub policy: LedgerPolicy,
 }
 
 /// A refusal: the 429 and the rate-limit headers to send with it.
@@ -427,10 +413,11 @@ pub fn policies(scopes: &Scopes, views: &[ScopeView]) -> Vec<PolicyState> {
     out
 }
 
-/// An admitted request's hold on its scopes and its money. Settle it with the outcome; if it
-/// is dropped unsettled (error, panic) it settles itself on a detached task as a request that
-/// used nothing: the whole token estimate and the whole hold go back, and a zero-cost `failed`
-/// usage event is recorded.
+/// An admitted request's hold on its scopes: the concurrency leases (renewed while it runs)
+/// and the token estimate. Turn it into its [`Release`] when the request ends; the
+/// settlement that applies the release also settles the money ([`crate::metering::Meter`]).
+/// A lease dropped without being released gives everything back on a detached task, so a
+/// slot is never kept by a request that is gone.
 #[derive(Debug)]
 pub struct Lease {
     limiter: Arc<Limiter>,
@@ -440,8 +427,20 @@ pub struct Lease {
     /// The rate-limit headers of the admission.
     pub policies: Vec<PolicyState>,
     held: bool,
-    ticket: Option<Ticket>,
     renewer: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// What ending a request gives back to its scopes.
+#[derive(Debug)]
+pub struct Release {
+    /// The scopes held.
+    pub scopes: Vec<ScopeSpec>,
+    /// The request id the leases are held under.
+    pub request_id: String,
+    /// Tokens back: the estimate minus what was used (negative takes the excess).
+    pub tokens_back: i64,
+    /// Whether the admission reached the store (a fail-open admission holds nothing).
+    pub held: bool,
 }
 
 impl Lease {
@@ -452,13 +451,8 @@ impl Lease {
         estimate: u64,
         policies: Vec<PolicyState>,
         held: bool,
-        ticket: Option<Ticket>,
+        renew_hold: Option<(String, LedgerPolicy)>,
     ) -> Lease {
-        // A prepaid request's hold is renewed with its lease.
-        let account = ticket
-            .as_ref()
-            .filter(|t| t.mode == BillMode::Prepaid)
-            .map(|t| t.event.account.clone());
         let renewer = held.then(|| {
             let (l, specs, id) = (
                 Arc::clone(limiter),
@@ -467,11 +461,15 @@ impl Lease {
             );
             tokio::spawn(async move {
                 let every = l.lease / 3;
+                let (account, policy) = match renew_hold {
+                    Some((a, p)) => (Some(a), p),
+                    None => (None, LedgerPolicy::default()),
+                };
                 loop {
                     tokio::time::sleep(every).await;
                     if let Err(e) = l
                         .store
-                        .renew(&specs, &id, l.lease, account.as_deref(), &l.meter.policy)
+                        .renew(&specs, &id, l.lease, account.as_deref(), &policy)
                         .await
                     {
                         l.log_failure(&e);
@@ -486,22 +484,8 @@ impl Lease {
             estimate,
             policies,
             held,
-            ticket,
             renewer,
         }
-    }
-
-    /// Records that `model` (a fallback's) served, so the usage event names it.
-    pub fn served_by(&mut self, model: &crate::api::ModelInfo) {
-        if let Some(t) = self.ticket.as_mut() {
-            t.event.model.clone_from(&model.id);
-            t.event.revision.clone_from(&model.revision);
-        }
-    }
-
-    /// What `usage` costs this request (the reported price, even above the hold); 0 unmetered.
-    pub fn cost_of(&self, usage: &crate::api::Usage) -> u64 {
-        self.ticket.as_ref().map_or(0, |t| t.cost_of(usage))
     }
 
     /// The caller's own plan.
@@ -509,46 +493,48 @@ impl Lease {
         &self.scopes.plan
     }
 
-    /// Ends the request with `outcome`: releases the lease, reconciles the token buckets,
-    /// and settles the money — on a detached task, so it happens whatever the client does.
-    /// Returns the cost charged.
-    pub fn settle(mut self, outcome: Outcome) -> u64 {
-        self.finish(&outcome)
+    /// Ends the lease of a request that used `tokens_used` tokens: stops renewing it and
+    /// returns what goes back, for the settlement to apply.
+    pub fn release(mut self, tokens_used: u64) -> Release {
+        self.take(tokens_used)
     }
 
-    fn finish(&mut self, outcome: &Outcome) -> u64 {
+    fn take(&mut self, tokens_used: u64) -> Release {
         if let Some(r) = self.renewer.take() {
             r.abort();
         }
-        let ticket = self.ticket.take();
-        let held = std::mem::take(&mut self.held);
-        if !held && ticket.is_none() {
-            return 0;
+        Release {
+            scopes: std::mem::take(&mut self.scopes.specs),
+            request_id: std::mem::take(&mut self.request_id),
+            tokens_back: i64::try_from(self.estimate).unwrap_or(i64::MAX)
+                - i64::try_from(tokens_used).unwrap_or(i64::MAX),
+            held: std::mem::take(&mut self.held),
         }
-        let charge = ticket
-            .as_ref()
-            .map(|t| (t.charge(outcome), self.scopes.plan.name.clone()));
-        let cost = charge.as_ref().map_or(0, |(c, _)| c.cost_rao);
-        let back = i64::try_from(self.estimate).unwrap_or(i64::MAX)
-            - i64::try_from(outcome.usage.total_tokens).unwrap_or(i64::MAX);
-        self.limiter.meter.settle_detached(
-            std::mem::take(&mut self.scopes.specs),
-            std::mem::take(&mut self.request_id),
-            back,
-            charge,
-        );
-        cost
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.finish(&Outcome::failed());
+        let r = self.take(0);
+        if r.held {
+            let store = self.limiter.store.clone();
+            let l = Arc::clone(&self.limiter);
+            tokio::spawn(async move {
+                let policy = LedgerPolicy::default();
+                if let Err(e) = store
+                    .settle(
+                        &r.scopes,
+                        &r.request_id,
+                        r.tokens_back,
+                        false,
+                        None,
+                        &policy,
+                    )
+                    .await
+                {
+                    l.log_failure(&e);
+                }
+            });
+        }
     }
-}
-
-/// A rough, deliberately generous input-token estimate: one token per 3 bytes of text plus a
-/// few per message. Reconciled with the provider's count after the answer.
-pub fn estimate_input_tokens(texts: impl Iterator<Item = usize>) -> u64 {
-    texts.map(|len| len.div_ceil(3) as u64 + 4).sum()
 }

@@ -12,4 +12,4 @@ pub mod limiter;
 pub mod local;
 pub mod plans;
 
-pub use limiter::{Lease, Limiter, Refused};
+pub use limiter::{Lease, Limiter, Money, Refusal, Refused, Release};

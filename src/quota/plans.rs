@@ -155,6 +155,17 @@ impl Plans {
         Self::resolve(&config.plans, &config.subnets)
     }
 
+    /// As [`Plans::from_config`], with the error of an invalid configuration: the plans are
+    /// checked where they are resolved (the binary's configuration loading, and the gateway's
+    /// start), so the configuration itself needs to know nothing of them.
+    pub fn check(config: &Config) -> Result<Plans, crate::config::ConfigError> {
+        Self::from_config(config).map_err(|(field, expected)| crate::config::ConfigError::Invalid {
+            field: field.into(),
+            origin: None,
+            expected,
+        })
+    }
+
     /// As [`Plans::from_config`], from the two tables.
     pub fn resolve(
         plans: &BTreeMap<String, PlanConfig>,

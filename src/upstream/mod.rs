@@ -4,11 +4,14 @@
 //!   parsed from so answers are not copied on the way through.
 //! - [`client`]: the pooled HTTP client, its timeouts and how provider failures map to ours.
 //! - [`sse`]: the incremental server-sent-events decoder for streamed answers.
+//! - [`events`]: a provider's streamed response as a `Stream` of decoded chunks, under the
+//!   stream deadlines.
 //! - [`think`]: separates a leading `<think>…</think>` block from the answer.
 //! - [`answer`]: turns a provider answer (whole or streamed) into the `/v1/reason` shape.
 
 pub mod answer;
 pub mod client;
+pub mod events;
 pub mod openai;
 pub mod sse;
 pub mod think;

@@ -200,8 +200,7 @@ impl Harness {
     pub async fn account(&self, id: &str) -> serde_json::Value {
         self.gw
             .state
-            .limiter
-            .meter()
+            .meter
             .flush(std::time::Duration::from_secs(5))
             .await;
         self.http

@@ -1,0 +1,115 @@
+//! Admission: the request's ticket ([`crate::metering`]: price, hold, usage event) and its
+//! lease ([`crate::quota`]: buckets, concurrency) taken together in one store round trip, and
+//! the [`Admitted`] guard that settles both exactly once.
+
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+
+use super::{Call, Job};
+use crate::api::ModelInfo;
+use crate::auth::Caller;
+use crate::http::AppState;
+use crate::metering::{Meter, Outcome, Ticket};
+use crate::quota::headers::PolicyState;
+use crate::quota::limiter::Scopes;
+use crate::quota::{Lease, Money, Refusal, Refused};
+
+/// An admitted request: its lease and its ticket. Settle it with the outcome; dropped
+/// unsettled (an error, a panic) it settles itself as a request that used nothing: the whole
+/// token estimate and the whole hold go back, and a zero-cost `failed` usage event is
+/// recorded. Either way the settlement runs once, on a detached task, through the meter.
+#[derive(Debug)]
+pub struct Admitted {
+    lease: Option<Lease>,
+    ticket: Ticket,
+    meter: Arc<Meter>,
+}
+
+/// Admits `call` for `caller`, or answers the refusal (429, 402, 503) with its headers.
+pub(super) async fn admit(
+    st: &AppState,
+    caller: &Caller,
+    scopes: Scopes,
+    job: &Job,
+    call: &Call,
+) -> Result<Admitted, Response> {
+    let max_tokens = u64::from(call.max_tokens);
+    let ticket = Ticket::new(
+        caller,
+        &scopes.plan.name,
+        scopes.plan.prices(),
+        &job.id,
+        &job.winner.model,
+        job.input_estimate,
+        max_tokens,
+        call.metadata.clone(),
+        crate::metering::now_ms(),
+    );
+    let money = ticket.hold().map(|hold| Money {
+        hold,
+        policy: st.meter.policy,
+    });
+    let estimate = job.input_estimate + max_tokens;
+    let lease = match st.limiter.admit(scopes, &job.id, estimate, money).await {
+        Ok(lease) => lease,
+        Err(Refusal::Limited(refused)) => return Err(refused.into_response()),
+        Err(Refusal::Unfunded {
+            balance_rao,
+            held_rao,
+            policies,
+        }) => {
+            let refused = Refused {
+                error: ticket.unfunded(balance_rao, held_rao),
+                policies,
+            };
+            return Err(refused.into_response());
+        }
+    };
+    Ok(Admitted {
+        lease: Some(lease),
+        ticket,
+        meter: Arc::clone(&st.meter),
+    })
+}
+
+impl Admitted {
+    /// The rate-limit headers of the admission.
+    pub fn policies(&self) -> &[PolicyState] {
+        self.lease.as_ref().map_or(&[], |l| &l.policies)
+    }
+
+    /// Records that `model` (a fallback's) served, so the usage event names it.
+    pub fn served_by(&mut self, model: &ModelInfo) {
+        self.ticket.served_by(model);
+    }
+
+    /// Ends the request with `outcome`: releases the lease, reconciles the token buckets and
+    /// settles the money, on a detached task, so it happens whatever the client does.
+    /// Returns the cost charged.
+    pub fn settle(mut self, outcome: Outcome) -> u64 {
+        self.finish(&outcome)
+    }
+
+    fn finish(&mut self, outcome: &Outcome) -> u64 {
+        let Some(lease) = self.lease.take() else {
+            return 0;
+        };
+        let release = lease.release(outcome.usage.total_tokens);
+        let charge = self.ticket.charge(outcome);
+        let cost = charge.cost_rao;
+        self.meter.settle_detached(
+            release.scopes,
+            release.request_id,
+            release.tokens_back,
+            Some((charge, self.ticket.event.plan.clone())),
+        );
+        cost
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.finish(&Outcome::failed());
+    }
+}

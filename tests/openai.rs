@@ -155,3 +155,55 @@ async fn errors_use_the_openai_shape() {
     }
     assert!(h.sim.requests().is_empty());
 }
+
+/// Issue #12 item 2: a chat stream whose provider sends one event over the decoder's limit
+/// ends with an OpenAI error frame and counts as a stream failure. Before, the chat pump
+/// dropped the decoder's error and passed the provider's bytes on as if nothing was wrong,
+/// while `/v1/reason` failed the same stream.
+#[tokio::test]
+async fn a_chat_stream_with_an_oversized_event_ends_with_an_error_frame() {
+    use axum::body::{Body, Bytes};
+    let huge = Bytes::from(format!("data: {}", "x".repeat(1 << 21)));
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move || {
+            let huge = huge.clone();
+            async move {
+                let first = Bytes::from_static(
+                    b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n",
+                );
+                let chunks = futures_util::stream::iter([first, huge].map(Ok::<_, std::io::Error>));
+                ([("content-type", "text/event-stream")], Body::from_stream(chunks))
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let h = Harness::start_with(SimConfig::default(), |c| {
+        c.upstream.url = format!("http://{addr}/v1");
+    })
+    .await;
+    let res = chat(
+        &h,
+        r#"{"model":"affine-winner","messages":[{"role":"user","content":"hi"}],"stream":true}"#,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    let last = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .last()
+        .unwrap();
+    let err: serde_json::Value = serde_json::from_str(last)
+        .unwrap_or_else(|_| panic!("the stream ends with an error frame, not {:.60}", last));
+    assert_eq!(err["error"]["code"], "upstream_error", "{last}");
+    let failures = metric(
+        &h.http,
+        &h.gw.url(),
+        r#"agw_stream_failures_total{code="upstream_error",route="/v1/chat/completions"}"#,
+    )
+    .await;
+    assert_eq!(failures, Some(1.0));
+}

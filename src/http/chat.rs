@@ -194,9 +194,11 @@ impl Surface for Chat {
     }
 
     fn error_frame(&self, _job: &Job, err: &ApiError) -> Bytes {
-        // Tell an OpenAI client in its own terms that the stream broke.
+        // Tell an OpenAI client in its own terms that the stream broke. The provider's bytes
+        // may have stopped inside a line: the blank line first ends it, so the error is an
+        // event of its own (between events it is an empty line, which dispatches nothing).
         let body = serde_json::json!({"error": {"message": err.detail, "type": err.code.openai_type(), "code": err.code}});
-        Bytes::from(format!("data: {body}\n\n"))
+        Bytes::from(format!("\n\ndata: {body}\n\n"))
     }
 
     fn stream_response(mut rx: mpsc::Receiver<Bytes>) -> Response {

@@ -193,8 +193,8 @@ async fn a_chat_stream_with_an_oversized_event_ends_with_an_error_frame() {
     let text = res.text().await.unwrap();
     let last = text
         .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("data: "))
         .unwrap();
     let err: serde_json::Value = serde_json::from_str(last)
         .unwrap_or_else(|_| panic!("the stream ends with an error frame, not {:.60}", last));

@@ -8,24 +8,21 @@
 //! its usage. Errors use the OpenAI error shape (see [`crate::error`]).
 
 use std::convert::Infallible;
-use std::time::Instant;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
 use crate::api::Usage;
-use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
+use crate::http::AppState;
 use crate::http::chat_request::ChatPlan;
-use crate::http::extract::JsonBody;
-use crate::http::pipeline::{self, Call, Job, Surface};
-use crate::http::{AppState, request_id};
+use crate::http::pipeline::{self, Call, Incoming, Job, Surface};
 use crate::upstream::UpstreamError;
 use crate::upstream::events::Chunk;
 use crate::upstream::openai::{ChatCompletion, ChatUsage, StreamChunk};
@@ -69,15 +66,10 @@ pub struct ChatCompletionRequest {
         (status = 503, description = "no_winner, upstream_unavailable", body = crate::error::OpenAiErrorBody),
         (status = 504, description = "upstream_timeout", body = crate::error::OpenAiErrorBody),
     ))]
-pub async fn chat_completions(
-    State(st): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody,
-) -> Result<Response, ApiError> {
-    let started = Instant::now();
-    let req = ChatPlan::parse(&body)?;
-    let winner = pipeline::winner(&st)?;
+pub async fn chat_completions(inc: Incoming) -> Result<Response, ApiError> {
+    let st = &inc.st;
+    let req = ChatPlan::parse(&inc.body)?;
+    let winner = pipeline::winner(st)?;
     if req.model != WINNER_ALIAS && req.model != winner.model.id {
         return Err(ApiError::new(
             ErrorCode::NotFound,
@@ -87,7 +79,7 @@ pub async fn chat_completions(
             ),
         ));
     }
-    let scopes = st.limiter.scopes(&caller);
+    let scopes = st.limiter.scopes(&inc.caller);
     let ceiling = st.limits.max_tokens_limit.min(scopes.plan.max_tokens);
     let max_tokens = req
         .max_tokens
@@ -113,12 +105,11 @@ pub async fn chat_completions(
     };
     let job = Job::new(
         format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
-        started,
+        &inc,
         winner,
-        request_id::of(&headers),
         input_estimate,
     );
-    Ok(pipeline::run(&st, &caller, scopes, job, call, Chat::default()).await)
+    Ok(pipeline::run(st, &inc.caller, scopes, job, call, Chat::default()).await)
 }
 
 /// The `/v1/chat/completions` adapter: the provider's bytes go through unchanged; its usage

@@ -5,12 +5,10 @@
 //! response without its texts) or one `error` (a problem object).
 
 use std::convert::Infallible;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Extension, State};
-use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
@@ -19,11 +17,8 @@ use crate::api::{
     Cost, FinishReason, ReasonDone, ReasonLimits, ReasonRequest, ReasonResponse, StreamDelta,
     Timing, Usage,
 };
-use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http::extract::JsonBody;
-use crate::http::pipeline::{self, Call, Job, Surface};
-use crate::http::{AppState, request_id};
+use crate::http::pipeline::{self, Call, Incoming, Job, Surface};
 use crate::upstream::UpstreamError;
 use crate::upstream::answer::{Answer, StreamSummary, StreamTranslator, from_completion};
 use crate::upstream::events::Chunk;
@@ -51,20 +46,15 @@ pub use crate::http::pipeline::{X_AFFINE_COST_RAO, X_AFFINE_MODEL};
         (status = 504, description = "upstream_timeout", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn reason(
-    State(st): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody,
-) -> Result<Response, ApiError> {
-    let started = Instant::now();
-    let mut req = ReasonRequest::from_slice(&body)?;
-    let scopes = st.limiter.scopes(&caller);
+pub async fn reason(inc: Incoming) -> Result<Response, ApiError> {
+    let st = &inc.st;
+    let mut req = ReasonRequest::from_slice(&inc.body)?;
+    let scopes = st.limiter.scopes(&inc.caller);
     let max_tokens = req.validate(ReasonLimits {
         default_max_tokens: st.limits.default_max_tokens.min(scopes.plan.max_tokens),
         max_tokens_limit: st.limits.max_tokens_limit.min(scopes.plan.max_tokens),
     })?;
-    let winner = pipeline::winner(&st)?;
+    let winner = pipeline::winner(st)?;
     let upstream_body = serde_json::to_vec(&ChatRequest::from_reason(
         &req,
         &winner.model.id,
@@ -78,9 +68,8 @@ pub async fn reason(
     })?;
     let job = Job::new(
         format!("rsn_{}", uuid::Uuid::new_v4().simple()),
-        started,
+        &inc,
         winner,
-        request_id::of(&headers),
         req.input_token_estimate(),
     );
     let call = Call {
@@ -92,16 +81,19 @@ pub async fn reason(
     let surface = Reason {
         translator: StreamTranslator::new(req.wants_reasoning()),
         include_reasoning: req.wants_reasoning(),
+        pieces: Vec::new(),
         summary: None,
     };
     drop(req);
-    Ok(pipeline::run(&st, &caller, scopes, job, call, surface).await)
+    Ok(pipeline::run(st, &inc.caller, scopes, job, call, surface).await)
 }
 
 /// The `/v1/reason` adapter.
 struct Reason {
     include_reasoning: bool,
     translator: StreamTranslator,
+    /// Text pieces translated and not yet turned into events (kept to reuse its buffer).
+    pieces: Vec<Piece>,
     /// The complete stream's summary, once it ended.
     summary: Option<StreamSummary>,
 }
@@ -165,18 +157,16 @@ impl Surface for Reason {
     }
 
     fn on_chunk(&mut self, chunk: Chunk, out: &mut Vec<Event>) -> Result<bool, UpstreamError> {
-        let mut pieces = Vec::new();
         for ev in &chunk.events {
-            self.translator.on_data(&ev.data, &mut pieces)?;
+            self.translator.on_data(&ev.data, &mut self.pieces)?;
         }
-        out.extend(pieces.iter().filter_map(piece_event));
+        out.extend(self.pieces.drain(..).filter_map(|p| piece_event(&p)));
         Ok(self.translator.is_done())
     }
 
     fn end(&mut self, out: &mut Vec<Event>) -> Result<(), UpstreamError> {
-        let mut pieces = Vec::new();
-        let summary = self.translator.finish(&mut pieces)?;
-        out.extend(pieces.iter().filter_map(piece_event));
+        let summary = self.translator.finish(&mut self.pieces)?;
+        out.extend(self.pieces.drain(..).filter_map(|p| piece_event(&p)));
         self.summary = Some(summary);
         Ok(())
     }

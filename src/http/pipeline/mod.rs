@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
@@ -32,10 +33,11 @@ use tokio::sync::mpsc;
 use crate::api::{ModelInfo, Usage};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
-use crate::http::AppState;
+use crate::http::extract::JsonBody;
+use crate::http::{AppState, request_id};
 use crate::quota::headers as quota_headers;
 use crate::quota::limiter::Scopes;
-use crate::routing::Winner;
+use crate::routing::{Opened, Served, Winner};
 use crate::upstream::UpstreamError;
 use crate::upstream::events::Chunk;
 
@@ -43,6 +45,44 @@ use crate::upstream::events::Chunk;
 pub const X_AFFINE_MODEL: HeaderName = HeaderName::from_static("x-affine-model");
 /// `X-Affine-Cost-Rao`: what the request cost.
 pub const X_AFFINE_COST_RAO: HeaderName = HeaderName::from_static("x-affine-cost-rao");
+
+/// What every caller route receives: the state, the authenticated caller, the caller's
+/// request id, and the JSON body (content type and size checked, read once).
+#[derive(Debug)]
+pub struct Incoming {
+    /// The shared state.
+    pub st: AppState,
+    /// Who is calling (set by the auth middleware).
+    pub caller: Caller,
+    /// `X-Request-Id`.
+    pub request_id: String,
+    /// The request body.
+    pub body: Bytes,
+    /// When the body had been read.
+    pub started: Instant,
+}
+
+impl FromRequest<AppState> for Incoming {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, st: &AppState) -> Result<Self, ApiError> {
+        let caller = req.extensions().get::<Caller>().cloned().ok_or_else(|| {
+            // Only reachable if a caller route were mounted outside the auth layer.
+            ApiError::new(ErrorCode::Internal, "the request was not authenticated")
+        })?;
+        let request_id = request_id::of(req.headers()).to_owned();
+        let JsonBody(body) = JsonBody::from_request(req, st).await?;
+        // Timing (`total_ms`, time to first token) counts from here, once the body is in.
+        let started = Instant::now();
+        Ok(Incoming {
+            st: st.clone(),
+            caller,
+            request_id,
+            body,
+            started,
+        })
+    }
+}
 
 /// What a request has fixed before it goes upstream.
 #[derive(Debug)]
@@ -65,22 +105,25 @@ pub struct Job {
 }
 
 impl Job {
-    /// A job for a request received at `started`, identified as `id`.
-    pub fn new(
-        id: String,
-        started: Instant,
-        winner: Arc<Winner>,
-        request_id: &str,
-        input_estimate: u64,
-    ) -> Job {
+    /// A job for the request `inc`, identified as `id`.
+    pub fn new(id: String, inc: &Incoming, winner: Arc<Winner>, input_estimate: u64) -> Job {
         Job {
             id,
             created: time::OffsetDateTime::now_utc().unix_timestamp(),
-            started,
+            started: inc.started,
             winner,
-            request_id: request_id.to_owned(),
+            request_id: inc.request_id.clone(),
             input_estimate,
             served: None,
+        }
+    }
+
+    /// Records who served; a fallback's model is reported and charged as such.
+    fn served_by(&mut self, served: &Served, admitted: &mut admission::Admitted) {
+        if served.fallback {
+            let m = served.model_info(&self.winner);
+            admitted.served_by(&m);
+            self.served = Some(m);
         }
     }
 
@@ -181,14 +224,39 @@ pub async fn run<S: Surface>(
         Err(refused) => return refused,
     };
     let policies = admitted.policies().to_vec();
-    let result = if call.stream {
-        pump::respond(st, job, call.upstream_body, admitted, surface).await
-    } else {
-        whole::respond(st, job, call.upstream_body, admitted, surface).await
-    };
-    let mut res = result.unwrap_or_else(IntoResponse::into_response);
+    let mut res = call_upstream(st, job, call, admitted, surface)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
     quota_headers::insert(res.headers_mut(), &policies);
     res
+}
+
+/// Calls the provider (retries and fail-overs happen inside, before the caller got a byte;
+/// failed attempts are counted there) and answers whole or streamed. On a failure the
+/// admission drops here and gives the whole estimate back.
+async fn call_upstream<S: Surface>(
+    st: &AppState,
+    mut job: Job,
+    call: Call,
+    mut admitted: admission::Admitted,
+    surface: S,
+) -> Result<Response, ApiError> {
+    let up_started = Instant::now();
+    if call.stream {
+        let Opened { response, served } = st.upstream.open(&job.winner, call.upstream_body).await?;
+        job.served_by(&served, &mut admitted);
+        Ok(pump::respond(
+            st, job, response, served, up_started, admitted, surface,
+        ))
+    } else {
+        let (bytes, headers_at, served) = st
+            .upstream
+            .complete(&job.winner, call.upstream_body)
+            .await?;
+        observe_upstream(st, &served.upstream, up_started, None);
+        job.served_by(&served, &mut admitted);
+        whole::respond(job, bytes, headers_at, admitted, surface)
+    }
 }
 
 /// Milliseconds, saturating.

@@ -18,30 +18,24 @@ use super::{Job, Surface, metered_headers, ms, observe_upstream};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::metering::{Outcome, Status};
-use crate::routing::{Opened, Served};
+use crate::routing::Served;
 use crate::upstream::UpstreamError;
 use crate::upstream::events::UpstreamEvents;
 
 /// How many frames may wait for a slow client before the pump waits too.
 const CHANNEL_DEPTH: usize = 64;
 
-/// Opens the upstream stream and answers with the route's streamed response.
-pub(super) async fn respond<S: Surface>(
+/// Answers with the route's streamed response to the provider's `response` (its status
+/// already awaited, so a refusal was still a real HTTP error) and spawns the pump.
+pub(super) fn respond<S: Surface>(
     st: &AppState,
-    mut job: Job,
-    upstream_body: Vec<u8>,
-    mut admitted: Admitted,
+    job: Job,
+    response: reqwest::Response,
+    served: Served,
+    up_started: Instant,
+    admitted: Admitted,
     surface: S,
-) -> Result<Response, ApiError> {
-    let up_started = Instant::now();
-    // Retries and fail-overs happen inside, before the caller got a byte; failed attempts
-    // are counted there.
-    let Opened { response, served } = st.upstream.open(&job.winner, upstream_body).await?;
-    if served.fallback {
-        let m = served.model_info(&job.winner);
-        admitted.served_by(&m);
-        job.served = Some(m);
-    }
+) -> Response {
     let (tx, rx) = mpsc::channel::<S::Frame>(CHANNEL_DEPTH);
     let model = job.model().id;
     let events = UpstreamEvents::new(response, served.timeouts, served.started);
@@ -56,7 +50,7 @@ pub(super) async fn respond<S: Surface>(
     let mut res = S::stream_response(rx);
     // The cost is only known at the end: it travels in the stream, not in a header.
     metered_headers(&mut res, &model, None);
-    Ok(res)
+    res
 }
 
 /// Decrements the active-streams gauge however the pump ends.

@@ -2,32 +2,23 @@
 
 use std::time::Instant;
 
+use axum::body::Bytes;
 use axum::response::Response;
 
 use super::admission::Admitted;
-use super::{Job, Surface, metered_headers, ms, observe_upstream};
+use super::{Job, Surface, metered_headers, ms};
 use crate::error::ApiError;
-use crate::http::AppState;
 use crate::metering::{Outcome, Status};
 
-/// Calls the provider for the whole answer and renders it with `surface`.
-pub(super) async fn respond<S: Surface>(
-    st: &AppState,
-    mut job: Job,
-    upstream_body: Vec<u8>,
-    mut admitted: Admitted,
+/// Reads the provider's whole answer (`bytes`, its headers received at `headers_at`) with
+/// `surface`, settles it and renders it.
+pub(super) fn respond<S: Surface>(
+    job: Job,
+    bytes: Bytes,
+    headers_at: Instant,
+    admitted: Admitted,
     surface: S,
 ) -> Result<Response, ApiError> {
-    let up_started = Instant::now();
-    // Failed attempts (and fail-overs) are counted by the upstream set; on a failure the
-    // admission drops here and gives the whole estimate back.
-    let (bytes, headers_at, served) = st.upstream.complete(&job.winner, upstream_body).await?;
-    observe_upstream(st, &served.upstream, up_started, None);
-    if served.fallback {
-        let m = served.model_info(&job.winner);
-        admitted.served_by(&m);
-        job.served = Some(m);
-    }
     let (whole, usage, estimated) = surface.read_whole(&job, &bytes).inspect_err(|e| {
         tracing::warn!(request_id = %job.request_id, error = %e, "upstream answer rejected");
     })?;

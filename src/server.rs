@@ -21,6 +21,7 @@ use crate::accounts::cache::AccountCache;
 use crate::accounts::{self, AccountRecord, AccountUpdate, Billing};
 use crate::api::{ModelSource, ReasonLimits};
 use crate::auth::Authenticator;
+use crate::auth::middleware::AuthParts;
 use crate::auth::jwt::{JwtKeys, Scope, now_secs};
 use crate::auth::revocation::Revocations;
 use crate::config::Config;
@@ -302,14 +303,14 @@ async fn build_auth(
     }
     let poller = revocations.spawn_poller(store.clone());
     Ok((
-        Authenticator {
+        Authenticator::new(AuthParts {
             jwt,
             receiver: config.effective_hotkey().to_string(),
             allow_unregistered: config.allow_unregistered,
             revocations,
             accounts: AccountCache::new(),
             clock: Default::default(),
-        },
+        }),
         poller,
     ))
 }

@@ -161,7 +161,7 @@ fn err(code: ErrorCode, detail: &'static str) -> ApiError {
 }
 
 /// Maps a signature refusal to its contract code.
-pub fn refusal_error(r: Refusal) -> ApiError {
+fn refusal_error(r: Refusal) -> ApiError {
     match r {
         Refusal::Malformed => err(
             ErrorCode::AuthMalformed,

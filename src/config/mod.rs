@@ -567,12 +567,12 @@ impl Default for ServerConfig {
 
 impl ServerConfig {
     /// `body_read_timeout_secs` as a duration.
-    pub fn body_read_timeout(&self) -> Duration {
+    pub(crate) fn body_read_timeout(&self) -> Duration {
         Duration::from_secs(self.body_read_timeout_secs)
     }
 
     /// `stream_send_timeout_secs` as a duration.
-    pub fn stream_send_timeout(&self) -> Duration {
+    pub(crate) fn stream_send_timeout(&self) -> Duration {
         Duration::from_secs(self.stream_send_timeout_secs)
     }
 
@@ -665,12 +665,12 @@ impl Default for AuthConfig {
 
 impl AuthConfig {
     /// `session_ttl_secs` as a duration.
-    pub fn session_ttl(&self) -> Duration {
+    pub(crate) fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.session_ttl_secs)
     }
 
     /// `jwt_leeway_secs` as a duration.
-    pub fn jwt_leeway(&self) -> Duration {
+    pub(crate) fn jwt_leeway(&self) -> Duration {
         Duration::from_secs(self.jwt_leeway_secs)
     }
 

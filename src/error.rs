@@ -20,9 +20,9 @@ use strum::{IntoStaticStr, VariantArray};
 use utoipa::ToSchema;
 
 /// Stable error codes of docs/API.md §8. The serialized name is the public `code`.
-///
-/// serde (the JSON `code`) and strum (`as_str`, `ALL`) both derive the name from the variant
-/// with the same snake_case rule; a unit test below holds them equal.
+// serde (the JSON `code`) and strum (`as_str`, `ALL`) both derive the name from the variant
+// with the same snake_case rule; a unit test below holds them equal. (A `//` comment, not a
+// doc comment: utoipa would publish it in the OpenAPI document.)
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema, IntoStaticStr, VariantArray,
 )]

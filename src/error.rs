@@ -16,11 +16,18 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use strum::{IntoStaticStr, VariantArray};
 use utoipa::ToSchema;
 
 /// Stable error codes of docs/API.md §8. The serialized name is the public `code`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+// serde (the JSON `code`) and strum (`as_str`, `ALL`) both derive the name from the variant
+// with the same snake_case rule; a unit test below holds them equal. (A `//` comment, not a
+// doc comment: utoipa would publish it in the OpenAPI document.)
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema, IntoStaticStr, VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {
     /// The request is well-formed JSON but a value is out of range or of the wrong type.
     InvalidRequest,
@@ -121,41 +128,7 @@ impl ErrorCode {
 
     /// The public name, as serialized in `code`.
     pub fn as_str(self) -> &'static str {
-        use ErrorCode::*;
-        match self {
-            InvalidRequest => "invalid_request",
-            InvalidJson => "invalid_json",
-            UnknownField => "unknown_field",
-            MaxTokensExceedsPlan => "max_tokens_exceeds_plan",
-            AuthMissing => "auth_missing",
-            AuthMalformed => "auth_malformed",
-            BadSignature => "bad_signature",
-            StaleRequest => "stale_request",
-            ReplayedRequest => "replayed_request",
-            WrongReceiver => "wrong_receiver",
-            TokenInvalid => "token_invalid",
-            TokenExpired => "token_expired",
-            TokenRevoked => "token_revoked",
-            InsufficientBalance => "insufficient_balance",
-            Forbidden => "forbidden",
-            Conflict => "conflict",
-            UnregisteredHotkey => "unregistered_hotkey",
-            AccountDisabled => "account_disabled",
-            NotFound => "not_found",
-            MethodNotAllowed => "method_not_allowed",
-            BodyTooLarge => "body_too_large",
-            UnsupportedMediaType => "unsupported_media_type",
-            RequestTimeout => "request_timeout",
-            RateLimited => "rate_limited",
-            QuotaExceeded => "quota_exceeded",
-            ConcurrencyLimited => "concurrency_limited",
-            UpstreamError => "upstream_error",
-            NoWinner => "no_winner",
-            UpstreamUnavailable => "upstream_unavailable",
-            UpstreamTimeout => "upstream_timeout",
-            Internal => "internal",
-            StoreUnavailable => "store_unavailable",
-        }
+        self.into()
     }
 
     /// A short, fixed summary of the problem type (RFC 9457 `title`).
@@ -209,41 +182,8 @@ impl ErrorCode {
         }
     }
 
-    /// All codes, for documentation and tests.
-    pub const ALL: &'static [ErrorCode] = &[
-        ErrorCode::InvalidRequest,
-        ErrorCode::InvalidJson,
-        ErrorCode::UnknownField,
-        ErrorCode::MaxTokensExceedsPlan,
-        ErrorCode::AuthMissing,
-        ErrorCode::AuthMalformed,
-        ErrorCode::BadSignature,
-        ErrorCode::StaleRequest,
-        ErrorCode::ReplayedRequest,
-        ErrorCode::WrongReceiver,
-        ErrorCode::TokenInvalid,
-        ErrorCode::TokenExpired,
-        ErrorCode::TokenRevoked,
-        ErrorCode::InsufficientBalance,
-        ErrorCode::Forbidden,
-        ErrorCode::Conflict,
-        ErrorCode::UnregisteredHotkey,
-        ErrorCode::AccountDisabled,
-        ErrorCode::NotFound,
-        ErrorCode::MethodNotAllowed,
-        ErrorCode::BodyTooLarge,
-        ErrorCode::UnsupportedMediaType,
-        ErrorCode::RequestTimeout,
-        ErrorCode::RateLimited,
-        ErrorCode::QuotaExceeded,
-        ErrorCode::ConcurrencyLimited,
-        ErrorCode::UpstreamError,
-        ErrorCode::NoWinner,
-        ErrorCode::UpstreamUnavailable,
-        ErrorCode::UpstreamTimeout,
-        ErrorCode::Internal,
-        ErrorCode::StoreUnavailable,
-    ];
+    /// All codes in declaration order, for documentation and tests.
+    pub const ALL: &'static [ErrorCode] = <ErrorCode as VariantArray>::VARIANTS;
 }
 
 /// An error on the request path: a code, a detail for humans and, for 429/503, when to retry.

@@ -22,6 +22,7 @@ use crate::accounts::{self, AccountRecord, AccountUpdate, Billing};
 use crate::api::{ModelSource, ReasonLimits};
 use crate::auth::Authenticator;
 use crate::auth::jwt::{JwtKeys, Scope, now_secs};
+use crate::auth::middleware::AuthParts;
 use crate::auth::revocation::Revocations;
 use crate::config::Config;
 use crate::http::{self, AppState, state::Inner};
@@ -62,7 +63,7 @@ pub enum StartError {
 }
 
 /// A built gateway, ready to serve.
-pub struct Gateway {
+pub(crate) struct Gateway {
     state: AppState,
     /// Keeps the embedded simulator running for as long as the gateway lives.
     simulator: Option<chutes_sim::SimHandle>,
@@ -271,13 +272,13 @@ impl Gateway {
 }
 
 /// How long the dev token printed at start is valid.
-pub const DEV_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const DEV_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// The credit limit of the `dev` account: 1,000 TAO.
-pub const DEV_CREDIT_LIMIT_RAO: u64 = 1_000 * crate::metering::RAO_PER_TAO;
+pub(crate) const DEV_CREDIT_LIMIT_RAO: u64 = 1_000 * crate::metering::RAO_PER_TAO;
 
 /// The account the dev token belongs to.
-pub const DEV_ACCOUNT: &str = "dev";
+pub(crate) const DEV_ACCOUNT: &str = "dev";
 
 /// Token keys (configured secret, or a random one plus the dev account and token), the
 /// receiver hotkey and the revocation mirror with its poller.
@@ -304,14 +305,14 @@ async fn build_auth(
     }
     let poller = revocations.spawn_poller(store.clone());
     Ok((
-        Authenticator {
+        Authenticator::new(AuthParts {
             jwt,
             receiver: config.effective_hotkey().to_string(),
             allow_unregistered: config.allow_unregistered,
             revocations,
             accounts: AccountCache::new(),
             clock: Default::default(),
-        },
+        }),
         poller,
     ))
 }
@@ -352,7 +353,7 @@ fn loud_simulator_warning(url: &str) {
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

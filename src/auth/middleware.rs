@@ -7,6 +7,7 @@
 //! every header check has passed, and put back for the handler; bearer requests leave the body
 //! untouched.
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,6 +18,7 @@ use axum::http::HeaderValue;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
+use prometheus::IntCounterVec;
 
 use super::caller::{AccessSubject, Caller, Credential, Operator};
 use super::jwt::{JwtKeys, Scope, TokenError};
@@ -26,11 +28,17 @@ use super::{btauth, epistula};
 use crate::accounts::cache::{AccountCache, Cached};
 use crate::accounts::{self, AccountKind, AccountRecord, Billing, PUBLIC_PLAN};
 use crate::error::{ApiError, ErrorCode};
-use crate::http::AppState;
+use crate::store::Store;
 
-/// Everything authentication needs, built once at start.
+/// Everything authentication needs, built once at start. Cheap to clone (one `Arc`): the
+/// application state and the middleware's [`AuthState`] share one account cache, one
+/// revocation mirror and one clock.
+#[derive(Debug, Clone)]
+pub struct Authenticator(Arc<AuthParts>);
+
+/// The parts of an [`Authenticator`].
 #[derive(Debug)]
-pub struct Authenticator {
+pub struct AuthParts {
     /// Token keys.
     pub jwt: JwtKeys,
     /// The gateway's own hotkey: signed requests must be bound to it.
@@ -43,6 +51,37 @@ pub struct Authenticator {
     pub accounts: AccountCache,
     /// The clock signed requests are judged by.
     pub clock: Clock,
+}
+
+impl Authenticator {
+    /// Wraps the parts.
+    pub fn new(parts: AuthParts) -> Self {
+        Authenticator(Arc::new(parts))
+    }
+}
+
+impl Deref for Authenticator {
+    type Target = AuthParts;
+    fn deref(&self) -> &AuthParts {
+        &self.0
+    }
+}
+
+/// What the authentication middleware reads: its own slice of the application state
+/// (`FromRef`), so authentication does not depend on the HTTP layer's state type.
+#[derive(Debug, Clone)]
+pub struct AuthState {
+    /// Keys, receiver hotkey, revocations, account cache, clock.
+    pub authenticator: Authenticator,
+    /// Where replay marks are set and accounts read.
+    pub store: Store,
+    /// `agw_auth_failures_total`, by error code.
+    pub failures: IntCounterVec,
+    /// The body limit a signed request's body is read within (`max_body_bytes`).
+    pub max_body_bytes: usize,
+    /// How much longer than its freshness window a replay mark lives
+    /// (`auth.replica_clock_skew_secs`).
+    pub replica_clock_skew: Duration,
 }
 
 /// The clock signed requests' freshness is judged by: the system clock, shifted by an offset
@@ -92,7 +131,7 @@ pub enum Required {
 
 /// Middleware for Reasoning API routes.
 pub async fn require_reason(
-    st: State<AppState>,
+    st: State<AuthState>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -101,7 +140,7 @@ pub async fn require_reason(
 
 /// Middleware for `/admin` routes.
 pub async fn require_admin(
-    st: State<AppState>,
+    st: State<AuthState>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -110,7 +149,7 @@ pub async fn require_admin(
 
 /// Middleware for routes that take only signed requests.
 pub async fn require_signature(
-    st: State<AppState>,
+    st: State<AuthState>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -122,7 +161,7 @@ fn err(code: ErrorCode, detail: &'static str) -> ApiError {
 }
 
 /// Maps a signature refusal to its contract code.
-pub fn refusal_error(r: Refusal) -> ApiError {
+fn refusal_error(r: Refusal) -> ApiError {
     match r {
         Refusal::Malformed => err(
             ErrorCode::AuthMalformed,
@@ -170,15 +209,14 @@ fn bearer_token(v: &HeaderValue) -> Result<&str, ApiError> {
 /// Authenticates, counting refusals by code (`agw_auth_failures_total`) and copying who called
 /// onto the response for the access log.
 async fn authenticate(
-    st: State<AppState>,
+    State(st): State<AuthState>,
     req: Request,
     next: Next,
     need: Required,
 ) -> Result<Response, ApiError> {
-    let metrics = st.metrics.auth_failures.clone();
-    let result = verify_and_run(st, req, next, need).await;
+    let result = verify_and_run(&st, req, next, need).await;
     if let Err(e) = &result {
-        metrics.with_label_values(&[e.code.as_str()]).inc();
+        st.failures.with_label_values(&[e.code.as_str()]).inc();
     }
     result
 }
@@ -191,12 +229,12 @@ async fn run_as(next: Next, req: Request, subject: AccessSubject) -> Response {
 }
 
 async fn verify_and_run(
-    State(st): State<AppState>,
+    st: &AuthState,
     req: Request,
     next: Next,
     need: Required,
 ) -> Result<Response, ApiError> {
-    let auth = &st.auth;
+    let auth = &st.authenticator;
     let h = req.headers();
     let signed_bt = btauth::present(h);
     let signed_ep = epistula::present(h);
@@ -271,7 +309,7 @@ async fn verify_and_run(
             },
         };
         let caller = caller_for(
-            &st,
+            auth,
             &claims.sub,
             record.as_deref(),
             Credential::Token { jti: claims.jti },
@@ -314,7 +352,7 @@ async fn verify_and_run(
             .map(Pending::Epistula)
     }
     .map_err(refusal_error)?;
-    let bytes = axum::body::to_bytes(body, st.config.max_body_bytes)
+    let bytes = axum::body::to_bytes(body, st.max_body_bytes)
         .await
         .map_err(|_| {
             ApiError::new(
@@ -348,7 +386,7 @@ async fn verify_and_run(
             &accounts::record_key(&signed.hotkey),
             // Another replica judges freshness by its own clock: the mark outlives our window
             // by the clock difference replicas are allowed.
-            Some((&mark, signed.mark_ttl + st.config.auth.replica_clock_skew())),
+            Some((&mark, signed.mark_ttl + st.replica_clock_skew)),
         )
         .await
         .map_err(store_error)?;
@@ -364,7 +402,7 @@ async fn verify_and_run(
         .map(AccountRecord::decode)
         .transpose()?;
     auth.accounts.put(&signed.hotkey, record.clone());
-    let caller = caller_for(&st, &signed.hotkey, record.as_ref(), credential)?;
+    let caller = caller_for(auth, &signed.hotkey, record.as_ref(), credential)?;
     let mut req = Request::from_parts(parts, Body::from(bytes));
     let subject = AccessSubject::of_caller(&caller);
     req.extensions_mut().insert(caller);
@@ -374,7 +412,7 @@ async fn verify_and_run(
 /// Builds the caller from the stored account, or the `public` default for an unregistered
 /// hotkey when that is allowed.
 fn caller_for(
-    st: &AppState,
+    auth: &Authenticator,
     id: &str,
     record: Option<&AccountRecord>,
     credential: Credential,
@@ -396,7 +434,7 @@ fn caller_for(
             })
         }
         None if AccountKind::of_id(id) == Some(AccountKind::Hotkey) => {
-            if !st.auth.allow_unregistered {
+            if !auth.allow_unregistered {
                 return Err(err(
                     ErrorCode::UnregisteredHotkey,
                     "this hotkey is not registered with the gateway",

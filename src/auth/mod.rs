@@ -21,5 +21,5 @@ pub mod signing;
 pub mod ss58;
 pub mod verdict;
 
-pub use caller::{AccessSubject, Caller, Credential, Operator};
+pub use caller::{AccessSubject, Caller, Operator};
 pub use middleware::Authenticator;

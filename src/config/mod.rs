@@ -167,11 +167,6 @@ impl Default for RedisConfig {
 }
 
 impl RedisConfig {
-    /// [`RedisConfig::connect_timeout_ms`] as a duration.
-    pub fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms)
-    }
-
     /// [`RedisConfig::command_timeout_ms`] as a duration.
     pub fn command_timeout(&self) -> Duration {
         Duration::from_millis(self.command_timeout_ms)
@@ -312,28 +307,6 @@ pub struct FallbackConfig {
     /// Whole-call deadline, seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_timeout_secs: Option<u64>,
-}
-
-impl UpstreamConfig {
-    /// [`UpstreamConfig::connect_timeout_ms`] as a duration.
-    pub fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms)
-    }
-
-    /// [`UpstreamConfig::first_token_timeout_secs`] as a duration.
-    pub fn first_token_timeout(&self) -> Duration {
-        Duration::from_secs(self.first_token_timeout_secs)
-    }
-
-    /// [`UpstreamConfig::idle_timeout_secs`] as a duration.
-    pub fn idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.idle_timeout_secs)
-    }
-
-    /// [`UpstreamConfig::total_timeout_secs`] as a duration.
-    pub fn total_timeout(&self) -> Duration {
-        Duration::from_secs(self.total_timeout_secs)
-    }
 }
 
 /// How the serving model is chosen.
@@ -594,12 +567,12 @@ impl Default for ServerConfig {
 
 impl ServerConfig {
     /// `body_read_timeout_secs` as a duration.
-    pub fn body_read_timeout(&self) -> Duration {
+    pub(crate) fn body_read_timeout(&self) -> Duration {
         Duration::from_secs(self.body_read_timeout_secs)
     }
 
     /// `stream_send_timeout_secs` as a duration.
-    pub fn stream_send_timeout(&self) -> Duration {
+    pub(crate) fn stream_send_timeout(&self) -> Duration {
         Duration::from_secs(self.stream_send_timeout_secs)
     }
 
@@ -692,12 +665,12 @@ impl Default for AuthConfig {
 
 impl AuthConfig {
     /// `session_ttl_secs` as a duration.
-    pub fn session_ttl(&self) -> Duration {
+    pub(crate) fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.session_ttl_secs)
     }
 
     /// `jwt_leeway_secs` as a duration.
-    pub fn jwt_leeway(&self) -> Duration {
+    pub(crate) fn jwt_leeway(&self) -> Duration {
         Duration::from_secs(self.jwt_leeway_secs)
     }
 
@@ -1101,11 +1074,6 @@ impl Config {
     /// [`Config::request_timeout_secs`] as a duration.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
-    }
-
-    /// [`Config::drain_timeout_secs`] as a duration.
-    pub fn drain_timeout(&self) -> Duration {
-        Duration::from_secs(self.drain_timeout_secs)
     }
 
     /// Canonical forms that are not worth an error: base URLs lose trailing slashes so that

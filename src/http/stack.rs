@@ -48,13 +48,13 @@
 //!     caller's plan; it is the only Redis work before the upstream call besides the auth
 //!     round trip, and its `RateLimit` headers go on every answer of the route.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::response::Response;
@@ -74,7 +74,9 @@ use crate::http::{
 pub fn router(state: AppState) -> Router {
     let request_timeout = state.config.request_timeout();
     let max_body = state.config.max_body_bytes;
-    // Route groups by what they require (layer 9 below).
+    // Route groups by what they require (layer 9 below). The auth layers get their own slice
+    // of the state, taken once here rather than on every request.
+    let auth_state = auth::AuthState::from_ref(&state);
     let reason_routes = Router::new()
         .route("/v1/reason", post(reason::reason))
         .route("/v1/account", get(account::account))
@@ -82,13 +84,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(chat::models))
         .route("/v1/usage", get(usage::usage))
         .route_layer(middleware::from_fn_with_state(
-            state.clone(),
+            auth_state.clone(),
             auth::require_reason,
         ));
     let session_routes = Router::new()
         .route("/v1/auth/session", post(session::session))
         .route_layer(middleware::from_fn_with_state(
-            state.clone(),
+            auth_state.clone(),
             auth::require_signature,
         ));
     let admin_routes = Router::new()
@@ -104,7 +106,7 @@ pub fn router(state: AppState) -> Router {
             put(admin_winner::pin_winner).delete(admin_winner::unpin_winner),
         )
         .route_layer(middleware::from_fn_with_state(
-            state.clone(),
+            auth_state.clone(),
             auth::require_admin,
         ));
     let routes = Router::new()
@@ -124,7 +126,10 @@ pub fn router(state: AppState) -> Router {
             ServiceBuilder::new()
                 .layer(middleware::from_fn_with_state(state.clone(), track))
                 .layer(middleware::from_fn_with_state(state.clone(), ip_guard))
-                .layer(middleware::from_fn_with_state(state.clone(), body_deadline))
+                .layer(middleware::from_fn_with_state(
+                    state.config.server.body_read_timeout(),
+                    body_deadline,
+                ))
                 .layer(HandleErrorLayer::new(timed_out))
                 .timeout(request_timeout)
                 .layer(DefaultBodyLimit::max(max_body)),
@@ -197,9 +202,8 @@ async fn ip_guard(State(st): State<AppState>, req: Request, next: Next) -> Respo
 /// [`crate::auth::middleware`] alike. The body is wrapped once here; when its deadline
 /// passes, the read fails, and whatever the reader made of that failure is replaced by 408
 /// `request_timeout` (hyper then closes the connection, whose body was not read to its end).
-async fn body_deadline(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let (req, expired) =
-        crate::http::extract::with_body_deadline(req, st.config.server.body_read_timeout());
+async fn body_deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    let (req, expired) = crate::http::extract::with_body_deadline(req, limit);
     let res = next.run(req).await;
     if expired.load(std::sync::atomic::Ordering::Acquire) {
         return ApiError::new(

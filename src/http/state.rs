@@ -66,3 +66,15 @@ impl std::fmt::Debug for AppState {
             .finish_non_exhaustive()
     }
 }
+
+impl axum::extract::FromRef<AppState> for crate::auth::middleware::AuthState {
+    fn from_ref(st: &AppState) -> Self {
+        crate::auth::middleware::AuthState {
+            authenticator: st.auth.clone(),
+            store: st.store.clone(),
+            failures: st.metrics.auth_failures.clone(),
+            max_body_bytes: st.config.max_body_bytes,
+            replica_clock_skew: st.config.auth.replica_clock_skew(),
+        }
+    }
+}

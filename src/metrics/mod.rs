@@ -40,12 +40,33 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// end, where [`OVERHEAD_SLO_SECONDS`] sits (exactly on a boundary, so "fraction under the
 /// threshold" is a bucket count, not an interpolation).
 pub const OVERHEAD_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    OVERHEAD_SLO_SECONDS,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
 ];
 
 /// Time-to-first-token buckets in seconds (streams); reasoning models think for a while.
 /// [`TTFT_SLO_SECONDS`] is one of the boundaries.
-pub const TTFT_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0];
+pub const TTFT_BUCKETS: &[f64] = &[
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    TTFT_SLO_SECONDS,
+    20.0,
+    30.0,
+    60.0,
+    120.0,
+];
 
 /// Redis command latency buckets in seconds.
 pub const REDIS_BUCKETS: &[f64] = &[

@@ -203,11 +203,6 @@ impl UpstreamSet {
         self.upstreams[0].client.base_url()
     }
 
-    /// The winner's upstream's deadlines.
-    pub fn timeouts(&self) -> Timeouts {
-        self.upstreams[0].client.timeouts()
-    }
-
     /// The winner moved to another model or chute: the winner's upstream starts afresh
     /// (closed breaker, not cold), since its old state described another deployment.
     pub fn winner_changed(&self) {

@@ -77,16 +77,6 @@ impl WinnerHandle {
         self.0.load_full()
     }
 
-    /// Replaces the winner. Keeps `since` when the model did not actually change.
-    pub fn set(&self, mut winner: Winner) {
-        if let Some(cur) = self.0.load_full()
-            && cur.model == winner.model
-        {
-            winner.since = cur.since;
-        }
-        self.0.store(Some(Arc::new(winner)));
-    }
-
     /// Installs `next` as the winner (or none) and tells the world when it differs: a log
     /// line, `agw_winner_changes_total` (a different model; the first winner is not a
     /// change), `agw_winner_info` (one series, value 1) and `agw_winner_known`.
@@ -212,15 +202,16 @@ mod tests {
     }
 
     #[test]
-    fn set_keeps_since_for_the_same_model() {
+    fn publish_keeps_since_for_the_same_model() {
         let h = WinnerHandle::new();
+        let metrics = crate::metrics::Metrics::new();
         assert!(h.current().is_none());
         let w = Winner::from_spec("a/b", ModelSource::Static).unwrap();
         let since = w.since;
-        h.set(w.clone());
+        h.publish(Some(w.clone()), &metrics);
         let mut later = w;
         later.since = since + time::Duration::hours(1);
-        h.set(later);
+        h.publish(Some(later), &metrics);
         assert_eq!(h.current().unwrap().since, since);
     }
 

@@ -222,7 +222,6 @@ pub struct Timeouts {
 pub struct UpstreamClient {
     http: reqwest::Client,
     base_url: String,
-    completions_url: String,
     auth: Option<HeaderValue>,
     timeouts: Timeouts,
     max_answer_bytes: usize,
@@ -260,7 +259,6 @@ impl UpstreamClient {
         let base_url = base_url.trim_end_matches('/').to_string();
         Ok(UpstreamClient {
             http,
-            completions_url: format!("{base_url}/chat/completions"),
             base_url,
             auth,
             timeouts,
@@ -302,18 +300,10 @@ impl UpstreamClient {
         rb
     }
 
-    /// Sends a streaming request and waits for the response headers (bounded by the
-    /// first-token timeout). A non-2xx status is returned as an error, its body discarded.
-    pub async fn open(
-        &self,
-        body: Vec<u8>,
-        deadline: Duration,
-    ) -> Result<reqwest::Response, UpstreamError> {
-        self.open_at(&self.completions_url, Bytes::from(body), deadline)
-            .await
-    }
-
-    /// [`UpstreamClient::open`] against `completions_url` instead of this client's own.
+    /// Sends a streaming request to `completions_url` (this client's own chute or another
+    /// one's, see [`UpstreamClient::completions_url_for`]) and waits for the response headers
+    /// (bounded by `deadline`, the first-token timeout). A non-2xx status is returned as an
+    /// error, its body discarded.
     pub async fn open_at(
         &self,
         completions_url: &str,
@@ -348,16 +338,8 @@ impl UpstreamClient {
         Ok(res)
     }
 
-    /// A non-streaming call: returns the whole answer's bytes and when its headers arrived.
-    pub async fn complete(
-        &self,
-        body: Vec<u8>,
-    ) -> Result<(Bytes, std::time::Instant), UpstreamError> {
-        self.complete_at(&self.completions_url, Bytes::from(body), self.timeouts)
-            .await
-    }
-
-    /// [`UpstreamClient::complete`] against `completions_url`, within `timeouts.total`.
+    /// A non-streaming call to `completions_url` within `timeouts.total`: returns the whole
+    /// answer's bytes and when its headers arrived.
     pub async fn complete_at(
         &self,
         completions_url: &str,

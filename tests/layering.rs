@@ -326,7 +326,6 @@ fn show_cycles(found: &[Vec<String>]) -> String {
 }
 
 #[test]
-#[ignore = "issue #12 item 1: lead removes the cycles"]
 fn no_import_cycle_among_quota_metering_accounts_config_and_api() {
     let graph = restricted(&graph_below(&[]), &MONEY_AND_CONTRACT);
     let found = cycles(&graph);
@@ -347,7 +346,6 @@ fn report_the_cycles_among_all_top_level_modules() {
 }
 
 #[test]
-#[ignore = "issue #12 item 2: the lead cuts the http::reason ↔ http::reason_stream cycle"]
 fn no_import_cycle_among_the_http_files() {
     let graph = graph_below(&["http"]);
     let found = cycles(&graph);

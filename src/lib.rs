@@ -30,16 +30,16 @@
 //! - [`error`]: the one error enum, rendered as problem+json (or the OpenAI error shape).
 //! - [`server`]: binding, serving and graceful shutdown.
 
-pub mod accounts;
-pub mod api;
+pub(crate) mod accounts;
+pub(crate) mod api;
 pub mod auth;
 pub mod config;
-pub mod error;
+pub(crate) mod error;
 pub mod http;
 pub mod metering;
-pub mod metrics;
-pub mod quota;
-pub mod routing;
+pub(crate) mod metrics;
+pub(crate) mod quota;
+pub(crate) mod routing;
 pub mod server;
 pub mod store;
 pub mod telemetry;

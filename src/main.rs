@@ -74,7 +74,7 @@ enum TokenCommand {
 
 fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
     Config::load(path.map(|p| p.as_path()), |k| std::env::var(k).ok())
-        .and_then(|c| affine_gateway::quota::plans::Plans::check(&c).map(|_| c))
+        .and_then(|c| affine_gateway::server::check(&c).map(|()| c))
         .map_err(|e| {
             eprintln!("affine-gateway: invalid configuration: {e}");
             ExitCode::from(2)

@@ -374,6 +374,13 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
+/// Checks what the configuration alone cannot: the plans and the subnet mapping resolve
+/// (`affine-gateway check-config` and every command that loads a configuration run it; the
+/// gateway resolves them again at start).
+pub fn check(config: &Config) -> Result<(), crate::config::ConfigError> {
+    crate::quota::plans::Plans::check(config).map(|_| ())
+}
+
 /// `affine-gateway serve`: builds, binds the configured address and serves until a signal.
 pub async fn run(config: Config) -> Result<(), StartError> {
     connections::raise_nofile_limit();

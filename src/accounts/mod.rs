@@ -6,8 +6,8 @@
 //! admit a request in one round trip. The balance is not part of the record: only credits and
 //! usage change it, through their own keys.
 
-pub mod cache;
-pub mod money;
+pub(crate) mod cache;
+pub(crate) mod money;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -3,8 +3,8 @@
 //! Everything here is part of the public contract (docs/API.md) and carries a utoipa schema,
 //! so `affine-gateway openapi` and `/openapi.json` are generated from these definitions.
 
-pub mod reason;
-pub mod winner;
+pub(crate) mod reason;
+pub(crate) mod winner;
 
 pub use reason::*;
 pub use winner::*;

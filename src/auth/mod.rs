@@ -12,11 +12,11 @@
 //! mirrors revoked token ids in memory on every replica.
 
 pub mod btauth;
-pub mod caller;
+pub(crate) mod caller;
 pub mod epistula;
 pub mod jwt;
-pub mod middleware;
-pub mod revocation;
+pub(crate) mod middleware;
+pub(crate) mod revocation;
 pub mod signing;
 pub mod ss58;
 pub mod verdict;

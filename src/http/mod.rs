@@ -10,23 +10,23 @@
 //! - [`health`], [`winner`], [`docs`]: the public informational routes.
 //! - [`admin_winner`]: the runtime winner pin (`PUT`/`DELETE /admin/v1/winner`).
 
-pub mod account;
-pub mod admin;
-pub mod admin_winner;
-pub mod chat;
+pub(crate) mod account;
+pub(crate) mod admin;
+pub(crate) mod admin_winner;
+pub(crate) mod chat;
 pub(crate) mod chat_request;
-pub mod client_ip;
+pub(crate) mod client_ip;
 pub mod docs;
-pub mod extract;
-pub mod health;
-pub mod pipeline;
-pub mod reason;
-pub mod request_id;
-pub mod session;
-pub mod stack;
+pub(crate) mod extract;
+pub(crate) mod health;
+pub(crate) mod pipeline;
+pub(crate) mod reason;
+pub(crate) mod request_id;
+pub(crate) mod session;
+pub(crate) mod stack;
 pub mod state;
-pub mod usage;
-pub mod winner;
+pub(crate) mod usage;
+pub(crate) mod winner;
 
 pub use stack::router;
 pub use state::AppState;

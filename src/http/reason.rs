@@ -25,8 +25,6 @@ use crate::upstream::events::Chunk;
 use crate::upstream::openai::ChatRequest;
 use crate::upstream::think::Piece;
 
-pub use crate::http::pipeline::{X_AFFINE_COST_RAO, X_AFFINE_MODEL};
-
 /// Answers a reasoning request, whole or streamed.
 #[utoipa::path(
     post,

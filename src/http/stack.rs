@@ -300,7 +300,7 @@ fn access_log(l: &AccessLine<'_>) {
     let model = l
         .res
         .headers()
-        .get(crate::http::reason::X_AFFINE_MODEL)
+        .get(crate::http::pipeline::X_AFFINE_MODEL)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     tracing::info!(

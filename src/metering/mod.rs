@@ -14,7 +14,7 @@
 //! Layout: `event` (the usage record and its CSV form), `journal` (settlements waiting for
 //! Redis), `reconcile` (`affine-gateway ledger reconcile`).
 
-pub mod event;
+pub(crate) mod event;
 pub mod journal;
 pub mod reconcile;
 

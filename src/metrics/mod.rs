@@ -14,7 +14,7 @@
 //! hides that increment from `rate()`, and alerts on a missing series cannot tell "no errors"
 //! from "not scraped".
 
-pub mod upstream_wait;
+pub(crate) mod upstream_wait;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,

@@ -208,12 +208,14 @@ impl OverLimitCache {
     }
 
     /// Forgets a key (e.g. after a refund made capacity available again).
+    #[cfg(test)]
     pub fn clear(&self, key: &str) {
         self.shard(key).map.remove(key);
     }
 
     /// Entries held, including expired ones not yet dropped. Locks each shard in turn, so it
     /// is meant for metrics and tests, not the request path.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.shards
             .iter()
@@ -222,6 +224,7 @@ impl OverLimitCache {
     }
 
     /// Whether no entry is held.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -7,9 +7,9 @@
 //! - [`local`]: the in-process pre-filter (per-IP flood guard) and the over-limit cache.
 //! - [`headers`]: the IETF `RateLimit-Policy` / `RateLimit` headers and `Retry-After`.
 
-pub mod headers;
-pub mod limiter;
-pub mod local;
-pub mod plans;
+pub(crate) mod headers;
+pub(crate) mod limiter;
+pub(crate) mod local;
+pub(crate) mod plans;
 
-pub use limiter::{Lease, Limiter, Money, Refusal, Refused, Release};
+pub use limiter::{Lease, Limiter, Money, Refusal, Refused};

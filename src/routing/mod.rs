@@ -7,11 +7,11 @@
 //! - [`upstreams`]: the winner's upstream and the fallback chain, with retries under a
 //!   budget ([`budget`]), a circuit breaker each ([`breaker`]) and cold-chute probing.
 
-pub mod affine;
-pub mod breaker;
-pub mod budget;
-pub mod upstreams;
-pub mod winner;
+pub(crate) mod affine;
+pub(crate) mod breaker;
+pub(crate) mod budget;
+pub(crate) mod upstreams;
+pub(crate) mod winner;
 
 pub use upstreams::{Opened, Served, UpstreamSet};
 pub use winner::{Winner, WinnerHandle};

@@ -9,11 +9,11 @@
 //! - [`think`]: separates a leading `<think>…</think>` block from the answer.
 //! - [`answer`]: turns a provider answer (whole or streamed) into the `/v1/reason` shape.
 
-pub mod answer;
+pub(crate) mod answer;
 pub mod client;
-pub mod events;
-pub mod openai;
+pub(crate) mod events;
+pub(crate) mod openai;
 pub mod sse;
-pub mod think;
+pub(crate) mod think;
 
 pub use client::{TimeoutKind, UpstreamClient, UpstreamError};

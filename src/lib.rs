@@ -12,13 +12,15 @@
 //! - [`config`]: the effective configuration — TOML file overridden by environment variables,
 //!   unknown keys refused, secrets redacted when printed.
 //! - [`http`]: the axum router, the tower layer stack (its order is written down once, in
-//!   [`http::stack`]), and the route handlers.
+//!   `http::stack`), the one request pipeline of every caller route (`http::pipeline`:
+//!   admit, call, answer or pump, settle) and the routes' adapters and handlers.
 //! - [`api`]: the published request and response types (`/v1/reason`, problem+json), each with
 //!   a utoipa schema so the OpenAPI document is generated from the code.
 //! - [`auth`]: who is calling (the authenticated [`auth::Caller`] travels with the request).
-//! - [`quota`]: per-plan limits (requests, tokens, concurrency).
-//! - [`metering`]: money — cost in rao, the ticket a request's hold and settlement carry, the
-//!   usage event, the settlement journal and the ledger reconciliation.
+//! - `quota`: per-plan limits (requests, tokens, concurrency) and the leases of admitted
+//!   requests; it knows nothing of money but carries the ticket's hold into its round trip.
+//! - [`metering`]: money's one owner — cost in rao, the ticket (hold, 402, usage event), every
+//!   settlement and its metrics, the settlement journal and the ledger reconciliation.
 //! - [`routing`]: which model serves the request and through which upstream — the winner
 //!   snapshot (Affine discovery, static or pinned), the fallback chain, retries under a
 //!   budget, circuit breakers and cold-chute probing.

@@ -33,6 +33,7 @@
 pub mod accounts;
 pub mod api;
 pub mod auth;
+mod clock;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -1,6 +1,24 @@
--- ledger_lib_v1: helpers shared by admit_v2 and settle_v2 (prepended to both scripts).
+-- ledger_lib_v2: helpers shared by admit_v3 and settle_v3 (prepended to both scripts).
 -- Money is handled as decimal strings and changed only with INCRBY/HINCRBY, so amounts stay
 -- exact 64-bit integers; Lua numbers (doubles) are used only to compare them.
+-- v2 (over v1): the keys the scripts build themselves are spelled once, in `key` below.
+
+-- The keys the ledger builds from the prefix (ARGV) rather than receiving as KEYS, because
+-- which ones a call touches is decided here. The one place in Lua that spells them; they
+-- must match src/store/keys.rs, where the whole layout is documented.
+local key = {}
+function key.acct(prefix, account) return prefix .. '{a:' .. account .. '}' end
+function key.balance(acct) return acct .. ':bal' end
+function key.held(acct) return acct .. ':held' end
+function key.holds(acct) return acct .. ':holds' end
+function key.holdexp(acct) return acct .. ':holdexp' end
+function key.done(acct, rid) return acct .. ':done:' .. rid end
+function key.debits(acct) return acct .. ':debits' end
+function key.rollup(tag, day) return tag .. ':use:' .. day end
+function key.subnet(prefix, netuid) return prefix .. '{s:' .. netuid .. '}' end
+function key.stats(prefix) return prefix .. '{stats}' end
+function key.callers(prefix, day) return prefix .. '{stats}:callers:' .. day end
+function key.month(prefix, month) return prefix .. '{u:' .. month .. '}' end
 
 -- Unix ms -> year, month, day, hour, minute, second, ms (UTC; proleptic Gregorian).
 local function civil(ms)
@@ -39,20 +57,20 @@ end
 -- stats: no account key that would never expire.
 local function record(prefix, account, netuid, day, json, cost, inp, outp, retention, anon)
   local month = string.sub(day, 1, 7)
-  local stream = prefix .. '{u:' .. month .. '}'
+  local stream = key.month(prefix, month)
   redis.call('XADD', stream, '*', 'a', account, 'e', json)
-  local acct = prefix .. '{a:' .. account .. '}'
-  local rollups = { prefix .. '{stats}:use:' .. day }
+  local acct = key.acct(prefix, account)
+  local rollups = { key.rollup(key.stats(prefix), day) }
   if not anon then
-    redis.call('HINCRBY', acct .. ':debits', 'total', cost)
-    redis.call('HINCRBY', acct .. ':debits', month, cost)
-    redis.call('DECRBY', acct .. ':bal', cost)
-    rollups[2] = acct .. ':use:' .. day
+    redis.call('HINCRBY', key.debits(acct), 'total', cost)
+    redis.call('HINCRBY', key.debits(acct), month, cost)
+    redis.call('DECRBY', key.balance(acct), cost)
+    rollups[2] = key.rollup(acct, day)
   end
   if netuid ~= '' then
-    rollups[#rollups + 1] = prefix .. '{s:' .. netuid .. '}:use:' .. day
+    rollups[#rollups + 1] = key.rollup(key.subnet(prefix, netuid), day)
   end
-  local callers = prefix .. '{stats}:callers:' .. day
+  local callers = key.callers(prefix, day)
   redis.call('SADD', callers, account)
   for i, k in ipairs(rollups) do
     local first = redis.call('HINCRBY', k, 'requests', 1) == 1
@@ -78,16 +96,16 @@ end
 -- stopped renewing it (it died or lost Redis for longer than the hold TTL); a settlement that
 -- arrives later finds the request done and changes nothing. Returns how many were swept.
 local function sweep(prefix, account, now, policy, done_ttl, retention)
-  local acct = prefix .. '{a:' .. account .. '}'
-  local expired = redis.call('ZRANGEBYSCORE', acct .. ':holdexp', '-inf', now)
+  local acct = key.acct(prefix, account)
+  local expired = redis.call('ZRANGEBYSCORE', key.holdexp(acct), '-inf', now)
   for _, rid in ipairs(expired) do
-    local v = redis.call('HGET', acct .. ':holds', rid)
-    redis.call('ZREM', acct .. ':holdexp', rid)
-    redis.call('HDEL', acct .. ':holds', rid)
+    local v = redis.call('HGET', key.holds(acct), rid)
+    redis.call('ZREM', key.holdexp(acct), rid)
+    redis.call('HDEL', key.holds(acct), rid)
     if v then
       local amount, inp, outp, netuid, tmpl = string.match(v, '^(%d+) (%d+) (%d+) (%S+) (.*)$')
-      redis.call('DECRBY', acct .. ':held', amount)
-      if redis.call('SET', acct .. ':done:' .. rid, 'x', 'NX', 'EX', done_ttl) then
+      redis.call('DECRBY', key.held(acct), amount)
+      if redis.call('SET', key.done(acct, rid), 'x', 'NX', 'EX', done_ttl) then
         local cost = amount
         if policy ~= 'charge' then cost = '0' end
         if netuid == '-' then netuid = '' end

@@ -36,8 +36,9 @@
 //! touches, and which expired holds a sweep finds, is decided inside the script. Those keys
 //! (`:bal`, `:held`, `:holds`, `:holdexp`, `:done:<rid>`, `:debits`, `:use:<day>` of the
 //! account, subnet and `{stats}`, `{stats}:callers:<day>` and `{u:<month>}`) are built from the
-//! prefix (an `ARGV`) by the `key` table at the top of `redis/ledger_lib_v2.lua`, the one
-//! place in Lua that spells them; they must stay the same spellings as the functions below,
+//! prefix (an `ARGV`) from the pieces in the `key` table at the top of
+//! `redis/ledger_lib_v2.lua`, the one place in Lua that spells them; they must stay the same
+//! spellings as the functions below,
 //! which the Redis halves of `tests/metering.rs` check end to end (a settlement written by the
 //! script is read back through these functions).
 //!

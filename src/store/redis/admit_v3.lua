@@ -65,11 +65,11 @@ for s = 0, n - 1 do
 end
 
 local balance, held = '0', '0'
-local acct = key.acct(prefix, account)
+local acct = tag(prefix, key.account, account)
 if account ~= '' then
   sweep(prefix, account, now, ARGV[11], tonumber(ARGV[12]), tonumber(ARGV[13]))
-  balance = redis.call('GET', key.balance(acct)) or '0'
-  held = redis.call('GET', key.held(acct)) or '0'
+  balance = redis.call('GET', acct .. key.balance) or '0'
+  held = redis.call('GET', acct .. key.held) or '0'
   if mode == 'admit' and refused == 0 then
     local amount = tonumber(ARGV[8])
     if billing == 'prepaid' and tonumber(balance) - tonumber(held) < amount then
@@ -97,28 +97,26 @@ if mode == 'admit' and refused == 0 then
     inflight[s + 1] = inflight[s + 1] + 1
   end
   if billing == 'prepaid' then
-    redis.call('HSET', key.holds(acct), id, ARGV[14])
-    redis.call('ZADD', key.holdexp(acct), now + tonumber(ARGV[10]), id)
-    held = tostring(redis.call('INCRBY', key.held(acct), ARGV[8]))
+    redis.call('HSET', acct .. key.holds, id, ARGV[14])
+    redis.call('ZADD', acct .. key.holdexp, now + tonumber(ARGV[10]), id)
+    held = tostring(redis.call('INCRBY', acct .. key.held, ARGV[8]))
   end
 end
 
-local remaining_names = { 'rpm_remaining', 'tpm_remaining', 'tpd_remaining' }
-local reset_names = { 'rpm_reset_ms', 'tpm_reset_ms', 'tpd_reset_ms' }
 local views = {}
 for s = 0, n - 1 do
-  local v = {}
-  for b = 1, 3 do
-    local i = s * 3 + b
-    local lvl = levels[i]
-    v[#v + 1] = remaining_names[b]
-    v[#v + 1] = math.max(0, math.floor(lvl))
-    v[#v + 1] = reset_names[b]
-    v[#v + 1] = math.max(0, math.ceil((caps[i] - lvl) * periods[b] / caps[i]))
-  end
-  v[#v + 1] = 'in_flight'
-  v[#v + 1] = inflight[s + 1]
-  views[s + 1] = v
+  local i = s * 3
+  local l1, l2, l3 = levels[i + 1], levels[i + 2], levels[i + 3]
+  local c1, c2, c3 = caps[i + 1], caps[i + 2], caps[i + 3]
+  views[s + 1] = {
+    'rpm_remaining', math.max(0, math.floor(l1)),
+    'rpm_reset_ms', math.max(0, math.ceil((c1 - l1) * periods[1] / c1)),
+    'tpm_remaining', math.max(0, math.floor(l2)),
+    'tpm_reset_ms', math.max(0, math.ceil((c2 - l2) * periods[2] / c2)),
+    'tpd_remaining', math.max(0, math.floor(l3)),
+    'tpd_reset_ms', math.max(0, math.ceil((c3 - l3) * periods[3] / c3)),
+    'in_flight', inflight[s + 1],
+  }
 end
 local limit_names = { 'rpm', 'tpm', 'tpd', 'conc', 'balance' }
 return {

@@ -4,21 +4,16 @@
 -- v2 (over v1): the keys the scripts build themselves are spelled once, in `key` below.
 
 -- The keys the ledger builds from the prefix (ARGV) rather than receiving as KEYS, because
--- which ones a call touches is decided here. The one place in Lua that spells them; they
--- must match src/store/keys.rs, where the whole layout is documented.
-local key = {}
-function key.acct(prefix, account) return prefix .. '{a:' .. account .. '}' end
-function key.balance(acct) return acct .. ':bal' end
-function key.held(acct) return acct .. ':held' end
-function key.holds(acct) return acct .. ':holds' end
-function key.holdexp(acct) return acct .. ':holdexp' end
-function key.done(acct, rid) return acct .. ':done:' .. rid end
-function key.debits(acct) return acct .. ':debits' end
-function key.rollup(tag, day) return tag .. ':use:' .. day end
-function key.subnet(prefix, netuid) return prefix .. '{s:' .. netuid .. '}' end
-function key.stats(prefix) return prefix .. '{stats}' end
-function key.callers(prefix, day) return prefix .. '{stats}:callers:' .. day end
-function key.month(prefix, month) return prefix .. '{u:' .. month .. '}' end
+-- which ones a call touches is decided here: the one place in Lua that spells them. They must
+-- match src/store/keys.rs, where the whole layout is documented. Pieces in one table (built
+-- by a single constructor on every call) rather than a function per key, which measured
+-- slower: `tag(prefix, key.account, id)` is `<prefix>{a:<id>}`, then `.. key.balance` etc.
+local key = {
+  account = '{a:', subnet = '{s:', month = '{u:', stats = '{stats}',
+  balance = ':bal', held = ':held', holds = ':holds', holdexp = ':holdexp', done = ':done:',
+  debits = ':debits', rollup = ':use:', callers = ':callers:',
+}
+local function tag(prefix, kind, id) return prefix .. kind .. id .. '}' end
 
 -- Unix ms -> year, month, day, hour, minute, second, ms (UTC; proleptic Gregorian).
 local function civil(ms)
@@ -57,20 +52,21 @@ end
 -- stats: no account key that would never expire.
 local function record(prefix, account, netuid, day, json, cost, inp, outp, retention, anon)
   local month = string.sub(day, 1, 7)
-  local stream = key.month(prefix, month)
+  local stream = tag(prefix, key.month, month)
   redis.call('XADD', stream, '*', 'a', account, 'e', json)
-  local acct = key.acct(prefix, account)
-  local rollups = { key.rollup(key.stats(prefix), day) }
+  local acct = tag(prefix, key.account, account)
+  local stats = prefix .. key.stats
+  local rollups = { stats .. key.rollup .. day }
   if not anon then
-    redis.call('HINCRBY', key.debits(acct), 'total', cost)
-    redis.call('HINCRBY', key.debits(acct), month, cost)
-    redis.call('DECRBY', key.balance(acct), cost)
-    rollups[2] = key.rollup(acct, day)
+    redis.call('HINCRBY', acct .. key.debits, 'total', cost)
+    redis.call('HINCRBY', acct .. key.debits, month, cost)
+    redis.call('DECRBY', acct .. key.balance, cost)
+    rollups[2] = acct .. key.rollup .. day
   end
   if netuid ~= '' then
-    rollups[#rollups + 1] = key.rollup(key.subnet(prefix, netuid), day)
+    rollups[#rollups + 1] = tag(prefix, key.subnet, netuid) .. key.rollup .. day
   end
-  local callers = key.callers(prefix, day)
+  local callers = stats .. key.callers .. day
   redis.call('SADD', callers, account)
   for i, k in ipairs(rollups) do
     local first = redis.call('HINCRBY', k, 'requests', 1) == 1
@@ -96,16 +92,16 @@ end
 -- stopped renewing it (it died or lost Redis for longer than the hold TTL); a settlement that
 -- arrives later finds the request done and changes nothing. Returns how many were swept.
 local function sweep(prefix, account, now, policy, done_ttl, retention)
-  local acct = key.acct(prefix, account)
-  local expired = redis.call('ZRANGEBYSCORE', key.holdexp(acct), '-inf', now)
+  local acct = tag(prefix, key.account, account)
+  local expired = redis.call('ZRANGEBYSCORE', acct .. key.holdexp, '-inf', now)
   for _, rid in ipairs(expired) do
-    local v = redis.call('HGET', key.holds(acct), rid)
-    redis.call('ZREM', key.holdexp(acct), rid)
-    redis.call('HDEL', key.holds(acct), rid)
+    local v = redis.call('HGET', acct .. key.holds, rid)
+    redis.call('ZREM', acct .. key.holdexp, rid)
+    redis.call('HDEL', acct .. key.holds, rid)
     if v then
       local amount, inp, outp, netuid, tmpl = string.match(v, '^(%d+) (%d+) (%d+) (%S+) (.*)$')
-      redis.call('DECRBY', key.held(acct), amount)
-      if redis.call('SET', key.done(acct, rid), 'x', 'NX', 'EX', done_ttl) then
+      redis.call('DECRBY', acct .. key.held, amount)
+      if redis.call('SET', acct .. key.done .. rid, 'x', 'NX', 'EX', done_ttl) then
         local cost = amount
         if policy ~= 'charge' then cost = '0' end
         if netuid == '-' then netuid = '' end

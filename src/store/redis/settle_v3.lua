@@ -26,7 +26,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local id, mode = ARGV[1], ARGV[2]
 local prefix, account = ARGV[6], ARGV[7]
-local acct = key.acct(prefix, account)
+local acct = tag(prefix, key.account, account)
 local A = 18
 local n = #KEYS / 4
 local periods = { 60000, 60000, 86400000 }
@@ -43,7 +43,7 @@ if mode == 'renew' then
     end
   end
   if account ~= '' then
-    redis.call('ZADD', key.holdexp(acct), 'XX', now + tonumber(ARGV[8]), id)
+    redis.call('ZADD', acct .. key.holdexp, 'XX', now + tonumber(ARGV[8]), id)
   end
   return { 'leases_renewed', renewed }
 end
@@ -81,16 +81,16 @@ local anon = ARGV[18] == '1'
 if not anon then
   sweep(prefix, account, now, ARGV[17], done_ttl, retention)
 end
-if not redis.call('SET', key.done(acct, id), 's', 'NX', 'EX', done_ttl) then
+if not redis.call('SET', acct .. key.done .. id, 's', 'NX', 'EX', done_ttl) then
   return { 'leases_removed', removed, 'recorded', 'before' }
 end
 if not anon then
-  local hold = redis.call('HGET', key.holds(acct), id)
+  local hold = redis.call('HGET', acct .. key.holds, id)
   if hold then
     local amount = string.match(hold, '^(%d+)')
-    redis.call('HDEL', key.holds(acct), id)
-    redis.call('ZREM', key.holdexp(acct), id)
-    redis.call('DECRBY', key.held(acct), amount)
+    redis.call('HDEL', acct .. key.holds, id)
+    redis.call('ZREM', acct .. key.holdexp, id)
+    redis.call('DECRBY', acct .. key.held, amount)
   end
 end
 record(prefix, account, ARGV[12], ARGV[13], ARGV[14], ARGV[9], ARGV[10], ARGV[11], retention, anon)

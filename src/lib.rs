@@ -35,6 +35,7 @@
 pub(crate) mod accounts;
 pub(crate) mod api;
 pub mod auth;
+mod clock;
 pub mod config;
 pub(crate) mod error;
 pub mod http;

@@ -10,7 +10,7 @@ use affine_gateway::auth::jwt::Scope;
 use affine_gateway::config::{Config, PlanConfig, Secret};
 use affine_gateway::metering::reconcile::reconcile;
 use affine_gateway::store::{
-    BillMode, Charge, Hold, LedgerPolicy, Limit, Recorded, ScopeSpec, Store,
+    BillMode, Charge, Hold, LedgerPolicy, Limit, Peek, Recorded, ScopeSpec, Store,
 };
 use chutes_sim::SimConfig;
 use common::*;
@@ -246,13 +246,23 @@ async fn settle_twice_charges_once(store: Store) {
         .settle(&sc, "r-1", 0, false, Some(&c), &policy)
         .await
         .unwrap();
-    assert_eq!(first, (true, Recorded::Now));
+    assert_eq!(
+        (first.leases_removed, first.recorded),
+        (true, Recorded::Now)
+    );
     let again = store
         .settle(&sc, "r-1", 0, false, Some(&c), &policy)
         .await
         .unwrap();
-    assert_eq!(again, (false, Recorded::Before));
-    let (_, balance, held) = store.peek(&sc, Some(a), &policy).await.unwrap();
+    assert_eq!(
+        (again.leases_removed, again.recorded),
+        (false, Recorded::Before)
+    );
+    let Peek {
+        balance_rao: balance,
+        held_rao: held,
+        ..
+    } = store.peek(&sc, Some(a), &policy).await.unwrap();
     assert_eq!((balance, held), (75, 0));
     // A repeated credit reference credits once.
     fund(&store, a, 100).await;
@@ -300,13 +310,18 @@ async fn expired_hold_becomes_an_unsettled_event(store: Store) {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let (_, balance, held) = store.peek(&sc, Some(a), &policy).await.unwrap();
+        let Peek {
+            balance_rao: balance,
+            held_rao: held,
+            ..
+        } = store.peek(&sc, Some(a), &policy).await.unwrap();
         if held == 0 {
             assert_eq!(balance, 60, "charged the hold (policy `charge`)");
             break;
         }
         assert!(Instant::now() < deadline, "hold never expired");
-        tokio::task::yield_now().await;
+        // A timer, not a yield: on paused time (the memory half) it is what moves the clock.
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let late = store
         .settle(
@@ -319,14 +334,15 @@ async fn expired_hold_becomes_an_unsettled_event(store: Store) {
         )
         .await
         .unwrap();
-    assert_eq!(late.1, Recorded::Before);
+    assert_eq!(late.recorded, Recorded::Before);
     let snap = store.ledger_snapshot().await.unwrap();
     let month = this_month();
     assert_eq!(snap.events[&month][a], (1, 40));
     assert!(reconcile(&snap).is_clean());
 }
 
-#[tokio::test]
+/// On paused time: the 50 ms hold TTL passes without waiting for it.
+#[tokio::test(start_paused = true)]
 async fn expired_holds_become_unsettled_events_in_memory() {
     expired_hold_becomes_an_unsettled_event(Store::memory("t:")).await;
 }
@@ -647,7 +663,7 @@ async fn settlements_survive_a_redis_outage_through_the_journal() {
     let policy = LedgerPolicy::default();
     for line in journal.lines() {
         let e: affine_gateway::metering::journal::Entry = serde_json::from_str(line).unwrap();
-        let (_, rec) = store
+        let rec = store
             .settle(
                 &e.scopes,
                 &e.request_id,
@@ -658,7 +674,7 @@ async fn settlements_survive_a_redis_outage_through_the_journal() {
             )
             .await
             .unwrap();
-        assert_eq!(rec, Recorded::Before);
+        assert_eq!(rec.recorded, Recorded::Before);
     }
     let snap = store.ledger_snapshot().await.unwrap();
     let r = reconcile(&snap);
@@ -682,11 +698,11 @@ async fn memory_settlements_for_many_accounts_all_finish() {
             let a = format!("acct-{i}");
             let mut c = charge(&a, "r", 1, "2026-11-25");
             c.netuid = Some(7);
-            let (_, rec) = store
+            let rec = store
                 .settle(&scope(&a), "r", 0, false, Some(&c), &policy)
                 .await
                 .unwrap();
-            assert_eq!(rec, Recorded::Now);
+            assert_eq!(rec.recorded, Recorded::Now);
         }
     });
     tokio::time::timeout(Duration::from_secs(10), run)
@@ -695,7 +711,7 @@ async fn memory_settlements_for_many_accounts_all_finish() {
         .unwrap();
     let days = ["2026-11-25".to_string()];
     let stats = store.rollups("{stats}", &days, true).await.unwrap();
-    assert_eq!((stats[0].0.requests, stats[0].1), (200, 200));
+    assert_eq!((stats[0].rollup.requests, stats[0].callers), (200, 200));
     let subnet = store.rollups("{s:7}", &days, false).await.unwrap();
-    assert_eq!(subnet[0].0.rao, 200);
+    assert_eq!(subnet[0].rollup.rao, 200);
 }

@@ -4,6 +4,8 @@
 //!
 //! Every test works under its own random key prefix and removes its keys at the end with
 //! `delete_all_prefixed`, checking through the store that nothing of that prefix is left.
+//! The memory half runs on paused time (the memory store's clock is tokio's), so waiting for
+//! an expiry there costs no real time; the Redis half keeps real time.
 //! The Redis-only tests at the bottom use closed ports and a tiny fake Redis on an ephemeral
 //! port to show that failures are reported quickly, classified, and free of credentials.
 
@@ -354,7 +356,7 @@ macro_rules! behaviour_suite {
     ($($name:ident),* $(,)?) => {
         mod memory {
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[tokio::test(start_paused = true)]
                 async fn $name() {
                     let s = super::memory_store();
                     super::$name(&s).await;

@@ -161,12 +161,12 @@ pub fn is_slug(id: &str) -> bool {
 
 /// The store key of an account record.
 pub fn record_key(id: &str) -> String {
-    format!("{{a:{id}}}:acct")
+    crate::store::keys::account_record(id)
 }
 
 /// The store key of an account balance (rao, integer).
 pub fn balance_key(id: &str) -> String {
-    format!("{{a:{id}}}:bal")
+    crate::store::keys::balance(id)
 }
 
 fn bad(detail: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {

@@ -197,10 +197,7 @@ pub fn issue_cli_token(
 
 /// Current unix time in seconds.
 pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    crate::clock::now_secs()
 }
 
 #[cfg(test)]

@@ -379,7 +379,7 @@ async fn verify_and_run(
             },
         ),
     };
-    let mark = format!("{{a:{}}}:{tag}:{}", signed.hotkey, signed.replay_id);
+    let mark = crate::store::keys::replay_mark(&signed.hotkey, tag, &signed.replay_id);
     let adm = st
         .store
         .admit_auth(

@@ -16,7 +16,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::http::AppState;
 use crate::metering::UsageEvent;
 use crate::metering::event::CSV_HEADER;
-use crate::store::{Rollup, StoreError};
+use crate::store::{DayRollup, Rollup, StoreError, UsageEntry};
 
 /// Longest range `/v1/usage` and `/v1/stats` answer for, in days.
 pub const MAX_RANGE_DAYS: i64 = 366;
@@ -130,7 +130,7 @@ pub async fn usage(
     range: Result<Query<Range>, QueryRejection>,
 ) -> Result<Json<UsageReport>, ApiError> {
     let days = query(range)?.days()?;
-    let tag = format!("{{a:{}}}", caller.account_id);
+    let tag = crate::store::keys::account_tag(&caller.account_id);
     let rows = st
         .store
         .rollups(&tag, &days, false)
@@ -140,7 +140,7 @@ pub async fn usage(
     let days: Vec<UsageDay> = days
         .into_iter()
         .zip(rows)
-        .map(|(date, (usage, _))| {
+        .map(|(date, DayRollup { rollup: usage, .. })| {
             total.requests += usage.requests;
             total.input_tokens += usage.input_tokens;
             total.output_tokens += usage.output_tokens;
@@ -200,7 +200,7 @@ pub async fn stats(
     let days: Vec<StatsDay> = days
         .into_iter()
         .zip(rows)
-        .map(|(date, (r, callers))| StatsDay {
+        .map(|(date, DayRollup { rollup: r, callers })| StatsDay {
             date,
             requests: r.requests,
             input_tokens: r.input_tokens,
@@ -247,16 +247,19 @@ impl PastDays {
         &self,
         store: &crate::store::Store,
         days: &[String],
-    ) -> Result<Vec<(Rollup, u64)>, ApiError> {
+    ) -> Result<Vec<DayRollup>, ApiError> {
         let now = std::time::Instant::now();
-        let mut out: Vec<Option<(Rollup, u64)>> = {
+        let mut out: Vec<Option<DayRollup>> = {
             let cached = self.days.lock().unwrap_or_else(|e| e.into_inner());
             days.iter()
                 .map(|d| {
                     cached
                         .get(d)
                         .filter(|c| now.duration_since(c.at) < PAST_DAY_TTL)
-                        .map(|c| (c.rollup, c.callers))
+                        .map(|c| DayRollup {
+                            rollup: c.rollup,
+                            callers: c.callers,
+                        })
                 })
                 .collect()
         };
@@ -270,13 +273,13 @@ impl PastDays {
             return Ok(out.into_iter().flatten().collect());
         }
         let rows = store
-            .rollups("{stats}", &missing, true)
+            .rollups(crate::store::keys::STATS_TAG, &missing, true)
             .await
             .map_err(unavailable)?;
         let last_final = last_final_day(OffsetDateTime::now_utc());
         {
             let mut cached = self.days.lock().unwrap_or_else(|e| e.into_inner());
-            for (d, &(rollup, callers)) in missing.iter().zip(&rows) {
+            for (d, &DayRollup { rollup, callers }) in missing.iter().zip(&rows) {
                 if d.as_str() <= last_final.as_str() {
                     cached.insert(
                         d.clone(),
@@ -401,7 +404,7 @@ pub async fn export(
                 if page.is_empty() && !header {
                     return None;
                 }
-                let next = page.last().map(|(c, _)| c.clone());
+                let next = page.last().map(|e| e.cursor.clone());
                 let full = page.len() == EXPORT_PAGE;
                 let bytes = render(&page, csv, header);
                 let state = if full {
@@ -434,10 +437,10 @@ pub async fn export(
 }
 
 /// One page of events: JSON lines as stored (no re-serialisation), or CSV records.
-fn render(page: &[(String, String)], csv: bool, header: bool) -> Bytes {
+fn render(page: &[UsageEntry], csv: bool, header: bool) -> Bytes {
     if !csv {
-        let mut out = Vec::with_capacity(page.iter().map(|(_, e)| e.len() + 1).sum());
-        for (_, e) in page {
+        let mut out = Vec::with_capacity(page.iter().map(|e| e.json.len() + 1).sum());
+        for UsageEntry { json: e, .. } in page {
             out.extend_from_slice(e.as_bytes());
             out.push(b'\n');
         }
@@ -447,7 +450,7 @@ fn render(page: &[(String, String)], csv: bool, header: bool) -> Bytes {
     if header {
         let _ = w.write_record(CSV_HEADER);
     }
-    for (_, e) in page {
+    for UsageEntry { json: e, .. } in page {
         match serde_json::from_str::<UsageEvent>(e) {
             Ok(ev) => {
                 let _ = w.write_record(ev.csv_record());

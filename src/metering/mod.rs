@@ -273,10 +273,7 @@ impl Ticket {
 
 /// Unix milliseconds now.
 pub fn now_ms() -> u64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    crate::clock::now_ms()
 }
 
 /// RFC 3339 (UTC, milliseconds) of a unix-ms instant.
@@ -388,9 +385,10 @@ impl Meter {
                 charge.as_ref(),
                 &self.policy,
             )
-            .await;
+            .await
+            .map(|s| s.recorded);
         let outcome = match result {
-            Ok((_, crate::store::Recorded::Now)) => {
+            Ok(crate::store::Recorded::Now) => {
                 if let Some(c) = &charge {
                     self.metrics
                         .metered_rao
@@ -407,8 +405,8 @@ impl Meter {
                 }
                 "settled"
             }
-            Ok((_, crate::store::Recorded::Before)) => "repeated",
-            Ok((_, crate::store::Recorded::NotAsked)) => "quota_only",
+            Ok(crate::store::Recorded::Before) => "repeated",
+            Ok(crate::store::Recorded::NotAsked) => "quota_only",
             Err(e) => match &self.journal {
                 Some(j) => {
                     let entry = journal::Entry {

@@ -52,7 +52,7 @@ impl std::fmt::Debug for Limiter {
 const OVER_RPM: u8 = 1;
 
 /// The hash tag of the scope all callers without an account share.
-pub const PUBLIC_TIER_TAG: &str = "{t:public}";
+pub const PUBLIC_TIER_TAG: &str = crate::store::keys::PUBLIC_TIER_TAG;
 
 /// The scopes a caller is held to, with the plans behind them (subnet first).
 #[derive(Debug, Clone)]
@@ -133,12 +133,15 @@ impl Limiter {
         let mut specs = Vec::with_capacity(2);
         let mut public_tier = false;
         if let (Some(n), Some(sp)) = (caller.netuid, &subnet_plan) {
-            specs.push(spec(format!("{{s:{n}}}"), sp));
+            specs.push(spec(crate::store::keys::subnet_tag(n), sp));
         } else if let (false, Some(t)) = (caller.registered, &self.public_tier) {
             specs.push(t.clone());
             public_tier = true;
         }
-        specs.push(spec(format!("{{a:{}}}", caller.account_id), &plan));
+        specs.push(spec(
+            crate::store::keys::account_tag(&caller.account_id),
+            &plan,
+        ));
         Scopes {
             plan,
             subnet_plan,
@@ -287,7 +290,11 @@ impl Limiter {
         policy: &LedgerPolicy,
     ) -> Result<(Scopes, Vec<ScopeView>, i64, i64), ApiError> {
         let scopes = self.scopes(caller);
-        let (views, balance, held) = self
+        let crate::store::Peek {
+            scopes: views,
+            balance_rao: balance,
+            held_rao: held,
+        } = self
             .store
             .peek(&scopes.specs, Some(&caller.account_id), policy)
             .await

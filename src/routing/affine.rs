@@ -25,7 +25,7 @@ use crate::routing::{UpstreamSet, Winner, WinnerHandle};
 use crate::store::Store;
 
 /// The store key of the runtime pin (under the key prefix).
-pub const PIN_KEY: &str = "winner:pin";
+pub const PIN_KEY: &str = crate::store::keys::WINNER_PIN;
 
 /// Deadline of one call to Affine's API.
 const AFFINE_TIMEOUT: Duration = Duration::from_secs(10);

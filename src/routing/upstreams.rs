@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::api::{ModelInfo, ModelSource};
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::routing::Winner;
@@ -117,16 +118,6 @@ pub struct UpstreamSet {
     policy: RetryPolicy,
     cold_probe: Duration,
     metrics: Metrics,
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-    )
-    .unwrap_or(u64::MAX)
 }
 
 impl UpstreamSet {

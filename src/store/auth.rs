@@ -9,11 +9,6 @@ use std::time::Duration;
 
 use super::{Store, StoreError, ttl_millis};
 
-/// Key of the sorted set of revoked token ids (score: the token's expiry, unix seconds).
-pub const REVOKED_KEY: &str = "{revoked}:jti";
-/// Key of the counter bumped on every revocation, polled by replicas.
-pub const REVOKED_VERSION_KEY: &str = "{revoked}:ver";
-
 /// What admission found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthAdmission {
@@ -46,10 +41,7 @@ impl Store {
                     account: s.get(account_key),
                 })
             }
-            Store::Redis(s) => {
-                let (fresh, account) = s.admit_auth(account_key, mark).await?;
-                Ok(AuthAdmission { fresh, account })
-            }
+            Store::Redis(s) => s.admit_auth(account_key, mark).await,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Credits: the one way money enters an account, idempotent on the credit's reference.
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, keys};
 
 /// What a credit did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,20 +29,6 @@ pub enum CreditOutcome {
     },
 }
 
-/// Keys of an account's credits.
-fn keys(account: &str, reference: &str) -> [String; 3] {
-    [
-        format!("{{a:{account}}}:bal"),
-        format!("{{a:{account}}}:credit:{reference}"),
-        format!("{{a:{account}}}:credits"),
-    ]
-}
-
-fn parse(s: &str) -> Result<i64, StoreError> {
-    s.parse()
-        .map_err(|_| StoreError::Protocol(format!("balance `{s}` is not an integer")))
-}
-
 impl Store {
     /// Adds `amount_rao` to `account`'s balance unless `reference` was credited before.
     /// `log_line` is appended to the account's credit log when the credit happens.
@@ -54,34 +40,14 @@ impl Store {
         log_line: &str,
         now_ms: u64,
     ) -> Result<CreditOutcome, StoreError> {
-        let [bal, rec, log] = keys(account, reference);
-        let (code, balance, first_amount): (i64, String, String) = match self {
-            Store::Memory(s) => s.credit(&bal, &rec, &log, amount_rao, log_line, now_ms)?,
-            Store::Redis(s) => {
-                s.credit(&bal, &rec, &log, amount_rao, log_line, now_ms)
-                    .await?
-            }
-        };
-        Ok(match code {
-            1 => CreditOutcome::Credited {
-                balance_rao: parse(&balance)?,
-            },
-            0 => CreditOutcome::Repeated {
-                balance_rao: parse(&balance)?,
-            },
-            -2 => CreditOutcome::Overflow {
-                balance_rao: parse(&balance)?,
-            },
-            -1 => CreditOutcome::Conflict {
-                amount_rao: first_amount
-                    .parse()
-                    .map_err(|_| StoreError::Protocol("corrupt credit record".into()))?,
-            },
-            other => {
-                return Err(StoreError::Protocol(format!(
-                    "credit script answered code {other}"
-                )));
-            }
-        })
+        let keys = [
+            keys::balance(account),
+            keys::credit(account, reference),
+            keys::credit_log(account),
+        ];
+        match self {
+            Store::Memory(s) => s.credit(&keys, amount_rao, log_line, now_ms),
+            Store::Redis(s) => s.credit(&keys, amount_rao, log_line, now_ms).await,
+        }
     }
 }

@@ -1,28 +1,17 @@
 //! Store operations of the ledger: prepaid holds taken with the admission, settlements that
 //! debit once per request id, usage events, daily rollups, and the reads behind `/v1/usage`,
-//! `/v1/stats`, the export and `ledger reconcile`.
+//! `/v1/stats`, the export and `ledger reconcile`. The keys they use are laid out in
+//! [`keys`](super::keys).
 //!
-//! ## Keys (all under the deployment prefix)
-//! - `{a:<id>}:bal` balance (integer rao), `{a:<id>}:held` sum of live holds,
-//!   `{a:<id>}:holds` hash request id → hold record, `{a:<id>}:holdexp` zset request id → expiry,
-//!   `{a:<id>}:done:<request id>` the settlement's idempotency mark (expires),
-//!   `{a:<id>}:debits` hash `total` and `<YYYY-MM>` → rao debited (durable),
-//!   `{a:<id>}:use:<YYYY-MM-DD>` daily rollup, `{a:<id>}:credits` credit log;
-//! - `{s:<netuid>}:use:<YYYY-MM-DD>` the subnet's daily rollup;
-//! - `{stats}:use:<YYYY-MM-DD>` public daily totals, `{stats}:callers:<YYYY-MM-DD>` callers set;
-//! - `{u:<YYYY-MM>}` the month's usage events (a stream; entry fields `a` account, `e` event).
-//!
-//! A zero-priced request of a caller without an account ([`Charge::anonymous`]) writes only
-//! its done-mark (which expires), its event and the `{stats}` rollups: no balance, debits or
-//! account rollup, so every key such a caller causes expires.
-//!
-//! Redis runs everything that changes money in `admit_v2.lua` / `settle_v2.lua` (one round trip
-//! each, atomic); the memory backend implements the same rules in
-//! [`memory_ledger`](super::memory_ledger). Both scripts touch the subnet, stats and month
-//! keys besides the account's, so they need a single Redis (not Cluster) — see docs/ARCHITECTURE.md §5.
+//! Redis runs everything that changes money in `admit_v3.lua` / `settle_v3.lua` (one round trip
+//! each, atomic; [`redis`](super::redis) has them beside their decoders); the memory backend
+//! implements the same rules in its `ledger` module. Both scripts touch the subnet, stats and
+//! month keys besides the account's, so they need a single Redis (not Cluster) — see
+//! docs/ARCHITECTURE.md §5.
 
 use std::collections::BTreeMap;
 
+use super::redis::AdmitMode;
 use super::{QuotaDecision, ScopeSpec, ScopeView, Store, StoreError};
 
 /// How an admission treats the account's money.
@@ -140,6 +129,15 @@ pub struct Charge {
     pub anonymous: bool,
 }
 
+/// What a settlement did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    /// Whether it removed the request's leases (false: settled before, or the leases expired).
+    pub leases_removed: bool,
+    /// What happened to the ledger.
+    pub recorded: Recorded,
+}
+
 /// What a settlement did to the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -179,6 +177,24 @@ impl Rollup {
         }
         r
     }
+}
+
+/// One day's rollup of a tag.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DayRollup {
+    /// The day's totals.
+    pub rollup: Rollup,
+    /// The day's distinct callers (`{stats}` only, when asked; else 0).
+    pub callers: u64,
+}
+
+/// One usage event as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageEntry {
+    /// Where the next page starts when this is the last entry read.
+    pub cursor: String,
+    /// The event, as exported.
+    pub json: String,
 }
 
 /// One account's money, as the reconciliation reads it.
@@ -244,6 +260,17 @@ pub(super) fn credit_amount(line: &str) -> Option<i64> {
     serde_json::from_str::<C>(line).ok().map(|c| c.amount_rao)
 }
 
+/// The scopes' and the account's state, nothing consumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peek {
+    /// Every scope's state, in the order given.
+    pub scopes: Vec<ScopeView>,
+    /// Balance, rao (0 without an account).
+    pub balance_rao: i64,
+    /// Held by requests in flight, rao (0 without an account).
+    pub held_rao: i64,
+}
+
 /// An admission's answer: the limiter's decision with the balance and holds after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admission {
@@ -271,8 +298,16 @@ impl Store {
         match self {
             Store::Memory(s) => Ok(s.admit(scopes, request_id, tokens, lease_ms, hold, policy)),
             Store::Redis(s) => {
-                s.admit(scopes, request_id, tokens, lease_ms, true, hold, policy)
-                    .await
+                s.admit(
+                    scopes,
+                    request_id,
+                    tokens,
+                    lease_ms,
+                    AdmitMode::Admit,
+                    hold,
+                    policy,
+                )
+                .await
             }
         }
     }
@@ -284,31 +319,44 @@ impl Store {
         scopes: &[ScopeSpec],
         account: Option<&str>,
         policy: &LedgerPolicy,
-    ) -> Result<(Vec<ScopeView>, i64, i64), StoreError> {
-        let peek_hold = account.map(|a| Hold {
-            account: a,
-            mode: BillMode::None,
-            amount_rao: 0,
-            credit_limit_rao: 0,
-            input_tokens: 0,
-            output_tokens: 0,
-            netuid: None,
-            expiry_event: "",
-        });
-        let a = match self {
-            Store::Memory(s) => s.peek(scopes, peek_hold.as_ref(), policy),
+    ) -> Result<Peek, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.peek(scopes, account, policy)),
             Store::Redis(s) => {
-                s.admit(scopes, "", 0, 1, false, peek_hold.as_ref(), policy)
-                    .await?
+                // The admission script in peek mode: the same reads, nothing consumed.
+                let peek_hold = account.map(|a| Hold {
+                    account: a,
+                    mode: BillMode::None,
+                    amount_rao: 0,
+                    credit_limit_rao: 0,
+                    input_tokens: 0,
+                    output_tokens: 0,
+                    netuid: None,
+                    expiry_event: "",
+                });
+                let a = s
+                    .admit(
+                        scopes,
+                        "",
+                        0,
+                        1,
+                        AdmitMode::Peek,
+                        peek_hold.as_ref(),
+                        policy,
+                    )
+                    .await?;
+                Ok(Peek {
+                    scopes: a.decision.scopes,
+                    balance_rao: a.balance_rao,
+                    held_rao: a.held_rao,
+                })
             }
-        };
-        Ok((a.decision.scopes, a.balance_rao, a.held_rao))
+        }
     }
 
     /// Ends a request: releases its leases, gives back `tokens_back` (estimate − actual) and the
     /// request itself when `request_back`, and — with `charge`, once per request id — releases
-    /// its hold, debits the cost and records the usage event. Returns whether leases were
-    /// removed and what happened to the ledger.
+    /// its hold, debits the cost and records the usage event.
     pub async fn settle(
         &self,
         scopes: &[ScopeSpec],
@@ -317,7 +365,7 @@ impl Store {
         request_back: bool,
         charge: Option<&Charge>,
         policy: &LedgerPolicy,
-    ) -> Result<(bool, Recorded), StoreError> {
+    ) -> Result<Settled, StoreError> {
         match self {
             Store::Memory(s) => Ok(s.settle(
                 scopes,
@@ -367,7 +415,7 @@ impl Store {
         tag: &str,
         days: &[String],
         callers: bool,
-    ) -> Result<Vec<(Rollup, u64)>, StoreError> {
+    ) -> Result<Vec<DayRollup>, StoreError> {
         match self {
             Store::Memory(s) => Ok(s.rollups(tag, days, callers)),
             Store::Redis(s) => s.rollups(tag, days, callers).await,
@@ -381,7 +429,7 @@ impl Store {
         month: &str,
         cursor: Option<&str>,
         count: usize,
-    ) -> Result<Vec<(String, String)>, StoreError> {
+    ) -> Result<Vec<UsageEntry>, StoreError> {
         match self {
             Store::Memory(s) => Ok(s.usage_events(month, cursor, count)),
             Store::Redis(s) => s.usage_events(month, cursor, count).await,

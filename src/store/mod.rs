@@ -9,8 +9,15 @@
 //! ## Keys
 //! Callers pass keys *without* the deployment prefix; the store prepends its `key_prefix`
 //! (`GATEWAY_KEY_PREFIX`) to every key it touches, so several deployments or test runs can
-//! share one Redis. Callers put the Redis Cluster hash tag inside the key (`{a:ACCOUNT}:…`,
-//! see docs/ARCHITECTURE.md §2), never in the prefix, so the prefix does not decide the slot.
+//! share one Redis. Every key and hash tag is spelled in [`keys`] and nowhere else; the hash
+//! tag is inside the key (`{a:ACCOUNT}:…`), never in the prefix, so the prefix does not decide
+//! the slot.
+//!
+//! ## Layout
+//! [`Store`] is the boundary every caller uses, one file per domain: this file the primitives,
+//! [`quota`] the limiter's types, [`ledger`] admission, settlement and the ledger's reads,
+//! [`credit`] credits, [`auth`] the authentication step and revocations. Each dispatches to
+//! [`memory`] or [`redis`], which are split by the same domains. Results are named types.
 //!
 //! ## Time to live
 //! Expiry has millisecond resolution on both backends. A TTL is rounded *up* to whole
@@ -23,19 +30,19 @@
 
 pub mod auth;
 pub mod credit;
+pub(crate) mod keys;
 pub mod ledger;
 pub mod memory;
-mod memory_ledger;
-mod memory_quota;
 pub mod quota;
 pub mod redis;
 
 pub use auth::AuthAdmission;
 pub use credit::CreditOutcome;
 pub use ledger::{
-    Admission, BillMode, Charge, Hold, LedgerPolicy, LedgerSnapshot, Recorded, Rollup,
+    Admission, BillMode, Charge, DayRollup, Hold, LedgerPolicy, LedgerSnapshot, Peek, Recorded,
+    Rollup, Settled, UsageEntry,
 };
-pub(crate) use memory_ledger::rfc3339_and_day;
+pub(crate) use memory::rfc3339_and_day;
 pub use quota::{BucketView, Limit, QuotaDecision, ScopeSpec, ScopeView};
 
 use std::fmt;

@@ -4,14 +4,12 @@
 //! aggregate (`{s:<netuid>}`). Admission checks and consumes every bucket of every scope of a
 //! request at once, all or nothing, and takes a concurrency lease per scope; settlement gives
 //! back the unused part of the token estimate and releases the leases, idempotently. Redis runs
-//! `admit_v2.lua` / `settle_v2.lua` (which also do the ledger's
-//! part, see [`ledger`](super::ledger)); the memory backend implements the same rules
-//! in [`memory_quota`](super::memory_quota), and `tests/quota_store.rs` runs one behaviour suite
-//! against both.
+//! `admit_v3.lua` / `settle_v3.lua` (which also do the ledger's part, see
+//! [`ledger`](super::ledger)); the memory backend implements the same rules in its `quota`
+//! module, and `tests/quota_store.rs` runs one behaviour suite against both. The operations
+//! themselves are [`Store::admit`](super::Store::admit) and its siblings.
 
 use std::time::Duration;
-
-use super::{Store, StoreError};
 
 /// One scope's limits.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -31,12 +29,7 @@ pub struct ScopeSpec {
 impl ScopeSpec {
     /// The scope's four keys: three buckets and the lease set.
     pub fn keys(&self) -> [String; 4] {
-        [
-            format!("{}:q:rpm", self.tag),
-            format!("{}:q:tpm", self.tag),
-            format!("{}:q:tpd", self.tag),
-            format!("{}:q:conc", self.tag),
-        ]
+        super::keys::quota(&self.tag)
     }
 
     /// Capacities in script order.
@@ -59,19 +52,6 @@ pub enum Limit {
     /// The account's balance (prepaid: minus its holds; postpaid: down to the credit limit)
     /// does not cover the request's worst-case cost.
     Balance,
-}
-
-impl Limit {
-    fn from_code(c: i64) -> Option<Limit> {
-        match c {
-            1 => Some(Limit::RequestsPerMinute),
-            2 => Some(Limit::TokensPerMinute),
-            3 => Some(Limit::TokensPerDay),
-            4 => Some(Limit::Concurrency),
-            5 => Some(Limit::Balance),
-            _ => None,
-        }
-    }
 }
 
 /// One bucket after the decision.
@@ -104,96 +84,4 @@ pub struct QuotaDecision {
     pub refused: Option<(usize, Limit, Duration)>,
     /// Every scope's state, in the order given.
     pub scopes: Vec<ScopeView>,
-}
-
-/// Decodes the flat integer reply of `admit_v2`.
-pub(super) fn decode_decision(v: &[i64], n: usize) -> Result<QuotaDecision, StoreError> {
-    if v.len() != 3 + 7 * n {
-        return Err(StoreError::Protocol(format!(
-            "quota script returned {} values for {n} scopes",
-            v.len()
-        )));
-    }
-    let u = |x: i64| u64::try_from(x).unwrap_or(0);
-    let refused = match v[0] {
-        0 => None,
-        s => {
-            let limit = Limit::from_code(v[1])
-                .ok_or_else(|| StoreError::Protocol("quota script: unknown limit".into()))?;
-            Some((u(s - 1) as usize, limit, Duration::from_millis(u(v[2]))))
-        }
-    };
-    let scopes = v[3..]
-        .chunks_exact(7)
-        .map(|c| ScopeView {
-            rpm: BucketView {
-                remaining: u(c[0]),
-                reset_ms: u(c[1]),
-            },
-            tpm: BucketView {
-                remaining: u(c[2]),
-                reset_ms: u(c[3]),
-            },
-            tpd: BucketView {
-                remaining: u(c[4]),
-                reset_ms: u(c[5]),
-            },
-            in_flight: u(c[6]),
-        })
-        .collect();
-    Ok(QuotaDecision { refused, scopes })
-}
-
-impl Store {
-    /// Checks and consumes one request (`tokens` = input estimate + `max_tokens`) against every
-    /// scope, all or nothing, and takes a lease of `lease` per scope. No money involved: see
-    /// [`Store::admit`] for that.
-    pub async fn quota_admit(
-        &self,
-        scopes: &[ScopeSpec],
-        request_id: &str,
-        tokens: u64,
-        lease: Duration,
-    ) -> Result<QuotaDecision, StoreError> {
-        let policy = super::LedgerPolicy::default();
-        Ok(self
-            .admit(scopes, request_id, tokens, lease, None, &policy)
-            .await?
-            .decision)
-    }
-
-    /// The scopes' state without consuming anything.
-    pub async fn quota_peek(&self, scopes: &[ScopeSpec]) -> Result<Vec<ScopeView>, StoreError> {
-        let policy = super::LedgerPolicy::default();
-        Ok(self.peek(scopes, None, &policy).await?.0)
-    }
-
-    /// Ends a request: releases its leases and gives back `tokens_back` tokens (the estimate
-    /// minus actual usage; negative takes the excess), and the request itself when
-    /// `request_back` (admission undone). Idempotent: returns false when there was nothing to
-    /// settle (already settled, or the lease expired).
-    pub async fn quota_settle(
-        &self,
-        scopes: &[ScopeSpec],
-        request_id: &str,
-        tokens_back: i64,
-        request_back: bool,
-    ) -> Result<bool, StoreError> {
-        let policy = super::LedgerPolicy::default();
-        Ok(self
-            .settle(scopes, request_id, tokens_back, request_back, None, &policy)
-            .await?
-            .0)
-    }
-
-    /// Extends a live request's leases to `lease` from now.
-    pub async fn quota_renew(
-        &self,
-        scopes: &[ScopeSpec],
-        request_id: &str,
-        lease: Duration,
-    ) -> Result<(), StoreError> {
-        let policy = super::LedgerPolicy::default();
-        self.renew(scopes, request_id, lease, None, &policy).await
-    }
 }

@@ -1,6 +1,8 @@
 //! Shared harness: a simulated upstream and a gateway in-process on ephemeral loopback ports.
 #![allow(dead_code)]
 
+pub mod quota_ops;
+
 use affine_gateway::auth::jwt::{JwtKeys, Scope, now_secs};
 use affine_gateway::config::{Config, Secret};
 use affine_gateway::server::Running;

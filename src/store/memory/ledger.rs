@@ -1,5 +1,6 @@
-//! The memory backend's ledger: the rules of `admit_v2.lua` / `settle_v2.lua` for money, in
-//! Rust, for a single process.
+//! The memory backend's ledger: the rules of `admit_v3.lua` / `settle_v3.lua` for money, in
+//! Rust, for a single process. Hold expiry and done-marks are timed on the backend clock's
+//! monotonic milliseconds, the days and `finished_at` of expired holds on its wall time.
 //!
 //! Books are sharded by account. An admission locks its account's book, then the limiter's
 //! shards (never the other way round), so the balance check, the hold and the quota
@@ -13,12 +14,12 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::ledger::{
-    AccountBooks, Admission, BillMode, Charge, Hold, LedgerPolicy, LedgerSnapshot, Recorded,
-    Rollup, credit_amount,
+use super::MemoryStore;
+use crate::store::ledger::{
+    AccountBooks, Admission, BillMode, Charge, DayRollup, Hold, LedgerPolicy, LedgerSnapshot, Peek,
+    Recorded, Rollup, Settled, UsageEntry, credit_amount,
 };
-use super::memory::MemoryStore;
-use super::{Limit, ScopeSpec};
+use crate::store::{Limit, ScopeSpec, keys};
 
 const SHARDS: usize = 16;
 
@@ -35,7 +36,7 @@ struct LiveHold {
 struct Book {
     held: i64,
     holds: HashMap<String, LiveHold>,
-    /// Settled (or expired) request ids with the mark's expiry, unix ms.
+    /// Settled (or expired) request ids with the mark's expiry (clock ms).
     done: HashMap<String, u64>,
     /// `done` is pruned of expired marks when it reaches this size (amortised O(1) per
     /// settlement, like the key-value shards' sweep), not on every call.
@@ -82,13 +83,6 @@ impl LedgerTable {
     }
 }
 
-fn now_ms() -> u64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` and `YYYY-MM-DD` of a unix-ms instant (UTC).
 pub(crate) fn rfc3339_and_day(ms: u64) -> (String, String) {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
@@ -108,16 +102,23 @@ pub(crate) fn rfc3339_and_day(ms: u64) -> (String, String) {
 
 impl MemoryStore {
     fn acct_tag(&self, account: &str) -> String {
-        format!("{}{{a:{account}}}", self.key_prefix())
+        self.prefixed(&keys::account_tag(account))
+    }
+
+    fn prefixed(&self, key: &str) -> String {
+        let mut k = String::with_capacity(self.key_prefix().len() + key.len());
+        k.push_str(self.key_prefix());
+        k.push_str(key);
+        k
     }
 
     fn bal_of(&self, account: &str) -> i64 {
-        self.get(&format!("{{a:{account}}}:bal"))
+        self.get(&keys::balance(account))
             .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
             .unwrap_or(0)
     }
 
-    /// Appends one event and what derives from it (see `ledger_lib_v1.lua`'s `record`).
+    /// Appends one event and what derives from it (see `ledger_lib_v2.lua`'s `record`).
     /// `shard` is the account's shard, already locked by the caller: a subnet or stats tag
     /// that hashes to the same shard is updated through it (locking it again would deadlock).
     fn record(&self, book: &mut Book, shard: &mut Shard, c: &Charge) {
@@ -128,7 +129,7 @@ impl MemoryStore {
             *book.debits_by_month.entry(month.clone()).or_default() += cost;
             // The balance key cannot fail to take a decrement it parsed before; a corrupt one
             // is left for the reconciliation to report.
-            let _ = self.incr_by(&format!("{{a:{}}}:bal", c.account), -cost, None);
+            let _ = self.incr_by(&keys::balance(&c.account), -cost, None);
         }
         let seq = self.data().ledger.seq.fetch_add(1, Ordering::Relaxed);
         shard
@@ -151,10 +152,10 @@ impl MemoryStore {
                 .entry(c.day.clone())
                 .or_default());
         }
-        let p = self.key_prefix();
-        let mut others = vec![format!("{p}{{stats}}")];
+        let stats = self.prefixed(keys::STATS_TAG);
+        let mut others = vec![stats.clone()];
         if let Some(n) = c.netuid {
-            others.push(format!("{p}{{s:{n}}}"));
+            others.push(self.prefixed(&keys::subnet_tag(n)));
         }
         let table = &self.data().ledger;
         let own_index = table.index(&self.acct_tag(&c.account));
@@ -172,7 +173,7 @@ impl MemoryStore {
                 .or_default()
                 .entry(c.day.clone())
                 .or_default());
-            if tag.ends_with("{stats}") {
+            if tag == stats {
                 s.callers
                     .entry(c.day.clone())
                     .or_default()
@@ -182,7 +183,7 @@ impl MemoryStore {
     }
 
     fn sweep(&self, account: &str, book: &mut Book, shard: &mut Shard, policy: &LedgerPolicy) {
-        let now = now_ms();
+        let now = self.clock().ms();
         if book.done.len() >= book.done_prune_at {
             book.done.retain(|_, exp| *exp > now);
             book.done_prune_at = (book.done.len() * 2).max(1024);
@@ -204,7 +205,7 @@ impl MemoryStore {
             book.done
                 .insert(rid, now.saturating_add(policy.done_ttl_secs * 1000));
             let cost = if policy.charge_expired { h.amount } else { 0 };
-            let (finished, day) = rfc3339_and_day(now);
+            let (finished, day) = rfc3339_and_day(self.clock().wall_ms());
             let event = h
                 .expiry_event
                 .replacen("\"__COST__\"", &cost.to_string(), 1)
@@ -240,7 +241,7 @@ impl MemoryStore {
         out
     }
 
-    pub(super) fn admit(
+    pub(in crate::store) fn admit(
         &self,
         scopes: &[ScopeSpec],
         request_id: &str,
@@ -275,7 +276,7 @@ impl MemoryStore {
                         request_id.to_string(),
                         LiveHold {
                             amount: h.amount_rao,
-                            expires_ms: now_ms().saturating_add(policy.hold_ttl_ms),
+                            expires_ms: self.clock().ms().saturating_add(policy.hold_ttl_ms),
                             input_tokens: h.input_tokens,
                             output_tokens: h.output_tokens,
                             netuid: h.netuid,
@@ -301,29 +302,29 @@ impl MemoryStore {
         })
     }
 
-    pub(super) fn peek(
+    pub(in crate::store) fn peek(
         &self,
         scopes: &[ScopeSpec],
-        hold: Option<&Hold<'_>>,
+        account: Option<&str>,
         policy: &LedgerPolicy,
-    ) -> Admission {
-        let decision = self.quota_admit(scopes, "", 0, 1, false);
-        let Some(h) = hold else {
-            return Admission {
-                decision,
+    ) -> Peek {
+        let scopes = self.quota_admit(scopes, "", 0, 1, false).scopes;
+        let Some(a) = account else {
+            return Peek {
+                scopes,
                 balance_rao: 0,
                 held_rao: 0,
             };
         };
-        let held = self.with_book(h.account, policy, |book, _| book.held);
-        Admission {
-            decision,
-            balance_rao: self.bal_of(h.account),
+        let held = self.with_book(a, policy, |book, _| book.held);
+        Peek {
+            scopes,
+            balance_rao: self.bal_of(a),
             held_rao: held,
         }
     }
 
-    pub(super) fn settle(
+    pub(in crate::store) fn settle(
         &self,
         scopes: &[ScopeSpec],
         request_id: &str,
@@ -331,19 +332,22 @@ impl MemoryStore {
         request_back: bool,
         charge: Option<&Charge>,
         policy: &LedgerPolicy,
-    ) -> (bool, Recorded) {
-        let removed = self.quota_settle(scopes, request_id, tokens_back, request_back) > 0;
+    ) -> Settled {
+        let leases_removed = self.quota_settle(scopes, request_id, tokens_back, request_back) > 0;
         let Some(c) = charge else {
-            return (removed, Recorded::NotAsked);
+            return Settled {
+                leases_removed,
+                recorded: Recorded::NotAsked,
+            };
         };
-        let outcome = self.with_book(&c.account, policy, |book, shard| {
-            let now = now_ms();
+        let recorded = self.with_book(&c.account, policy, |book, shard| {
+            let now = self.clock().ms();
             if book.done.get(request_id).is_some_and(|exp| *exp > now) {
                 Recorded::Before
             } else {
                 book.done.insert(
                     request_id.to_string(),
-                    now_ms().saturating_add(policy.done_ttl_secs * 1000),
+                    now.saturating_add(policy.done_ttl_secs * 1000),
                 );
                 if let Some(h) = book.holds.remove(request_id) {
                     book.held -= i64::try_from(h.amount).unwrap_or(i64::MAX);
@@ -352,10 +356,13 @@ impl MemoryStore {
                 Recorded::Now
             }
         });
-        (removed, outcome)
+        Settled {
+            leases_removed,
+            recorded,
+        }
     }
 
-    pub(super) fn renew(
+    pub(in crate::store) fn renew(
         &self,
         scopes: &[ScopeSpec],
         request_id: &str,
@@ -372,13 +379,18 @@ impl MemoryStore {
                 .get_mut(&tag)
                 .and_then(|b| b.holds.get_mut(request_id))
             {
-                h.expires_ms = now_ms().saturating_add(policy.hold_ttl_ms);
+                h.expires_ms = self.clock().ms().saturating_add(policy.hold_ttl_ms);
             }
         }
     }
 
-    pub(super) fn rollups(&self, tag: &str, days: &[String], callers: bool) -> Vec<(Rollup, u64)> {
-        let full = format!("{}{tag}", self.key_prefix());
+    pub(in crate::store) fn rollups(
+        &self,
+        tag: &str,
+        days: &[String],
+        callers: bool,
+    ) -> Vec<DayRollup> {
+        let full = self.prefixed(tag);
         let shard = self.data().ledger.shard(&full);
         days.iter()
             .map(|d| {
@@ -388,24 +400,24 @@ impl MemoryStore {
                     .and_then(|m| m.get(d))
                     .copied()
                     .unwrap_or_default();
-                let n = if callers {
+                let callers = if callers {
                     shard.callers.get(d).map_or(0, |s| s.len() as u64)
                 } else {
                     0
                 };
-                (r, n)
+                DayRollup { rollup: r, callers }
             })
             .collect()
     }
 
     /// Events of every shard are merged by their sequence number, which is the recording order;
     /// the cursor is that number.
-    pub(super) fn usage_events(
+    pub(in crate::store) fn usage_events(
         &self,
         month: &str,
         cursor: Option<&str>,
         count: usize,
-    ) -> Vec<(String, String)> {
+    ) -> Vec<UsageEntry> {
         let after = cursor.and_then(|c| c.parse::<u64>().ok());
         let mut all = Vec::new();
         for s in self.data().ledger.shards.iter() {
@@ -421,18 +433,23 @@ impl MemoryStore {
         all.sort_unstable_by_key(|(seq, _)| *seq);
         all.truncate(count);
         all.into_iter()
-            .map(|(seq, e)| (seq.to_string(), e))
+            .map(|(seq, json)| UsageEntry {
+                cursor: seq.to_string(),
+                json,
+            })
             .collect()
     }
 
-    pub(super) fn ledger_snapshot(&self) -> LedgerSnapshot {
-        let p = format!("{}{{a:", self.key_prefix());
+    pub(in crate::store) fn ledger_snapshot(&self) -> LedgerSnapshot {
         let mut snap = LedgerSnapshot::default();
         let mut ids = Vec::new();
         for s in self.data().ledger.shards.iter() {
             let s = s.lock().unwrap_or_else(PoisonError::into_inner);
             for (tag, b) in &s.books {
-                let Some(id) = tag.strip_prefix(&p).and_then(|t| t.strip_suffix('}')) else {
+                let Some(id) = tag
+                    .strip_prefix(self.key_prefix())
+                    .and_then(keys::account_of_tag)
+                else {
                     continue;
                 };
                 ids.push(id.to_string());
@@ -462,7 +479,7 @@ impl MemoryStore {
         }
         for (id, b) in snap.accounts.iter_mut() {
             b.balance_rao = self.bal_of(id);
-            let log = self.get(&format!("{{a:{id}}}:credits")).unwrap_or_default();
+            let log = self.get(&keys::credit_log(id)).unwrap_or_default();
             for line in String::from_utf8_lossy(&log).lines() {
                 match credit_amount(line) {
                     Some(a) => b.credits_rao += a,

@@ -13,6 +13,17 @@
 //! the alternative; it was not taken because [`MemoryStore::new`] is synchronous and may run
 //! outside a tokio runtime, and a task would need its own shutdown when the last clone of the
 //! store goes away, while the lazy sweep needs neither.
+//!
+//! ## Layout
+//! This file is the key-value part; [`quota`] is the limiter (the rules of `admit_v3.lua` /
+//! `settle_v3.lua` for limits), [`ledger`] the money (their rules for holds, settlements and
+//! usage), and [`clock`] the one clock all three read.
+
+mod clock;
+mod ledger;
+mod quota;
+
+pub(crate) use ledger::rfc3339_and_day;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -21,7 +32,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::StoreError;
+use crate::store::{CreditOutcome, StoreError, keys};
 
 /// How many independent shards the keys are spread over. A power of two well above the
 /// number of cores, so two writers rarely wait for the same lock.
@@ -48,18 +59,20 @@ impl std::fmt::Debug for MemoryStore {
 
 /// The shared data: every prefix of one store family lives in the same shards, like every
 /// prefix of one Redis database.
-pub(super) struct Shards {
+struct Shards {
+    /// The one clock of the whole backend.
+    clock: clock::Clock,
     hasher: RandomState,
     shards: Box<[Mutex<Shard>]>,
     /// Revoked token ids with their expiry (unix seconds), and the set's version. Admin-rate
     /// writes and a poll every few hundred milliseconds: one mutex is plenty.
     revoked: Mutex<(u64, HashMap<String, u64>)>,
     /// The limiter's scopes.
-    quota: super::memory_quota::QuotaTable,
+    quota: quota::QuotaTable,
     /// Serialises credits (admin-rate), so check-then-add is atomic like the Redis script.
     credits: Mutex<()>,
     /// Holds, debits, usage events and rollups.
-    pub(super) ledger: super::memory_ledger::LedgerTable,
+    ledger: ledger::LedgerTable,
 }
 
 #[derive(Default)]
@@ -117,12 +130,13 @@ impl MemoryStore {
             .collect();
         MemoryStore {
             data: Arc::new(Shards {
+                clock: clock::Clock::new(),
                 hasher: RandomState::new(),
                 shards,
                 revoked: Mutex::new((0, HashMap::new())),
-                quota: super::memory_quota::QuotaTable::new(),
+                quota: quota::QuotaTable::new(),
                 credits: Mutex::new(()),
-                ledger: super::memory_ledger::LedgerTable::new(),
+                ledger: ledger::LedgerTable::new(),
             }),
             prefix: key_prefix.into(),
         }
@@ -160,7 +174,7 @@ impl MemoryStore {
 
     pub(super) fn set_nx_px(&self, key: &str, value: &[u8], ttl_ms: u64) -> bool {
         let key = self.full_key(key);
-        let now = Instant::now();
+        let now = self.data.clock.now();
         let mut shard = self.shard(&key);
         if shard.live(&key, now).is_some() {
             return false;
@@ -175,14 +189,14 @@ impl MemoryStore {
 
     pub(super) fn get(&self, key: &str) -> Option<Vec<u8>> {
         let key = self.full_key(key);
-        let now = Instant::now();
+        let now = self.data.clock.now();
         let mut shard = self.shard(&key);
         shard.live(&key, now).map(|e| e.value.clone())
     }
 
     pub(super) fn set(&self, key: &str, value: &[u8], ttl_ms: Option<u64>) {
         let key = self.full_key(key);
-        let now = Instant::now();
+        let now = self.data.clock.now();
         let entry = Entry {
             value: value.to_vec(),
             expires_at: deadline(now, ttl_ms),
@@ -192,7 +206,7 @@ impl MemoryStore {
 
     pub(super) fn del(&self, key: &str) -> bool {
         let key = self.full_key(key);
-        let now = Instant::now();
+        let now = self.data.clock.now();
         let mut shard = self.shard(&key);
         shard.map.remove(&key).is_some_and(|e| e.is_live(now))
     }
@@ -204,7 +218,7 @@ impl MemoryStore {
         ttl_ms: Option<u64>,
     ) -> Result<i64, StoreError> {
         let key = self.full_key(key);
-        let now = Instant::now();
+        let now = self.data.clock.now();
         let mut shard = self.shard(&key);
         if let Some(entry) = shard.live(&key, now) {
             let current = parse_counter(&entry.value).ok_or_else(|| {
@@ -225,71 +239,93 @@ impl MemoryStore {
         Ok(delta)
     }
 
-    pub(super) fn quota_admit(
+    fn quota_admit(
         &self,
-        scopes: &[super::quota::ScopeSpec],
+        scopes: &[crate::store::quota::ScopeSpec],
         request_id: &str,
         tokens: u64,
         lease_ms: u64,
         consume: bool,
-    ) -> super::quota::QuotaDecision {
-        self.data
-            .quota
-            .admit(&self.prefix, scopes, request_id, tokens, lease_ms, consume)
+    ) -> crate::store::quota::QuotaDecision {
+        self.data.quota.admit(
+            self.data.clock.ms(),
+            &self.prefix,
+            scopes,
+            request_id,
+            tokens,
+            lease_ms,
+            consume,
+        )
     }
 
-    pub(super) fn quota_settle(
+    fn quota_settle(
         &self,
-        scopes: &[super::quota::ScopeSpec],
+        scopes: &[crate::store::quota::ScopeSpec],
         request_id: &str,
         tokens_back: i64,
         request_back: bool,
     ) -> usize {
-        self.data
-            .quota
-            .settle(&self.prefix, scopes, request_id, tokens_back, request_back)
+        self.data.quota.settle(
+            self.data.clock.ms(),
+            &self.prefix,
+            scopes,
+            request_id,
+            tokens_back,
+            request_back,
+        )
     }
 
-    pub(super) fn quota_renew(
+    fn quota_renew(
         &self,
-        scopes: &[super::quota::ScopeSpec],
+        scopes: &[crate::store::quota::ScopeSpec],
         request_id: &str,
         lease_ms: u64,
     ) {
-        self.data
-            .quota
-            .renew(&self.prefix, scopes, request_id, lease_ms)
+        self.data.quota.renew(
+            self.data.clock.ms(),
+            &self.prefix,
+            scopes,
+            request_id,
+            lease_ms,
+        )
     }
 
     pub(super) fn credit(
         &self,
-        balance: &str,
-        record: &str,
-        log: &str,
+        [balance, record, log]: &[String; 3],
         amount_rao: u64,
         log_line: &str,
         now_ms: u64,
-    ) -> Result<(i64, String, String), StoreError> {
+    ) -> Result<CreditOutcome, StoreError> {
         let _one_at_a_time = self
             .data
             .credits
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let parse = |s: &str| {
+            s.parse::<i64>()
+                .map_err(|_| StoreError::Protocol(format!("balance `{s}` is not an integer")))
+        };
         if let Some(prev) = self.get(record) {
             let text = String::from_utf8_lossy(&prev).into_owned();
             // "<amount> <balance after> <at ms>", written below.
             let mut parts = text.split(' ');
             let (amount, bal) = (parts.next().unwrap_or(""), parts.next().unwrap_or("0"));
-            let code = if amount == amount_rao.to_string() {
-                0
+            return if amount == amount_rao.to_string() {
+                Ok(CreditOutcome::Repeated {
+                    balance_rao: parse(bal)?,
+                })
             } else {
-                -1
+                Ok(CreditOutcome::Conflict {
+                    amount_rao: amount
+                        .parse()
+                        .map_err(|_| StoreError::Protocol("corrupt credit record".into()))?,
+                })
             };
-            return Ok((code, bal.to_owned(), amount.to_owned()));
         }
         let delta = i64::try_from(amount_rao)
             .map_err(|_| StoreError::Protocol("amount out of range".into()))?;
-        // As the script: a credit that would take the balance past i64::MAX is refused (-2).
+        // As the script: a credit that would take the balance past i64::MAX is refused.
         // Credits are serialised by the lock above and other writers only debit, so the
         // check holds until the increment.
         let current = match self.get(balance) {
@@ -300,7 +336,9 @@ impl MemoryStore {
             None => 0,
         };
         if current.checked_add(delta).is_none() {
-            return Ok((-2, current.to_string(), amount_rao.to_string()));
+            return Ok(CreditOutcome::Overflow {
+                balance_rao: current,
+            });
         }
         let bal = self.incr_by(balance, delta, None)?;
         self.set(
@@ -312,7 +350,7 @@ impl MemoryStore {
         lines.extend_from_slice(log_line.as_bytes());
         lines.push(b'\n');
         self.set(log, &lines, None);
-        Ok((1, bal.to_string(), amount_rao.to_string()))
+        Ok(CreditOutcome::Credited { balance_rao: bal })
     }
 
     pub(super) fn revoke(&self, jti: &str, until_unix: u64, now_unix: u64) {
@@ -348,7 +386,7 @@ impl MemoryStore {
 
     pub(super) fn pttl(&self, key: &str) -> Option<Duration> {
         let key = self.full_key(key);
-        let now = Instant::now();
+        let now = self.data.clock.now();
         let mut shard = self.shard(&key);
         let expires_at = shard.live(&key, now)?.expires_at?;
         // Whole milliseconds, rounded up, to match the resolution Redis reports.
@@ -357,21 +395,25 @@ impl MemoryStore {
         Some(Duration::from_millis(ms))
     }
 
-    pub(super) fn data(&self) -> &Shards {
+    fn data(&self) -> &Shards {
         &self.data
     }
 
+    /// The backend's clock.
+    fn clock(&self) -> &clock::Clock {
+        &self.data.clock
+    }
+
     /// Ids of the accounts that have a balance key under this prefix.
-    pub(super) fn credited_accounts(&self) -> Vec<String> {
-        let now = Instant::now();
-        let head = format!("{}{{a:", self.prefix);
+    fn credited_accounts(&self) -> Vec<String> {
+        let now = self.data.clock.now();
         let mut out = Vec::new();
         for shard in self.data.shards.iter() {
             let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             for (k, e) in &shard.map {
                 if let Some(id) = k
-                    .strip_prefix(&head)
-                    .and_then(|r| r.strip_suffix("}:bal"))
+                    .strip_prefix(&*self.prefix)
+                    .and_then(|r| keys::account_of(r, "bal"))
                     .filter(|_| e.is_live(now))
                 {
                     out.push(id.to_string());
@@ -382,7 +424,7 @@ impl MemoryStore {
     }
 
     pub(super) fn delete_all_prefixed(&self) -> u64 {
-        let now = Instant::now();
+        let now = self.data.clock.now();
         let mut deleted = 0u64;
         for shard in self.data.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
@@ -458,18 +500,15 @@ mod tests {
         assert!(used > SHARDS / 2, "only {used} of {SHARDS} shards used");
     }
 
-    #[test]
-    fn expired_entries_are_swept_by_later_writes() {
+    #[tokio::test(start_paused = true)]
+    async fn expired_entries_are_swept_by_later_writes() {
         let s = MemoryStore::new("p:");
         for i in 0..10_000 {
             s.set(&format!("old{i}"), b"v", Some(1));
         }
-        // Wait on the clock itself (not a sleep guessing at scheduling): every entry above
-        // had a 1 ms TTL, so after 2 ms they are all expired.
-        let until = Instant::now() + Duration::from_millis(2);
-        while Instant::now() < until {
-            std::hint::spin_loop();
-        }
+        // Every entry above had a 1 ms TTL: 2 ms later (on the store's clock, paused here)
+        // they are all expired.
+        tokio::time::advance(Duration::from_millis(2)).await;
         // Each shard held about 10_000 / SHARDS entries after its last sweep, so twice that
         // many new entries per shard is sure to reach its sweep threshold.
         for i in 0..20_000 {

@@ -1,6 +1,19 @@
--- ledger_lib_v1: helpers shared by admit_v2 and settle_v2 (prepended to both scripts).
+-- ledger_lib_v2: helpers shared by admit_v3 and settle_v3 (prepended to both scripts).
 -- Money is handled as decimal strings and changed only with INCRBY/HINCRBY, so amounts stay
 -- exact 64-bit integers; Lua numbers (doubles) are used only to compare them.
+-- v2 (over v1): the keys the scripts build themselves are spelled once, in `key` below.
+
+-- The keys the ledger builds from the prefix (ARGV) rather than receiving as KEYS, because
+-- which ones a call touches is decided here: the one place in Lua that spells them. They must
+-- match src/store/keys.rs, where the whole layout is documented. Pieces in one table (built
+-- by a single constructor on every call) rather than a function per key, which measured
+-- slower: `tag(prefix, key.account, id)` is `<prefix>{a:<id>}`, then `.. key.balance` etc.
+local key = {
+  account = '{a:', subnet = '{s:', month = '{u:', stats = '{stats}',
+  balance = ':bal', held = ':held', holds = ':holds', holdexp = ':holdexp', done = ':done:',
+  debits = ':debits', rollup = ':use:', callers = ':callers:',
+}
+local function tag(prefix, kind, id) return prefix .. kind .. id .. '}' end
 
 -- Unix ms -> year, month, day, hour, minute, second, ms (UTC; proleptic Gregorian).
 local function civil(ms)
@@ -39,20 +52,21 @@ end
 -- stats: no account key that would never expire.
 local function record(prefix, account, netuid, day, json, cost, inp, outp, retention, anon)
   local month = string.sub(day, 1, 7)
-  local stream = prefix .. '{u:' .. month .. '}'
+  local stream = tag(prefix, key.month, month)
   redis.call('XADD', stream, '*', 'a', account, 'e', json)
-  local acct = prefix .. '{a:' .. account .. '}'
-  local rollups = { prefix .. '{stats}:use:' .. day }
+  local acct = tag(prefix, key.account, account)
+  local stats = prefix .. key.stats
+  local rollups = { stats .. key.rollup .. day }
   if not anon then
-    redis.call('HINCRBY', acct .. ':debits', 'total', cost)
-    redis.call('HINCRBY', acct .. ':debits', month, cost)
-    redis.call('DECRBY', acct .. ':bal', cost)
-    rollups[2] = acct .. ':use:' .. day
+    redis.call('HINCRBY', acct .. key.debits, 'total', cost)
+    redis.call('HINCRBY', acct .. key.debits, month, cost)
+    redis.call('DECRBY', acct .. key.balance, cost)
+    rollups[2] = acct .. key.rollup .. day
   end
   if netuid ~= '' then
-    rollups[#rollups + 1] = prefix .. '{s:' .. netuid .. '}:use:' .. day
+    rollups[#rollups + 1] = tag(prefix, key.subnet, netuid) .. key.rollup .. day
   end
-  local callers = prefix .. '{stats}:callers:' .. day
+  local callers = stats .. key.callers .. day
   redis.call('SADD', callers, account)
   for i, k in ipairs(rollups) do
     local first = redis.call('HINCRBY', k, 'requests', 1) == 1
@@ -78,16 +92,16 @@ end
 -- stopped renewing it (it died or lost Redis for longer than the hold TTL); a settlement that
 -- arrives later finds the request done and changes nothing. Returns how many were swept.
 local function sweep(prefix, account, now, policy, done_ttl, retention)
-  local acct = prefix .. '{a:' .. account .. '}'
-  local expired = redis.call('ZRANGEBYSCORE', acct .. ':holdexp', '-inf', now)
+  local acct = tag(prefix, key.account, account)
+  local expired = redis.call('ZRANGEBYSCORE', acct .. key.holdexp, '-inf', now)
   for _, rid in ipairs(expired) do
-    local v = redis.call('HGET', acct .. ':holds', rid)
-    redis.call('ZREM', acct .. ':holdexp', rid)
-    redis.call('HDEL', acct .. ':holds', rid)
+    local v = redis.call('HGET', acct .. key.holds, rid)
+    redis.call('ZREM', acct .. key.holdexp, rid)
+    redis.call('HDEL', acct .. key.holds, rid)
     if v then
       local amount, inp, outp, netuid, tmpl = string.match(v, '^(%d+) (%d+) (%d+) (%S+) (.*)$')
-      redis.call('DECRBY', acct .. ':held', amount)
-      if redis.call('SET', acct .. ':done:' .. rid, 'x', 'NX', 'EX', done_ttl) then
+      redis.call('DECRBY', acct .. key.held, amount)
+      if redis.call('SET', acct .. key.done .. rid, 'x', 'NX', 'EX', done_ttl) then
         local cost = amount
         if policy ~= 'charge' then cost = '0' end
         if netuid == '-' then netuid = '' end

@@ -1,5 +1,5 @@
--- admit_v2: admits one request at once against every limit and, for a billed account, its
--- balance: all or nothing, in one round trip. (Prepended: ledger_lib_v1.)
+-- admit_v3: admits one request at once against every limit and, for a billed account, its
+-- balance: all or nothing, in one round trip. (Prepended: ledger_lib_v2.)
 -- KEYS: 4 per scope, in order: requests/minute bucket, tokens/minute bucket,
 --       tokens/day bucket, concurrency lease set (one scope = one hash tag)
 -- ARGV[1] request id          ARGV[2] tokens to consume (estimate)
@@ -14,10 +14,15 @@
 -- ARGV[15..] per scope: rpm capacity, tpm capacity, tpd capacity, max concurrent
 -- Buckets are token buckets refilled continuously over their period (capacity per minute or
 -- per day), stored as a hash {l = level, t = ms}; time is the Redis server's own (TIME), so
--- replicas with skewed clocks agree. Returns
--- { refused scope (0 = admitted, else 1-based), refused limit (1 rpm, 2 tpm, 3 tpd, 4 conc,
---   5 balance), retry after ms, then per scope: rpm remaining, rpm reset ms, tpm remaining,
---   tpm reset ms, tpd remaining, tpd reset ms, in flight; then balance and held (strings) }.
+-- replicas with skewed clocks agree.
+-- Returns flat name/value pairs, decoded by src/store/redis/admission.rs:
+--   refused_scope  0 = admitted, else the refusing scope (1-based)
+--   refused_limit  '' (admitted), 'rpm', 'tpm', 'tpd', 'conc' or 'balance'
+--   retry_after_ms how long until the refusing limit has room
+--   scopes         per scope, name/value pairs: rpm_remaining, rpm_reset_ms, tpm_remaining,
+--                  tpm_reset_ms, tpd_remaining, tpd_reset_ms, in_flight
+--   balance_rao, held_rao   decimal strings (money can pass 2^53, where a Lua number rounds)
+-- v3 (over v2): named fields instead of 3 + 7n + 2 positional values.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local id, cost, ttl, mode = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
@@ -60,11 +65,11 @@ for s = 0, n - 1 do
 end
 
 local balance, held = '0', '0'
-local acct = prefix .. '{a:' .. account .. '}'
+local acct = tag(prefix, key.account, account)
 if account ~= '' then
   sweep(prefix, account, now, ARGV[11], tonumber(ARGV[12]), tonumber(ARGV[13]))
-  balance = redis.call('GET', acct .. ':bal') or '0'
-  held = redis.call('GET', acct .. ':held') or '0'
+  balance = redis.call('GET', acct .. key.balance) or '0'
+  held = redis.call('GET', acct .. key.held) or '0'
   if mode == 'admit' and refused == 0 then
     local amount = tonumber(ARGV[8])
     if billing == 'prepaid' and tonumber(balance) - tonumber(held) < amount then
@@ -92,24 +97,33 @@ if mode == 'admit' and refused == 0 then
     inflight[s + 1] = inflight[s + 1] + 1
   end
   if billing == 'prepaid' then
-    redis.call('HSET', acct .. ':holds', id, ARGV[14])
-    redis.call('ZADD', acct .. ':holdexp', now + tonumber(ARGV[10]), id)
-    held = tostring(redis.call('INCRBY', acct .. ':held', ARGV[8]))
+    redis.call('HSET', acct .. key.holds, id, ARGV[14])
+    redis.call('ZADD', acct .. key.holdexp, now + tonumber(ARGV[10]), id)
+    held = tostring(redis.call('INCRBY', acct .. key.held, ARGV[8]))
   end
 end
 
-local out = { refused, why, retry }
+local views = {}
 for s = 0, n - 1 do
-  for b = 1, 3 do
-    local i = s * 3 + b
-    local lvl = levels[i]
-    local rem = math.max(0, math.floor(lvl))
-    local reset = math.max(0, math.ceil((caps[i] - lvl) * periods[b] / caps[i]))
-    out[#out + 1] = rem
-    out[#out + 1] = reset
-  end
-  out[#out + 1] = inflight[s + 1]
+  local i = s * 3
+  local l1, l2, l3 = levels[i + 1], levels[i + 2], levels[i + 3]
+  local c1, c2, c3 = caps[i + 1], caps[i + 2], caps[i + 3]
+  views[s + 1] = {
+    'rpm_remaining', math.max(0, math.floor(l1)),
+    'rpm_reset_ms', math.max(0, math.ceil((c1 - l1) * periods[1] / c1)),
+    'tpm_remaining', math.max(0, math.floor(l2)),
+    'tpm_reset_ms', math.max(0, math.ceil((c2 - l2) * periods[2] / c2)),
+    'tpd_remaining', math.max(0, math.floor(l3)),
+    'tpd_reset_ms', math.max(0, math.ceil((c3 - l3) * periods[3] / c3)),
+    'in_flight', inflight[s + 1],
+  }
 end
-out[#out + 1] = balance
-out[#out + 1] = held
-return out
+local limit_names = { 'rpm', 'tpm', 'tpd', 'conc', 'balance' }
+return {
+  'refused_scope', refused,
+  'refused_limit', limit_names[why] or '',
+  'retry_after_ms', retry,
+  'scopes', views,
+  'balance_rao', balance,
+  'held_rao', held,
+}

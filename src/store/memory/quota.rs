@@ -1,5 +1,6 @@
-//! The memory backend's limiter: the rules of `admit_v2.lua` / `settle_v2.lua` for limits,
-//! in Rust, for a single process.
+//! The memory backend's limiter: the rules of `admit_v3.lua` / `settle_v3.lua` for limits,
+//! in Rust, for a single process. Times are the backend clock's monotonic milliseconds
+//! ([`super::clock::Clock::ms`]), passed in by the caller.
 //!
 //! Scopes live in shards chosen by their tag; a request touching two scopes locks both shards
 //! in index order (so two requests never wait on each other in a cycle), which makes the
@@ -9,9 +10,8 @@ use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
 
-use super::quota::{BucketView, Limit, QuotaDecision, ScopeSpec, ScopeView};
+use crate::store::quota::{BucketView, Limit, QuotaDecision, ScopeSpec, ScopeView};
 
 const SHARDS: usize = 16;
 const PERIODS: [f64; 3] = [60_000.0, 60_000.0, 86_400_000.0];
@@ -43,7 +43,6 @@ type Locked<'a> = (usize, MutexGuard<'a, HashMap<String, ScopeState>>);
 
 /// All scopes of one memory store family.
 pub(super) struct QuotaTable {
-    origin: Instant,
     hasher: RandomState,
     shards: Box<[Mutex<HashMap<String, ScopeState>>]>,
 }
@@ -70,14 +69,9 @@ fn view(st: Option<&ScopeState>, spec: &ScopeSpec, now: u64) -> ScopeView {
 impl QuotaTable {
     pub(super) fn new() -> Self {
         QuotaTable {
-            origin: Instant::now(),
             hasher: RandomState::new(),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
         }
-    }
-
-    fn now(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Locks the shards of `tags` in index order; returns the guards and each tag's shard slot.
@@ -107,8 +101,10 @@ impl QuotaTable {
         (guards, slots)
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn admit(
         &self,
+        now: u64,
         prefix: &str,
         scopes: &[ScopeSpec],
         request_id: &str,
@@ -120,7 +116,6 @@ impl QuotaTable {
             .iter()
             .map(|s| format!("{prefix}{}", s.tag))
             .collect();
-        let now = self.now();
         let (mut guards, slots) = self.lock(&tags);
         let mut refused = None;
         for (i, spec) in scopes.iter().enumerate() {
@@ -192,6 +187,7 @@ impl QuotaTable {
 
     pub(super) fn settle(
         &self,
+        now: u64,
         prefix: &str,
         scopes: &[ScopeSpec],
         request_id: &str,
@@ -202,7 +198,6 @@ impl QuotaTable {
             .iter()
             .map(|s| format!("{prefix}{}", s.tag))
             .collect();
-        let now = self.now();
         let (mut guards, slots) = self.lock(&tags);
         let mut removed = 0;
         for i in 0..scopes.len() {
@@ -243,6 +238,7 @@ impl QuotaTable {
 
     pub(super) fn renew(
         &self,
+        now: u64,
         prefix: &str,
         scopes: &[ScopeSpec],
         request_id: &str,
@@ -252,7 +248,6 @@ impl QuotaTable {
             .iter()
             .map(|s| format!("{prefix}{}", s.tag))
             .collect();
-        let now = self.now();
         let (mut guards, slots) = self.lock(&tags);
         for i in 0..scopes.len() {
             if let Some(st) = guards[slots[i]].1.get_mut(&tags[i])

@@ -1,0 +1,190 @@
+//! Every store key and Redis Cluster hash tag, spelled once.
+//!
+//! Keys here are *without* the deployment prefix (`GATEWAY_KEY_PREFIX`), which the store
+//! prepends to every key it touches. The hash tag (`{…}`) is always inside the key, after the
+//! prefix, so the prefix never decides the slot: everything one request touches under one tag
+//! lands on one Cluster slot (docs/ARCHITECTURE.md §2 has the table with lifetimes and
+//! writers, §5 what still needs a single Redis).
+//!
+//! ## Layout
+//! - Account `{a:<id>}`:
+//!   - `{a:<id>}:acct` the account record (JSON, durable);
+//!   - `{a:<id>}:bal` balance (integer rao, durable), `{a:<id>}:held` sum of live holds,
+//!     `{a:<id>}:holds` hash request id → hold record, `{a:<id>}:holdexp` zset request id →
+//!     expiry, `{a:<id>}:done:<request id>` the settlement's idempotency mark (expires);
+//!   - `{a:<id>}:debits` hash `total` and `<YYYY-MM>` → rao debited (durable),
+//!     `{a:<id>}:use:<YYYY-MM-DD>` daily rollup;
+//!   - `{a:<id>}:credit:<reference>` one credit's record, `{a:<id>}:credits` the credit log;
+//!   - replay marks `{a:<hotkey>}:<kind>:<replay id>` (`n` btauth nonce, `u` Epistula uuid);
+//!   - quota buckets `{a:<id>}:q:rpm|tpm|tpd` (hash `l` level, `t` ms) and the lease set
+//!     `{a:<id>}:q:conc` (zset request id → lease expiry).
+//! - Subnet aggregate `{s:<netuid>}`: its quota buckets and lease set as above, and its daily
+//!   rollup `{s:<netuid>}:use:<YYYY-MM-DD>`.
+//! - Public tier `{t:public}`: the quota buckets and lease set every caller without an account
+//!   shares.
+//! - `{stats}:use:<YYYY-MM-DD>` public daily totals, `{stats}:callers:<YYYY-MM-DD>` the day's
+//!   callers (a set).
+//! - `{u:<YYYY-MM>}` the month's usage events (a stream; entry fields `a` account, `e` event).
+//! - `{revoked}:jti` revoked token ids (zset, score = the token's expiry, unix s) and
+//!   `{revoked}:ver` the counter bumped on every revocation.
+//! - `winner:pin` the runtime winner pin (JSON, durable).
+//!
+//! ## Keys the scripts build themselves
+//! Scripts get their keys through `KEYS` wherever the caller knows them (the quota buckets and
+//! lease sets, the auth script's record and replay mark, the credit script's three keys). The
+//! ledger part of admission and settlement cannot: which rollups and stream a settlement
+//! touches, and which expired holds a sweep finds, is decided inside the script. Those keys
+//! (`:bal`, `:held`, `:holds`, `:holdexp`, `:done:<rid>`, `:debits`, `:use:<day>` of the
+//! account, subnet and `{stats}`, `{stats}:callers:<day>` and `{u:<month>}`) are built from the
+//! prefix (an `ARGV`) from the pieces in the `key` table at the top of
+//! `redis/ledger_lib_v2.lua`, the one place in Lua that spells them; they must stay the same
+//! spellings as the functions below,
+//! which the Redis halves of `tests/metering.rs` check end to end (a settlement written by the
+//! script is read back through these functions).
+//!
+//! A zero-priced request of a caller without an account ([`super::Charge::anonymous`]) writes
+//! only its done-mark (which expires), its event and the `{stats}` rollups: no balance, debits
+//! or account rollup, so every key such a caller causes expires.
+
+/// The hash tag of the scope all callers without an account share.
+pub(crate) const PUBLIC_TIER_TAG: &str = "{t:public}";
+
+/// The hash tag of the public daily totals and callers sets.
+pub(crate) const STATS_TAG: &str = "{stats}";
+
+/// The sorted set of revoked token ids (score: the token's expiry, unix seconds).
+pub(crate) const REVOKED: &str = "{revoked}:jti";
+
+/// The counter bumped on every revocation, polled by replicas.
+pub(crate) const REVOKED_VERSION: &str = "{revoked}:ver";
+
+/// The runtime winner pin.
+pub(crate) const WINNER_PIN: &str = "winner:pin";
+
+/// An account's hash tag, `{a:<id>}` (also a hotkey's, for replay marks).
+pub(crate) fn account_tag(id: &str) -> String {
+    format!("{{a:{id}}}")
+}
+
+/// A subnet aggregate's hash tag, `{s:<netuid>}`.
+pub(crate) fn subnet_tag(netuid: u16) -> String {
+    format!("{{s:{netuid}}}")
+}
+
+/// The account record.
+pub(crate) fn account_record(id: &str) -> String {
+    format!("{{a:{id}}}:acct")
+}
+
+/// The account balance (integer rao).
+pub(crate) fn balance(id: &str) -> String {
+    format!("{{a:{id}}}:bal")
+}
+
+/// The sum of the account's live holds (integer rao).
+pub(crate) fn held(id: &str) -> String {
+    format!("{{a:{id}}}:held")
+}
+
+/// The account's live holds: hash request id → hold record.
+pub(crate) fn holds(id: &str) -> String {
+    format!("{{a:{id}}}:holds")
+}
+
+/// The account's rao debited: hash `total` and `<YYYY-MM>` → rao.
+pub(crate) fn debits(id: &str) -> String {
+    format!("{{a:{id}}}:debits")
+}
+
+/// The record of one credit of the account, by its reference.
+pub(crate) fn credit(id: &str, reference: &str) -> String {
+    format!("{{a:{id}}}:credit:{reference}")
+}
+
+/// The account's credit log (one JSON line per credit).
+pub(crate) fn credit_log(id: &str) -> String {
+    format!("{{a:{id}}}:credits")
+}
+
+/// A signed request's replay mark under the signer's tag: `kind` is `n` (btauth nonce) or `u`
+/// (Epistula uuid).
+pub(crate) fn replay_mark(hotkey: &str, kind: &str, replay_id: &str) -> String {
+    format!("{{a:{hotkey}}}:{kind}:{replay_id}")
+}
+
+/// The daily rollup of a tag (`{a:<id>}`, `{s:<netuid>}` or [`STATS_TAG`]).
+pub(crate) fn rollup(tag: &str, day: &str) -> String {
+    format!("{tag}:use:{day}")
+}
+
+/// The set of a day's distinct callers.
+pub(crate) fn callers(day: &str) -> String {
+    format!("{STATS_TAG}:callers:{day}")
+}
+
+/// The stream of a month's usage events.
+pub(crate) fn month_stream(month: &str) -> String {
+    format!("{{u:{month}}}")
+}
+
+/// The four quota keys of a scope tag, in script order: the requests/minute, tokens/minute and
+/// tokens/day buckets, then the concurrency lease set.
+pub(crate) fn quota(tag: &str) -> [String; 4] {
+    [
+        format!("{tag}:q:rpm"),
+        format!("{tag}:q:tpm"),
+        format!("{tag}:q:tpd"),
+        format!("{tag}:q:conc"),
+    ]
+}
+
+/// `SCAN` pattern (after the prefix) of every account's key ending in `suffix` (`bal`, `held`,
+/// `debits`, `credits`); [`account_of`] reads the id back.
+pub(crate) fn account_pattern(suffix: &str) -> String {
+    format!("{{a:*}}:{suffix}")
+}
+
+/// The account id of `key` (after the prefix) when it is that account's `suffix` key.
+pub(crate) fn account_of<'k>(key: &'k str, suffix: &str) -> Option<&'k str> {
+    key.strip_prefix("{a:")?
+        .strip_suffix(suffix)?
+        .strip_suffix("}:")
+}
+
+/// The account id of an account tag (`{a:<id>}`).
+pub(crate) fn account_of_tag(tag: &str) -> Option<&str> {
+    tag.strip_prefix("{a:")?.strip_suffix('}')
+}
+
+/// `SCAN` pattern (after the prefix) of every month's usage stream.
+pub(crate) const MONTH_STREAM_PATTERN: &str = "{u:*}";
+
+/// The month of a usage stream key (after the prefix).
+pub(crate) fn month_of(key: &str) -> Option<&str> {
+    key.strip_prefix("{u:")?.strip_suffix('}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_read_back() {
+        assert_eq!(account_of(&balance("acme"), "bal"), Some("acme"));
+        assert_eq!(account_of(&debits("a-b"), "debits"), Some("a-b"));
+        assert_eq!(account_of(&balance("acme"), "held"), None);
+        assert_eq!(account_of("{s:7}:bal", "bal"), None);
+        assert_eq!(account_of_tag(&account_tag("x1")), Some("x1"));
+        assert_eq!(month_of(&month_stream("2026-11")), Some("2026-11"));
+    }
+
+    #[test]
+    fn every_key_of_a_scope_shares_its_tag() {
+        for k in quota(&subnet_tag(7)) {
+            assert!(k.starts_with("{s:7}:q:"), "{k}");
+        }
+        assert!(replay_mark("5F", "n", "x").starts_with(&account_tag("5F")));
+        assert!(callers("2026-11-25").starts_with(STATS_TAG));
+        assert_eq!(rollup(STATS_TAG, "2026-11-25"), "{stats}:use:2026-11-25");
+    }
+}

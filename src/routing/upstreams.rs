@@ -73,6 +73,7 @@ impl Served {
             revision: None,
             miner_hotkey: None,
             uid: None,
+            since_block: None,
             source: ModelSource::Fallback,
         }
     }

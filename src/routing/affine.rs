@@ -2,7 +2,7 @@
 //!
 //! The winner in effect is, in order: the runtime pin (`PUT /admin/v1/winner`, kept in the
 //! store so every replica sees it), else `GATEWAY_WINNER` (`source: static`; Affine is then
-//! not polled), else the champion of Affine's latest scores (`source: affine`).
+//! not polled), else Affine's current champion (`source: affine`).
 //!
 //! Affine is polled every `winner.poll_secs`, and each poll starts with `GET /rank/current`,
 //! whose `window.champion` is the canonical champion (it names no chute, so the champion is

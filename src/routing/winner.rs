@@ -254,6 +254,27 @@ mod tests {
     }
 
     #[test]
+    fn new_past_champions_alone_replace_the_snapshot_without_a_change() {
+        let h = WinnerHandle::new();
+        let metrics = crate::metrics::Metrics::new();
+        let w = Winner::from_spec("a/b@r1", ModelSource::Affine).unwrap();
+        assert!(h.publish(Some(w.clone()), &metrics));
+        let mut more = w.clone();
+        more.past_champions.push(PastChampion {
+            uid: 7,
+            hotkey: None,
+            model: "c/d".into(),
+            revision: Some("r2".into()),
+        });
+        assert!(h.publish(Some(more), &metrics));
+        assert_eq!(h.current().unwrap().past_champions.len(), 1);
+        assert_eq!(metrics.winner_changes.get(), 0);
+        let other = Winner::from_spec("c/d@r2", ModelSource::Affine).unwrap();
+        assert!(h.publish(Some(other), &metrics));
+        assert_eq!(metrics.winner_changes.get(), 1);
+    }
+
+    #[test]
     fn credentials_are_stripped() {
         assert_eq!(strip_credentials("https://u:p@host/v1"), "https://host/v1");
         assert_eq!(strip_credentials("https://host/v1"), "https://host/v1");

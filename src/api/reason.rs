@@ -720,6 +720,7 @@ mod tests {
                 revision: None,
                 miner_hotkey: None,
                 uid: None,
+                since_block: None,
                 source: crate::api::ModelSource::Static,
             },
             output: "o".into(),

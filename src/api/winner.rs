@@ -29,6 +29,13 @@ pub struct ModelInfo {
     pub miner_hotkey: Option<String>,
     /// The miner's uid on the Affine subnet, when known.
     pub uid: Option<u16>,
+    /// The chain block since which Affine names this model its champion (`/rank/current`);
+    /// null when that is not known: a static or pinned winner, a fallback serving another
+    /// model, or an Affine API without `/rank/current`. Added within v1 (an additive change:
+    /// older answers simply lacked the field).
+    #[serde(default)]
+    #[schema(example = 6880112)]
+    pub since_block: Option<u64>,
     /// Where this model choice came from.
     pub source: ModelSource,
 }

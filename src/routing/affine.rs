@@ -2,17 +2,23 @@
 //!
 //! The winner in effect is, in order: the runtime pin (`PUT /admin/v1/winner`, kept in the
 //! store so every replica sees it), else `GATEWAY_WINNER` (`source: static`; Affine is then
-//! not polled), else the champion of Affine's latest scores (`source: affine`).
+//! not polled), else Affine's current champion (`source: affine`).
 //!
-//! Affine is polled every `winner.poll_secs`: `GET /scores/latest`, the champion is the row
-//! with the highest `overall_score` among rows whose `is_valid` is not false (ties go to the
-//! earliest `first_block`), then `GET /miners/uid/{uid}` gives its revision and, when present,
-//! its `chute_slug` (served at `winner.chute_url_template`). Anything unexpected — an error
-//! status, a timeout, a body that does not parse, an invalid champion — keeps the last good
-//! winner: discovery never makes the gateway route to something it could not verify.
+//! Affine is polled every `winner.poll_secs`, and each poll starts with `GET /rank/current`,
+//! whose `window.champion` is the canonical champion (it names no chute, so the champion is
+//! served at the configured upstream URL under its repo id); its `past_champions` are kept
+//! on the winner, in order. Only a 404 there — a deployment without the endpoint — makes that
+//! poll read the older way: `GET /scores/latest`, the champion is the row with the highest
+//! `overall_score` among rows whose `is_valid` is not false (ties go to the earliest
+//! `first_block`), then `GET /miners/uid/{uid}` gives its revision and, when present, its
+//! `chute_slug` (served at `winner.chute_url_template`). Anything else unexpected — an error
+//! status (`/rank/current` answers 503 while its cache is cold), a timeout, a body that does
+//! not parse, a champion without a revision or an invalid one — keeps the last good winner:
+//! discovery never makes the gateway route to something it could not verify.
 //!
 //! The pin is read from the store every `winner.pin_poll_ms` on every replica.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::{ModelInfo, ModelSource};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::routing::winner::PastChampion;
 use crate::routing::{UpstreamSet, Winner, WinnerHandle};
 use crate::store::Store;
 
@@ -32,6 +39,59 @@ const AFFINE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest Affine answer read; the scores of a few hundred miners are far below it.
 const AFFINE_MAX_BYTES: usize = 8 << 20;
+
+/// `/rank/current` (only its `window` matters here; other fields are ignored).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RankCurrent {
+    /// The champion and the champions sharing the weight.
+    pub window: RankWindow,
+}
+
+/// `/rank/current`'s `window`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RankWindow {
+    /// The canonical champion; an answer without one is not Affine's.
+    pub champion: RankChampion,
+    /// The champions sharing the weight while the split is on, in Affine's order.
+    #[serde(default)]
+    pub past_champions: Vec<RankPastChampion>,
+}
+
+/// `window.champion`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RankChampion {
+    /// Miner uid.
+    pub uid: u16,
+    /// The miner's hotkey.
+    #[serde(default)]
+    pub hotkey: Option<String>,
+    /// Hugging Face repo.
+    pub model: String,
+    /// Commit of the model; without one the champion is not routable.
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// The model's architecture (e.g. `qwen3`).
+    #[serde(default)]
+    pub model_type: Option<String>,
+    /// The block since which it is the champion.
+    #[serde(default)]
+    pub since_block: Option<u64>,
+}
+
+/// One of `window.past_champions` (its `share` is 1/N and not needed).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RankPastChampion {
+    /// Miner uid.
+    pub uid: u16,
+    /// The miner's hotkey.
+    #[serde(default)]
+    pub hotkey: Option<String>,
+    /// Hugging Face repo.
+    pub model: String,
+    /// Commit of the model.
+    #[serde(default)]
+    pub revision: Option<String>,
+}
 
 /// One row of `/scores/latest` (only what the choice needs; other fields are ignored).
 #[derive(Debug, Clone, Deserialize)]
@@ -159,12 +219,106 @@ pub fn winner_from(
     Ok(w)
 }
 
+/// Builds the winner from `/rank/current`, refusing a champion that cannot be served
+/// exactly (no revision, ids of the wrong shape). Past champions of the wrong shape are
+/// left out, since nothing could ever route to them.
+pub fn winner_from_rank(rank: &RankCurrent) -> Result<Winner, String> {
+    let c = &rank.window.champion;
+    let revision = match c.revision.as_deref() {
+        None | Some("") => {
+            return Err(format!(
+                "champion uid {} ({}) has no revision, so it is not routable",
+                c.uid, c.model
+            ));
+        }
+        Some(r) if !id_part(r) => {
+            return Err(format!(
+                "revision of champion uid {} is not of the expected shape",
+                c.uid
+            ));
+        }
+        Some(r) => r.to_string(),
+    };
+    let mut w = Winner::from_spec(&c.model, ModelSource::Affine)?;
+    w.model = ModelInfo {
+        revision: Some(revision),
+        miner_hotkey: c.hotkey.clone(),
+        uid: Some(c.uid),
+        since_block: c.since_block,
+        ..w.model
+    };
+    w.model_type = c.model_type.clone();
+    w.past_champions = rank
+        .window
+        .past_champions
+        .iter()
+        .filter(|p| {
+            let ok = Winner::from_spec(&p.model, ModelSource::Affine).is_ok()
+                && p.revision.as_deref().is_none_or(id_part);
+            if !ok {
+                tracing::debug!(
+                    uid = p.uid,
+                    "leaving out a past champion of the wrong shape"
+                );
+            }
+            ok
+        })
+        .map(|p| PastChampion {
+            uid: p.uid,
+            hotkey: p.hotkey.clone(),
+            model: p.model.clone(),
+            revision: p.revision.clone(),
+        })
+        .collect();
+    Ok(w)
+}
+
+/// Why a poll of Affine kept the last good winner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollError {
+    /// 404: the route does not exist on this deployment.
+    NotFound(String),
+    /// No usable answer: another error status, a timeout, a broken connection.
+    Unavailable(String),
+    /// An answer that is not what Affine sends (bad JSON, missing fields, wrong types).
+    Garbage(String),
+    /// A champion that cannot be served (no revision, ids of the wrong shape, an invalid
+    /// or mismatching miner record).
+    NotRoutable(String),
+}
+
+impl PollError {
+    /// A short name for the kind of failure, for logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PollError::NotFound(_) => "not_found",
+            PollError::Unavailable(_) => "unavailable",
+            PollError::Garbage(_) => "garbage",
+            PollError::NotRoutable(_) => "not_routable",
+        }
+    }
+}
+
+impl std::fmt::Display for PollError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PollError::NotFound(e)
+            | PollError::Unavailable(e)
+            | PollError::Garbage(e)
+            | PollError::NotRoutable(e) => f.write_str(e),
+        }
+    }
+}
+
 /// Reads Affine's public API.
 #[derive(Debug, Clone)]
 pub struct AffineClient {
     http: reqwest::Client,
     base: String,
     chute_url_template: String,
+    /// The last poll found no `/rank/current` (so the fallback is announced once, not at
+    /// every poll).
+    rank_absent: Arc<AtomicBool>,
 }
 
 impl AffineClient {
@@ -180,10 +334,11 @@ impl AffineClient {
             http,
             base: base.trim_end_matches('/').to_string(),
             chute_url_template: chute_url_template.to_string(),
+            rank_absent: Arc::new(AtomicBool::new(false)),
         })
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, PollError> {
         // reqwest's errors name the URL; the API is public, but say only what failed.
         let res = self
             .http
@@ -191,40 +346,73 @@ impl AffineClient {
             .send()
             .await
             .map_err(|e| {
-                format!(
+                PollError::Unavailable(format!(
                     "GET {path}: {}",
                     if e.is_timeout() {
                         "timed out"
                     } else {
                         "unreachable"
                     }
-                )
+                ))
             })?;
-        if !res.status().is_success() {
-            return Err(format!("GET {path}: status {}", res.status().as_u16()));
+        let status = res.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(PollError::NotFound(format!("GET {path}: status 404")));
         }
+        if !status.is_success() {
+            return Err(PollError::Unavailable(format!(
+                "GET {path}: status {}",
+                status.as_u16()
+            )));
+        }
+        let too_large = || PollError::Garbage(format!("GET {path}: answer too large"));
         if res
             .content_length()
             .is_some_and(|l| l > AFFINE_MAX_BYTES as u64)
         {
-            return Err(format!("GET {path}: answer too large"));
+            return Err(too_large());
         }
         let body = res
             .bytes()
             .await
-            .map_err(|_| format!("GET {path}: answer broke off"))?;
+            .map_err(|_| PollError::Unavailable(format!("GET {path}: answer broke off")))?;
         if body.len() > AFFINE_MAX_BYTES {
-            return Err(format!("GET {path}: answer too large"));
+            return Err(too_large());
         }
-        serde_json::from_slice(&body).map_err(|e| format!("GET {path}: unexpected answer: {e}"))
+        serde_json::from_slice(&body)
+            .map_err(|e| PollError::Garbage(format!("GET {path}: unexpected answer: {e}")))
     }
 
-    /// The current champion as a winner.
-    pub async fn fetch_winner(&self) -> Result<Winner, String> {
+    /// The current champion as a winner: from `/rank/current`, or, only when that route
+    /// does not exist (404), from the scores and the champion's miner record. Decided at
+    /// every poll, so a deployment that gains the endpoint is followed through it.
+    pub async fn fetch_winner(&self) -> Result<Winner, PollError> {
+        let rank = match self.get_json::<RankCurrent>("/rank/current").await {
+            Err(PollError::NotFound(_)) => {
+                if !self.rank_absent.swap(true, Ordering::Relaxed) {
+                    tracing::info!(
+                        "Affine API has no /rank/current; reading /scores/latest and \
+                         /miners/uid instead"
+                    );
+                }
+                return self.fetch_from_scores().await;
+            }
+            answer => answer?,
+        };
+        // Only an answer proves the endpoint exists; a timeout says nothing about it.
+        if self.rank_absent.swap(false, Ordering::Relaxed) {
+            tracing::info!("Affine API serves /rank/current again; reading it");
+        }
+        winner_from_rank(&rank).map_err(PollError::NotRoutable)
+    }
+
+    /// The champion of `/scores/latest`, with its miner record.
+    async fn fetch_from_scores(&self) -> Result<Winner, PollError> {
         let scores: Scores = self.get_json("/scores/latest").await?;
-        let row = champion(&scores).ok_or("no valid row in the latest scores")?;
+        let row = champion(&scores)
+            .ok_or_else(|| PollError::NotRoutable("no valid row in the latest scores".into()))?;
         let miner: MinerInfo = self.get_json(&format!("/miners/uid/{}", row.uid)).await?;
-        winner_from(row, &miner, &self.chute_url_template)
+        winner_from(row, &miner, &self.chute_url_template).map_err(PollError::NotRoutable)
     }
 }
 
@@ -391,26 +579,28 @@ impl Discovery {
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                let mut failing = false;
+                // The kind of the failure in progress, if any.
+                let mut failing: Option<&'static str> = None;
                 loop {
                     tick.tick().await;
                     match client.fetch_winner().await {
                         Ok(w) => {
-                            if failing {
+                            if failing.is_some() {
                                 tracing::info!("Affine API answers again");
                             }
-                            failing = false;
+                            failing = None;
                             me.set_affine(w);
                         }
                         Err(e) => {
-                            // Once per outage at warn level, then quietly: a poll every few
-                            // seconds must not flood the log.
-                            if failing {
-                                tracing::debug!(error = %e, "Affine poll failed; keeping the last good winner");
+                            // Once per outage (or change of reason) at warn level, then
+                            // quietly: a poll every few seconds must not flood the log.
+                            let reason = e.reason();
+                            if failing == Some(reason) {
+                                tracing::debug!(reason, error = %e, "Affine poll failed; keeping the last good winner");
                             } else {
-                                tracing::warn!(error = %e, "Affine poll failed; keeping the last good winner");
+                                tracing::warn!(reason, error = %e, "Affine poll failed; keeping the last good winner");
                             }
-                            failing = true;
+                            failing = Some(reason);
                         }
                     }
                 }
@@ -446,6 +636,75 @@ mod tests {
             w.route.as_deref(),
             Some("https://affinechamp-affine-reasoner-32b.chutes.ai/v1")
         );
+    }
+
+    const RANK: &str = include_str!("../../loadtests/chutes-sim/fixtures/affine/rank_current.json");
+
+    #[test]
+    fn the_rank_fixture_champion_is_uid_41_with_its_past_champions_in_order() {
+        let rank: RankCurrent = serde_json::from_str(RANK).unwrap();
+        let w = winner_from_rank(&rank).unwrap();
+        assert_eq!(w.model.id, "affine-champ/Affine-Reasoner-32B");
+        assert_eq!(
+            w.model.revision.as_deref(),
+            Some("9c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d")
+        );
+        assert_eq!(w.model.uid, Some(41));
+        assert_eq!(
+            w.model.miner_hotkey.as_deref(),
+            Some("5DAAnrj7VHTznn2AWBemMuyBwZWs6FNFjdyVXUeYum3PTXFy")
+        );
+        assert_eq!(w.model.since_block, Some(6_880_112));
+        assert_eq!(w.model.source, ModelSource::Affine);
+        assert_eq!(w.model_type.as_deref(), Some("qwen3"));
+        // No chute is named: served at the configured upstream, as a miner without a slug.
+        assert_eq!(w.route, None);
+        let past: Vec<(u16, &str)> = w
+            .past_champions
+            .iter()
+            .map(|p| (p.uid, p.model.as_str()))
+            .collect();
+        assert_eq!(
+            past,
+            [
+                (41, "affine-champ/Affine-Reasoner-32B"),
+                (7, "runner/Affine-Reasoner-14B")
+            ]
+        );
+        assert_eq!(
+            w.past_champions[1].revision.as_deref(),
+            Some("1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b")
+        );
+    }
+
+    #[test]
+    fn rank_champions_that_cannot_be_served_exactly_are_refused() {
+        let with = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut v: serde_json::Value = serde_json::from_str(RANK).unwrap();
+            edit(&mut v["window"]);
+            serde_json::from_value::<RankCurrent>(v)
+        };
+        for revision in [serde_json::Value::Null, "".into(), "a b".into()] {
+            let rank = with(&|w| w["champion"]["revision"] = revision.clone()).unwrap();
+            let e = winner_from_rank(&rank).unwrap_err();
+            assert!(e.contains("uid 41"), "{e}");
+        }
+        let rank = with(&|w| {
+            w["champion"].as_object_mut().unwrap().remove("revision");
+        })
+        .unwrap();
+        assert!(winner_from_rank(&rank).unwrap_err().contains("no revision"));
+        let rank = with(&|w| w["champion"]["model"] = "not-a-repo".into()).unwrap();
+        assert!(winner_from_rank(&rank).is_err());
+        // Answers that are not Affine's do not parse at all.
+        assert!(with(&|w| w["champion"] = serde_json::Value::Null).is_err());
+        assert!(with(&|w| w["champion"]["uid"] = "41".into()).is_err());
+        assert!(with(&|w| w["champion"]["since_block"] = (-1).into()).is_err());
+        // A past champion of the wrong shape is left out; the champion still serves.
+        let rank = with(&|w| w["past_champions"][0]["model"] = "bad model".into()).unwrap();
+        let w = winner_from_rank(&rank).unwrap();
+        assert_eq!(w.past_champions.len(), 1);
+        assert_eq!(w.past_champions[0].uid, 7);
     }
 
     fn row(uid: u16, score: f64, first_block: u64, valid: Option<bool>) -> ScoreRow {

@@ -74,6 +74,7 @@ impl Served {
             revision: None,
             miner_hotkey: None,
             uid: None,
+            since_block: None,
             source: ModelSource::Fallback,
         }
     }

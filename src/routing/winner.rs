@@ -17,6 +17,26 @@ pub struct Winner {
     /// The winner's own base URL (its chute, `https://{slug}.chutes.ai/v1`), when Affine
     /// names one; otherwise it is served by the configured upstream URL under its model id.
     pub route: Option<String>,
+    /// The architecture Affine reports for the champion (`model_type`, e.g. `qwen3`), when
+    /// `/rank/current` names it.
+    pub model_type: Option<String>,
+    /// The champions that share the weight with it, in Affine's order (`/rank/current`'s
+    /// `past_champions`; the champion itself may be among them). Kept for failover; nothing
+    /// routes to them yet. Empty for every other source.
+    pub past_champions: Vec<PastChampion>,
+}
+
+/// One of `/rank/current`'s `past_champions`, as far as routing to it would need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastChampion {
+    /// Miner uid.
+    pub uid: u16,
+    /// The miner's hotkey, when given.
+    pub hotkey: Option<String>,
+    /// Hugging Face repo, `org/model`.
+    pub model: String,
+    /// Commit of the model, when given.
+    pub revision: Option<String>,
 }
 
 impl Winner {
@@ -46,16 +66,24 @@ impl Winner {
                 revision,
                 miner_hotkey: None,
                 uid: None,
+                since_block: None,
                 source,
             },
             since: OffsetDateTime::now_utc(),
             route: None,
+            model_type: None,
+            past_champions: Vec::new(),
         })
     }
 
     /// The same model (id and revision), whatever the source or route.
     pub fn same_model(&self, other: &Winner) -> bool {
         self.model.id == other.model.id && self.model.revision == other.model.revision
+    }
+
+    /// What callers see of it differs: the model as answers report it, or where it is served.
+    fn shows_differently(&self, other: &Winner) -> bool {
+        self.model != other.model || self.route != other.route
     }
 }
 
@@ -100,6 +128,16 @@ impl WinnerHandle {
         };
         if !changed {
             return false;
+        }
+        // A new list of past champions alone replaces the snapshot quietly: callers see
+        // nothing of it, and Affine reshuffles that list more often than it crowns.
+        let visible = match (&cur, &next) {
+            (Some(c), Some(n)) => c.shows_differently(n),
+            _ => true,
+        };
+        if !visible {
+            self.0.store(next.map(Arc::new));
+            return true;
         }
         match &next {
             Some(n) => {
@@ -213,6 +251,27 @@ mod tests {
         later.since = since + time::Duration::hours(1);
         h.publish(Some(later), &metrics);
         assert_eq!(h.current().unwrap().since, since);
+    }
+
+    #[test]
+    fn new_past_champions_alone_replace_the_snapshot_without_a_change() {
+        let h = WinnerHandle::new();
+        let metrics = crate::metrics::Metrics::new();
+        let w = Winner::from_spec("a/b@r1", ModelSource::Affine).unwrap();
+        assert!(h.publish(Some(w.clone()), &metrics));
+        let mut more = w.clone();
+        more.past_champions.push(PastChampion {
+            uid: 7,
+            hotkey: None,
+            model: "c/d".into(),
+            revision: Some("r2".into()),
+        });
+        assert!(h.publish(Some(more), &metrics));
+        assert_eq!(h.current().unwrap().past_champions.len(), 1);
+        assert_eq!(metrics.winner_changes.get(), 0);
+        let other = Winner::from_spec("c/d@r2", ModelSource::Affine).unwrap();
+        assert!(h.publish(Some(other), &metrics));
+        assert_eq!(metrics.winner_changes.get(), 1);
     }
 
     #[test]

@@ -156,8 +156,18 @@ impl Harness {
 
     /// Same, with a chance to adjust the gateway configuration.
     pub async fn start_with(sim_cfg: SimConfig, tweak: impl FnOnce(&mut Config)) -> Harness {
+        Self::start_prepared(sim_cfg, |_| {}, tweak).await
+    }
+
+    /// Same, with a chance to change the simulator before the gateway first talks to it.
+    pub async fn start_prepared(
+        sim_cfg: SimConfig,
+        prepare: impl FnOnce(&SimHandle),
+        tweak: impl FnOnce(&mut Config),
+    ) -> Harness {
         affine_gateway::upstream::client::install_crypto_provider();
         let sim = Sim::start(sim_cfg.clone()).await.expect("simulator starts");
+        prepare(&sim);
         let mut cfg = config_for(&sim, &sim_cfg);
         tweak(&mut cfg);
         let gw = Running::start(cfg.clone()).await.expect("gateway starts");

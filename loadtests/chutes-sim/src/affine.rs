@@ -1,6 +1,7 @@
-//! A simulated Affine public API (`/api/v1/scores/latest`, `/api/v1/miners/uid/{uid}`),
-//! serving the fixtures under `fixtures/affine/` until a test changes them: crown another
-//! champion, answer errors, or answer garbage.
+//! A simulated Affine public API (`/api/v1/rank/current`, `/api/v1/scores/latest`,
+//! `/api/v1/miners/uid/{uid}`), serving the fixtures under `fixtures/affine/` until a test
+//! changes them: crown another champion, answer errors, or answer garbage — on every route,
+//! or on `/rank/current` alone (a 404 there is a deployment from before the endpoint).
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -15,6 +16,14 @@ use serde_json::{Value, json};
 pub const SCORES: &str = include_str!("../fixtures/affine/scores_latest.json");
 /// `GET /miners/uid/41`.
 pub const MINER_41: &str = include_str!("../fixtures/affine/miner_uid.json");
+/// `GET /rank/current`.
+pub const RANK_CURRENT: &str = include_str!("../fixtures/affine/rank_current.json");
+
+/// The hotkey of the miners [`AffineSim::crown`] adds.
+const CROWNED_HOTKEY: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
+
+/// The block [`AffineSim::crown`] says a champion appeared at and was crowned at.
+pub const CROWNED_BLOCK: u64 = 6_900_000;
 
 /// How the simulated API answers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,8 +42,11 @@ pub enum AffineMode {
 pub struct AffineSim {
     scores: RwLock<Value>,
     miners: RwLock<HashMap<u16, Value>>,
+    rank: RwLock<Value>,
     mode: RwLock<AffineMode>,
+    rank_mode: RwLock<AffineMode>,
     requests: AtomicU64,
+    rank_requests: AtomicU64,
 }
 
 impl Default for AffineSim {
@@ -63,8 +75,11 @@ impl Default for AffineSim {
         AffineSim {
             scores: RwLock::new(scores),
             miners: RwLock::new(miners),
+            rank: RwLock::new(serde_json::from_str(RANK_CURRENT).unwrap_or(Value::Null)),
             mode: RwLock::new(AffineMode::Normal),
+            rank_mode: RwLock::new(AffineMode::Normal),
             requests: AtomicU64::new(0),
+            rank_requests: AtomicU64::new(0),
         }
     }
 }
@@ -88,19 +103,43 @@ impl AffineSim {
         write(&self.miners).insert(uid, miner);
     }
 
+    /// Replaces the `/rank/current` body (any JSON, so tests can send wrong shapes).
+    pub fn set_rank(&self, rank: Value) {
+        *write(&self.rank) = rank;
+    }
+
+    /// The `/rank/current` body as it is now.
+    pub fn rank(&self) -> Value {
+        read(&self.rank).clone()
+    }
+
     /// How every route answers from now on.
     pub fn set_mode(&self, mode: AffineMode) {
         *write(&self.mode) = mode;
     }
 
-    /// Requests served so far.
+    /// How `/rank/current` answers while every route answers normally: `Status(404)` is a
+    /// deployment without the endpoint, `Status(503)` its cold or expired cache.
+    pub fn set_rank_mode(&self, mode: AffineMode) {
+        *write(&self.rank_mode) = mode;
+    }
+
+    /// Requests served so far, on every route.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// `/rank/current` requests served so far; a poll of the gateway starts with one.
+    pub fn rank_requests(&self) -> u64 {
+        self.rank_requests.load(Ordering::Relaxed)
+    }
+
     /// Makes `uid` the champion (`overall_score` 1.0, every other row 0.0), adding its row
-    /// if absent, with a valid miner record of `model`@`revision` on `chute_slug` if given.
+    /// if absent, with a valid miner record of `model`@`revision` on `chute_slug` if given;
+    /// `/rank/current` names it too (since [`CROWNED_BLOCK`]), first of the past champions,
+    /// which share the weight equally.
     pub fn crown(&self, uid: u16, model: &str, revision: &str, chute_slug: Option<&str>) {
+        self.crown_in_rank(uid, model, revision);
         {
             let mut scores = write(&self.scores);
             let rows = scores["scores"].as_array_mut();
@@ -116,9 +155,9 @@ impl AffineSim {
                     r["is_valid"] = json!(true);
                 }
                 None => rows.push(json!({
-                    "miner_hotkey": "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY",
+                    "miner_hotkey": CROWNED_HOTKEY,
                     "uid": uid, "model_revision": revision, "model": model,
-                    "first_block": 6_900_000, "overall_score": 1.0, "average_score": 0.75,
+                    "first_block": CROWNED_BLOCK, "overall_score": 1.0, "average_score": 0.75,
                     "scores_by_env": {}, "total_samples": 10, "is_valid": true,
                     "invalid_reason": null, "challenge_status": "champion",
                     "termination_reason": null,
@@ -126,9 +165,9 @@ impl AffineSim {
             }
         }
         let mut miner = json!({
-            "uid": uid, "hotkey": "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY",
+            "uid": uid, "hotkey": CROWNED_HOTKEY,
             "model": model, "revision": revision, "is_valid": true,
-            "challenge_status": "champion", "first_block": 6_900_000,
+            "challenge_status": "champion", "first_block": CROWNED_BLOCK,
         });
         if let Some(slug) = chute_slug {
             miner["chute_slug"] = json!(slug);
@@ -136,9 +175,47 @@ impl AffineSim {
         self.set_miner(uid, miner);
     }
 
+    /// The `/rank/current` half of [`AffineSim::crown`].
+    fn crown_in_rank(&self, uid: u16, model: &str, revision: &str) {
+        let mut rank = write(&self.rank);
+        let Some(window) = rank.get_mut("window").and_then(Value::as_object_mut) else {
+            return;
+        };
+        window.insert(
+            "champion".to_owned(),
+            json!({
+                "uid": uid, "hotkey": CROWNED_HOTKEY, "revision": revision, "model": model,
+                "model_type": "qwen3", "since_block": CROWNED_BLOCK,
+            }),
+        );
+        let mut past: Vec<Value> = window
+            .get("past_champions")
+            .and_then(Value::as_array)
+            .map(|p| {
+                p.iter()
+                    .filter(|c| c["uid"] != json!(uid))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        past.insert(
+            0,
+            json!({ "uid": uid, "hotkey": CROWNED_HOTKEY, "model": model, "revision": revision }),
+        );
+        let share = 1.0 / past.len() as f64;
+        for c in &mut past {
+            c["share"] = json!(share);
+        }
+        window.insert("past_champions".to_owned(), Value::Array(past));
+    }
+
     fn answer(&self, ok: impl FnOnce() -> Option<Value>) -> Response {
-        self.requests.fetch_add(1, Ordering::Relaxed);
         let mode = *read(&self.mode);
+        self.answer_in(mode, ok)
+    }
+
+    fn answer_in(&self, mode: AffineMode, ok: impl FnOnce() -> Option<Value>) -> Response {
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let (status, body) = match mode {
             AffineMode::Status(code) => (
                 StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -163,6 +240,17 @@ impl AffineSim {
 pub(crate) async fn scores_latest(State(sim): State<std::sync::Arc<crate::SimState>>) -> Response {
     let a = sim.affine();
     a.answer(|| Some(read(&a.scores).clone()))
+}
+
+pub(crate) async fn rank_current(State(sim): State<std::sync::Arc<crate::SimState>>) -> Response {
+    let a = sim.affine();
+    a.rank_requests.fetch_add(1, Ordering::Relaxed);
+    // A failure of the whole API wins over the endpoint's own switch.
+    let mode = match *read(&a.mode) {
+        AffineMode::Normal => *read(&a.rank_mode),
+        failing => failing,
+    };
+    a.answer_in(mode, || Some(read(&a.rank).clone()))
 }
 
 pub(crate) async fn miner(
@@ -195,5 +283,26 @@ mod tests {
             .clone();
         assert_eq!(best["uid"], 7);
         assert_eq!(read(&a.miners)[&7]["revision"], "abc");
+        let window = &a.rank()["window"];
+        assert_eq!(window["champion"]["uid"], 7);
+        assert_eq!(window["champion"]["revision"], "abc");
+        assert_eq!(window["champion"]["since_block"], CROWNED_BLOCK);
+        let past: Vec<&Value> = window["past_champions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .collect();
+        assert_eq!(past.len(), 2, "uid 7 is not listed twice");
+        assert_eq!((&past[0]["uid"], &past[1]["uid"]), (&json!(7), &json!(41)));
+        assert_eq!(past[1]["share"], 0.5);
+    }
+
+    #[test]
+    fn the_rank_fixture_names_uid_41() {
+        let a = AffineSim::default();
+        let window = &a.rank()["window"];
+        assert_eq!(window["champion"]["uid"], 41);
+        assert_eq!(window["champion"]["since_block"], 6_880_112);
+        assert_eq!(window["past_champions"].as_array().unwrap().len(), 2);
     }
 }

@@ -28,7 +28,7 @@
 //! - `body`: sends a prepared body paced, fragmented, cut short or stalled.
 //! - [`text`]: deterministic words and ids from (seed, request number).
 //! - [`fixtures`]: the Chutes fixtures, compiled in.
-//! - [`affine`]: the simulated Affine public API (scores and miners, from its fixtures).
+//! - [`affine`]: the simulated Affine public API (rank, scores and miners, from its fixtures).
 //! - `stats` / `record`: atomic counters and the ring of recorded requests.
 //!
 //! # Endpoints
@@ -37,7 +37,8 @@
 //!   `ceil(chars of all message contents / 4) + 3 per message` and `completion_tokens` the
 //!   number of words sent (reasoning plus answer).
 //! - `POST /c/{slug}/v1/chat/completions`: the same, as a chute's own base URL would.
-//! - `GET /api/v1/scores/latest`, `GET /api/v1/miners/uid/{uid}`: the Affine API, see [`affine`].
+//! - `GET /api/v1/rank/current`, `GET /api/v1/scores/latest`, `GET /api/v1/miners/uid/{uid}`:
+//!   the Affine API, see [`affine`].
 //! - `GET /_sim/stats`, `GET /_sim/requests`: [`SimStats`] and [`RecordedRequest`]s as JSON,
 //!   for out-of-process load tests.
 

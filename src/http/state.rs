@@ -17,31 +17,31 @@ pub struct AppState(Arc<Inner>);
 /// The shared parts.
 pub struct Inner {
     /// The effective configuration.
-    pub config: Config,
+    pub(crate) config: Config,
     /// Redis or in-memory state.
     pub store: Store,
     /// The winner's upstream and the fallbacks (retries, breakers).
-    pub upstream: Arc<UpstreamSet>,
+    pub(crate) upstream: Arc<UpstreamSet>,
     /// The current winner.
-    pub winner: WinnerHandle,
+    pub(crate) winner: WinnerHandle,
     /// Where the winner comes from (the runtime pin is set through it).
-    pub discovery: Arc<Discovery>,
+    pub(crate) discovery: Arc<Discovery>,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// Validation limits for `/v1/reason` (from configuration until plans land).
-    pub limits: ReasonLimits,
+    pub(crate) limits: ReasonLimits,
     /// Credentials checking.
     pub auth: crate::auth::Authenticator,
     /// Plan limits across replicas.
-    pub limiter: Arc<crate::quota::Limiter>,
+    pub(crate) limiter: Arc<crate::quota::Limiter>,
     /// Money: tickets, holds' refusals and every settlement.
     pub meter: Arc<crate::metering::Meter>,
     /// Per client IP flood guard.
-    pub ip_guard: crate::quota::local::IpGuard,
+    pub(crate) ip_guard: crate::quota::local::IpGuard,
     /// Whose forwarded headers name the client (`server.trusted_proxies`).
-    pub trusted_proxies: crate::http::client_ip::TrustedProxies,
+    pub(crate) trusted_proxies: crate::http::client_ip::TrustedProxies,
     /// `/v1/stats` days that can no longer change, kept so a range costs Redis only today.
-    pub stats_days: crate::http::usage::PastDays,
+    pub(crate) stats_days: crate::http::usage::PastDays,
 }
 
 impl AppState {

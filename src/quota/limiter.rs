@@ -495,11 +495,6 @@ impl Lease {
         }
     }
 
-    /// The caller's own plan.
-    pub fn plan(&self) -> &Arc<Plan> {
-        &self.scopes.plan
-    }
-
     /// Ends the lease of a request that used `tokens_used` tokens: stops renewing it and
     /// returns what goes back, for the settlement to apply.
     pub fn release(mut self, tokens_used: u64) -> Release {

@@ -28,13 +28,13 @@
 //! Values are bytes. Counters written by [`Store::incr_by`] are ASCII decimal, exactly as Redis
 //! stores them, so a counter read back with [`Store::get`] looks the same on both backends.
 
-pub mod auth;
-pub mod credit;
+pub(crate) mod auth;
+pub(crate) mod credit;
 pub(crate) mod keys;
-pub mod ledger;
-pub mod memory;
-pub mod quota;
-pub mod redis;
+pub(crate) mod ledger;
+pub(crate) mod memory;
+pub(crate) mod quota;
+pub(crate) mod redis;
 
 pub use auth::AuthAdmission;
 pub use credit::CreditOutcome;

@@ -370,19 +370,16 @@ async fn a_client_that_leaves_mid_stream_is_charged_for_what_was_produced() {
     let first = res.chunk().await.unwrap().expect("a first event");
     assert!(!first.is_empty());
     drop(res);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let event = loop {
-        settled(&h).await;
-        let events = events_of(&h, &this_month()).await;
-        if let Some(e) = events.into_iter().find(|e| e["account"] == "leaver") {
-            break e;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no usage event for the disconnect"
-        );
-        tokio::task::yield_now().await;
-    };
+    let event = eventually(
+        Duration::from_secs(10),
+        "no usage event for the disconnect",
+        || async {
+            settled(&h).await;
+            let events = events_of(&h, &this_month()).await;
+            events.into_iter().find(|e| e["account"] == "leaver")
+        },
+    )
+    .await;
     assert_eq!(event["status"], "client_closed");
     assert_eq!(event["estimated"], true);
     let out = event["output_tokens"].as_u64().unwrap();
@@ -647,10 +644,12 @@ async fn settlements_survive_a_redis_outage_through_the_journal() {
 
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while gauge(&h, "agw_journal_backlog").await > 0.0 {
-        assert!(Instant::now() < deadline, "journal never replayed");
-        tokio::task::yield_now().await;
-    }
+    eventually(
+        deadline.saturating_duration_since(Instant::now()),
+        "journal never replayed",
+        || async { (gauge(&h, "agw_journal_backlog").await == 0.0).then_some(()) },
+    )
+    .await;
     let store = Store::redis(
         &url,
         &h.cfg.redis.key_prefix,

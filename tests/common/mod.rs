@@ -304,14 +304,15 @@ pub async fn expect_problem(res: reqwest::Response, status: u16, code: &str) -> 
 /// The value of the metric sample whose line starts with `series` (name and labels exactly
 /// as exposed, e.g. `agw_breaker_state{upstream="winner"}`), or `None` if absent.
 pub async fn metric(http: &reqwest::Client, base: &str, series: &str) -> Option<f64> {
-    let text = http
+    let res = http
         .get(format!("{base}/metrics"))
         .send()
         .await
-        .expect("metrics reachable")
-        .text()
-        .await
-        .expect("metrics text");
+        .expect("metrics reachable");
+    // A refused scrape (the per-IP flood guard answers 429 to a tight polling loop) must not
+    // read as "the series is absent", which a caller may take for a zero.
+    assert!(res.status().is_success(), "GET /metrics: {}", res.status());
+    let text = res.text().await.expect("metrics text");
     text.lines().find_map(|l| {
         l.strip_prefix(series)?
             .strip_prefix(' ')?

@@ -41,7 +41,7 @@ use crate::render::{self, Answer, AnswerSpec};
 use crate::request::ChatRequest;
 use crate::stats::{Counters, InFlight, SimStats};
 use crate::text;
-use crate::webhook::{self, WebhookBody, WebhookCall, WebhookKind, WebhookLog};
+use crate::webhook::{self, WebhookBody, WebhookCall, WebhookKind};
 
 /// How long [`SimHandle::shutdown`] waits for open connections before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -111,7 +111,7 @@ pub struct SimState {
     affine: crate::affine::AffineSim,
     models: Models,
     models_requests: AtomicU64,
-    webhooks: WebhookLog,
+    webhooks: Recorder<WebhookCall>,
     failing_webhooks: AtomicU64,
     started: Instant,
 }
@@ -127,7 +127,7 @@ impl SimState {
             shutdown,
             affine: crate::affine::AffineSim::default(),
             models_requests: AtomicU64::new(0),
-            webhooks: WebhookLog::default(),
+            webhooks: Recorder::default(),
             failing_webhooks: AtomicU64::new(0),
             started: Instant::now(),
         })
@@ -248,8 +248,8 @@ pub fn router(state: Arc<SimState>) -> Router {
         .route("/_sim/stats", get(sim_stats))
         .route("/_sim/requests", get(sim_requests))
         .route("/_sim/webhooks", get(sim_webhooks))
-        .route("/_sim/deploy", post(deploy_webhook))
-        .route("/_sim/retire", post(retire_webhook))
+        .route("/_sim/deploy", post(webhook_call))
+        .route("/_sim/retire", post(webhook_call))
         .with_state(state)
 }
 
@@ -405,24 +405,21 @@ async fn sim_webhooks(State(state): State<Arc<SimState>>) -> Response {
     )
 }
 
-async fn deploy_webhook(
+/// `POST /_sim/deploy` and `/_sim/retire`: the steps of [`crate::webhook`]; records the call
+/// with the status it answers.
+async fn webhook_call(
     State(state): State<Arc<SimState>>,
+    uri: Uri,
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
-    webhook_call(&state, WebhookKind::Deploy, &headers, &raw)
-}
-
-async fn retire_webhook(
-    State(state): State<Arc<SimState>>,
-    headers: HeaderMap,
-    raw: Bytes,
-) -> Response {
-    webhook_call(&state, WebhookKind::Retire, &headers, &raw)
-}
-
-/// The steps of [`crate::webhook`]; records the call with the status it answers.
-fn webhook_call(state: &SimState, kind: WebhookKind, headers: &HeaderMap, raw: &[u8]) -> Response {
+    let kind = if uri.path().ends_with("/retire") {
+        WebhookKind::Retire
+    } else {
+        WebhookKind::Deploy
+    };
+    let headers = &headers;
+    let raw = &raw[..];
     let active = state.active();
     let config = &active.config;
     let verified = config
@@ -467,23 +464,22 @@ fn webhook_call(state: &SimState, kind: WebhookKind, headers: &HeaderMap, raw: &
             }
         }
     };
-    state.webhooks.push(WebhookCall {
-        kind,
-        path: match kind {
-            WebhookKind::Deploy => "/_sim/deploy",
-            WebhookKind::Retire => "/_sim/retire",
-        }
-        .to_owned(),
-        body: serde_json::from_slice(raw)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(raw).into_owned())),
-        signature: headers
-            .get(webhook::SIGNATURE_HEADER)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
-        verified,
-        status: status.as_u16(),
-        at_ms: u64::try_from(state.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        unix_ms: webhook::unix_ms(),
-    });
+    state.webhooks.push(
+        webhook::KEPT_CALLS,
+        WebhookCall {
+            kind,
+            path: uri.path().to_owned(),
+            body: serde_json::from_slice(raw)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(raw).into_owned())),
+            signature: headers
+                .get(webhook::SIGNATURE_HEADER)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            verified,
+            status: status.as_u16(),
+            at_ms: u64::try_from(state.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            unix_ms: webhook::unix_ms(),
+        },
+    );
     json_response(status, serde_json::to_vec(&body).unwrap_or_default())
 }
 

@@ -14,8 +14,6 @@
 //!    model leaves the catalogue. 200 `{"model", "revision", "state"}` with `state` one of
 //!    `deploying`, `served`, `retired`, `absent`.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderMap;
@@ -26,7 +24,7 @@ use serde_json::Value;
 pub const SIGNATURE_HEADER: &str = "x-affine-signature";
 
 /// Calls kept for [`SimState::webhooks`](crate::SimState::webhooks); older ones are dropped.
-const KEPT_CALLS: usize = 1024;
+pub(crate) const KEPT_CALLS: usize = 1024;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -110,33 +108,6 @@ pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// The last [`KEPT_CALLS`] calls; the mutex is held only to push or copy.
-#[derive(Debug, Default)]
-pub(crate) struct WebhookLog {
-    calls: Mutex<VecDeque<WebhookCall>>,
-}
-
-impl WebhookLog {
-    pub(crate) fn push(&self, call: WebhookCall) {
-        let mut calls = self.lock();
-        if calls.len() >= KEPT_CALLS {
-            calls.pop_front();
-        }
-        calls.push_back(call);
-    }
-
-    pub(crate) fn snapshot(&self) -> Vec<WebhookCall> {
-        self.lock().iter().cloned().collect()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<WebhookCall>> {
-        // A push or copy cannot leave the queue half-changed: a poisoned lock is still usable.
-        self.calls
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
 }
 
 #[cfg(test)]

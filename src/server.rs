@@ -24,7 +24,7 @@ use crate::auth::Authenticator;
 use crate::auth::jwt::{JwtKeys, Scope, now_secs};
 use crate::auth::middleware::AuthParts;
 use crate::auth::revocation::Revocations;
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use crate::http::{self, AppState, state::Inner};
 use crate::metering::{Journal, Meter};
 use crate::metrics::Metrics;
@@ -34,8 +34,6 @@ use crate::quota::plans::Plans;
 use crate::routing::affine::Discovery;
 use crate::routing::{UpstreamSet, Winner, WinnerHandle};
 use crate::store::Store;
-use crate::upstream::UpstreamClient;
-use crate::upstream::client::Timeouts;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -119,18 +117,13 @@ impl Gateway {
                     .map(|k| k.expose().to_owned()),
             )
         };
-        let u = &config.upstream;
-        let upstream = UpstreamClient::new(
-            &upstream_url,
-            api_key.as_deref(),
-            Timeouts {
-                connect: Duration::from_millis(u.connect_timeout_ms),
-                first_token: Duration::from_secs(u.first_token_timeout_secs),
-                idle: Duration::from_secs(u.idle_timeout_secs),
-                total: Duration::from_secs(u.total_timeout_secs),
-            },
-        )
-        .map_err(StartError::Config)?;
+        // `[[serving]]` rules naming `api_key_env` read it from the process environment
+        // when the configuration was built without `Config::load` (which reads it itself).
+        let mut config = config;
+        config
+            .resolve_serving_keys(|k| std::env::var(k).ok())
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let api_key = api_key.map(Secret::new);
 
         let fixed = match (&config.winner.model, &simulator) {
             (Some(spec), _) => {
@@ -153,7 +146,8 @@ impl Gateway {
             max_tokens_limit: config.reason.max_tokens_limit,
         };
         let upstream = Arc::new(
-            UpstreamSet::new(upstream, &config, metrics.clone()).map_err(StartError::Config)?,
+            UpstreamSet::new(&upstream_url, api_key.as_ref(), &config, metrics.clone())
+                .map_err(StartError::Config)?,
         );
         let winner = WinnerHandle::new();
         let discovery = Discovery::new(

@@ -1030,18 +1030,15 @@ impl Config {
             if let Some(m) = &f.model {
                 checked("model", validate::provider_model(m))?;
             }
-            if let Some(v) = f.connect_timeout_ms {
-                checked("connect_timeout_ms", millis(v))?;
-            }
-            for (name, v) in [
-                ("first_token_timeout_secs", f.first_token_timeout_secs),
-                ("idle_timeout_secs", f.idle_timeout_secs),
-                ("total_timeout_secs", f.total_timeout_secs),
-            ] {
-                if let Some(v) = v {
-                    checked(name, secs(v, 1))?;
-                }
-            }
+            check_timeouts(
+                [
+                    f.connect_timeout_ms,
+                    f.first_token_timeout_secs,
+                    f.idle_timeout_secs,
+                    f.total_timeout_secs,
+                ],
+                checked,
+            )?;
         }
 
         for (i, rule) in self.serving.iter().enumerate() {
@@ -1081,18 +1078,15 @@ impl Config {
             if let Some(user) = &rule.chutes_user {
                 checked("chutes_user", validate::provider_model(user))?;
             }
-            if let Some(v) = rule.connect_timeout_ms {
-                checked("connect_timeout_ms", millis(v))?;
-            }
-            for (name, v) in [
-                ("first_token_timeout_secs", rule.first_token_timeout_secs),
-                ("idle_timeout_secs", rule.idle_timeout_secs),
-                ("total_timeout_secs", rule.total_timeout_secs),
-            ] {
-                if let Some(v) = v {
-                    checked(name, secs(v, 1))?;
-                }
-            }
+            check_timeouts(
+                [
+                    rule.connect_timeout_ms,
+                    rule.first_token_timeout_secs,
+                    rule.idle_timeout_secs,
+                    rule.total_timeout_secs,
+                ],
+                checked,
+            )?;
         }
 
         let w = &self.winner;
@@ -1279,6 +1273,32 @@ pub(crate) fn check_base_url(url: &str) -> Result<(), String> {
 /// Checks a model name as the configuration does (no blanks, 1 to 256 bytes).
 pub(crate) fn check_model_name(name: &str) -> Result<(), String> {
     validate::provider_model(name)
+}
+
+/// Checks the optional per-upstream deadlines of a fallback or a serving rule (connect in
+/// milliseconds, then first token, idle and total in seconds), reporting through `checked`
+/// under the key each is written as.
+fn check_timeouts(
+    values: [Option<u64>; 4],
+    checked: impl Fn(&str, Result<(), String>) -> Result<(), ConfigError>,
+) -> Result<(), ConfigError> {
+    let names = [
+        "connect_timeout_ms",
+        "first_token_timeout_secs",
+        "idle_timeout_secs",
+        "total_timeout_secs",
+    ];
+    for (i, (name, v)) in names.into_iter().zip(values).enumerate() {
+        if let Some(v) = v {
+            let r = if i == 0 {
+                range(v, 1, MAX_SECS * 1000, "milliseconds")
+            } else {
+                range(v, 1, MAX_SECS, "seconds")
+            };
+            checked(name, r)?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether a request to `url` leaves the host unencrypted.

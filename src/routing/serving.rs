@@ -19,7 +19,7 @@ use std::time::Duration;
 use globset::{GlobBuilder, GlobMatcher};
 
 use crate::api::ServingView;
-use crate::config::{Config, Secret, ServingRuleConfig};
+use crate::config::{Config, Secret, ServingRuleConfig, UpstreamConfig};
 use crate::routing::winner::strip_credentials;
 use crate::upstream::client::Timeouts;
 
@@ -198,6 +198,19 @@ pub(crate) fn check_model_template(template: &str) -> Result<(), String> {
     crate::config::check_model_name(&expanded)
 }
 
+/// The deadlines of an upstream with its own optional ones (connect in milliseconds, then
+/// first token, idle and total in seconds, as a fallback or serving rule writes them); each
+/// unset one is `[upstream]`'s.
+pub(crate) fn deadlines(u: &UpstreamConfig, own: [Option<u64>; 4]) -> Timeouts {
+    let [connect, first_token, idle, total] = own;
+    Timeouts {
+        connect: Duration::from_millis(connect.unwrap_or(u.connect_timeout_ms)),
+        first_token: Duration::from_secs(first_token.unwrap_or(u.first_token_timeout_secs)),
+        idle: Duration::from_secs(idle.unwrap_or(u.idle_timeout_secs)),
+        total: Duration::from_secs(total.unwrap_or(u.total_timeout_secs)),
+    }
+}
+
 /// One rule, compiled.
 #[derive(Debug)]
 struct Rule {
@@ -265,23 +278,16 @@ impl ServingMap {
         default_key: Option<&Secret>,
     ) -> Result<ServingMap, String> {
         let u = &config.upstream;
-        let timeouts = |r: Option<&ServingRuleConfig>| Timeouts {
-            connect: Duration::from_millis(
-                r.and_then(|r| r.connect_timeout_ms)
-                    .unwrap_or(u.connect_timeout_ms),
-            ),
-            first_token: Duration::from_secs(
-                r.and_then(|r| r.first_token_timeout_secs)
-                    .unwrap_or(u.first_token_timeout_secs),
-            ),
-            idle: Duration::from_secs(
-                r.and_then(|r| r.idle_timeout_secs)
-                    .unwrap_or(u.idle_timeout_secs),
-            ),
-            total: Duration::from_secs(
-                r.and_then(|r| r.total_timeout_secs)
-                    .unwrap_or(u.total_timeout_secs),
-            ),
+        let timeouts = |r: Option<&ServingRuleConfig>| {
+            deadlines(
+                u,
+                [
+                    r.and_then(|r| r.connect_timeout_ms),
+                    r.and_then(|r| r.first_token_timeout_secs),
+                    r.and_then(|r| r.idle_timeout_secs),
+                    r.and_then(|r| r.total_timeout_secs),
+                ],
+            )
         };
         let mut rules = Vec::with_capacity(config.serving.len() + 1);
         for (index, r) in config.serving.iter().enumerate() {

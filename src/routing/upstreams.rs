@@ -248,17 +248,15 @@ impl UpstreamSet {
         let serving = ServingMap::new(config, default_url, default_key)?;
         let mut fallbacks = Vec::new();
         for f in &u.fallbacks {
-            let timeouts = Timeouts {
-                connect: Duration::from_millis(
-                    f.connect_timeout_ms.unwrap_or(u.connect_timeout_ms),
-                ),
-                first_token: Duration::from_secs(
-                    f.first_token_timeout_secs
-                        .unwrap_or(u.first_token_timeout_secs),
-                ),
-                idle: Duration::from_secs(f.idle_timeout_secs.unwrap_or(u.idle_timeout_secs)),
-                total: Duration::from_secs(f.total_timeout_secs.unwrap_or(u.total_timeout_secs)),
-            };
+            let timeouts = crate::routing::serving::deadlines(
+                u,
+                [
+                    f.connect_timeout_ms,
+                    f.first_token_timeout_secs,
+                    f.idle_timeout_secs,
+                    f.total_timeout_secs,
+                ],
+            );
             let client =
                 UpstreamClient::new(&f.url, f.api_key.as_ref().map(|k| k.expose()), timeouts)
                     .map_err(|e| format!("upstream.fallbacks `{}`: {e}", f.name))?
@@ -820,6 +818,90 @@ mod tests {
         assert_eq!(v["model"], "c/d");
         assert_eq!(v["max_tokens"], 5);
         assert_eq!(v["stream"], true);
+    }
+
+    fn past(uid: u16, model: &str, revision: Option<&str>) -> crate::routing::winner::PastChampion {
+        crate::routing::winner::PastChampion {
+            uid,
+            hotkey: Some(format!("hk{uid}")),
+            model: model.into(),
+            revision: revision.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn past_champions_follow_the_winner_in_order_unless_not_ready() {
+        let mut config = Config::default();
+        config.upstream.fallbacks = vec![crate::config::FallbackConfig {
+            name: "fb".into(),
+            url: "http://127.0.0.1:9/v1".into(),
+            api_key: None,
+            model: None,
+            connect_timeout_ms: None,
+            first_token_timeout_secs: None,
+            idle_timeout_secs: None,
+            total_timeout_secs: None,
+        }];
+        config.serving = vec![crate::config::ServingRuleConfig::new(
+            "c/*",
+            "http://127.0.0.1:9/{revision}/v1",
+        )];
+        let set = UpstreamSet::new("http://127.0.0.1:9/v1", None, &config, Metrics::new()).unwrap();
+        let mut w = Winner::from_spec("a/b@r1", ModelSource::Affine).unwrap();
+        w.past_champions = vec![
+            past(1, "a/b", Some("r1")), // the winner itself
+            past(2, "c/d", Some("r2")),
+            past(3, "e/f", None), // no revision
+            past(4, "g/h", Some("r4")),
+        ];
+        let names = |set: &UpstreamSet| {
+            set.order(&w)
+                .iter()
+                .map(|u| (u.name.to_string(), u.completions_url.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&set),
+            [
+                (
+                    "winner".into(),
+                    "http://127.0.0.1:9/v1/chat/completions".into()
+                ),
+                (
+                    "past:1".into(),
+                    "http://127.0.0.1:9/r2/v1/chat/completions".into()
+                ),
+                (
+                    "past:2".into(),
+                    "http://127.0.0.1:9/v1/chat/completions".into()
+                ),
+                ("fb".into(), "http://127.0.0.1:9/v1/chat/completions".into()),
+            ]
+        );
+        let first = set.order(&w)[1].clone();
+        assert_eq!(first.champion.as_ref().unwrap().uid, Some(2));
+        assert_eq!(
+            first.champion.as_ref().unwrap().source,
+            ModelSource::Fallback
+        );
+        // The lanes are kept while the list stays the same.
+        assert!(Arc::ptr_eq(&first, &set.order(&w)[1]));
+
+        set.set_ready("c/d", Some("r2"), false);
+        assert!(!set.is_ready("c/d", Some("r2")));
+        let order: Vec<String> = set.order(&w).iter().map(|u| u.name.to_string()).collect();
+        assert_eq!(order, ["winner", "past:2", "fb"]);
+        set.set_ready("c/d", Some("r2"), true);
+        assert_eq!(set.order(&w).len(), 4);
+
+        // The readiness gate's probe target for any model.
+        let t = set.target_for("c/x", Some("r9")).unwrap();
+        assert_eq!(
+            t.completions_url,
+            "http://127.0.0.1:9/r9/v1/chat/completions"
+        );
+        assert_eq!(t.models_url, "http://127.0.0.1:9/r9/v1/models");
+        assert_eq!((t.serving.rule, t.model_name.as_str()), (0, "c/x"));
     }
 
     #[test]

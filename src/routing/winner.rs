@@ -21,8 +21,9 @@ pub struct Winner {
     /// `/rank/current` names it.
     pub model_type: Option<String>,
     /// The champions that share the weight with it, in Affine's order (`/rank/current`'s
-    /// `past_champions`; the champion itself may be among them). Kept for failover; nothing
-    /// routes to them yet. Empty for every other source.
+    /// `past_champions`; the champion itself may be among them): tried after the winner's
+    /// upstream fails, before the configured fallbacks (`UpstreamSet`). Empty for every other
+    /// source.
     pub past_champions: Vec<PastChampion>,
 }
 

@@ -31,7 +31,8 @@ use crate::metrics::Metrics;
 use crate::quota::Limiter;
 use crate::quota::local::IpGuard;
 use crate::quota::plans::Plans;
-use crate::routing::affine::Discovery;
+use crate::routing::affine::{Discovery, Gate};
+use crate::routing::readiness::Resolver;
 use crate::routing::{UpstreamSet, Winner, WinnerHandle};
 use crate::store::Store;
 
@@ -149,6 +150,9 @@ impl Gateway {
             UpstreamSet::new(&upstream_url, api_key.as_ref(), &config, metrics.clone())
                 .map_err(StartError::Config)?,
         );
+        let resolver = probe_resolver(upstream.clone());
+        let gate =
+            Gate::new(&config, resolver, store.clone(), &metrics).map_err(StartError::Config)?;
         let winner = WinnerHandle::new();
         let discovery = Discovery::new(
             winner.clone(),
@@ -156,6 +160,7 @@ impl Gateway {
             store.clone(),
             fixed,
             Some(upstream.clone()),
+            gate,
         );
         let discovery_tasks = discovery.spawn(&config).map_err(StartError::Config)?;
         if let Some(w) = winner.current() {
@@ -452,4 +457,10 @@ impl Running {
 /// Sets up logging: `RUST_LOG` filter (default `info`), JSON lines when asked.
 pub fn init_tracing(format: crate::config::LogFormat) {
     crate::telemetry::init(format);
+}
+
+/// Where the readiness gate probes a champion: where the serving map serves it (or the
+/// champion's own chute), with that rule's client and model name.
+fn probe_resolver(upstreams: Arc<UpstreamSet>) -> Resolver {
+    Arc::new(move |w: &Winner| upstreams.probe_target(w))
 }

@@ -29,11 +29,11 @@ async fn self_hosted(model: &str, key: &str) -> SimHandle {
     .expect("self-hosted simulator")
 }
 
-/// Chat completions a simulator received.
+/// Chat completions a simulator received, the readiness gate's one-token probes excluded.
 fn calls(sim: &SimHandle) -> Vec<chutes_sim::RecordedRequest> {
     sim.requests()
         .into_iter()
-        .filter(|r| r.path.ends_with("/chat/completions"))
+        .filter(|r| r.path.ends_with("/chat/completions") && r.body["max_tokens"] != 1)
         .collect()
 }
 
@@ -225,30 +225,34 @@ async fn the_winner_view_shows_no_credentials() {
 
 #[tokio::test]
 async fn a_failing_champion_is_served_by_a_past_champion() {
-    // The champion (the fixture's, served by the default rule) fails on every call; the
-    // fixture's past champion uid 7 is served by its own rule.
+    // The fixture's champion is served by the default rule; the fixture's past champion
+    // uid 7 by its own rule. Once the champion serves, its upstream starts failing.
     let runner = self_hosted(RUNNER, SELF_KEY).await;
     let runner_url = runner.base_url();
-    let failing = SimConfig {
-        fault: Fault {
-            kind: Some(FaultKind::Status(500)),
-            trigger: Trigger::Always,
-        },
-        ..SimConfig::default()
-    };
-    let h = Harness::start_with(failing, |c| {
+    let h = Harness::start_with(SimConfig::default(), |c| {
         c.winner.model = None;
         c.winner.poll_secs = 1;
+        // The readiness gate passes the champion after one probe.
+        c.winner.probe_secs = 1;
+        c.winner.ready_probes = 1;
         let mut r = rule("runner/*", &runner_url);
         r.api_key = Some(Secret::new(SELF_KEY.into()));
         c.serving = vec![r];
     })
     .await;
-    eventually(Duration::from_secs(5), "the champion", || async {
+    eventually(Duration::from_secs(10), "the champion serving", || async {
         let res = h.http.get(h.url("/v1/winner")).send().await.ok()?;
-        (res.status() == 200).then_some(())
+        let w: Value = res.json().await.ok()?;
+        (w["model"]["id"] == DEFAULT_MODEL).then_some(())
     })
     .await;
+    h.sim.set_config(SimConfig {
+        fault: Fault {
+            kind: Some(FaultKind::Status(500)),
+            trigger: Trigger::Always,
+        },
+        ..SimConfig::default()
+    });
 
     let v = ok_answer(&h).await;
     assert_eq!(v["model"]["id"], RUNNER);

@@ -14,7 +14,10 @@
 //! hides that increment from `rate()`, and alerts on a missing series cannot tell "no errors"
 //! from "not scraped".
 
+mod gate;
 pub(crate) mod upstream_wait;
+
+pub use gate::GateMetrics;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -129,6 +132,8 @@ pub struct Metrics {
     pub redis_errors: IntCounterVec,
     /// Connections: open, refused at accept, closed for slowness; stream send deadlines.
     pub conn: ConnMetrics,
+    /// The readiness gate and the deploy/retire webhooks.
+    pub gate: GateMetrics,
 }
 
 impl Metrics {
@@ -300,8 +305,10 @@ impl Metrics {
             registry.register(c).expect("metric names are unique");
         }
         let conn = ConnMetrics::register(&registry);
+        let gate = GateMetrics::register(&registry);
         let m = Metrics {
             conn,
+            gate,
             registry,
             http_requests,
             stream_failures,

@@ -46,6 +46,7 @@ use crate::metrics::Metrics;
 use crate::routing::Winner;
 use crate::routing::breaker::{Breaker, Settings, State};
 use crate::routing::budget::RetryBudget;
+use crate::routing::readiness::ProbeTarget;
 use crate::routing::serving::{ServingMap, Target};
 use crate::upstream::client::Timeouts;
 use crate::upstream::{UpstreamClient, UpstreamError};
@@ -121,25 +122,6 @@ pub struct Opened {
     pub response: reqwest::Response,
     /// Who serves it.
     pub served: Served,
-}
-
-/// What the readiness gate needs to probe where a model is served: the pooled client (with
-/// the rule's key and timeouts), the URLs and the model name to ask for.
-#[derive(Debug, Clone)]
-#[allow(dead_code)] // the readiness gate's interface; unused until it lands
-pub struct ProbeTarget {
-    /// The client of the rule; `complete_at(&completions_url, …)` sends with its key.
-    pub client: UpstreamClient,
-    /// `{base}/chat/completions`.
-    pub completions_url: String,
-    /// `{base}/models` (Chutes lists the models it serves there).
-    pub models_url: String,
-    /// What to send as `model` (and to look for in the model list).
-    pub model_name: String,
-    /// The rule's key, for a request the client does not make itself (`GET /models`).
-    pub api_key: Option<Secret>,
-    /// The rule, as `GET /v1/winner` shows it.
-    pub serving: ServingView,
 }
 
 /// What a winner lane was built for: the model and, for older Affine deployments, its chute.
@@ -333,19 +315,30 @@ impl UpstreamSet {
         }
     }
 
-    /// The resolved target for `model` at `revision`, with its pooled client: what the
-    /// readiness gate probes (`GET {models_url}`, a one-token completion). An error says why
-    /// no rule can serve it.
-    #[allow(dead_code)] // the readiness gate's interface; unused until it lands
+    /// Where the readiness gate probes `w` (`GET {models_url}`, a one-token completion):
+    /// its serving rule's target with the rule's pooled client, or its own chute when Affine
+    /// names one. An error says why no rule can serve it.
+    pub fn probe_target(&self, w: &Winner) -> Result<ProbeTarget, String> {
+        self.probe_target_of(&LaneKey::of(w))
+    }
+
+    /// The same for any `model` at `revision` (a past champion, say).
+    #[allow(dead_code)] // the readiness gate's interface for past champions
     pub fn target_for(&self, model: &str, revision: Option<&str>) -> Result<ProbeTarget, String> {
-        let target = self.serving.resolve(model, revision)?;
+        self.probe_target_of(&LaneKey {
+            model: model.to_string(),
+            revision: revision.map(str::to_string),
+            route: None,
+        })
+    }
+
+    fn probe_target_of(&self, key: &LaneKey) -> Result<ProbeTarget, String> {
+        let target = self.target_of(key)?;
         let client = self.client_for(&target)?;
         Ok(ProbeTarget {
             completions_url: UpstreamClient::completions_url_for(client.base_url()),
             models_url: format!("{}/models", client.base_url()),
-            model_name: target.model_name.clone(),
-            api_key: target.key().cloned(),
-            serving: target.view(),
+            model_name: target.model_name,
             client,
         })
     }
@@ -901,7 +894,7 @@ mod tests {
             "http://127.0.0.1:9/r9/v1/chat/completions"
         );
         assert_eq!(t.models_url, "http://127.0.0.1:9/r9/v1/models");
-        assert_eq!((t.serving.rule, t.model_name.as_str()), (0, "c/x"));
+        assert_eq!(t.model_name, "c/x");
     }
 
     #[test]

@@ -31,13 +31,22 @@ fn sim_deploying_after(delay: Duration) -> SimConfig {
 }
 
 async fn winner_at(h: &Harness, base: &str) -> Option<Value> {
-    let res = h.http.get(format!("{base}/v1/winner")).send().await.unwrap();
+    let res = h
+        .http
+        .get(format!("{base}/v1/winner"))
+        .send()
+        .await
+        .unwrap();
     (res.status() == 200).then_some(())?;
     Some(res.json().await.unwrap())
 }
 
 async fn serving_at(h: &Harness, base: &str) -> Option<String> {
-    Some(winner_at(h, base).await?["model"]["id"].as_str()?.to_string())
+    Some(
+        winner_at(h, base).await?["model"]["id"]
+            .as_str()?
+            .to_string(),
+    )
 }
 
 /// Following Affine (polled every second), probing every second, ready after two probes,
@@ -112,9 +121,11 @@ async fn a_new_champion_serves_once_deployed_on_both_replicas_together_with_no_f
     let b = h.replica().await;
     let (a_url, b_url) = (h.gw.url(), b.url());
     for base in [&a_url, &b_url] {
-        eventually(Duration::from_secs(10), "the fixture champion serves", || async {
-            (serving_at(&h, base).await.as_deref() == Some(CHAMP)).then_some(())
-        })
+        eventually(
+            Duration::from_secs(10),
+            "the fixture champion serves",
+            || async { (serving_at(&h, base).await.as_deref() == Some(CHAMP)).then_some(()) },
+        )
         .await;
     }
 
@@ -129,7 +140,10 @@ async fn a_new_champion_serves_once_deployed_on_both_replicas_together_with_no_f
             (w["pending"]["model"] == RUNNER).then_some(w)
         })
         .await;
-        assert_eq!(w["model"]["id"], CHAMP, "traffic stays on the champion: {w}");
+        assert_eq!(
+            w["model"]["id"], CHAMP,
+            "traffic stays on the champion: {w}"
+        );
         assert_eq!(w["pending"]["revision"], RUNNER_REV);
         assert!(
             ["deploying", "probing"].contains(&w["pending"]["state"].as_str().unwrap()),
@@ -165,10 +179,16 @@ async fn a_new_champion_serves_once_deployed_on_both_replicas_together_with_no_f
     .await;
     let (ta, tb) = (wa.await.unwrap(), wb.await.unwrap());
     let gap = if ta > tb { ta - tb } else { tb - ta };
-    assert!(gap < Duration::from_secs(1), "replicas switched {gap:?} apart");
+    assert!(
+        gap < Duration::from_secs(1),
+        "replicas switched {gap:?} apart"
+    );
     // Two probes a second apart after it is served, within one Affine poll of slack.
     let after = ta.max(tb).saturating_duration_since(served);
-    assert!(after < Duration::from_secs(4), "switched {after:?} after it was served");
+    assert!(
+        after < Duration::from_secs(4),
+        "switched {after:?} after it was served"
+    );
 
     // Keep calling a little after the switch, then count.
     let before_stop = ok.load(Ordering::SeqCst);
@@ -182,7 +202,11 @@ async fn a_new_champion_serves_once_deployed_on_both_replicas_together_with_no_f
     assert_eq!(failed.load(Ordering::SeqCst), 0, "failed calls: {failures:?}");
     assert!(ok.load(Ordering::SeqCst) >= 10, "{models:?}");
     assert!(models.iter().any(|m| m == CHAMP), "{models:?}");
-    assert_eq!(models.last().map(String::as_str), Some(RUNNER), "{models:?}");
+    assert_eq!(
+        models.last().map(String::as_str),
+        Some(RUNNER),
+        "{models:?}"
+    );
 
     // One deploy call for the runner, signed, from either replica (the first champion had
     // its own at start: it passed the same gate).
@@ -206,9 +230,11 @@ async fn the_deploy_webhook_is_retried_and_called_once_per_champion_across_repli
     let h = start_gated(sim_deploying_after(Duration::from_secs(3600))).await;
     let b = h.replica().await;
     for base in [h.gw.url(), b.url()] {
-        eventually(Duration::from_secs(10), "the fixture champion serves", || async {
-            (serving_at(&h, &base).await.as_deref() == Some(CHAMP)).then_some(())
-        })
+        eventually(
+            Duration::from_secs(10),
+            "the fixture champion serves",
+            || async { (serving_at(&h, &base).await.as_deref() == Some(CHAMP)).then_some(()) },
+        )
         .await;
     }
     // The first champion's own deploy call (at start) is in; now the runner's.
@@ -273,9 +299,11 @@ async fn a_champion_that_never_comes_up_stays_pending_and_raises_the_pending_met
     })
     .await;
     let base = h.gw.url();
-    eventually(Duration::from_secs(10), "the fixture champion serves", || async {
-        (serving_at(&h, &base).await.as_deref() == Some(CHAMP)).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the fixture champion serves",
+        || async { (serving_at(&h, &base).await.as_deref() == Some(CHAMP)).then_some(()) },
+    )
     .await;
     assert_eq!(
         metric(&h.http, &base, "agw_winner_pending").await,
@@ -295,10 +323,17 @@ async fn a_champion_that_never_comes_up_stays_pending_and_raises_the_pending_met
             .is_some_and(|e| e.contains("does not list")),
         "{w}"
     );
-    assert_eq!(metric(&h.http, &base, "agw_winner_pending").await, Some(1.0));
-    eventually(Duration::from_secs(10), "pending seconds growing", || async {
-        (metric(&h.http, &base, "agw_winner_pending_seconds").await? >= 2.0).then_some(())
-    })
+    assert_eq!(
+        metric(&h.http, &base, "agw_winner_pending").await,
+        Some(1.0)
+    );
+    eventually(
+        Duration::from_secs(10),
+        "pending seconds growing",
+        || async {
+            (metric(&h.http, &base, "agw_winner_pending_seconds").await? >= 2.0).then_some(())
+        },
+    )
     .await;
     // Answers still come from the champion.
     let res = h.reason(r#"{"input":"hi","max_tokens":4}"#).await;
@@ -313,7 +348,10 @@ async fn a_champion_that_never_comes_up_stays_pending_and_raises_the_pending_met
         (serving_at(&h, &base).await.as_deref() == Some(RUNNER)).then_some(())
     })
     .await;
-    assert_eq!(metric(&h.http, &base, "agw_winner_pending").await, Some(0.0));
+    assert_eq!(
+        metric(&h.http, &base, "agw_winner_pending").await,
+        Some(0.0)
+    );
     assert_eq!(
         metric(&h.http, &base, "agw_winner_pending_seconds").await,
         Some(0.0)
@@ -321,8 +359,7 @@ async fn a_champion_that_never_comes_up_stays_pending_and_raises_the_pending_met
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn at_start_a_past_champion_serves_until_the_champion_is_ready_and_nothing_serving_is_503()
-{
+async fn at_start_a_past_champion_serves_until_the_champion_is_ready_and_nothing_serving_is_503() {
     // The champion is not deployed; its past champion (the runner) is.
     let h = Harness::start_prepared(
         SimConfig::default(),
@@ -340,9 +377,11 @@ async fn at_start_a_past_champion_serves_until_the_champion_is_ready_and_nothing
     )
     .await;
     let base = h.gw.url();
-    let w = eventually(Duration::from_secs(10), "a past champion serving", || async {
-        winner_at(&h, &base).await
-    })
+    let w = eventually(
+        Duration::from_secs(10),
+        "a past champion serving",
+        || async { winner_at(&h, &base).await },
+    )
     .await;
     assert_eq!(w["model"]["id"], RUNNER, "{w}");
     assert_eq!(w["model"]["source"], "fallback", "{w}");
@@ -382,8 +421,12 @@ async fn with_nothing_served_reason_is_503_no_winner_and_readyz_is_503() {
     .await;
     // Seen and probed at least once: pending, and nothing to fall back on.
     eventually(Duration::from_secs(10), "the champion probed", || async {
-        (metric(&h.http, &h.gw.url(), r#"agw_winner_probes_total{outcome="not_listed"}"#)
-            .await?
+        (metric(
+            &h.http,
+            &h.gw.url(),
+            r#"agw_winner_probes_total{outcome="not_listed"}"#,
+        )
+        .await?
             >= 2.0)
             .then_some(())
     })

@@ -124,6 +124,9 @@ const OVERRIDES: &[(&str, &str, Check)] = &[
     ("GATEWAY_ALLOW_UNREGISTERED", "false", |c| {
         !c.allow_unregistered
     }),
+    ("GATEWAY_WEBHOOK_SECRET", "hook-secret", |c| {
+        c.winner.webhook_secret.as_ref().map(Secret::expose) == Some("hook-secret")
+    }),
     ("GATEWAY_REDIS_URL", "redis://127.0.0.1:6379/0", |c| {
         c.redis.url.as_ref().map(Secret::expose) == Some("redis://127.0.0.1:6379/0")
     }),
@@ -453,6 +456,20 @@ fn assert_hidden(err: &ConfigError, secret: &str) {
         !format!("{err:?}").contains(secret),
         "leaked in Debug: {err:?}"
     );
+}
+
+#[test]
+fn webhooks_are_signed_or_refused_at_start() {
+    let hook = "[winner]\ndeploy_webhook = \"https://deployer.internal/deploy\"\n";
+    let err = Config::from_toml_str(hook).expect_err("a webhook without its secret");
+    assert!(err.to_string().contains("winner.webhook_secret"), "{err}");
+    let c = Config::from_toml_str(&format!("{hook}webhook_secret = \"s3cr3t-Marker\"\n"))
+        .expect("a signed webhook");
+    assert!(!format!("{c:?}").contains("s3cr3t-Marker"));
+    let err =
+        Config::from_toml_str("[winner]\nretire_webhook = \"ftp://x\"\nwebhook_secret = \"k\"\n")
+            .expect_err("not an http URL");
+    assert!(err.to_string().contains("winner.retire_webhook"), "{err}");
 }
 
 #[test]

@@ -145,6 +145,9 @@ async fn a_new_champion_serves_once_deployed_on_both_replicas_together_with_no_f
             "traffic stays on the champion: {w}"
         );
         assert_eq!(w["pending"]["revision"], RUNNER_REV);
+        // Probed where the serving map puts it (the built-in rule: the simulator), no key.
+        assert_eq!(w["pending"]["serving"]["model_name"], RUNNER, "{w}");
+        assert_eq!(w["pending"]["serving"]["url"], h.sim.base_url(), "{w}");
         assert!(
             ["deploying", "probing"].contains(&w["pending"]["state"].as_str().unwrap()),
             "{w}"
@@ -199,7 +202,11 @@ async fn a_new_champion_serves_once_deployed_on_both_replicas_together_with_no_f
     stop.store(true, Ordering::SeqCst);
     let models = calls.await.unwrap();
     let failures: Vec<_> = models.iter().filter(|m| m.starts_with("status")).collect();
-    assert_eq!(failed.load(Ordering::SeqCst), 0, "failed calls: {failures:?}");
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "failed calls: {failures:?}"
+    );
     assert!(ok.load(Ordering::SeqCst) >= 10, "{models:?}");
     assert!(models.iter().any(|m| m == CHAMP), "{models:?}");
     assert_eq!(
@@ -245,9 +252,11 @@ async fn the_deploy_webhook_is_retried_and_called_once_per_champion_across_repli
             .filter(|c| c.body["model"] == RUNNER)
             .collect::<Vec<_>>()
     };
-    eventually(Duration::from_secs(10), "the first champion announced", || async {
-        (h.sim.webhooks().len() == 1).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the first champion announced",
+        || async { (h.sim.webhooks().len() == 1).then_some(()) },
+    )
     .await;
     h.sim.fail_webhooks(2);
     h.sim.affine().crown_rank(7, RUNNER, RUNNER_REV, 6_904_000);

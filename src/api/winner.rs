@@ -111,4 +111,7 @@ pub struct PendingChampion {
     pub state: PendingState,
     /// Why the last probe failed, if it did (no credentials, no provider body).
     pub last_error: Option<String>,
+    /// The `[[serving]]` rule it is probed at (and will be served by).
+    #[serde(default)]
+    pub serving: Option<ServingView>,
 }

@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ModelInfo, ModelSource};
+use crate::api::{ModelInfo, ModelSource, PendingChampion};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::routing::readiness::{self, Decision, Depth, Pending, Probe, Resolver};
@@ -563,8 +563,13 @@ impl Discovery {
         {
             up.winner_changed();
         }
-        self.handle
-            .set_pending(s.pending.as_ref().map(Pending::view));
+        self.handle.set_pending(s.pending.as_ref().map(|p| PendingChampion {
+            serving: self
+                .upstreams
+                .as_ref()
+                .and_then(|u| u.serving_view(&p.winner)),
+            ..p.view()
+        }));
         self.set_pending_metrics(&s);
     }
 

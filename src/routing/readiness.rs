@@ -220,6 +220,7 @@ impl Pending {
                 .unwrap_or_default(),
             state: self.state,
             last_error: self.last_error.clone(),
+            serving: None,
         }
     }
 }

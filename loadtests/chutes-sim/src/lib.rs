@@ -34,7 +34,7 @@
 //! - `stats` / `record`: atomic counters and the ring of recorded requests.
 //!
 //! # Endpoints
-//! - `GET /v1/models`: the models served now, in the shape of `models.json` (`id`, `object`,
+//! - `GET /v1/models` (counted in `models_requests`, not recorded): the models served now, in the shape of `models.json` (`id`, `object`,
 //!   `created`, `owned_by`, `root`, `max_model_len`, `price` in USD and TAO per 1M tokens,
 //!   `pricing`). By default [`SimConfig::model`] (in the place of the fixture's first entry)
 //!   and the fixture's other models, at the fixture's prices; a deployed model gets the first

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// A snapshot of the counters (`GET /_sim/stats` serves it as JSON).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SimStats {
-    /// `/v1/*` requests received (the `/_sim/*` endpoints are not counted).
+    /// Chat completion requests received (`GET /v1/models` is counted apart, in
+    /// `models_requests`; the `/_sim/*` endpoints are not counted).
     pub requests_total: u64,
     /// Requests whose response body is neither fully sent nor dropped yet.
     pub in_flight: u64,

@@ -449,3 +449,69 @@ async fn with_nothing_served_reason_is_503_no_winner_and_readyz_is_503() {
     let ready = h.http.get(h.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replaced_champion_is_retired_once_it_drained_and_is_no_past_champion() {
+    let h = Harness::start_with(sim_deploying_after(Duration::ZERO), |c| {
+        let base = c.upstream.url.trim_end_matches("/v1").to_string();
+        c.winner.model = None;
+        c.winner.poll_secs = 1;
+        c.winner.probe_secs = 1;
+        c.winner.ready_probes = 1;
+        c.winner.retire_webhook = Some(format!("{base}/_sim/retire"));
+        c.winner.webhook_secret = Some(Secret::new(SECRET.into()));
+        // The drain: no request admitted before the switch can outlive this.
+        c.upstream.total_timeout_secs = 2;
+        c.quota.ip_per_second = 10_000;
+        c.quota.ip_burst = 10_000;
+    })
+    .await;
+    let base = h.gw.url();
+    eventually(
+        Duration::from_secs(10),
+        "the fixture champion serves",
+        || async { (serving_at(&h, &base).await.as_deref() == Some(CHAMP)).then_some(()) },
+    )
+    .await;
+    h.sim.deploy_model(RUNNER);
+    h.sim.affine().crown_rank(7, RUNNER, RUNNER_REV, 6_904_000);
+    eventually(Duration::from_secs(10), "the runner serves", || async {
+        (serving_at(&h, &base).await.as_deref() == Some(RUNNER)).then_some(())
+    })
+    .await;
+    let switched = Instant::now();
+    // The old champion is still among the past champions (a fallback): not retired.
+    let polls = h.sim.affine().rank_requests();
+    eventually(Duration::from_secs(10), "polls past the drain", || async {
+        (h.sim.affine().rank_requests() >= polls + 4).then_some(())
+    })
+    .await;
+    assert!(h.sim.webhooks().is_empty(), "{:?}", h.sim.webhooks());
+
+    // Affine drops it from the past champions: retired, once, signed.
+    let mut rank = h.sim.affine().rank();
+    rank["window"]["past_champions"] = serde_json::json!([
+        {"uid": 7, "hotkey": chutes_sim::affine::CROWNED_HOTKEY, "model": RUNNER,
+         "revision": RUNNER_REV, "share": 1.0}
+    ]);
+    h.sim.affine().set_rank(rank);
+    let calls = eventually(Duration::from_secs(10), "the retire call", || async {
+        let calls = h.sim.webhooks();
+        (!calls.is_empty()).then_some(calls)
+    })
+    .await;
+    assert!(
+        switched.elapsed() >= Duration::from_secs(2),
+        "retired before the drain"
+    );
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].kind, WebhookKind::Retire);
+    assert!(calls[0].verified, "{calls:?}");
+    assert_eq!(calls[0].body["model"], CHAMP);
+    let polls = h.sim.affine().rank_requests();
+    eventually(Duration::from_secs(10), "more polls", || async {
+        (h.sim.affine().rank_requests() >= polls + 3).then_some(())
+    })
+    .await;
+    assert_eq!(h.sim.webhooks().len(), 1);
+}

@@ -563,12 +563,14 @@ impl Discovery {
         {
             up.winner_changed();
         }
-        self.handle.set_pending(s.pending.as_ref().map(|p| PendingChampion {
-            serving: self
-                .upstreams
-                .as_ref()
-                .and_then(|u| u.serving_view(&p.winner)),
-            ..p.view()
+        self.handle.set_pending(s.pending.as_ref().map(|p| {
+            PendingChampion {
+                serving: self
+                    .upstreams
+                    .as_ref()
+                    .and_then(|u| u.serving_view(&p.winner)),
+                ..p.view()
+            }
         }));
         self.set_pending_metrics(&s);
     }

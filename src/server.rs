@@ -11,7 +11,7 @@ mod connections;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -100,12 +100,22 @@ impl Gateway {
         };
         store.instrument(&metrics);
 
+        let mut config = config;
         let (simulator, upstream_url, api_key) = if config.uses_simulator() {
-            let sim = chutes_sim::Sim::start(chutes_sim::SimConfig::default())
-                .await
-                .map_err(StartError::Simulator)?;
+            let secret = config.winner.webhook_secret.as_ref().map_or_else(
+                || uuid::Uuid::new_v4().simple().to_string(),
+                |s| s.expose().to_owned(),
+            );
+            let sim = chutes_sim::Sim::start(chutes_sim::SimConfig {
+                webhook_secret: Some(secret.clone()),
+                deploy_delay: EMBEDDED_DEPLOY_DELAY,
+                ..chutes_sim::SimConfig::default()
+            })
+            .await
+            .map_err(StartError::Simulator)?;
             let url = sim.base_url();
             loud_simulator_warning(&url);
+            embedded_champion_cycle(&mut config, &sim, secret);
             (Some(sim), url, None)
         } else {
             (
@@ -120,21 +130,16 @@ impl Gateway {
         };
         // `[[serving]]` rules naming `api_key_env` read it from the process environment
         // when the configuration was built without `Config::load` (which reads it itself).
-        let mut config = config;
         config
             .resolve_serving_keys(|k| std::env::var(k).ok())
             .map_err(|e| StartError::Config(e.to_string()))?;
         let api_key = api_key.map(Secret::new);
 
-        let fixed = match (&config.winner.model, &simulator) {
-            (Some(spec), _) => {
+        let fixed = match &config.winner.model {
+            Some(spec) => {
                 Some(Winner::from_spec(spec, ModelSource::Static).map_err(StartError::Config)?)
             }
-            (None, Some(_)) => Some(
-                Winner::from_spec(&chutes_sim::SimConfig::default().model, ModelSource::Static)
-                    .map_err(StartError::Config)?,
-            ),
-            (None, None) => {
+            None => {
                 tracing::info!("no static winner: following Affine's champion (and runtime pins)");
                 None
             }
@@ -163,6 +168,13 @@ impl Gateway {
             gate,
         );
         let discovery_tasks = discovery.spawn(&config).map_err(StartError::Config)?;
+        if simulator.is_some() {
+            // The simulator answers at once: a local first run is ready when it listens.
+            let deadline = Instant::now() + EMBEDDED_FIRST_WINNER_WAIT;
+            while winner.current().is_none() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         if let Some(w) = winner.current() {
             tracing::info!(model = %w.model.id, revision = ?w.model.revision, "winner");
         }
@@ -340,6 +352,41 @@ async fn ensure_dev_account(store: &Store) -> Result<(), StartError> {
         })?;
     }
     Ok(())
+}
+
+/// How long the embedded simulator takes to "deploy" a champion its deploy webhook names.
+const EMBEDDED_DEPLOY_DELAY: Duration = Duration::from_secs(5);
+
+/// The longest a gateway on the embedded simulator waits for its first champion before it
+/// listens (it takes a few milliseconds).
+const EMBEDDED_FIRST_WINNER_WAIT: Duration = Duration::from_secs(5);
+
+/// On the embedded simulator the whole champion cycle runs locally: Affine is the
+/// simulator's (`POST {sim}/_sim/crown` names a new champion), its deploy and retire webhooks
+/// are the gateway's, and polls and probes are quick enough to watch. Only what the
+/// configuration leaves at its default is changed.
+fn embedded_champion_cycle(config: &mut Config, sim: &chutes_sim::SimHandle, secret: String) {
+    let w = &mut config.winner;
+    let defaults = crate::config::WinnerConfig::default();
+    if w.affine_api_url == defaults.affine_api_url {
+        w.affine_api_url = sim.affine_base_url();
+    }
+    if w.deploy_webhook.is_none() && w.retire_webhook.is_none() {
+        w.deploy_webhook = Some(sim.deploy_webhook_url());
+        w.retire_webhook = Some(sim.retire_webhook_url());
+    }
+    w.webhook_secret = Some(Secret::new(secret));
+    if w.poll_secs == defaults.poll_secs {
+        w.poll_secs = 2;
+    }
+    if w.probe_secs == defaults.probe_secs {
+        w.probe_secs = 1;
+    }
+    tracing::warn!(
+        "the simulated Affine API names the champion; POST {}/_sim/crown \
+         {{\"uid\",\"model\",\"revision\",\"since_block\"}} to watch a champion change",
+        sim.base_url().trim_end_matches("/v1")
+    );
 }
 
 fn loud_simulator_warning(url: &str) {

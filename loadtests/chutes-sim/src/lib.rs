@@ -56,6 +56,8 @@
 //!   [`SimConfig::deploy_delay`], idempotently; retire takes it out. See [`webhook`].
 //!   In Rust: [`SimState::deploy_model`], [`SimState::undeploy_model`],
 //!   [`SimState::served_models`], [`SimState::pending_deploys`], [`SimState::fail_webhooks`].
+//! - `POST /_sim/crown` with `{"uid", "model", "revision", "since_block"}`: Affine names a new
+//!   champion in `/rank/current` (the old one moves to `past_champions`).
 //! - `GET /_sim/stats`, `GET /_sim/requests`, `GET /_sim/webhooks`: [`SimStats`],
 //!   [`RecordedRequest`]s and [`WebhookCall`]s as JSON, for out-of-process load tests.
 

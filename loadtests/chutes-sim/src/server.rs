@@ -255,6 +255,7 @@ pub fn router(state: Arc<SimState>) -> Router {
         .route("/_sim/webhooks", get(sim_webhooks))
         .route("/_sim/deploy", post(webhook_call))
         .route("/_sim/retire", post(webhook_call))
+        .route("/_sim/crown", post(sim_crown))
         .with_state(state)
 }
 
@@ -408,6 +409,37 @@ async fn sim_webhooks(State(state): State<Arc<SimState>>) -> Response {
         StatusCode::OK,
         serde_json::to_vec(&state.webhooks()).unwrap_or_default(),
     )
+}
+
+/// `POST /_sim/crown` body: a new champion for `/rank/current`.
+#[derive(serde::Deserialize)]
+struct Crown {
+    uid: u16,
+    model: String,
+    revision: String,
+    #[serde(default)]
+    since_block: u64,
+}
+
+/// `POST /_sim/crown` with `{"uid", "model", "revision", "since_block"}`: Affine names a new
+/// champion (see [`crate::affine::AffineSim::crown_rank`]), so a gateway in front of this
+/// simulator can be watched through a whole champion change.
+async fn sim_crown(State(state): State<Arc<SimState>>, raw: Bytes) -> Response {
+    match serde_json::from_slice::<Crown>(&raw) {
+        Ok(c) => {
+            state
+                .affine()
+                .crown_rank(c.uid, &c.model, &c.revision, c.since_block);
+            json_response(
+                StatusCode::OK,
+                serde_json::to_vec(&state.affine().rank()).unwrap_or_default(),
+            )
+        }
+        Err(e) => json_response(
+            StatusCode::BAD_REQUEST,
+            serde_json::to_vec(&serde_json::json!({"detail": e.to_string()})).unwrap_or_default(),
+        ),
+    }
 }
 
 /// `POST /_sim/deploy` and `/_sim/retire`: the steps of [`crate::webhook`]; records the call

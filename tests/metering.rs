@@ -27,6 +27,7 @@ fn bulk_plan(cfg: &mut Config) {
             max_tokens: Some(1_000),
             input_rao_per_mtok: Some(0),
             output_rao_per_mtok: Some(1_000_000),
+            ..PlanConfig::default()
         },
     );
 }

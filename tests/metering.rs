@@ -10,7 +10,7 @@ use affine_gateway::auth::jwt::Scope;
 use affine_gateway::config::{Config, PlanConfig, Secret};
 use affine_gateway::metering::reconcile::reconcile;
 use affine_gateway::store::{
-    BillMode, Charge, Hold, LedgerPolicy, Limit, Peek, Recorded, ScopeSpec, Store,
+    BillMode, Charge, Ending, Hold, LedgerPolicy, Limit, Peek, Recorded, ScopeSpec, Store,
 };
 use chutes_sim::SimConfig;
 use common::*;
@@ -186,6 +186,17 @@ fn charge(account: &str, request_id: &str, cost: u64, day: &str) -> Charge {
     }
 }
 
+/// The end of a request that used exactly its estimate, with `charge`.
+fn charged<'a>(scopes: &'a [ScopeSpec], request_id: &'a str, charge: &'a Charge) -> Ending<'a> {
+    Ending {
+        scopes,
+        request_id,
+        tokens_back: 0,
+        request_back: false,
+        charge: Some(charge),
+    }
+}
+
 fn hold<'a>(account: &'a str, amount: u64, template: &'a str) -> Hold<'a> {
     Hold {
         account,
@@ -244,7 +255,7 @@ async fn settle_twice_charges_once(store: Store) {
     ));
     let c = charge(a, "r-1", 25, "2026-11-25");
     let first = store
-        .settle(&sc, "r-1", 0, false, Some(&c), &policy)
+        .settle(charged(&sc, "r-1", &c), &policy)
         .await
         .unwrap();
     assert_eq!(
@@ -252,7 +263,7 @@ async fn settle_twice_charges_once(store: Store) {
         (true, Recorded::Now)
     );
     let again = store
-        .settle(&sc, "r-1", 0, false, Some(&c), &policy)
+        .settle(charged(&sc, "r-1", &c), &policy)
         .await
         .unwrap();
     assert_eq!(
@@ -326,11 +337,7 @@ async fn expired_hold_becomes_an_unsettled_event(store: Store) {
     }
     let late = store
         .settle(
-            &sc,
-            "r-9",
-            0,
-            false,
-            Some(&charge(a, "r-9", 5, "2026-11-25")),
+            charged(&sc, "r-9", &charge(a, "r-9", 5, "2026-11-25")),
             &policy,
         )
         .await
@@ -485,10 +492,7 @@ async fn the_export_holds_exactly_the_months_events() {
         ("dec-01", "2026-12-01"),
     ] {
         let c = charge("exporter", id, 3, day);
-        store
-            .settle(&sc, id, 0, false, Some(&c), &policy)
-            .await
-            .unwrap();
+        store.settle(charged(&sc, id, &c), &policy).await.unwrap();
     }
     let ids = |v: Vec<serde_json::Value>| -> Vec<String> {
         v.iter()
@@ -665,11 +669,13 @@ async fn settlements_survive_a_redis_outage_through_the_journal() {
         let e: affine_gateway::metering::journal::Entry = serde_json::from_str(line).unwrap();
         let rec = store
             .settle(
-                &e.scopes,
-                &e.request_id,
-                e.tokens_back,
-                false,
-                e.charge.as_ref(),
+                Ending {
+                    scopes: &e.scopes,
+                    request_id: &e.request_id,
+                    tokens_back: e.tokens_back,
+                    request_back: false,
+                    charge: e.charge.as_ref(),
+                },
                 &policy,
             )
             .await
@@ -699,7 +705,7 @@ async fn memory_settlements_for_many_accounts_all_finish() {
             let mut c = charge(&a, "r", 1, "2026-11-25");
             c.netuid = Some(7);
             let rec = store
-                .settle(&scope(&a), "r", 0, false, Some(&c), &policy)
+                .settle(charged(&scope(&a), "r", &c), &policy)
                 .await
                 .unwrap();
             assert_eq!(rec.recorded, Recorded::Now);

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Charge, LedgerPolicy, ScopeSpec, Store, StoreError};
+use crate::store::{Charge, Ending, LedgerPolicy, ScopeSpec, Store, StoreError};
 
 /// One settlement, as journaled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,11 +184,13 @@ impl Journal {
             };
             match store
                 .settle(
-                    &entry.scopes,
-                    &entry.request_id,
-                    entry.tokens_back,
-                    entry.request_back,
-                    entry.charge.as_ref(),
+                    Ending {
+                        scopes: &entry.scopes,
+                        request_id: &entry.request_id,
+                        tokens_back: entry.tokens_back,
+                        request_back: entry.request_back,
+                        charge: entry.charge.as_ref(),
+                    },
                     policy,
                 )
                 .await

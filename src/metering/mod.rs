@@ -25,7 +25,7 @@ use std::sync::Arc;
 use crate::api::Usage;
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
-use crate::store::{BillMode, Charge, Hold, LedgerPolicy, ScopeSpec, Store};
+use crate::store::{BillMode, Charge, Ending, Hold, LedgerPolicy, ScopeSpec, Store};
 
 pub use event::UsageEvent;
 pub use journal::Journal;
@@ -448,11 +448,13 @@ impl Meter {
         let result = self
             .store
             .settle(
-                &scopes,
-                &request_id,
-                tokens_back,
-                false,
-                charge.as_ref(),
+                Ending {
+                    scopes: &scopes,
+                    request_id: &request_id,
+                    tokens_back,
+                    request_back: false,
+                    charge: charge.as_ref(),
+                },
                 &self.policy,
             )
             .await

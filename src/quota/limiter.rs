@@ -24,7 +24,7 @@ use crate::auth::Caller;
 use crate::config::StoreFailure;
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
-use crate::store::{BillMode, Hold, LedgerPolicy, Limit, ScopeSpec, ScopeView, Store};
+use crate::store::{BillMode, Ending, Hold, LedgerPolicy, Limit, ScopeSpec, ScopeView, Store};
 
 /// The limiter shared by all requests of a replica.
 pub struct Limiter {
@@ -525,11 +525,13 @@ impl Drop for Lease {
                 let policy = LedgerPolicy::default();
                 if let Err(e) = store
                     .settle(
-                        &r.scopes,
-                        &r.request_id,
-                        r.tokens_back,
-                        false,
-                        None,
+                        Ending {
+                            scopes: &r.scopes,
+                            request_id: &r.request_id,
+                            tokens_back: r.tokens_back,
+                            request_back: false,
+                            charge: None,
+                        },
                         &policy,
                     )
                     .await

@@ -54,22 +54,15 @@ pub struct RankWindow {
     pub champion: RankChampion,
     /// The champions sharing the weight while the split is on, in Affine's order.
     #[serde(default)]
-    pub past_champions: Vec<RankPastChampion>,
+    pub past_champions: Vec<MinerCommit>,
 }
 
 /// `window.champion`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RankChampion {
-    /// Miner uid.
-    pub uid: u16,
-    /// The miner's hotkey.
-    #[serde(default)]
-    pub hotkey: Option<String>,
-    /// Hugging Face repo.
-    pub model: String,
-    /// Commit of the model; without one the champion is not routable.
-    #[serde(default)]
-    pub revision: Option<String>,
+    /// Who committed which model.
+    #[serde(flatten)]
+    pub commit: MinerCommit,
     /// The model's architecture (e.g. `qwen3`).
     #[serde(default)]
     pub model_type: Option<String>,
@@ -78,9 +71,11 @@ pub struct RankChampion {
     pub since_block: Option<u64>,
 }
 
-/// One of `window.past_champions` (its `share` is 1/N and not needed).
+/// What a miner committed on chain, as Affine's records carry it: one of
+/// `window.past_champions` as it stands (its `share` is 1/N and not needed), and the common
+/// part of `window.champion` and `/miners/uid/{uid}`.
 #[derive(Debug, Clone, Deserialize)]
-pub struct RankPastChampion {
+pub struct MinerCommit {
     /// Miner uid.
     pub uid: u16,
     /// The miner's hotkey.
@@ -88,7 +83,7 @@ pub struct RankPastChampion {
     pub hotkey: Option<String>,
     /// Hugging Face repo.
     pub model: String,
-    /// Commit of the model.
+    /// Commit of the model; without one a champion is not routable.
     #[serde(default)]
     pub revision: Option<String>,
 }
@@ -126,16 +121,9 @@ pub struct Scores {
 /// `/miners/uid/{uid}`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct MinerInfo {
-    /// Miner uid.
-    pub uid: u16,
-    /// The miner's hotkey.
-    #[serde(default)]
-    pub hotkey: Option<String>,
-    /// Hugging Face repo.
-    pub model: String,
-    /// Commit of the model.
-    #[serde(default)]
-    pub revision: Option<String>,
+    /// Who committed which model.
+    #[serde(flatten)]
+    pub commit: MinerCommit,
     /// Absent counts as valid.
     #[serde(default)]
     pub is_valid: Option<bool>,
@@ -184,16 +172,17 @@ pub fn winner_from(
     chute_url_template: &str,
 ) -> Result<Winner, String> {
     if miner.is_valid == Some(false) {
-        return Err(format!("miner uid {} is not valid", miner.uid));
+        return Err(format!("miner uid {} is not valid", miner.commit.uid));
     }
-    if miner.uid != row.uid || miner.model != row.model {
+    if miner.commit.uid != row.uid || miner.commit.model != row.model {
         return Err(format!(
             "miner record of uid {} does not match the scores (uid {}, another model)",
-            row.uid, miner.uid
+            row.uid, miner.commit.uid
         ));
     }
     let mut w = Winner::from_spec(&row.model, ModelSource::Affine)?;
     let revision = miner
+        .commit
         .revision
         .clone()
         .or_else(|| row.model_revision.clone());
@@ -207,7 +196,11 @@ pub fn winner_from(
     }
     w.model = ModelInfo {
         revision,
-        miner_hotkey: miner.hotkey.clone().or_else(|| row.miner_hotkey.clone()),
+        miner_hotkey: miner
+            .commit
+            .hotkey
+            .clone()
+            .or_else(|| row.miner_hotkey.clone()),
         uid: Some(row.uid),
         ..w.model
     };
@@ -223,7 +216,8 @@ pub fn winner_from(
 /// exactly (no revision, ids of the wrong shape). Past champions of the wrong shape are
 /// left out, since nothing could ever route to them.
 pub fn winner_from_rank(rank: &RankCurrent) -> Result<Winner, String> {
-    let c = &rank.window.champion;
+    let champion = &rank.window.champion;
+    let c = &champion.commit;
     let revision = match c.revision.as_deref() {
         None | Some("") => {
             return Err(format!(
@@ -244,10 +238,10 @@ pub fn winner_from_rank(rank: &RankCurrent) -> Result<Winner, String> {
         revision: Some(revision),
         miner_hotkey: c.hotkey.clone(),
         uid: Some(c.uid),
-        since_block: c.since_block,
+        since_block: champion.since_block,
         ..w.model
     };
-    w.model_type = c.model_type.clone();
+    w.model_type = champion.model_type.clone();
     w.past_champions = rank
         .window
         .past_champions
@@ -740,10 +734,12 @@ mod tests {
     fn miner_records_that_do_not_add_up_are_refused() {
         let r = row(5, 1.0, 1, None);
         let miner = |model: &str, valid, slug: Option<&str>| MinerInfo {
-            uid: 5,
-            hotkey: None,
-            model: model.into(),
-            revision: Some("abc".into()),
+            commit: MinerCommit {
+                uid: 5,
+                hotkey: None,
+                model: model.into(),
+                revision: Some("abc".into()),
+            },
             is_valid: valid,
             chute_slug: slug.map(str::to_string),
         };

@@ -61,6 +61,14 @@ pub(crate) const REVOKED_VERSION: &str = "{revoked}:ver";
 /// The runtime winner pin.
 pub(crate) const WINNER_PIN: &str = "winner:pin";
 
+/// `key` under a store's key prefix: what a backend actually reads and writes.
+pub(crate) fn prefixed(prefix: &str, key: &str) -> String {
+    let mut k = String::with_capacity(prefix.len() + key.len());
+    k.push_str(prefix);
+    k.push_str(key);
+    k
+}
+
 /// An account's hash tag, `{a:<id>}` (also a hotkey's, for replay marks).
 pub(crate) fn account_tag(id: &str) -> String {
     format!("{{a:{id}}}")

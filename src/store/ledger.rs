@@ -129,6 +129,22 @@ pub struct Charge {
     pub anonymous: bool,
 }
 
+/// One request's end, as [`Store::settle`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Ending<'a> {
+    /// The scopes it was admitted under.
+    pub scopes: &'a [ScopeSpec],
+    /// Its id: the charge is applied once per id.
+    pub request_id: &'a str,
+    /// Tokens given back to the token buckets (estimate − actual; negative takes more).
+    pub tokens_back: i64,
+    /// Whether the request itself is given back to the request-rate buckets (it was never
+    /// served).
+    pub request_back: bool,
+    /// The money part; `None` for a quota-only end.
+    pub charge: Option<&'a Charge>,
+}
+
 /// What a settlement did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settled {
@@ -354,38 +370,17 @@ impl Store {
         }
     }
 
-    /// Ends a request: releases its leases, gives back `tokens_back` (estimate − actual) and the
-    /// request itself when `request_back`, and — with `charge`, once per request id — releases
-    /// its hold, debits the cost and records the usage event.
+    /// Ends a request: releases its leases, gives back its unused tokens (and the request
+    /// itself when asked), and — with a charge, once per request id — releases its hold, debits
+    /// the cost and records the usage event.
     pub async fn settle(
         &self,
-        scopes: &[ScopeSpec],
-        request_id: &str,
-        tokens_back: i64,
-        request_back: bool,
-        charge: Option<&Charge>,
+        end: Ending<'_>,
         policy: &LedgerPolicy,
     ) -> Result<Settled, StoreError> {
         match self {
-            Store::Memory(s) => Ok(s.settle(
-                scopes,
-                request_id,
-                tokens_back,
-                request_back,
-                charge,
-                policy,
-            )),
-            Store::Redis(s) => {
-                s.settle(
-                    scopes,
-                    request_id,
-                    tokens_back,
-                    request_back,
-                    charge,
-                    policy,
-                )
-                .await
-            }
+            Store::Memory(s) => Ok(s.settle(end, policy)),
+            Store::Redis(s) => s.settle(end, policy).await,
         }
     }
 

@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use affine_gateway::store::{LedgerPolicy, QuotaDecision, ScopeSpec, ScopeView, Store, StoreError};
+use affine_gateway::store::{
+    Ending, LedgerPolicy, QuotaDecision, ScopeSpec, ScopeView, Store, StoreError,
+};
 
 /// Quota-only admit, peek, settle and renew on a [`Store`].
 #[allow(async_fn_in_trait)]
@@ -73,7 +75,16 @@ impl QuotaOps for Store {
     ) -> Result<bool, StoreError> {
         let policy = LedgerPolicy::default();
         Ok(self
-            .settle(scopes, request_id, tokens_back, request_back, None, &policy)
+            .settle(
+                Ending {
+                    scopes,
+                    request_id,
+                    tokens_back,
+                    request_back,
+                    charge: None,
+                },
+                &policy,
+            )
             .await?
             .leases_removed)
     }

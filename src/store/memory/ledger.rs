@@ -16,8 +16,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::MemoryStore;
 use crate::store::ledger::{
-    AccountBooks, Admission, BillMode, Charge, DayRollup, Hold, LedgerPolicy, LedgerSnapshot, Peek,
-    Recorded, Rollup, Settled, UsageEntry, credit_amount,
+    AccountBooks, Admission, BillMode, Charge, DayRollup, Ending, Hold, LedgerPolicy,
+    LedgerSnapshot, Peek, Recorded, Rollup, Settled, UsageEntry, credit_amount,
 };
 use crate::store::{Limit, ScopeSpec, keys};
 
@@ -324,15 +324,14 @@ impl MemoryStore {
         }
     }
 
-    pub(in crate::store) fn settle(
-        &self,
-        scopes: &[ScopeSpec],
-        request_id: &str,
-        tokens_back: i64,
-        request_back: bool,
-        charge: Option<&Charge>,
-        policy: &LedgerPolicy,
-    ) -> Settled {
+    pub(in crate::store) fn settle(&self, end: Ending<'_>, policy: &LedgerPolicy) -> Settled {
+        let Ending {
+            scopes,
+            request_id,
+            tokens_back,
+            request_back,
+            charge,
+        } = end;
         let leases_removed = self.quota_settle(scopes, request_id, tokens_back, request_back) > 0;
         let Some(c) = charge else {
             return Settled {

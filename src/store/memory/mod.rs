@@ -156,10 +156,7 @@ impl MemoryStore {
     }
 
     fn full_key(&self, key: &str) -> String {
-        let mut k = String::with_capacity(self.prefix.len() + key.len());
-        k.push_str(&self.prefix);
-        k.push_str(key);
-        k
+        keys::prefixed(&self.prefix, key)
     }
 
     fn shard(&self, full_key: &str) -> MutexGuard<'_, Shard> {

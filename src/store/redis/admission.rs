@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::RedisStore;
 use super::reply::Fields;
 use crate::store::StoreError;
-use crate::store::ledger::{Admission, Charge, Hold, LedgerPolicy, Recorded, Settled};
+use crate::store::ledger::{Admission, Charge, Ending, Hold, LedgerPolicy, Recorded, Settled};
 use crate::store::quota::{BucketView, Limit, QuotaDecision, ScopeSpec, ScopeView};
 
 static ADMIT: LazyLock<::redis::Script> = LazyLock::new(|| {
@@ -158,22 +158,20 @@ impl RedisStore {
 
     pub(in crate::store) async fn settle(
         &self,
-        scopes: &[ScopeSpec],
-        request_id: &str,
-        tokens_back: i64,
-        request_back: bool,
-        charge: Option<&Charge>,
+        end: Ending<'_>,
         policy: &LedgerPolicy,
     ) -> Result<Settled, StoreError> {
         let call = SettleCall {
             mode: SettleMode::Settle,
             lease_ms: 0,
-            tokens_back,
-            request_back,
-            account: charge.map_or("", |c| c.account.as_str()),
-            charge,
+            tokens_back: end.tokens_back,
+            request_back: end.request_back,
+            account: end.charge.map_or("", |c| c.account.as_str()),
+            charge: end.charge,
         };
-        let mut f = self.settle_script(scopes, request_id, call, policy).await?;
+        let mut f = self
+            .settle_script(end.scopes, end.request_id, call, policy)
+            .await?;
         let leases_removed = f.count("leases_removed")? > 0;
         let recorded: String = f.get("recorded")?;
         let recorded = match recorded.as_str() {

@@ -36,7 +36,7 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind};
 
-use super::StoreError;
+use super::{StoreError, keys};
 
 /// Keys asked for per `SCAN` step (`delete_all_prefixed`, the ledger snapshot): large enough
 /// to need few round trips, small enough that one `UNLINK` never blocks Redis noticeably.
@@ -146,10 +146,7 @@ impl RedisStore {
     }
 
     fn full_key(&self, key: &str) -> String {
-        let mut k = String::with_capacity(self.prefix.len() + key.len());
-        k.push_str(&self.prefix);
-        k.push_str(key);
-        k
+        keys::prefixed(&self.prefix, key)
     }
 
     /// Runs one call against Redis under the command timeout, maps its error, and records it

@@ -192,16 +192,16 @@ impl ProviderPrices {
         if next != *old {
             self.current.store(Arc::new(next));
         }
-        if let Some(first) = sources.first()
-            && let Some(p) = self.get(&first.model)
-        {
-            let gauge = &self.metrics.rao_per_mtok;
-            gauge
-                .with_label_values(&["input"])
-                .set(i64::try_from(p.input_rao_per_mtok).unwrap_or(i64::MAX));
-            gauge
-                .with_label_values(&["output"])
-                .set(i64::try_from(p.output_rao_per_mtok).unwrap_or(i64::MAX));
+        // The winner's (first source's) price in effect; 0 while none is known.
+        let shown = sources.first().and_then(|first| self.get(&first.model));
+        for (direction, rao) in [
+            ("input", shown.map_or(0, |p| p.input_rao_per_mtok)),
+            ("output", shown.map_or(0, |p| p.output_rao_per_mtok)),
+        ] {
+            self.metrics
+                .rao_per_mtok
+                .with_label_values(&[direction])
+                .set(i64::try_from(rao).unwrap_or(i64::MAX));
         }
         let models = sources
             .iter()

@@ -31,7 +31,8 @@ use crate::metrics::Metrics;
 use crate::quota::Limiter;
 use crate::quota::local::IpGuard;
 use crate::quota::plans::Plans;
-use crate::routing::affine::Discovery;
+use crate::routing::affine::{Discovery, Gate};
+use crate::routing::readiness::{ProbeTarget, Resolver};
 use crate::routing::{UpstreamSet, Winner, WinnerHandle};
 use crate::store::Store;
 use crate::upstream::UpstreamClient;
@@ -152,9 +153,12 @@ impl Gateway {
             default_max_tokens: config.reason.default_max_tokens,
             max_tokens_limit: config.reason.max_tokens_limit,
         };
+        let resolver = probe_resolver(upstream.clone());
         let upstream = Arc::new(
             UpstreamSet::new(upstream, &config, metrics.clone()).map_err(StartError::Config)?,
         );
+        let gate =
+            Gate::new(&config, resolver, store.clone(), &metrics).map_err(StartError::Config)?;
         let winner = WinnerHandle::new();
         let discovery = Discovery::new(
             winner.clone(),
@@ -162,6 +166,7 @@ impl Gateway {
             store.clone(),
             fixed,
             Some(upstream.clone()),
+            gate,
         );
         let discovery_tasks = discovery.spawn(&config).map_err(StartError::Config)?;
         if let Some(w) = winner.current() {
@@ -504,4 +509,18 @@ impl Running {
 /// Sets up logging: `RUST_LOG` filter (default `info`), JSON lines when asked.
 pub fn init_tracing(format: crate::config::LogFormat) {
     crate::telemetry::init(format);
+}
+
+/// Where the readiness gate probes a champion: the winner's upstream (or the champion's own
+/// chute), under its repo id.
+fn probe_resolver(primary: UpstreamClient) -> Resolver {
+    Arc::new(move |w: &Winner| {
+        let base = w.route.as_deref().unwrap_or(primary.base_url());
+        Ok(ProbeTarget {
+            client: primary.clone(),
+            completions_url: UpstreamClient::completions_url_for(base),
+            models_url: format!("{}/models", base.trim_end_matches('/')),
+            model_name: w.model.id.clone(),
+        })
+    })
 }

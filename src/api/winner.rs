@@ -51,4 +51,38 @@ pub struct WinnerResponse {
     /// The upstream base URL, without credentials.
     #[schema(example = "https://llm.chutes.ai/v1")]
     pub upstream: String,
+    /// A new champion Affine named that does not serve yet: traffic stays on `model` until it
+    /// is ready. Null when there is none. Added within v1 (additive).
+    #[serde(default)]
+    pub pending: Option<PendingChampion>,
+}
+
+/// Where a pending champion stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PendingState {
+    /// Its upstream does not list the model yet (`GET /v1/models`): it is being deployed.
+    Deploying,
+    /// Listed; one-token completions are being tried until enough succeed in a row.
+    Probing,
+    /// Not ready within `winner.ready_timeout_secs`; still probed, and switched to if it
+    /// comes up later.
+    Failed,
+}
+
+/// `GET /v1/winner`'s `pending`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PendingChampion {
+    /// Hugging Face style id, `org/model`.
+    #[schema(example = "affine-champ/Affine-Reasoner-32B-v2")]
+    pub model: String,
+    /// The model revision (commit sha).
+    pub revision: Option<String>,
+    /// When Affine's new champion was first seen by this gateway (RFC 3339).
+    #[schema(example = "2026-11-25T09:00:00Z")]
+    pub since: String,
+    /// Where it stands.
+    pub state: PendingState,
+    /// Why the last probe failed, if it did (no credentials, no provider body).
+    pub last_error: Option<String>,
 }

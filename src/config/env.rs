@@ -119,6 +119,15 @@ pub(super) const VARS: &[Var] = &[
         },
     },
     Var {
+        name: "GATEWAY_WEBHOOK_SECRET",
+        field: "winner.webhook_secret",
+        secret: true,
+        apply: |c, v| {
+            c.winner.webhook_secret = Some(Secret::new(v));
+            Ok(())
+        },
+    },
+    Var {
         name: "GATEWAY_HOTKEY",
         field: "hotkey",
         secret: false,

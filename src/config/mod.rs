@@ -328,8 +328,26 @@ pub struct WinnerConfig {
     /// Base URL of a winner that names its chute; `{slug}` is replaced by the chute slug.
     pub chute_url_template: String,
     /// How often the runtime pin (`PUT /admin/v1/winner`) is read from the store, in
-    /// milliseconds: every replica follows a pin within this.
+    /// milliseconds: every replica follows a pin within this. The readiness decision (a
+    /// new champion switched to) is read at the same pace, capped at 500 ms so replicas
+    /// switch within a second of each other.
     pub pin_poll_ms: u64,
+    /// Called (POST, JSON, signed) when Affine names a new champion, so the operator's
+    /// pipeline deploys it; none by default.
+    pub deploy_webhook: Option<String>,
+    /// Called when a replaced champion is no longer needed (not among the past champions and
+    /// its requests drained); none by default.
+    pub retire_webhook: Option<String>,
+    /// The HMAC-SHA256 key of the webhooks' `X-Affine-Signature` (`GATEWAY_WEBHOOK_SECRET`);
+    /// required when a webhook is set.
+    pub webhook_secret: Option<Secret>,
+    /// Consecutive successful probes that make a pending champion ready.
+    pub ready_probes: u32,
+    /// How long a pending champion may take to become ready before it is marked `failed`
+    /// (it is still probed, and switched to if it comes up later).
+    pub ready_timeout_secs: u64,
+    /// Seconds between two probes of a pending champion (and of the winner in effect).
+    pub probe_secs: u64,
 }
 
 /// Where a winner with a `chute_slug` is served.
@@ -343,6 +361,12 @@ impl Default for WinnerConfig {
             affine_api_url: DEFAULT_AFFINE_API_URL.to_string(),
             chute_url_template: DEFAULT_CHUTE_URL_TEMPLATE.to_string(),
             pin_poll_ms: 1000,
+            deploy_webhook: None,
+            retire_webhook: None,
+            webhook_secret: None,
+            ready_probes: 3,
+            ready_timeout_secs: 3600,
+            probe_secs: 10,
         }
     }
 }
@@ -969,6 +993,38 @@ impl Config {
         check(
             "winner.pin_poll_ms",
             range(w.pin_poll_ms, 50, 60_000, "milliseconds"),
+        )?;
+        for (name, hook) in [
+            ("winner.deploy_webhook", &w.deploy_webhook),
+            ("winner.retire_webhook", &w.retire_webhook),
+        ] {
+            if let Some(url) = hook {
+                check(name, validate::http_url(url))?;
+                if w.webhook_secret
+                    .as_ref()
+                    .is_none_or(|s| s.expose().is_empty())
+                {
+                    check(
+                        "winner.webhook_secret",
+                        Err(format!(
+                            "must be set (GATEWAY_WEBHOOK_SECRET) when {name} is: the \
+                             webhooks are signed"
+                        )),
+                    )?;
+                }
+            }
+        }
+        check(
+            "winner.ready_probes",
+            range(u64::from(w.ready_probes), 1, 100, "probes"),
+        )?;
+        check(
+            "winner.ready_timeout_secs",
+            range(w.ready_timeout_secs, 1, 7 * 86_400, "seconds"),
+        )?;
+        check(
+            "winner.probe_secs",
+            range(w.probe_secs, 1, 3_600, "seconds"),
         )?;
 
         check(

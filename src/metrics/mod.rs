@@ -14,7 +14,10 @@
 //! hides that increment from `rate()`, and alerts on a missing series cannot tell "no errors"
 //! from "not scraped".
 
+mod gate;
 pub(crate) mod upstream_wait;
+
+pub use gate::GateMetrics;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -131,6 +134,8 @@ pub struct Metrics {
     pub conn: ConnMetrics,
     /// Provider prices: refused catalogue prices, the price in effect, the last good read.
     pub prices: PriceMetrics,
+    /// The readiness gate and the deploy/retire webhooks.
+    pub gate: GateMetrics,
 }
 
 impl Metrics {
@@ -303,9 +308,11 @@ impl Metrics {
         }
         let conn = ConnMetrics::register(&registry);
         let prices = PriceMetrics::register(&registry);
+        let gate = GateMetrics::register(&registry);
         let m = Metrics {
             conn,
             prices,
+            gate,
             registry,
             http_requests,
             stream_failures,

@@ -20,19 +20,26 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ModelInfo, ModelSource};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::routing::readiness::{self, Decision, Depth, Pending, Probe, Resolver};
+use crate::routing::webhook::{Announcement, Hook, Webhooks};
 use crate::routing::winner::PastChampion;
 use crate::routing::{UpstreamSet, Winner, WinnerHandle};
 use crate::store::Store;
 
 /// The store key of the runtime pin (under the key prefix).
 pub const PIN_KEY: &str = crate::store::keys::WINNER_PIN;
+
+/// The store key of the readiness decision (under the key prefix).
+const WINNER_READY_KEY: &str = crate::store::keys::WINNER_READY;
 
 /// Deadline of one call to Affine's API.
 const AFFINE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -423,6 +430,54 @@ pub struct Pin {
     pub at: u64,
 }
 
+/// How the readiness gate runs (from `[winner]`).
+#[derive(Clone)]
+pub struct Gate {
+    /// Finds where a champion would be served.
+    pub resolver: Resolver,
+    /// The deploy and retire webhooks.
+    pub webhooks: Webhooks,
+    /// Successful probes in a row that make a champion ready.
+    pub probes: u32,
+    /// After this a pending champion is `failed` (and still probed).
+    pub timeout: Duration,
+    /// Between two probes.
+    pub probe_every: Duration,
+    /// After a switch, how long the replaced champion's requests may still run (the total
+    /// request timeout): its retire webhook waits for that.
+    pub drain: Duration,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("probes", &self.probes)
+            .field("timeout", &self.timeout)
+            .field("probe_every", &self.probe_every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gate {
+    /// The gate of `config.winner`, probing where `resolver` says.
+    pub fn new(
+        config: &Config,
+        resolver: Resolver,
+        store: Store,
+        metrics: &Metrics,
+    ) -> Result<Gate, String> {
+        let w = &config.winner;
+        Ok(Gate {
+            resolver,
+            webhooks: Webhooks::new(config, store, metrics.gate.clone())?,
+            probes: w.ready_probes,
+            timeout: Duration::from_secs(w.ready_timeout_secs),
+            probe_every: Duration::from_secs(w.probe_secs),
+            drain: Duration::from_secs(config.upstream.total_timeout_secs),
+        })
+    }
+}
+
 /// The winner sources and the handle requests read; [`Discovery::resolve`] publishes the
 /// one in effect.
 #[derive(Debug)]
@@ -433,12 +488,29 @@ pub struct Discovery {
     fixed: Option<Winner>,
     state: Mutex<Sources>,
     upstreams: Option<Arc<UpstreamSet>>,
+    gate: Gate,
+    /// Wakes the prober at once (a new pending champion).
+    probe_now: Notify,
+    /// Wakes the Affine poller at once (another replica decided for a champion this one has
+    /// not seen yet).
+    poll_now: Notify,
 }
 
 #[derive(Debug, Default)]
 struct Sources {
     pin: Option<Winner>,
+    /// Affine's champion that is ready: the one that serves.
     affine: Option<Winner>,
+    /// Affine's newer champion, waiting for its upstream.
+    pending: Option<Pending>,
+    /// Until the first champion is ready: the first past champion that answers.
+    interim: Option<Winner>,
+    /// Since when the winner in effect, when pinned or static (not gated), fails its probes.
+    ungated_failing: Option<(Instant, String)>,
+    /// Champions switched away from, with when: retired once drained and not needed.
+    replaced: Vec<(Winner, Instant)>,
+    /// The last stored decision seen that named no champion known here.
+    unknown_decision: Option<Decision>,
 }
 
 impl Discovery {
@@ -450,6 +522,7 @@ impl Discovery {
         store: Store,
         fixed: Option<Winner>,
         upstreams: Option<Arc<UpstreamSet>>,
+        gate: Gate,
     ) -> Arc<Self> {
         let d = Arc::new(Discovery {
             handle,
@@ -458,6 +531,9 @@ impl Discovery {
             fixed,
             state: Mutex::new(Sources::default()),
             upstreams,
+            gate,
+            probe_now: Notify::new(),
+            poll_now: Notify::new(),
         });
         d.resolve();
         d
@@ -469,14 +545,16 @@ impl Discovery {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Publishes the winner in effect: pin, else static, else Affine's champion.
+    /// Publishes the winner in effect: pin, else static, else Affine's ready champion, else
+    /// (until the first champion is ready) the first past champion that answers.
     pub fn resolve(&self) {
         let s = self.sources();
         let next = s
             .pin
             .clone()
             .or_else(|| self.fixed.clone())
-            .or_else(|| s.affine.clone());
+            .or_else(|| s.affine.clone())
+            .or_else(|| s.interim.clone());
         let before = self.handle.current();
         // Under the lock, so two resolutions cannot publish out of order.
         if self.handle.publish(next, &self.metrics)
@@ -485,6 +563,24 @@ impl Discovery {
         {
             up.winner_changed();
         }
+        self.handle
+            .set_pending(s.pending.as_ref().map(Pending::view));
+        self.set_pending_metrics(&s);
+    }
+
+    fn set_pending_metrics(&self, s: &Sources) {
+        let waiting = [
+            s.pending.as_ref().map(|p| p.started),
+            s.ungated_failing.as_ref().map(|(at, _)| *at),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let g = &self.metrics.gate;
+        g.pending.set(i64::from(waiting.is_some()));
+        g.pending_seconds.set(waiting.map_or(0, |at| {
+            i64::try_from(at.elapsed().as_secs()).unwrap_or(i64::MAX)
+        }));
     }
 
     /// Applies a pin read from the store (or written by this replica).
@@ -507,14 +603,275 @@ impl Discovery {
                 return;
             }
             s.pin = winner;
+            s.ungated_failing = None;
         }
         self.resolve();
     }
 
-    /// Records a champion found on Affine.
-    pub fn set_affine(&self, winner: Winner) {
-        self.sources().affine = Some(winner);
+    /// Records a champion found on Affine: the same as the one serving refreshes it; another
+    /// one becomes (or stays) pending, and its deploy webhook is called.
+    pub fn set_affine(self: &Arc<Self>, winner: Winner) {
+        let announce = {
+            let mut s = self.sources();
+            if s.affine.as_ref().is_some_and(|c| c.same_model(&winner)) {
+                if s.pending.take().is_some() {
+                    tracing::info!(model = %winner.model.id, "Affine names the serving champion again; the pending one is dropped");
+                }
+                s.affine = Some(winner);
+                None
+            } else if let Some(p) = s.pending.as_mut().filter(|p| p.winner.same_model(&winner)) {
+                p.winner = winner;
+                (!p.announced).then(|| {
+                    p.announced = true;
+                    Announcement::of(&p.winner)
+                })
+            } else {
+                tracing::info!(
+                    model = %winner.model.id,
+                    revision = winner.model.revision.as_deref().unwrap_or("-"),
+                    replaces = s.pending.as_ref().map_or("-", |p| p.winner.model.id.as_str()),
+                    "Affine names a new champion; it serves once its upstream answers"
+                );
+                let mut p = Pending::new(winner);
+                p.announced = true;
+                let a = Announcement::of(&p.winner);
+                s.pending = Some(p);
+                self.probe_now.notify_one();
+                Some(a)
+            }
+        };
         self.resolve();
+        if let Some(a) = announce {
+            self.spawn_announce(Hook::Deploy, a);
+        }
+    }
+
+    fn spawn_announce(self: &Arc<Self>, hook: Hook, a: Announcement) {
+        if !self.gate.webhooks.configured(hook) {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            if me.gate.webhooks.announce(hook, &a).await || hook != Hook::Deploy {
+                return;
+            }
+            // Failed for good: the next poll announces it again.
+            let mut s = me.sources();
+            if let Some(p) = s.pending.as_mut()
+                && p.winner.model.id == a.model
+                && p.winner.model.revision == a.revision
+            {
+                p.announced = false;
+            }
+        });
+    }
+
+    /// Probes what waits: the pending champion (switching to it when ready), the past
+    /// champions while nothing serves, the winner in effect when it is not gated; retires
+    /// drained champions.
+    async fn probe_round(self: &Arc<Self>) {
+        let pending = self.sources().pending.as_ref().map(|p| p.winner.clone());
+        if let Some(w) = pending {
+            let result = self.probe(&w, Depth::Complete).await;
+            let ready = {
+                let mut s = self.sources();
+                match s.pending.as_mut().filter(|p| p.winner.same_model(&w)) {
+                    Some(p) => p.record(&result, self.gate.probes, self.gate.timeout),
+                    None => false,
+                }
+            };
+            if ready {
+                self.decide(&w).await;
+            }
+        }
+        self.probe_interim().await;
+        self.probe_ungated().await;
+        self.retire_drained();
+        self.resolve();
+    }
+
+    async fn probe(&self, w: &Winner, depth: Depth) -> Probe {
+        let result = match (self.gate.resolver)(w) {
+            Ok(t) => readiness::probe(&t, depth).await,
+            Err(e) => Probe::Failed(e),
+        };
+        self.metrics
+            .gate
+            .probes
+            .with_label_values(&[result.outcome()])
+            .inc();
+        if let Probe::Failed(why) = &result {
+            tracing::debug!(model = %w.model.id, reason = %why, "readiness probe failed");
+        }
+        result
+    }
+
+    /// Until the first champion is ready, the first past champion that answers serves, as a
+    /// fallback.
+    async fn probe_interim(&self) {
+        let candidates = {
+            let s = self.sources();
+            match (&s.affine, &s.interim, &s.pending) {
+                (None, None, Some(p)) => p.winner.past_champions.clone(),
+                _ => return,
+            }
+        };
+        let pending = self.sources().pending.as_ref().map(|p| p.winner.clone());
+        for c in candidates {
+            let spec = match &c.revision {
+                Some(r) => format!("{}@{r}", c.model),
+                None => continue,
+            };
+            let Ok(mut w) = Winner::from_spec(&spec, ModelSource::Fallback) else {
+                continue;
+            };
+            if pending.as_ref().is_some_and(|p| p.same_model(&w)) {
+                continue;
+            }
+            w.model.uid = Some(c.uid);
+            w.model.miner_hotkey = c.hotkey.clone();
+            if self.probe(&w, Depth::Complete).await == Probe::Ready {
+                tracing::info!(model = %w.model.id, "no champion serves yet; a past champion serves meanwhile");
+                let mut s = self.sources();
+                if s.affine.is_none() {
+                    s.interim = Some(w);
+                }
+                return;
+            }
+        }
+    }
+
+    /// A pinned or static winner is the operator's choice and serves at once; its listing is
+    /// watched all the same, so that the pending alert fires when its upstream does not have
+    /// it.
+    async fn probe_ungated(&self) {
+        let Some(w) = self
+            .handle
+            .current()
+            .filter(|w| matches!(w.model.source, ModelSource::Pinned | ModelSource::Static))
+        else {
+            self.sources().ungated_failing = None;
+            return;
+        };
+        let result = self.probe(&w, Depth::Listing).await;
+        let mut s = self.sources();
+        match result {
+            Probe::Ready => s.ungated_failing = None,
+            other => {
+                let why = match other {
+                    Probe::Failed(why) => why,
+                    _ => "the upstream does not list the model".to_string(),
+                };
+                if s.ungated_failing.is_none() {
+                    tracing::warn!(model = %w.model.id, reason = %why, "the pinned or static winner does not answer its probes");
+                }
+                let since = s
+                    .ungated_failing
+                    .as_ref()
+                    .map_or_else(Instant::now, |f| f.0);
+                s.ungated_failing = Some((since, why));
+            }
+        }
+    }
+
+    /// `w` is ready: tell every replica (through the store) and switch here.
+    async fn decide(self: &Arc<Self>, w: &Winner) {
+        let d = Decision::of(w);
+        let bytes = serde_json::to_vec(&d).unwrap_or_default();
+        if let Err(e) = self.store.set(WINNER_READY_KEY, &bytes, None).await {
+            tracing::warn!(error = %e, "cannot store the readiness decision; switching this replica only");
+        }
+        self.promote(&d);
+    }
+
+    /// Switches to the pending champion if `d` names it.
+    fn promote(self: &Arc<Self>, d: &Decision) -> bool {
+        {
+            let mut s = self.sources();
+            let Some(p) = s.pending.take_if(|p| d.names(&p.winner)) else {
+                return false;
+            };
+            tracing::info!(
+                model = %p.winner.model.id,
+                revision = p.winner.model.revision.as_deref().unwrap_or("-"),
+                waited_secs = p.started.elapsed().as_secs(),
+                "the new champion answers; switching to it"
+            );
+            if let Some(old) = s.affine.replace(p.winner) {
+                s.replaced.push((old, Instant::now()));
+            }
+            s.interim = None;
+        }
+        self.resolve();
+        true
+    }
+
+    /// Reads the stored decision: a replica switched, this one follows.
+    async fn refresh_decision(self: &Arc<Self>) {
+        let d = match self.store.get(WINNER_READY_KEY).await {
+            Ok(Some(bytes)) => match serde_json::from_slice::<Decision>(&bytes) {
+                Ok(d) => d,
+                Err(_) => {
+                    tracing::debug!("the stored readiness decision is not readable; ignoring it");
+                    return;
+                }
+            },
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the readiness decision");
+                return;
+            }
+        };
+        if self.promote(&d) {
+            return;
+        }
+        let mut s = self.sources();
+        let known = s.affine.as_ref().is_some_and(|w| d.names(w))
+            || s.pending.as_ref().is_some_and(|p| d.names(&p.winner));
+        // A champion this replica has not seen yet: ask Affine now rather than at the next
+        // poll, once per decision.
+        if !known && s.unknown_decision.as_ref() != Some(&d) {
+            s.unknown_decision = Some(d);
+            self.poll_now.notify_one();
+        }
+    }
+
+    /// Calls the retire webhook for replaced champions once their requests drained and
+    /// nothing routes to them (not the champion, not pending, not a past champion).
+    fn retire_drained(self: &Arc<Self>) {
+        let due: Vec<Winner> = {
+            let mut s = self.sources();
+            let Sources {
+                replaced,
+                affine,
+                pending,
+                ..
+            } = &mut *s;
+            let needed = |w: &Winner| {
+                affine.as_ref().is_some_and(|a| {
+                    a.same_model(w)
+                        || a.past_champions
+                            .iter()
+                            .any(|p| p.model == w.model.id && p.revision == w.model.revision)
+                }) || pending.as_ref().is_some_and(|p| p.winner.same_model(w))
+            };
+            let drain = self.gate.drain;
+            let mut due = Vec::new();
+            replaced.retain(|(w, at)| {
+                if needed(w) {
+                    return true;
+                }
+                if at.elapsed() < drain {
+                    return true;
+                }
+                due.push(w.clone());
+                false
+            });
+            due
+        };
+        for w in due {
+            self.spawn_announce(Hook::Retire, Announcement::of(&w));
+        }
     }
 
     /// Reads the pin from the store; a store failure keeps the pin as it was.
@@ -546,8 +903,8 @@ impl Discovery {
         Ok(())
     }
 
-    /// The background tasks: the pin poller always, the Affine poller unless a static winner
-    /// is configured.
+    /// The background tasks: the pin and decision poller and the prober always, the Affine
+    /// poller unless a static winner is configured.
     pub fn spawn(
         self: &Arc<Self>,
         config: &Config,
@@ -563,6 +920,28 @@ impl Discovery {
                 me.refresh_pin().await;
             }
         }));
+        let decision_every = readiness::decision_poll(pin_every);
+        let me = self.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(decision_every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                me.refresh_decision().await;
+            }
+        }));
+        let me = self.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(me.gate.probe_every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = me.probe_now.notified() => {}
+                }
+                me.probe_round().await;
+            }
+        }));
         if self.fixed.is_none() {
             let client = AffineClient::new(
                 &config.winner.affine_api_url,
@@ -576,7 +955,10 @@ impl Discovery {
                 // The kind of the failure in progress, if any.
                 let mut failing: Option<&'static str> = None;
                 loop {
-                    tick.tick().await;
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        () = me.poll_now.notified() => {}
+                    }
                     match client.fetch_winner().await {
                         Ok(w) => {
                             if failing.is_some() {

@@ -10,7 +10,9 @@
 pub(crate) mod affine;
 pub(crate) mod breaker;
 pub(crate) mod budget;
+pub(crate) mod readiness;
 pub(crate) mod upstreams;
+pub(crate) mod webhook;
 pub(crate) mod winner;
 
 pub use upstreams::{Opened, Served, UpstreamSet};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use time::OffsetDateTime;
 
-use crate::api::{ModelInfo, ModelSource, WinnerResponse};
+use crate::api::{ModelInfo, ModelSource, PendingChampion, WinnerResponse};
 
 /// One winner: the model and when it became the winner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +92,14 @@ impl Winner {
 /// Requests take a snapshot (`Arc` clone, no lock) and keep using it even if the winner
 /// changes mid-request, so an in-flight answer finishes on the model it started with.
 #[derive(Debug, Clone, Default)]
-pub struct WinnerHandle(Arc<ArcSwapOption<Winner>>);
+pub struct WinnerHandle(Arc<Published>);
+
+/// What the handle shares: the winner in effect and the champion waiting to replace it.
+#[derive(Debug, Default)]
+struct Published {
+    winner: ArcSwapOption<Winner>,
+    pending: ArcSwapOption<PendingChampion>,
+}
 
 impl WinnerHandle {
     /// A handle with no winner yet.
@@ -102,7 +109,17 @@ impl WinnerHandle {
 
     /// The current winner, if any.
     pub fn current(&self) -> Option<Arc<Winner>> {
-        self.0.load_full()
+        self.0.winner.load_full()
+    }
+
+    /// The champion Affine named that is not ready yet, as `GET /v1/winner` shows it.
+    pub fn pending(&self) -> Option<Arc<PendingChampion>> {
+        self.0.pending.load_full()
+    }
+
+    /// Replaces what [`WinnerHandle::pending`] shows (the readiness gate's view).
+    pub(crate) fn set_pending(&self, pending: Option<PendingChampion>) {
+        self.0.pending.store(pending.map(Arc::new));
     }
 
     /// Installs `next` as the winner (or none) and tells the world when it differs: a log
@@ -136,7 +153,7 @@ impl WinnerHandle {
             _ => true,
         };
         if !visible {
-            self.0.store(next.map(Arc::new));
+            self.0.winner.store(next.map(Arc::new));
             return true;
         }
         match &next {
@@ -173,7 +190,7 @@ impl WinnerHandle {
                 metrics.winner_known.set(0);
             }
         }
-        self.0.store(next.map(Arc::new));
+        self.0.winner.store(next.map(Arc::new));
         true
     }
 
@@ -188,6 +205,7 @@ impl WinnerHandle {
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
             upstream: strip_credentials(w.route.as_deref().unwrap_or(upstream)),
+            pending: self.pending().map(|p| (*p).clone()),
         })
     }
 }

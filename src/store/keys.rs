@@ -61,6 +61,14 @@ pub(crate) const REVOKED_VERSION: &str = "{revoked}:ver";
 /// The runtime winner pin.
 pub(crate) const WINNER_PIN: &str = "winner:pin";
 
+/// The readiness decision: the champion every replica switches to (JSON, no expiry).
+pub(crate) const WINNER_READY: &str = "winner:ready";
+
+/// The claim that a webhook for a champion (`org/model@revision`) was (being) delivered.
+pub(crate) fn webhook_claim(hook: &str, spec: &str) -> String {
+    format!("winner:hook:{hook}:{spec}")
+}
+
 /// `key` under a store's key prefix: what a backend actually reads and writes.
 pub(crate) fn prefixed(prefix: &str, key: &str) -> String {
     let mut k = String::with_capacity(prefix.len() + key.len());

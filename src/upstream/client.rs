@@ -338,6 +338,34 @@ impl UpstreamClient {
         Ok(res)
     }
 
+    /// `GET url` with this client's key, within `deadline`: the body of a 2xx answer, at most
+    /// `max` bytes (the model list a readiness probe reads).
+    pub(crate) async fn get_at(
+        &self,
+        url: &str,
+        max: usize,
+        deadline: Duration,
+    ) -> Result<Bytes, UpstreamError> {
+        let call = async {
+            let mut rb = self.http.get(url);
+            if let Some(auth) = &self.auth {
+                rb = rb.header(AUTHORIZATION, auth.clone());
+            }
+            let res = rb.send().await.map_err(|e| map_reqwest(&e))?;
+            let status = res.status();
+            if !status.is_success() {
+                return Err(UpstreamError::Status {
+                    status: status.as_u16(),
+                    retry_after: None,
+                });
+            }
+            read_capped(res, max).await
+        };
+        tokio::time::timeout(deadline, call)
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout(TimeoutKind::Total)))
+    }
+
     /// A non-streaming call to `completions_url` within `timeouts.total`: returns the whole
     /// answer's bytes and when its headers arrived.
     pub async fn complete_at(

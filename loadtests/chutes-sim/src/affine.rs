@@ -19,8 +19,8 @@ pub const MINER_41: &str = include_str!("../fixtures/affine/miner_uid.json");
 /// `GET /rank/current`.
 pub const RANK_CURRENT: &str = include_str!("../fixtures/affine/rank_current.json");
 
-/// The hotkey of the miners [`AffineSim::crown`] adds.
-const CROWNED_HOTKEY: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
+/// The hotkey of the miners [`AffineSim::crown`] and [`AffineSim::crown_rank`] add.
+pub const CROWNED_HOTKEY: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
 
 /// The block [`AffineSim::crown`] says a champion appeared at and was crowned at.
 pub const CROWNED_BLOCK: u64 = 6_900_000;
@@ -177,15 +177,24 @@ impl AffineSim {
 
     /// The `/rank/current` half of [`AffineSim::crown`].
     fn crown_in_rank(&self, uid: u16, model: &str, revision: &str) {
+        self.crown_rank(uid, model, revision, CROWNED_BLOCK);
+    }
+
+    /// Changes only `/rank/current` (the scores and miner records stay): `uid` (hotkey
+    /// [`CROWNED_HOTKEY`]) becomes `window.champion` with `model`@`revision` since
+    /// `since_block`, and is listed first in `past_champions`, then the champion it replaces,
+    /// then the others; they share the weight equally. What a gateway reading only the rank
+    /// sees when Affine crowns a challenger.
+    pub fn crown_rank(&self, uid: u16, model: &str, revision: &str, since_block: u64) {
         let mut rank = write(&self.rank);
         let Some(window) = rank.get_mut("window").and_then(Value::as_object_mut) else {
             return;
         };
-        window.insert(
+        let old = window.insert(
             "champion".to_owned(),
             json!({
                 "uid": uid, "hotkey": CROWNED_HOTKEY, "revision": revision, "model": model,
-                "model_type": "qwen3", "since_block": CROWNED_BLOCK,
+                "model_type": "qwen3", "since_block": since_block,
             }),
         );
         let mut past: Vec<Value> = window
@@ -198,6 +207,15 @@ impl AffineSim {
                     .collect()
             })
             .unwrap_or_default();
+        if let Some(old) = old.filter(|o| o["uid"] != json!(uid))
+            && !past.iter().any(|c| c["uid"] == old["uid"])
+        {
+            past.insert(
+                0,
+                json!({ "uid": old["uid"], "hotkey": old["hotkey"], "model": old["model"],
+                        "revision": old["revision"] }),
+            );
+        }
         past.insert(
             0,
             json!({ "uid": uid, "hotkey": CROWNED_HOTKEY, "model": model, "revision": revision }),
@@ -295,6 +313,30 @@ mod tests {
         assert_eq!(past.len(), 2, "uid 7 is not listed twice");
         assert_eq!((&past[0]["uid"], &past[1]["uid"]), (&json!(7), &json!(41)));
         assert_eq!(past[1]["share"], 0.5);
+    }
+
+    #[test]
+    fn crowning_in_the_rank_moves_the_old_champion_to_the_past() {
+        let a = AffineSim::default();
+        a.crown_rank(88, "someone/Challenger-32B", "0f0e", 6_905_000);
+        a.crown_rank(9, "new/Model", "beef", 6_906_000);
+        let window = &a.rank()["window"];
+        assert_eq!(window["champion"]["uid"], 9);
+        assert_eq!(window["champion"]["since_block"], 6_906_000);
+        assert_eq!(window["champion"]["revision"], "beef");
+        let uids: Vec<&Value> = window["past_champions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| &c["uid"])
+            .collect();
+        assert_eq!(uids, [&json!(9), &json!(88), &json!(41), &json!(7)]);
+        assert_eq!(
+            window["past_champions"][1]["model"],
+            "someone/Challenger-32B"
+        );
+        assert_eq!(window["past_champions"][3]["share"], 0.25);
+        assert_eq!(read(&a.scores)["scores"][0]["uid"], 41, "scores untouched");
     }
 
     #[test]

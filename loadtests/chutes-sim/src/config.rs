@@ -5,6 +5,10 @@ use std::time::Duration;
 /// Model the simulator serves unless told otherwise; matches the fixtures.
 pub const DEFAULT_MODEL: &str = "affine-champ/Affine-Reasoner-32B";
 
+/// How long a model deployed through `POST /_sim/deploy` takes to be served unless configured:
+/// long enough that a gateway polling every second sees it absent first, short enough for a demo.
+pub const DEFAULT_DEPLOY_DELAY: Duration = Duration::from_secs(2);
+
 /// Behaviour of a running simulator; swap it at run time with
 /// [`SimHandle::set_config`](crate::SimHandle::set_config).
 ///
@@ -13,7 +17,9 @@ pub const DEFAULT_MODEL: &str = "affine-champ/Affine-Reasoner-32B";
 /// installs a config and then sends requests one by one always sees the same answers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SimConfig {
-    /// The only model `POST /v1/chat/completions` accepts; also the first entry of `/v1/models`.
+    /// The primary model: served from the start and listed first in `/v1/models`. Installing a
+    /// config whose `model` differs from the installed one deploys that model at once (the
+    /// others stay served); see [`SimHandle::served_models`](crate::SimHandle::served_models).
     pub model: String,
     /// Root of all randomness.
     pub seed: u64,
@@ -44,6 +50,15 @@ pub struct SimConfig {
     /// How many of the latest requests to keep for [`SimHandle::requests`](crate::SimHandle::requests);
     /// `0` turns recording off, which benchmarks want because recording parses every body twice.
     pub record_requests: usize,
+    /// Whether chat completions for a model outside the catalogue get Chutes' 404.
+    pub catalogue: Catalogue,
+    /// `Some(secret)`: `POST /_sim/deploy` and `/_sim/retire` without a valid
+    /// `X-Affine-Signature: sha256=<hex HMAC-SHA256 of the body>` answer 401. `None` accepts
+    /// any call (the signature is still checked against nothing and recorded as unverified).
+    pub webhook_secret: Option<String>,
+    /// Time from an accepted deploy webhook until its model is served, as a chute that has to
+    /// download weights and start; `Duration::ZERO` serves it at once.
+    pub deploy_delay: Duration,
 }
 
 impl Default for SimConfig {
@@ -62,8 +77,23 @@ impl Default for SimConfig {
             require_api_key: None,
             honour_max_tokens: true,
             record_requests: 256,
+            catalogue: Catalogue::Strict,
+            webhook_secret: None,
+            deploy_delay: DEFAULT_DEPLOY_DELAY,
         }
     }
+}
+
+/// Which models chat completions accept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Catalogue {
+    /// Only the served models (as Chutes does): any other gets 404
+    /// `{"detail": "model not found: <id>"}`. A deploy that is still in its delay is not served.
+    #[default]
+    Strict,
+    /// Any model is answered, served or not; `/v1/models` still lists only the served ones.
+    /// For load tests and clients that do not care which model answers.
+    Open,
 }
 
 /// Where a reasoning model puts its thinking; upstreams differ, so the gateway must handle all.

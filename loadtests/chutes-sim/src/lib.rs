@@ -26,24 +26,41 @@
 //!   prompt-token formula.
 //! - [`render`]: the answer (words, `max_tokens` cut) written as JSON or as a whole SSE stream.
 //! - `body`: sends a prepared body paced, fragmented, cut short or stalled.
+//! - [`catalogue`]: the served models, deploys in their delay and prices ([`ServedModel`]).
+//! - [`webhook`]: the deploy/retire webhooks' signature check and [`WebhookCall`] records.
 //! - [`text`]: deterministic words and ids from (seed, request number).
 //! - [`fixtures`]: the Chutes fixtures, compiled in.
 //! - [`affine`]: the simulated Affine public API (rank, scores and miners, from its fixtures).
 //! - `stats` / `record`: atomic counters and the ring of recorded requests.
 //!
 //! # Endpoints
-//! - `GET /v1/models`: `models.json` with the first entry renamed to the served model.
-//! - `POST /v1/chat/completions`: see [`server`]; `usage.prompt_tokens` is
+//! - `GET /v1/models`: the models served now, in the shape of `models.json` (`id`, `object`,
+//!   `created`, `owned_by`, `root`, `max_model_len`, `price` in USD and TAO per 1M tokens,
+//!   `pricing`). By default [`SimConfig::model`] (in the place of the fixture's first entry)
+//!   and the fixture's other models, at the fixture's prices; a deployed model gets the first
+//!   entry's fields and prices. Change them with [`SimState::set_model_price`] and
+//!   [`SimState::set_model_price_json`]; count the requests with
+//!   [`SimState::models_requests`].
+//! - `POST /v1/chat/completions`: see [`server`]. With [`Catalogue::Strict`] (the default) a
+//!   model that is not served now gets 404 `{"detail": "model not found: <id>"}`;
+//!   [`Catalogue::Open`] answers any. `usage.prompt_tokens` is
 //!   `ceil(chars of all message contents / 4) + 3 per message` and `completion_tokens` the
 //!   number of words sent (reasoning plus answer).
 //! - `POST /c/{slug}/v1/chat/completions`: the same, as a chute's own base URL would.
 //! - `GET /api/v1/rank/current`, `GET /api/v1/scores/latest`, `GET /api/v1/miners/uid/{uid}`:
 //!   the Affine API, see [`affine`].
-//! - `GET /_sim/stats`, `GET /_sim/requests`: [`SimStats`] and [`RecordedRequest`]s as JSON,
-//!   for out-of-process load tests.
+//! - `POST /_sim/deploy`, `POST /_sim/retire`: the deploy/retire webhooks a gateway calls on
+//!   a champion change (`{"model", "revision", …}`, signed with `X-Affine-Signature` when
+//!   [`SimConfig::webhook_secret`] is set); deploy serves the model after
+//!   [`SimConfig::deploy_delay`], idempotently; retire takes it out. See [`webhook`].
+//!   In Rust: [`SimState::deploy_model`], [`SimState::undeploy_model`],
+//!   [`SimState::served_models`], [`SimState::pending_deploys`], [`SimState::fail_webhooks`].
+//! - `GET /_sim/stats`, `GET /_sim/requests`, `GET /_sim/webhooks`: [`SimStats`],
+//!   [`RecordedRequest`]s and [`WebhookCall`]s as JSON, for out-of-process load tests.
 
 pub mod affine;
 mod body;
+pub mod catalogue;
 pub mod config;
 pub mod fixtures;
 mod record;
@@ -52,9 +69,15 @@ pub mod request;
 pub mod server;
 mod stats;
 pub mod text;
+pub mod webhook;
 
 pub use affine::{AffineMode, AffineSim};
-pub use config::{DEFAULT_MODEL, Fault, FaultKind, ReasoningStyle, SimConfig, Trigger};
+pub use catalogue::ServedModel;
+pub use config::{
+    Catalogue, DEFAULT_DEPLOY_DELAY, DEFAULT_MODEL, Fault, FaultKind, ReasoningStyle, SimConfig,
+    Trigger,
+};
 pub use record::RecordedRequest;
 pub use server::{Sim, SimHandle, SimState, router};
 pub use stats::SimStats;
+pub use webhook::{WebhookCall, WebhookKind};

@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chutes_sim::{DEFAULT_MODEL, Fault, FaultKind, ReasoningStyle, Sim, SimConfig, Trigger};
+use chutes_sim::{
+    Catalogue, DEFAULT_DEPLOY_DELAY, DEFAULT_MODEL, Fault, FaultKind, ReasoningStyle, Sim,
+    SimConfig, Trigger,
+};
 use clap::{ArgGroup, Parser, ValueEnum};
 
 /// Simulated Chutes upstream (OpenAI-compatible) for tests and load tests.
@@ -67,6 +70,23 @@ struct Cli {
     /// Keep the last N requests for `GET /_sim/requests`; 0 for benchmarks.
     #[arg(long, default_value_t = 256)]
     record_requests: usize,
+    /// `strict`: chat completions for a model not served get 404 `model not found`;
+    /// `open`: any model is answered.
+    #[arg(long, value_enum, env = "CHUTES_SIM_CATALOGUE", default_value_t = CatalogueArg::Strict)]
+    catalogue: CatalogueArg,
+    /// Secret of the deploy/retire webhooks' `X-Affine-Signature` (unsigned calls then get
+    /// 401); prefer the environment variable, which `ps` does not show.
+    #[arg(long, env = "CHUTES_SIM_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
+    /// Milliseconds from an accepted deploy webhook until its model is served.
+    #[arg(long, env = "CHUTES_SIM_DEPLOY_DELAY_MS", default_value_t = DEFAULT_DEPLOY_DELAY.as_millis() as u64)]
+    deploy_delay_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CatalogueArg {
+    Strict,
+    Open,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -122,6 +142,12 @@ impl Cli {
             require_api_key: self.require_api_key.clone(),
             honour_max_tokens: true,
             record_requests: self.record_requests,
+            catalogue: match self.catalogue {
+                CatalogueArg::Strict => Catalogue::Strict,
+                CatalogueArg::Open => Catalogue::Open,
+            },
+            webhook_secret: self.webhook_secret.clone(),
+            deploy_delay: Duration::from_millis(self.deploy_delay_ms),
         }
     }
 }

@@ -18,16 +18,24 @@ pub struct RecordedRequest {
     pub body: Value,
 }
 
-/// A bounded ring of [`RecordedRequest`]s. The mutex is held only to push or copy, never
-/// across an await.
-#[derive(Debug, Default)]
-pub(crate) struct Recorder {
-    ring: Mutex<VecDeque<RecordedRequest>>,
+/// A bounded ring of [`RecordedRequest`]s (or of other records, such as webhook calls). The
+/// mutex is held only to push or copy, never across an await.
+#[derive(Debug)]
+pub(crate) struct Recorder<T = RecordedRequest> {
+    ring: Mutex<VecDeque<T>>,
 }
 
-impl Recorder {
+impl<T> Default for Recorder<T> {
+    fn default() -> Self {
+        Self {
+            ring: Mutex::new(VecDeque::new()),
+        }
+    }
+}
+
+impl<T: Clone> Recorder<T> {
     /// Keeps `request`, dropping the oldest entries beyond `capacity`.
-    pub(crate) fn push(&self, capacity: usize, request: RecordedRequest) {
+    pub(crate) fn push(&self, capacity: usize, request: T) {
         if capacity == 0 {
             return;
         }
@@ -47,11 +55,11 @@ impl Recorder {
     }
 
     /// Oldest first.
-    pub(crate) fn snapshot(&self) -> Vec<RecordedRequest> {
+    pub(crate) fn snapshot(&self) -> Vec<T> {
         self.lock().iter().cloned().collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<RecordedRequest>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<T>> {
         // A panic while holding the lock cannot leave the ring inconsistent (push/pop are
         // atomic from its point of view), so a poisoned lock is still usable.
         self.ring

@@ -5,7 +5,8 @@
 //!    and record it.
 //! 2. Missing or wrong `Authorization` when a key is required: 401 with the fixture body.
 //! 3. Malformed JSON, wrong field types, no messages or no model: 400 `{"detail": …}`.
-//! 4. Another model than the served one: 404 `{"detail": "model not found: {model}"}`.
+//! 4. With [`Catalogue::Strict`](crate::Catalogue) (the default), a model the catalogue does
+//!    not serve now: 404 `{"detail": "model not found: {model}"}`.
 //! 5. The configured fault, if its trigger fires for this request number.
 //! 6. The answer, after `ttft`: JSON, or an SSE stream whose headers go out at once and whose
 //!    first event waits for `ttft`.
@@ -32,13 +33,15 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::body::{self, End, Once, Plan};
-use crate::config::{FaultKind, SimConfig};
+use crate::catalogue::{Models, Outcome, ServedModel};
+use crate::config::{Catalogue, FaultKind, SimConfig};
 use crate::fixtures;
 use crate::record::{RecordedRequest, Recorder};
 use crate::render::{self, Answer, AnswerSpec};
 use crate::request::ChatRequest;
 use crate::stats::{Counters, InFlight, SimStats};
 use crate::text;
+use crate::webhook::{self, WebhookBody, WebhookCall, WebhookKind};
 
 /// How long [`SimHandle::shutdown`] waits for open connections before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -59,10 +62,8 @@ const GARBAGE_SSE: &str = "data: {\"id\":\"chatcmpl-garbage\",\"choices\":[{\"de
 #[derive(Debug)]
 struct Active {
     config: SimConfig,
-    /// The model as a JSON string literal, spliced into every answer.
+    /// The primary model as a JSON string literal, spliced into its answers.
     model_json: String,
-    /// `GET /v1/models` body.
-    models_body: Bytes,
     /// `Bearer {key}` when a key is required.
     expected_auth: Option<String>,
     /// Gap between streamed tokens.
@@ -77,7 +78,6 @@ impl Active {
             .then(|| Duration::from_secs_f64(1.0 / config.tokens_per_sec));
         Self {
             model_json: render::json_string(&config.model),
-            models_body: fixtures::models_body(&config.model),
             expected_auth: config
                 .require_api_key
                 .as_ref()
@@ -97,7 +97,11 @@ impl Active {
     }
 }
 
-/// State shared by all handlers.
+/// State shared by all handlers, and the controls tests use (also reachable on a
+/// [`SimHandle`], which dereferences to it).
+///
+/// Besides the [`SimConfig`], it holds what outlives a config change: the model catalogue
+/// (served models, deploys in their delay, prices), the webhook calls and the Affine API.
 #[derive(Debug)]
 pub struct SimState {
     active: RwLock<Arc<Active>>,
@@ -105,17 +109,27 @@ pub struct SimState {
     recorder: Recorder,
     shutdown: watch::Receiver<bool>,
     affine: crate::affine::AffineSim,
+    models: Models,
+    models_requests: AtomicU64,
+    webhooks: Recorder<WebhookCall>,
+    failing_webhooks: AtomicU64,
+    started: Instant,
 }
 
 impl SimState {
     /// State for [`router`]; `shutdown` turning true ends stalled and paced responses.
     pub fn new(config: SimConfig, shutdown: watch::Receiver<bool>) -> Arc<Self> {
         Arc::new(Self {
+            models: Models::new(&config.model),
             active: RwLock::new(Arc::new(Active::new(config))),
             counters: Arc::default(),
             recorder: Recorder::default(),
             shutdown,
             affine: crate::affine::AffineSim::default(),
+            models_requests: AtomicU64::new(0),
+            webhooks: Recorder::default(),
+            failing_webhooks: AtomicU64::new(0),
+            started: Instant::now(),
         })
     }
 
@@ -130,14 +144,78 @@ impl SimState {
     }
 
     /// Installs `config` for the next request; restarts request numbering for triggers and text.
+    /// A `model` other than the installed config's is served at once and listed first (the
+    /// models served before stay served: retire them with [`SimState::undeploy_model`]).
     pub fn set_config(&self, config: SimConfig) {
         let capacity = config.record_requests;
+        let model = config.model.clone();
         let next = Arc::new(Active::new(config));
-        *self
-            .active
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+        let previous = std::mem::replace(
+            &mut *self
+                .active
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            next,
+        );
+        if previous.config.model != model {
+            self.models.deploy_now(&model, true);
+        }
         self.recorder.truncate(capacity);
+    }
+
+    /// Serves `model` at once, with no delay and no webhook (a deploy of it in its delay
+    /// completes now). Listed after the models already served.
+    pub fn deploy_model(&self, model: &str) {
+        self.models.deploy_now(model, false);
+    }
+
+    /// Takes `model` out of the catalogue (served or deploying), as a retired chute: its chat
+    /// completions get 404 under [`Catalogue::Strict`] and `/v1/models` no longer lists it.
+    /// Returns whether it was there.
+    pub fn undeploy_model(&self, model: &str) -> bool {
+        self.models.retire(model) == Outcome::Retired
+    }
+
+    /// The models served now, in `/v1/models` order.
+    pub fn served_models(&self) -> Vec<ServedModel> {
+        self.models.served()
+    }
+
+    /// Deploys accepted by the webhook and still in their delay.
+    pub fn pending_deploys(&self) -> Vec<ServedModel> {
+        self.models.pending()
+    }
+
+    /// `GET /v1/models` requests received so far (also those refused for a missing key).
+    pub fn models_requests(&self) -> u64 {
+        self.models_requests.load(Ordering::Relaxed)
+    }
+
+    /// Sets the TAO prices (per 1M tokens) `/v1/models` shows for `model` (served now or
+    /// later); the USD values stay the fixture's. Each value is printed verbatim when it is a
+    /// JSON number (`"0.00045"`, `"0"`, `"-1"`, `"1e3"`, more digits than an f64 holds), else
+    /// as a JSON string, so tests can offer the gateway absurd prices.
+    pub fn set_model_price(&self, model: &str, input_tao: &str, output_tao: &str) {
+        self.models
+            .set_price_raw(model, Some(Models::tao_price(input_tao, output_tao)));
+    }
+
+    /// Sets the whole `price` field of `model` to any JSON (wrong shapes included);
+    /// `Value::Null` leaves the field out, as a provider that does not publish prices.
+    pub fn set_model_price_json(&self, model: &str, price: Value) {
+        let raw = (!price.is_null()).then(|| price.to_string());
+        self.models.set_price_raw(model, raw);
+    }
+
+    /// The next `n` webhook calls answer 500 (after being recorded), whatever they carry;
+    /// replaces any count still pending. For the gateway's retries.
+    pub fn fail_webhooks(&self, n: u64) {
+        self.failing_webhooks.store(n, Ordering::Relaxed);
+    }
+
+    /// Webhook calls received (the latest 1024), oldest first.
+    pub fn webhooks(&self) -> Vec<WebhookCall> {
+        self.webhooks.snapshot()
     }
 
     /// Counter snapshot.
@@ -169,6 +247,9 @@ pub fn router(state: Arc<SimState>) -> Router {
         .route("/api/v1/miners/uid/{uid}", get(crate::affine::miner))
         .route("/_sim/stats", get(sim_stats))
         .route("/_sim/requests", get(sim_requests))
+        .route("/_sim/webhooks", get(sim_webhooks))
+        .route("/_sim/deploy", post(webhook_call))
+        .route("/_sim/retire", post(webhook_call))
         .with_state(state)
 }
 
@@ -215,6 +296,9 @@ impl Sim {
 }
 
 /// A running simulator. Dropping it stops the server too (in the background).
+///
+/// It dereferences to its [`SimState`], so every control (`deploy_model`, `served_models`,
+/// `set_model_price`, `fail_webhooks`, `webhooks`, …) is called on the handle directly.
 #[derive(Debug)]
 pub struct SimHandle {
     addr: SocketAddr,
@@ -242,6 +326,16 @@ impl SimHandle {
     /// `http://127.0.0.1:PORT/api/v1`: the simulated Affine API's base URL.
     pub fn affine_base_url(&self) -> String {
         format!("http://{}/api/v1", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT/_sim/deploy`: the deploy webhook URL to configure in a gateway.
+    pub fn deploy_webhook_url(&self) -> String {
+        format!("http://{}/_sim/deploy", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT/_sim/retire`: the retire webhook URL to configure in a gateway.
+    pub fn retire_webhook_url(&self) -> String {
+        format!("http://{}/_sim/retire", self.addr)
     }
 
     /// `http://127.0.0.1:PORT/c/{slug}/v1`: the template of a chute's own base URL.
@@ -276,6 +370,14 @@ impl SimHandle {
     }
 }
 
+impl std::ops::Deref for SimHandle {
+    type Target = SimState;
+
+    fn deref(&self) -> &SimState {
+        &self.state
+    }
+}
+
 impl Drop for SimHandle {
     fn drop(&mut self) {
         self.stop.send_replace(true);
@@ -296,6 +398,91 @@ async fn sim_requests(State(state): State<Arc<SimState>>) -> Response {
     )
 }
 
+async fn sim_webhooks(State(state): State<Arc<SimState>>) -> Response {
+    json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&state.webhooks()).unwrap_or_default(),
+    )
+}
+
+/// `POST /_sim/deploy` and `/_sim/retire`: the steps of [`crate::webhook`]; records the call
+/// with the status it answers.
+async fn webhook_call(
+    State(state): State<Arc<SimState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let kind = if uri.path().ends_with("/retire") {
+        WebhookKind::Retire
+    } else {
+        WebhookKind::Deploy
+    };
+    let headers = &headers;
+    let raw = &raw[..];
+    let active = state.active();
+    let config = &active.config;
+    let verified = config
+        .webhook_secret
+        .as_ref()
+        .is_some_and(|secret| webhook::verified(secret.as_bytes(), headers, raw));
+    let failing = state
+        .failing_webhooks
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok();
+    let (status, body) = if failing {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({"detail": "Internal Server Error"}),
+        )
+    } else if config.webhook_secret.is_some() && !verified {
+        (
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"detail": "invalid or missing X-Affine-Signature"}),
+        )
+    } else {
+        match serde_json::from_slice::<WebhookBody>(raw) {
+            Err(e) => (
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"detail": format!("invalid webhook body: {e}")}),
+            ),
+            Ok(call) => {
+                let outcome = match kind {
+                    WebhookKind::Deploy => state.models.deploy(
+                        &call.model,
+                        call.revision.as_deref(),
+                        config.deploy_delay,
+                    ),
+                    WebhookKind::Retire => state.models.retire(&call.model),
+                };
+                (
+                    StatusCode::OK,
+                    serde_json::json!({
+                        "model": call.model, "revision": call.revision, "state": outcome.as_str(),
+                    }),
+                )
+            }
+        }
+    };
+    state.webhooks.push(
+        webhook::KEPT_CALLS,
+        WebhookCall {
+            kind,
+            path: uri.path().to_owned(),
+            body: serde_json::from_slice(raw)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(raw).into_owned())),
+            signature: headers
+                .get(webhook::SIGNATURE_HEADER)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            verified,
+            status: status.as_u16(),
+            at_ms: u64::try_from(state.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            unix_ms: webhook::unix_ms(),
+        },
+    );
+    json_response(status, serde_json::to_vec(&body).unwrap_or_default())
+}
+
 fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {
     (
         status,
@@ -307,6 +494,7 @@ fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {
 
 async fn models(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Response {
     let guard = state.counters.arrive();
+    state.models_requests.fetch_add(1, Ordering::Relaxed);
     let active = state.active();
     record(
         &state,
@@ -324,7 +512,7 @@ async fn models(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Respo
             guard,
         );
     }
-    respond(StatusCode::OK, active.models_body.clone(), None, guard)
+    respond(StatusCode::OK, state.models.body(), None, guard)
 }
 
 async fn chat_completions(
@@ -380,7 +568,7 @@ async fn chat_completions(
     let Some(model) = request.model.as_deref() else {
         return bad_request("model is required", &invocation, guard);
     };
-    if model != config.model {
+    if config.catalogue == Catalogue::Strict && !state.models.serves(model) {
         let body = serde_json::json!({ "detail": format!("model not found: {model}") });
         let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
         return respond(StatusCode::NOT_FOUND, body, Some(&invocation), guard);
@@ -391,6 +579,14 @@ async fn chat_completions(
         .kind
         .filter(|_| config.fault.trigger.fires(config.seed, n));
     let stream = request.is_stream();
+    // Answers name the model asked for; the primary one's literal is prepared once.
+    let other_model;
+    let model_json = if model == config.model {
+        &active.model_json
+    } else {
+        other_model = render::json_string(model);
+        &other_model
+    };
 
     match fault {
         Some(FaultKind::Status(code)) => {
@@ -444,7 +640,7 @@ async fn chat_completions(
     });
 
     if stream {
-        let (bytes, ends) = answer.to_sse(&active.model_json, config.delta_chars);
+        let (bytes, ends) = answer.to_sse(model_json, config.delta_chars);
         let (send_events, end) = match fault {
             Some(FaultKind::Disconnect { after_chunks }) => {
                 // Never past the usage chunk: the point is a stream without its ending.
@@ -478,7 +674,7 @@ async fn chat_completions(
     }
 
     wait_ttft(start, config.ttft).await;
-    let bytes = answer.to_json(&active.model_json);
+    let bytes = answer.to_json(model_json);
     let end = match fault {
         Some(FaultKind::Disconnect { .. }) => End::Abort,
         Some(FaultKind::StallAfter { .. }) => End::Stall,

@@ -24,11 +24,15 @@ const RUNNER_HOTKEY: &str = "5HGjWAeFDfFCWPsjFQdVV2Msvz2XtMktvgocEZcCj68kUMaw";
 fn discover(c: &mut affine_gateway::config::Config) {
     c.winner.model = None;
     c.winner.poll_secs = 1;
+    // The readiness gate (tests/winner_readiness.rs) at its quickest: one probe, each second.
+    c.winner.probe_secs = 1;
+    c.winner.ready_probes = 1;
 }
 
-/// A gateway without a static winner, polling the simulator's Affine API every second.
+/// A gateway without a static winner, polling the simulator's Affine API every second; the
+/// simulator serves the champion and the runner-up, so the gate lets each through.
 async fn discovering(sim_cfg: SimConfig) -> Harness {
-    Harness::start_with(sim_cfg, discover).await
+    Harness::start_prepared(sim_cfg, |sim| sim.deploy_model(RUNNER), discover).await
 }
 
 /// The same in front of an Affine API from before `/rank/current` (404 there from the
@@ -36,7 +40,10 @@ async fn discovering(sim_cfg: SimConfig) -> Harness {
 async fn discovering_without_rank(sim_cfg: SimConfig) -> Harness {
     Harness::start_prepared(
         sim_cfg,
-        |sim| sim.affine().set_rank_mode(AffineMode::Status(404)),
+        |sim| {
+            sim.affine().set_rank_mode(AffineMode::Status(404));
+            sim.deploy_model(RUNNER);
+        },
         discover,
     )
     .await

@@ -46,7 +46,8 @@
 //!   [`Catalogue::Open`] answers any. `usage.prompt_tokens` is
 //!   `ceil(chars of all message contents / 4) + 3 per message` and `completion_tokens` the
 //!   number of words sent (reasoning plus answer).
-//! - `POST /c/{slug}/v1/chat/completions`: the same, as a chute's own base URL would.
+//! - `POST /c/{slug}/v1/chat/completions`, `GET /c/{slug}/v1/models`: the same, as a chute's own
+//!   base URL would.
 //! - `GET /api/v1/rank/current`, `GET /api/v1/scores/latest`, `GET /api/v1/miners/uid/{uid}`:
 //!   the Affine API, see [`affine`].
 //! - `POST /_sim/deploy`, `POST /_sim/retire`: the deploy/retire webhooks a gateway calls on

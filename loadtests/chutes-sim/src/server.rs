@@ -242,6 +242,7 @@ pub fn router(state: Arc<SimState>) -> Router {
         // A chute's own base URL (`https://{slug}.chutes.ai/v1` in production), so tests can
         // see which chute a request went to (the path is recorded).
         .route("/c/{slug}/v1/chat/completions", post(chat_completions))
+        .route("/c/{slug}/v1/models", get(models))
         .route("/api/v1/rank/current", get(crate::affine::rank_current))
         .route("/api/v1/scores/latest", get(crate::affine::scores_latest))
         .route("/api/v1/miners/uid/{uid}", get(crate::affine::miner))

@@ -24,7 +24,7 @@ use crate::auth::Authenticator;
 use crate::auth::jwt::{JwtKeys, Scope, now_secs};
 use crate::auth::middleware::AuthParts;
 use crate::auth::revocation::Revocations;
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use crate::http::{self, AppState, state::Inner};
 use crate::metering::{Journal, Meter};
 use crate::metrics::Metrics;
@@ -32,11 +32,9 @@ use crate::quota::Limiter;
 use crate::quota::local::IpGuard;
 use crate::quota::plans::Plans;
 use crate::routing::affine::{Discovery, Gate};
-use crate::routing::readiness::{ProbeTarget, Resolver};
+use crate::routing::readiness::Resolver;
 use crate::routing::{UpstreamSet, Winner, WinnerHandle};
 use crate::store::Store;
-use crate::upstream::UpstreamClient;
-use crate::upstream::client::Timeouts;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -120,18 +118,13 @@ impl Gateway {
                     .map(|k| k.expose().to_owned()),
             )
         };
-        let u = &config.upstream;
-        let upstream = UpstreamClient::new(
-            &upstream_url,
-            api_key.as_deref(),
-            Timeouts {
-                connect: Duration::from_millis(u.connect_timeout_ms),
-                first_token: Duration::from_secs(u.first_token_timeout_secs),
-                idle: Duration::from_secs(u.idle_timeout_secs),
-                total: Duration::from_secs(u.total_timeout_secs),
-            },
-        )
-        .map_err(StartError::Config)?;
+        // `[[serving]]` rules naming `api_key_env` read it from the process environment
+        // when the configuration was built without `Config::load` (which reads it itself).
+        let mut config = config;
+        config
+            .resolve_serving_keys(|k| std::env::var(k).ok())
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let api_key = api_key.map(Secret::new);
 
         let fixed = match (&config.winner.model, &simulator) {
             (Some(spec), _) => {
@@ -153,10 +146,11 @@ impl Gateway {
             default_max_tokens: config.reason.default_max_tokens,
             max_tokens_limit: config.reason.max_tokens_limit,
         };
-        let resolver = probe_resolver(upstream.clone());
         let upstream = Arc::new(
-            UpstreamSet::new(upstream, &config, metrics.clone()).map_err(StartError::Config)?,
+            UpstreamSet::new(&upstream_url, api_key.as_ref(), &config, metrics.clone())
+                .map_err(StartError::Config)?,
         );
+        let resolver = probe_resolver(upstream.clone());
         let gate =
             Gate::new(&config, resolver, store.clone(), &metrics).map_err(StartError::Config)?;
         let winner = WinnerHandle::new();
@@ -292,22 +286,18 @@ fn provider_prices(
     config: &Config,
     winner: &WinnerHandle,
     upstream: &Arc<UpstreamSet>,
-    api_key: Option<String>,
+    api_key: Option<Secret>,
     metrics: &Metrics,
 ) -> Result<Arc<crate::metering::provider::ProviderPrices>, StartError> {
     use crate::metering::provider::{PriceSource, ProviderPrices};
     let winner = winner.clone();
     let upstream = Arc::clone(upstream);
-    let api_key = api_key.map(crate::config::Secret::new);
     let sources = Arc::new(move || {
         winner
             .current()
             .map(|w| {
                 vec![PriceSource {
-                    base_url: w
-                        .route
-                        .clone()
-                        .unwrap_or_else(|| upstream.base_url().to_string()),
+                    base_url: w.route.clone().unwrap_or_else(|| upstream.base_url()),
                     api_key: api_key.clone(),
                     model: w.model.id.clone(),
                 }]
@@ -511,16 +501,8 @@ pub fn init_tracing(format: crate::config::LogFormat) {
     crate::telemetry::init(format);
 }
 
-/// Where the readiness gate probes a champion: the winner's upstream (or the champion's own
-/// chute), under its repo id.
-fn probe_resolver(primary: UpstreamClient) -> Resolver {
-    Arc::new(move |w: &Winner| {
-        let base = w.route.as_deref().unwrap_or(primary.base_url());
-        Ok(ProbeTarget {
-            client: primary.clone(),
-            completions_url: UpstreamClient::completions_url_for(base),
-            models_url: format!("{}/models", base.trim_end_matches('/')),
-            model_name: w.model.id.clone(),
-        })
-    })
+/// Where the readiness gate probes a champion: where the serving map serves it (or the
+/// champion's own chute), with that rule's client and model name.
+fn probe_resolver(upstreams: Arc<UpstreamSet>) -> Resolver {
+    Arc::new(move |w: &Winner| upstreams.probe_target(w))
 }

@@ -47,27 +47,12 @@ fn model(h: &Harness) -> String {
         .expect("the harness pins the sim's model")
 }
 
-fn this_month() -> String {
-    let d = time::OffsetDateTime::now_utc().date();
-    format!("{:04}-{:02}", d.year(), u8::from(d.month()))
-}
-
 /// The usage event of request `id`, once its settlement reached the store.
 async fn event_of(h: &Harness, id: &str) -> serde_json::Value {
     eventually(Duration::from_secs(5), "the usage event", || async {
-        let res = h
-            .http
-            .get(h.url(&format!("/admin/v1/usage/export?month={}", this_month())))
-            .bearer_auth(admin_token())
-            .send()
+        h.events_of(&this_month())
             .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
-        res.text()
-            .await
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .into_iter()
             .find(|e| e["request_id"] == id)
     })
     .await

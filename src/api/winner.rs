@@ -48,13 +48,39 @@ pub struct WinnerResponse {
     /// When this model became the winner (RFC 3339).
     #[schema(example = "2026-11-25T09:00:00Z")]
     pub since: String,
-    /// The upstream base URL, without credentials.
+    /// The base URL actually serving the winner (its serving rule's, expanded), without
+    /// credentials.
     #[schema(example = "https://llm.chutes.ai/v1")]
     pub upstream: String,
+    /// The serving rule that serves the winner; null when no rule can (the expanded URL is
+    /// not valid for this model). Added within v1 (an additive change).
+    #[serde(default)]
+    pub serving: Option<ServingView>,
     /// A new champion Affine named that does not serve yet: traffic stays on `model` until it
     /// is ready. Null when there is none. Added within v1 (additive).
     #[serde(default)]
     pub pending: Option<PendingChampion>,
+}
+
+/// Which `[[serving]]` rule serves a model, as `GET /v1/winner` shows it (never a key, never
+/// userinfo).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ServingView {
+    /// The rule's index in the configured `[[serving]]` list (0-based); the built-in default
+    /// rule (Chutes' router, `GATEWAY_UPSTREAM_URL`) is last, at the number of configured
+    /// rules (0 when none are configured).
+    #[schema(example = 0)]
+    pub rule: usize,
+    /// The rule's `match`: a model id or glob (`*` for every model).
+    #[serde(rename = "match")]
+    #[schema(example = "*")]
+    pub pattern: String,
+    /// The rule's base URL expanded for this model, without credentials.
+    #[schema(example = "https://llm.chutes.ai/v1")]
+    pub url: String,
+    /// What the gateway sends as `model` to that upstream.
+    #[schema(example = "affine-champ/Affine-Reasoner-32B")]
+    pub model_name: String,
 }
 
 /// Where a pending champion stands.

@@ -97,6 +97,11 @@ pub struct Config {
     pub plans: BTreeMap<String, PlanConfig>,
     /// `netuid → plan`: the plan that limits the sum of a subnet's hotkeys (`[subnets]`).
     pub subnets: BTreeMap<String, String>,
+    /// The serving map (`[[serving]]`): where each model is served, first matching rule
+    /// wins; the built-in default rule (`*` at `upstream.url` with `upstream.api_key`) is
+    /// always the last one, so an empty list serves everything as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub serving: Vec<ServingRuleConfig>,
 }
 
 impl Default for Config {
@@ -120,6 +125,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             plans: BTreeMap::new(),
             subnets: BTreeMap::new(),
+            serving: Vec::new(),
         }
     }
 }
@@ -312,6 +318,75 @@ pub struct FallbackConfig {
     /// Whole-call deadline, seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_timeout_secs: Option<u64>,
+}
+
+/// One `[[serving]]` rule: models whose id matches `match` are served at `url` (an
+/// OpenAI-compatible base URL), asked for as `model_name`, with the rule's key and timeouts.
+/// `url` and `model_name` may contain `{model}` (the repo id), `{revision}` and `{slug}`
+/// (the Chutes chute slug, see `routing::serving::chute_slug`); a rule that uses `{revision}`
+/// applies only to models with a known revision (others fall through to the next rule).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServingRuleConfig {
+    /// A model id (`org/model`) or a glob over it (`*`, `?`, `[..]`, `{a,b}`; `*` also spans
+    /// `/`), matched case-sensitively against the whole id. `*` alone matches every model.
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// Base URL, `http://` or `https://`, placeholders allowed.
+    pub url: String,
+    /// The provider key of this rule, sent as a Bearer token. Exclusive with `api_key_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+    /// The name of an environment variable holding the key (read at start; it must be set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// What to send as `model`; placeholders allowed; unset: the repo id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_name: Option<String>,
+    /// The Chutes username that deploys this rule's chutes: `{slug}` is then the slug Chutes
+    /// gives that user's chute of the repo; unset: the slug of the repo id alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chutes_user: Option<String>,
+    /// Connect deadline, milliseconds; unset: `upstream.connect_timeout_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_ms: Option<u64>,
+    /// First-token deadline, seconds; unset: `upstream.first_token_timeout_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_token_timeout_secs: Option<u64>,
+    /// Longest silence between stream chunks, seconds; unset: `upstream.idle_timeout_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Whole-call deadline, seconds; unset: `upstream.total_timeout_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_timeout_secs: Option<u64>,
+    /// The key read from `api_key_env` at load ([`Config::resolve_serving_keys`]); never
+    /// serialized, so `check-config` shows only the variable's name.
+    #[serde(skip)]
+    pub env_api_key: Option<Secret>,
+}
+
+impl ServingRuleConfig {
+    /// A rule serving `pattern` at `url` with everything else unset (defaults).
+    pub fn new(pattern: &str, url: &str) -> ServingRuleConfig {
+        ServingRuleConfig {
+            pattern: pattern.to_string(),
+            url: url.to_string(),
+            api_key: None,
+            api_key_env: None,
+            model_name: None,
+            chutes_user: None,
+            connect_timeout_ms: None,
+            first_token_timeout_secs: None,
+            idle_timeout_secs: None,
+            total_timeout_secs: None,
+            env_api_key: None,
+        }
+    }
+
+    /// The rule's key: `api_key`, or the one read from `api_key_env`.
+    pub fn key(&self) -> Option<&Secret> {
+        self.api_key.as_ref().or(self.env_api_key.as_ref())
+    }
 }
 
 /// How the serving model is chosen.
@@ -812,7 +887,7 @@ impl Config {
             }
             None => Config::default(),
         };
-        let from_env = env::apply(&mut config, env)?;
+        let from_env = env::apply(&mut config, &env)?;
         config.normalize();
         config.validate().map_err(|e| match e {
             ConfigError::Invalid {
@@ -831,7 +906,49 @@ impl Config {
             }
             other => other,
         })?;
+        config.resolve_serving_keys(&env).map_err(|e| match e {
+            ConfigError::Invalid {
+                field, expected, ..
+            } => ConfigError::Invalid {
+                field,
+                origin: file.map(|p| p.display().to_string()),
+                expected,
+            },
+            other => other,
+        })?;
         Ok(config)
+    }
+
+    /// Reads the key of every `[[serving]]` rule that names `api_key_env` and has not read it
+    /// yet, through `env` (the process environment in production). A variable that is unset
+    /// (or empty) is an error naming the rule, so a missing key stops the start instead of
+    /// sending unauthenticated requests.
+    pub fn resolve_serving_keys(
+        &mut self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        for (i, rule) in self.serving.iter_mut().enumerate() {
+            let Some(var) = &rule.api_key_env else {
+                continue;
+            };
+            if rule.env_api_key.is_some() {
+                continue;
+            }
+            let value = env(var)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| ConfigError::Invalid {
+                    field: format!("serving[{i}].api_key_env").into(),
+                    origin: None,
+                    expected: format!("names the environment variable {var}, which is not set"),
+                })?;
+            validate::header_secret(&value).map_err(|expected| ConfigError::Invalid {
+                field: format!("serving[{i}].api_key_env").into(),
+                origin: Some(var.clone()),
+                expected,
+            })?;
+            rule.env_api_key = Some(Secret::new(value));
+        }
+        Ok(())
     }
 
     /// Parses and validates the contents of a configuration file (no environment).
@@ -963,18 +1080,63 @@ impl Config {
             if let Some(m) = &f.model {
                 checked("model", validate::provider_model(m))?;
             }
-            if let Some(v) = f.connect_timeout_ms {
-                checked("connect_timeout_ms", millis(v))?;
+            check_timeouts(
+                [
+                    f.connect_timeout_ms,
+                    f.first_token_timeout_secs,
+                    f.idle_timeout_secs,
+                    f.total_timeout_secs,
+                ],
+                checked,
+            )?;
+        }
+
+        for (i, rule) in self.serving.iter().enumerate() {
+            let checked = |name: &str, r: Result<(), String>| {
+                r.map_err(|expected| ConfigError::Invalid {
+                    field: format!("serving[{i}].{name}").into(),
+                    origin: None,
+                    expected,
+                })
+            };
+            checked(
+                "match",
+                crate::routing::serving::compile_glob(&rule.pattern).map(|_| ()),
+            )?;
+            checked(
+                "url",
+                crate::routing::serving::check_url_template(&rule.url),
+            )?;
+            if let Some(m) = &rule.model_name {
+                checked(
+                    "model_name",
+                    crate::routing::serving::check_model_template(m),
+                )?;
             }
-            for (name, v) in [
-                ("first_token_timeout_secs", f.first_token_timeout_secs),
-                ("idle_timeout_secs", f.idle_timeout_secs),
-                ("total_timeout_secs", f.total_timeout_secs),
-            ] {
-                if let Some(v) = v {
-                    checked(name, secs(v, 1))?;
-                }
+            if rule.api_key.is_some() && rule.api_key_env.is_some() {
+                checked(
+                    "api_key",
+                    Err("api_key and api_key_env are both set; keep one".into()),
+                )?;
             }
+            if let Some(key) = &rule.api_key {
+                checked("api_key", validate::header_secret(key.expose()))?;
+            }
+            if let Some(var) = &rule.api_key_env {
+                checked("api_key_env", validate::env_var_name(var))?;
+            }
+            if let Some(user) = &rule.chutes_user {
+                checked("chutes_user", validate::provider_model(user))?;
+            }
+            check_timeouts(
+                [
+                    rule.connect_timeout_ms,
+                    rule.first_token_timeout_secs,
+                    rule.idle_timeout_secs,
+                    rule.total_timeout_secs,
+                ],
+                checked,
+            )?;
         }
 
         let w = &self.winner;
@@ -1089,6 +1251,9 @@ impl Config {
         for f in &mut shown.upstream.fallbacks {
             f.url = validate::redact_userinfo(&f.url);
         }
+        for r in &mut shown.serving {
+            r.url = validate::redact_userinfo(&r.url);
+        }
         match toml::to_string_pretty(&shown) {
             Ok(body) => {
                 format!("# Effective configuration; secrets are shown as \"{REDACTED}\".\n{body}")
@@ -1161,7 +1326,12 @@ impl Config {
     /// Canonical forms that are not worth an error: base URLs lose trailing slashes so that
     /// `{url}/path` never has a `//`.
     fn normalize(&mut self) {
-        let fallbacks = self.upstream.fallbacks.iter_mut().map(|f| &mut f.url);
+        let fallbacks = self
+            .upstream
+            .fallbacks
+            .iter_mut()
+            .map(|f| &mut f.url)
+            .chain(self.serving.iter_mut().map(|r| &mut r.url));
         for url in [
             &mut self.upstream.url,
             &mut self.winner.affine_api_url,
@@ -1174,6 +1344,43 @@ impl Config {
             url.truncate(trimmed);
         }
     }
+}
+
+/// Checks an `http://` or `https://` base URL as the configuration does (for URLs built at
+/// run time, such as an expanded `[[serving]]` URL); the message quotes it without userinfo.
+pub(crate) fn check_base_url(url: &str) -> Result<(), String> {
+    validate::http_url(url)
+}
+
+/// Checks a model name as the configuration does (no blanks, 1 to 256 bytes).
+pub(crate) fn check_model_name(name: &str) -> Result<(), String> {
+    validate::provider_model(name)
+}
+
+/// Checks the optional per-upstream deadlines of a fallback or a serving rule (connect in
+/// milliseconds, then first token, idle and total in seconds), reporting through `checked`
+/// under the key each is written as.
+fn check_timeouts(
+    values: [Option<u64>; 4],
+    checked: impl Fn(&str, Result<(), String>) -> Result<(), ConfigError>,
+) -> Result<(), ConfigError> {
+    let names = [
+        "connect_timeout_ms",
+        "first_token_timeout_secs",
+        "idle_timeout_secs",
+        "total_timeout_secs",
+    ];
+    for (i, (name, v)) in names.into_iter().zip(values).enumerate() {
+        if let Some(v) = v {
+            let r = if i == 0 {
+                range(v, 1, MAX_SECS * 1000, "milliseconds")
+            } else {
+                range(v, 1, MAX_SECS, "seconds")
+            };
+            checked(name, r)?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether a request to `url` leaves the host unencrypted.

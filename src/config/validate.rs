@@ -128,6 +128,22 @@ pub(super) fn upstream_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The name of an environment variable: `[A-Za-z_][A-Za-z0-9_]*`, as POSIX shells accept.
+pub(super) fn env_var_name(name: &str) -> Result<(), String> {
+    let mut bytes = name.bytes();
+    let ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*), got {name:?}"
+        ))
+    }
+}
+
 /// A model name as a provider expects it: no blanks, at most 256 bytes.
 pub(super) fn provider_model(model: &str) -> Result<(), String> {
     if model.is_empty() || model.len() > 256 {

@@ -61,7 +61,7 @@ pub async fn pin_winner(
     st.discovery.pin(&pin).await.map_err(store_failed)?;
     tracing::info!(operator = %op.sub, model = %pin.model, "winner pinned");
     st.winner
-        .describe(st.upstream.base_url())
+        .describe(&st.upstream)
         .map(Json)
         .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the pin did not take effect"))
 }

@@ -12,10 +12,7 @@ use crate::http::AppState;
     responses((status = 200, description = "the current winner", body = WinnerResponse),
               (status = 503, description = "no_winner", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn winner(State(st): State<AppState>) -> Result<Json<WinnerResponse>, ApiError> {
-    st.winner
-        .describe(st.upstream.base_url())
-        .map(Json)
-        .ok_or_else(|| {
-            ApiError::new(ErrorCode::NoWinner, "no winner model is known yet").with_retry_after(5)
-        })
+    st.winner.describe(&st.upstream).map(Json).ok_or_else(|| {
+        ApiError::new(ErrorCode::NoWinner, "no winner model is known yet").with_retry_after(5)
+    })
 }

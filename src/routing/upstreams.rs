@@ -1,11 +1,23 @@
-//! The upstream set: the winner's upstream first, then the configured fallbacks, each with
-//! its own key, timeouts, circuit breaker and cold-chute mark; retries under a budget.
+//! The upstream set: the winner's upstream first, then the past champions, then the
+//! configured fallbacks, each with its own key, timeouts, circuit breaker and cold-chute
+//! mark; retries under a budget.
+//!
+//! Where a model is served is the serving map's answer ([`ServingMap`]): the winner's
+//! upstream is the target its rule resolves for the winner, built once per winner change
+//! (a fresh breaker and cold mark, since the old state described another deployment) with a
+//! pooled client per (rule, expanded base URL) — one key and one set of timeouts each. A
+//! winner whose Affine record names its chute (`Winner::route`, older Affine deployments) is
+//! served at that chute with `[upstream]`'s key, as before.
 //!
 //! One request, in order:
 //! 1. The request deposits its share into the retry budget.
-//! 2. The upstreams are ordered: the winner's, then the fallbacks, as configured; a cold one
-//!    (Chutes' "No instances available") moves to the end, so it is only called when nothing
-//!    else can serve, while a background probe watches it warm up.
+//! 2. The upstreams are ordered: the winner's; then Affine's past champions (`/rank/current`'s
+//!    `past_champions`, in Affine's order, each resolved through the serving map; the winner
+//!    itself, champions without a revision and champions marked not ready are skipped; at
+//!    most [`MAX_PAST_CHAMPIONS`]; labelled `past:1`, `past:2`, … by their place in that
+//!    list); then the fallbacks, as configured. A cold one (Chutes' "No instances
+//!    available") moves to the end, so it is only called when nothing else can serve, while
+//!    a background probe watches it warm up.
 //! 3. For each: an open breaker skips it at once. Otherwise it is called; a transient failure
 //!    (connect, 429, 502, 503, 504) is retried on the same upstream after a jittered backoff
 //!    or the provider's `Retry-After` (if it is within `max_wait_ms`), at most `max_retries`
@@ -18,20 +30,24 @@
 //! Each failed attempt is counted in `agw_upstream_requests_total{upstream, outcome}` and
 //! logged with the upstream's name, never its URL or key.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 
-use crate::api::{ModelInfo, ModelSource};
+use crate::api::{ModelInfo, ModelSource, ServingView};
 use crate::clock::now_ms;
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use crate::metrics::Metrics;
 use crate::routing::Winner;
 use crate::routing::breaker::{Breaker, Settings, State};
 use crate::routing::budget::RetryBudget;
+use crate::routing::readiness::ProbeTarget;
+use crate::routing::serving::{ServingMap, Target};
 use crate::upstream::client::Timeouts;
 use crate::upstream::{UpstreamClient, UpstreamError};
 
@@ -41,12 +57,24 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The metrics label and log name of the winner's own upstream.
 pub const WINNER_UPSTREAM: &str = "winner";
 
+/// The most past champions tried after the winner (and so the most `past:<n>` labels).
+pub const MAX_PAST_CHAMPIONS: usize = 8;
+
+/// The most pooled clients kept; past it the cache starts afresh (clients in use live on).
+const MAX_CLIENTS: usize = 64;
+
+/// The metrics label of the past champion at place `n` (1-based) of the list tried.
+pub fn past_label(n: usize) -> String {
+    format!("past:{n}")
+}
+
 /// Which upstream served a request.
 #[derive(Debug, Clone)]
 pub struct Served {
-    /// Its name (`winner` or a fallback's).
+    /// Its name (`winner`, `past:<n>` or a fallback's).
     pub upstream: Arc<str>,
-    /// Whether a fallback served, not the winner's upstream.
+    /// Whether a fallback (a past champion or a configured fallback) served, not the
+    /// winner's upstream.
     pub fallback: bool,
     /// The model the provider was asked for.
     pub model: Arc<str>,
@@ -54,12 +82,19 @@ pub struct Served {
     pub timeouts: Timeouts,
     /// When the successful attempt started (a stream's first-token deadline counts from it).
     pub started: Instant,
+    /// The model as callers see it when a past champion served (its id, revision, uid,
+    /// hotkey; `source: fallback`); `None` otherwise.
+    pub champion: Option<ModelInfo>,
 }
 
 impl Served {
-    /// The model as reported to the caller: the winner's, or with `source: fallback` (and
-    /// without the winner's revision and miner when the fallback serves another model).
+    /// The model as reported to the caller: the winner's, a past champion's, or with
+    /// `source: fallback` (and without the winner's revision and miner when the fallback
+    /// serves another model).
     pub fn model_info(&self, winner: &Winner) -> ModelInfo {
+        if let Some(c) = &self.champion {
+            return c.clone();
+        }
         if !self.fallback {
             return winner.model.clone();
         }
@@ -89,13 +124,36 @@ pub struct Opened {
     pub served: Served,
 }
 
-/// One upstream.
+/// What a winner lane was built for: the model and, for older Affine deployments, its chute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LaneKey {
+    model: String,
+    revision: Option<String>,
+    route: Option<String>,
+}
+
+impl LaneKey {
+    fn of(w: &Winner) -> LaneKey {
+        LaneKey {
+            model: w.model.id.clone(),
+            revision: w.model.revision.clone(),
+            route: w.route.clone(),
+        }
+    }
+}
+
+/// One upstream: where it sends, and its live state.
 #[derive(Debug)]
 struct Upstream {
     name: Arc<str>,
     client: UpstreamClient,
-    /// A fallback's model override.
+    completions_url: String,
+    /// The model to ask for; `None`: the winner's model id (a fallback without `model`).
     model: Option<Arc<str>>,
+    /// What it was built for (winner and past-champion lanes).
+    key: Option<LaneKey>,
+    /// A past champion's identity, as answers report it.
+    champion: Option<ModelInfo>,
     breaker: Breaker,
     /// Unix milliseconds until which the chute is considered cold (0: warm).
     cold_until_ms: AtomicU64,
@@ -111,20 +169,57 @@ struct RetryPolicy {
     max_wait: Duration,
 }
 
-/// The winner's upstream and the fallbacks, with their breakers and the retry budget.
+/// The winner lanes: the current one and the one before (a request that took its winner
+/// snapshot just before a change keeps using the old lane instead of rebuilding it).
+#[derive(Debug, Default)]
+struct WinnerLanes {
+    current: Option<Arc<Upstream>>,
+    previous: Option<Arc<Upstream>>,
+}
+
+/// The past-champion lanes built for one list of champions.
+#[derive(Debug, Default)]
+struct PastLanes {
+    /// `(model, revision)` of each champion considered, in order (resolvable or not).
+    key: Vec<(String, String)>,
+    lanes: Vec<Arc<Upstream>>,
+}
+
+/// The winner's upstream, the past champions and the fallbacks, with their breakers and the
+/// retry budget.
 #[derive(Debug)]
 pub struct UpstreamSet {
-    upstreams: Vec<Arc<Upstream>>,
+    serving: ServingMap,
+    settings: Settings,
+    max_answer_bytes: usize,
+    clients: Mutex<HashMap<(usize, String), UpstreamClient>>,
+    winner: ArcSwap<WinnerLanes>,
+    past: ArcSwap<PastLanes>,
+    /// Serializes lane rebuilds, so two requests never build the same lane twice.
+    rebuild: Mutex<()>,
+    fallbacks: Vec<Arc<Upstream>>,
+    /// `model@revision` of models the readiness gate marked not ready.
+    not_ready: ArcSwap<HashSet<String>>,
     budget: RetryBudget,
     policy: RetryPolicy,
     cold_probe: Duration,
     metrics: Metrics,
 }
 
+fn ready_key(model: &str, revision: Option<&str>) -> String {
+    format!("{model}@{}", revision.unwrap_or(""))
+}
+
 impl UpstreamSet {
-    /// The winner's upstream (`primary`, bound to the configured or simulated URL) and the
-    /// fallbacks of `config`.
-    pub fn new(primary: UpstreamClient, config: &Config, metrics: Metrics) -> Result<Self, String> {
+    /// The serving map of `config` (its `[[serving]]` rules, then the built-in default at
+    /// `default_url` with `default_key`: the configured upstream, or the embedded simulator)
+    /// and the fallbacks of `config`.
+    pub fn new(
+        default_url: &str,
+        default_key: Option<&Secret>,
+        config: &Config,
+        metrics: Metrics,
+    ) -> Result<Self, String> {
         let u = &config.upstream;
         let settings = Settings {
             failure_percent: u.breaker.failure_percent,
@@ -132,52 +227,60 @@ impl UpstreamSet {
             window: Duration::from_secs(u.breaker.window_secs),
             open_for: Duration::from_secs(u.breaker.open_secs),
         };
-        let mut upstreams = vec![Arc::new(Upstream {
-            name: WINNER_UPSTREAM.into(),
-            client: primary.with_max_answer_bytes(u.max_answer_bytes),
-            model: None,
-            breaker: Breaker::new(settings),
-            cold_until_ms: AtomicU64::new(0),
-            probing: AtomicBool::new(false),
-        })];
+        let serving = ServingMap::new(config, default_url, default_key)?;
+        let mut fallbacks = Vec::new();
         for f in &u.fallbacks {
-            let timeouts = Timeouts {
-                connect: Duration::from_millis(
-                    f.connect_timeout_ms.unwrap_or(u.connect_timeout_ms),
-                ),
-                first_token: Duration::from_secs(
-                    f.first_token_timeout_secs
-                        .unwrap_or(u.first_token_timeout_secs),
-                ),
-                idle: Duration::from_secs(f.idle_timeout_secs.unwrap_or(u.idle_timeout_secs)),
-                total: Duration::from_secs(f.total_timeout_secs.unwrap_or(u.total_timeout_secs)),
-            };
+            let timeouts = crate::routing::serving::deadlines(
+                u,
+                [
+                    f.connect_timeout_ms,
+                    f.first_token_timeout_secs,
+                    f.idle_timeout_secs,
+                    f.total_timeout_secs,
+                ],
+            );
             let client =
                 UpstreamClient::new(&f.url, f.api_key.as_ref().map(|k| k.expose()), timeouts)
                     .map_err(|e| format!("upstream.fallbacks `{}`: {e}", f.name))?
                     .with_max_answer_bytes(u.max_answer_bytes);
-            upstreams.push(Arc::new(Upstream {
+            fallbacks.push(Arc::new(Upstream {
                 name: f.name.as_str().into(),
+                completions_url: UpstreamClient::completions_url_for(client.base_url()),
                 client,
                 model: f.model.as_deref().map(Arc::from),
+                key: None,
+                champion: None,
                 breaker: Breaker::new(settings),
                 cold_until_ms: AtomicU64::new(0),
                 probing: AtomicBool::new(false),
             }));
         }
         // Every upstream's series exist from the start (rates over them are never empty).
-        for up in &upstreams {
+        metrics
+            .breaker_state
+            .with_label_values(&[WINNER_UPSTREAM])
+            .set(State::Closed.gauge());
+        metrics
+            .upstream_retries
+            .with_label_values(&[WINNER_UPSTREAM]);
+        for up in &fallbacks {
             metrics
                 .breaker_state
                 .with_label_values(&[&up.name])
                 .set(State::Closed.gauge());
             metrics.upstream_retries.with_label_values(&[&up.name]);
-            if !Arc::ptr_eq(up, &upstreams[0]) {
-                metrics.upstream_fallbacks.with_label_values(&[&up.name]);
-            }
+            metrics.upstream_fallbacks.with_label_values(&[&up.name]);
         }
         Ok(UpstreamSet {
-            upstreams,
+            serving,
+            settings,
+            max_answer_bytes: u.max_answer_bytes,
+            clients: Mutex::new(HashMap::new()),
+            winner: ArcSwap::from_pointee(WinnerLanes::default()),
+            past: ArcSwap::from_pointee(PastLanes::default()),
+            rebuild: Mutex::new(()),
+            fallbacks,
+            not_ready: ArcSwap::from_pointee(HashSet::new()),
             budget: RetryBudget::new(u.retry.budget_percent, u.retry.budget_burst),
             policy: RetryPolicy {
                 max_retries: u.retry.max_retries,
@@ -189,19 +292,252 @@ impl UpstreamSet {
         })
     }
 
-    /// The configured base URL of the winner's upstream (without credentials: keys travel in
-    /// headers).
-    pub fn base_url(&self) -> &str {
-        self.upstreams[0].client.base_url()
+    /// The built-in default rule's base URL (`upstream.url`, or the embedded simulator's),
+    /// without credentials: keys travel in headers.
+    pub fn base_url(&self) -> String {
+        crate::routing::winner::strip_credentials(&self.serving.default_url())
+    }
+
+    /// The serving map, to describe the rule serving any model (`ServingMap::view`).
+    // The readiness gate's interface (the pending champion, past champions); unused until
+    // it lands.
+    #[allow(dead_code)]
+    pub fn serving(&self) -> &ServingMap {
+        &self.serving
+    }
+
+    /// Where `w` is served, as `GET /v1/winner` shows it: its own chute when Affine names one,
+    /// else its serving rule. `None` when no rule can serve it.
+    pub fn serving_view(&self, w: &Winner) -> Option<ServingView> {
+        match &w.route {
+            Some(route) => Some(self.serving.default_at(&w.model.id, route).view()),
+            None => self.serving.view(&w.model.id, w.model.revision.as_deref()),
+        }
+    }
+
+    /// Where the readiness gate probes `w` (`GET {models_url}`, a one-token completion):
+    /// its serving rule's target with the rule's pooled client, or its own chute when Affine
+    /// names one. An error says why no rule can serve it.
+    pub fn probe_target(&self, w: &Winner) -> Result<ProbeTarget, String> {
+        self.probe_target_of(&LaneKey::of(w))
+    }
+
+    /// The same for any `model` at `revision` (a past champion, say).
+    #[allow(dead_code)] // the readiness gate's interface for past champions
+    pub fn target_for(&self, model: &str, revision: Option<&str>) -> Result<ProbeTarget, String> {
+        self.probe_target_of(&LaneKey {
+            model: model.to_string(),
+            revision: revision.map(str::to_string),
+            route: None,
+        })
+    }
+
+    fn probe_target_of(&self, key: &LaneKey) -> Result<ProbeTarget, String> {
+        let target = self.target_of(key)?;
+        let client = self.client_for(&target)?;
+        Ok(ProbeTarget {
+            completions_url: UpstreamClient::completions_url_for(client.base_url()),
+            models_url: format!("{}/models", client.base_url()),
+            model_name: target.model_name,
+            client,
+        })
+    }
+
+    /// Marks `model` at `revision` ready or not (the readiness gate): a past champion marked
+    /// not ready is skipped when the upstreams are ordered. Everything is ready until marked.
+    #[allow(dead_code)] // the readiness gate's interface; unused until it lands
+    pub fn set_ready(&self, model: &str, revision: Option<&str>, ready: bool) {
+        let key = ready_key(model, revision);
+        self.not_ready.rcu(|set| {
+            let mut set = HashSet::clone(set);
+            if ready {
+                set.remove(&key);
+            } else {
+                set.insert(key.clone());
+            }
+            set
+        });
+    }
+
+    /// Whether `model` at `revision` may serve as a past champion (not marked not ready).
+    #[allow(dead_code)] // the readiness gate's interface; unused until it lands
+    pub fn is_ready(&self, model: &str, revision: Option<&str>) -> bool {
+        !self.not_ready.load().contains(&ready_key(model, revision))
     }
 
     /// The winner moved to another model or chute: the winner's upstream starts afresh
-    /// (closed breaker, not cold), since its old state described another deployment.
+    /// (closed breaker, not cold), since its old state described another deployment. (The
+    /// first request for a new model or chute builds it a new lane anyway; this also resets
+    /// the lane in use when only its source changed.)
     pub fn winner_changed(&self) {
-        let up = &self.upstreams[0];
-        up.breaker.reset();
-        up.cold_until_ms.store(0, Ordering::Relaxed);
-        self.set_gauge(up);
+        if let Some(up) = &self.winner.load().current {
+            up.breaker.reset();
+            up.cold_until_ms.store(0, Ordering::Relaxed);
+            self.set_gauge(up);
+        }
+    }
+
+    fn target_of(&self, key: &LaneKey) -> Result<Target, String> {
+        match &key.route {
+            Some(route) => Ok(self.serving.default_at(&key.model, route)),
+            None => self.serving.resolve(&key.model, key.revision.as_deref()),
+        }
+    }
+
+    /// The pooled client of `target`'s rule and base URL (built on first use).
+    fn client_for(&self, target: &Target) -> Result<UpstreamClient, String> {
+        let cache_key = (target.rule, target.base_url.clone());
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = clients.get(&cache_key) {
+            return Ok(c.clone());
+        }
+        let client = UpstreamClient::new(
+            &target.base_url,
+            target.key().map(Secret::expose),
+            target.timeouts,
+        )
+        .map_err(|e| format!("serving rule {}: {e}", target.rule))?
+        .with_max_answer_bytes(self.max_answer_bytes);
+        if clients.len() >= MAX_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(cache_key, client.clone());
+        Ok(client)
+    }
+
+    /// A fresh lane (closed breaker, warm) for `key`.
+    fn lane(
+        &self,
+        name: Arc<str>,
+        key: LaneKey,
+        champion: Option<ModelInfo>,
+    ) -> Result<Upstream, String> {
+        let target = self.target_of(&key)?;
+        let client = self.client_for(&target)?;
+        Ok(Upstream {
+            name,
+            completions_url: UpstreamClient::completions_url_for(client.base_url()),
+            client,
+            model: Some(target.model_name.as_str().into()),
+            key: Some(key),
+            champion,
+            breaker: Breaker::new(self.settings),
+            cold_until_ms: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+        })
+    }
+
+    /// The winner's lane for `w`, built when the winner changed. `None` when no rule can
+    /// serve it (logged; the past champions and fallbacks may still serve).
+    fn winner_lane(&self, w: &Winner) -> Option<Arc<Upstream>> {
+        let key = LaneKey::of(w);
+        let found = |lanes: &WinnerLanes| {
+            [&lanes.current, &lanes.previous]
+                .into_iter()
+                .flatten()
+                .find(|l| l.key.as_ref() == Some(&key))
+                .cloned()
+        };
+        if let Some(l) = found(&self.winner.load()) {
+            return Some(l);
+        }
+        let _guard = self
+            .rebuild
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let lanes = self.winner.load_full();
+        if let Some(l) = found(&lanes) {
+            return Some(l);
+        }
+        match self.lane(WINNER_UPSTREAM.into(), key, None) {
+            Ok(lane) => {
+                let lane = Arc::new(lane);
+                self.winner.store(Arc::new(WinnerLanes {
+                    current: Some(lane.clone()),
+                    previous: lanes.current.clone(),
+                }));
+                self.set_gauge(&lane);
+                Some(lane)
+            }
+            Err(e) => {
+                tracing::warn!(model = %w.model.id, error = %e, "the winner is not routable");
+                None
+            }
+        }
+    }
+
+    /// The past champions' lanes for `w`, in Affine's order, rebuilt when the list changed
+    /// (a lane whose place and champion are unchanged keeps its state).
+    fn past_lanes(&self, w: &Winner) -> Arc<PastLanes> {
+        let key: Vec<(String, String)> = w
+            .past_champions
+            .iter()
+            .filter_map(|p| Some((p.model.clone(), p.revision.clone()?)))
+            .filter(|(m, r)| !(*m == w.model.id && w.model.revision.as_deref() == Some(r.as_str())))
+            .take(MAX_PAST_CHAMPIONS)
+            .collect();
+        let current = self.past.load_full();
+        if current.key == key {
+            return current;
+        }
+        let _guard = self
+            .rebuild
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = self.past.load_full();
+        if current.key == key {
+            return current;
+        }
+        let mut lanes = Vec::with_capacity(key.len());
+        for (i, (model, revision)) in key.iter().enumerate() {
+            let label = past_label(i + 1);
+            let lane_key = LaneKey {
+                model: model.clone(),
+                revision: Some(revision.clone()),
+                route: None,
+            };
+            if let Some(same) = current
+                .lanes
+                .iter()
+                .find(|l| *l.name == *label && l.key.as_ref() == Some(&lane_key))
+            {
+                lanes.push(same.clone());
+                continue;
+            }
+            let Some(p) = w
+                .past_champions
+                .iter()
+                .find(|p| p.model == *model && p.revision.as_deref() == Some(revision.as_str()))
+            else {
+                continue;
+            };
+            let champion = ModelInfo {
+                id: model.clone(),
+                revision: Some(revision.clone()),
+                miner_hotkey: p.hotkey.clone(),
+                uid: Some(p.uid),
+                since_block: None,
+                source: ModelSource::Fallback,
+            };
+            match self.lane(label.as_str().into(), lane_key, Some(champion)) {
+                Ok(lane) => {
+                    let lane = Arc::new(lane);
+                    self.set_gauge(&lane);
+                    self.metrics.upstream_retries.with_label_values(&[&label]);
+                    self.metrics.upstream_fallbacks.with_label_values(&[&label]);
+                    lanes.push(lane);
+                }
+                Err(e) => {
+                    tracing::warn!(upstream = %label, model = %model, error = %e, "past champion is not routable: skipped");
+                }
+            }
+        }
+        let built = Arc::new(PastLanes { key, lanes });
+        self.past.store(built.clone());
+        built
     }
 
     /// A whole (non-streamed) answer: its bytes, when its headers arrived, who served it.
@@ -227,12 +563,24 @@ impl UpstreamSet {
         .map(|(response, served)| Opened { response, served })
     }
 
-    fn order(&self) -> Vec<Arc<Upstream>> {
+    fn order(&self, winner: &Winner) -> Vec<Arc<Upstream>> {
         let now = now_ms();
+        let past = self.past_lanes(winner);
+        let ready = self.not_ready.load();
         let (warm, cold): (Vec<_>, Vec<_>) = self
-            .upstreams
-            .iter()
-            .cloned()
+            .winner_lane(winner)
+            .into_iter()
+            .chain(
+                past.lanes
+                    .iter()
+                    .filter(|l| {
+                        l.key.as_ref().is_none_or(|k| {
+                            !ready.contains(&ready_key(&k.model, k.revision.as_deref()))
+                        })
+                    })
+                    .cloned(),
+            )
+            .chain(self.fallbacks.iter().cloned())
             .partition(|u| u.cold_until_ms.load(Ordering::Relaxed) <= now);
         warm.into_iter().chain(cold).collect()
     }
@@ -269,7 +617,7 @@ impl UpstreamSet {
         // Shared, not copied, between attempts.
         let body = Bytes::from(body);
         let mut last = UpstreamError::BreakerOpen;
-        for up in self.order() {
+        for up in self.order(winner) {
             if !up.breaker.try_acquire() {
                 self.set_gauge(&up);
                 tracing::debug!(upstream = %up.name, "circuit open: skipped");
@@ -286,11 +634,7 @@ impl UpstreamSet {
             } else {
                 Bytes::from(with_model(&body, &model)?)
             };
-            // The winner's upstream serves the winner's own chute when Affine names one.
-            let url = match (fallback, &winner.route) {
-                (false, Some(route)) => UpstreamClient::completions_url_for(route),
-                _ => UpstreamClient::completions_url_for(up.client.base_url()),
-            };
+            let url = up.completions_url.clone();
             let timeouts = up.client.timeouts();
             let mut retries = 0;
             loop {
@@ -313,6 +657,7 @@ impl UpstreamSet {
                                 model,
                                 timeouts,
                                 started,
+                                champion: up.champion.clone(),
                             },
                         ));
                     }
@@ -468,6 +813,90 @@ mod tests {
         assert_eq!(v["stream"], true);
     }
 
+    fn past(uid: u16, model: &str, revision: Option<&str>) -> crate::routing::winner::PastChampion {
+        crate::routing::winner::PastChampion {
+            uid,
+            hotkey: Some(format!("hk{uid}")),
+            model: model.into(),
+            revision: revision.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn past_champions_follow_the_winner_in_order_unless_not_ready() {
+        let mut config = Config::default();
+        config.upstream.fallbacks = vec![crate::config::FallbackConfig {
+            name: "fb".into(),
+            url: "http://127.0.0.1:9/v1".into(),
+            api_key: None,
+            model: None,
+            connect_timeout_ms: None,
+            first_token_timeout_secs: None,
+            idle_timeout_secs: None,
+            total_timeout_secs: None,
+        }];
+        config.serving = vec![crate::config::ServingRuleConfig::new(
+            "c/*",
+            "http://127.0.0.1:9/{revision}/v1",
+        )];
+        let set = UpstreamSet::new("http://127.0.0.1:9/v1", None, &config, Metrics::new()).unwrap();
+        let mut w = Winner::from_spec("a/b@r1", ModelSource::Affine).unwrap();
+        w.past_champions = vec![
+            past(1, "a/b", Some("r1")), // the winner itself
+            past(2, "c/d", Some("r2")),
+            past(3, "e/f", None), // no revision
+            past(4, "g/h", Some("r4")),
+        ];
+        let names = |set: &UpstreamSet| {
+            set.order(&w)
+                .iter()
+                .map(|u| (u.name.to_string(), u.completions_url.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&set),
+            [
+                (
+                    "winner".into(),
+                    "http://127.0.0.1:9/v1/chat/completions".into()
+                ),
+                (
+                    "past:1".into(),
+                    "http://127.0.0.1:9/r2/v1/chat/completions".into()
+                ),
+                (
+                    "past:2".into(),
+                    "http://127.0.0.1:9/v1/chat/completions".into()
+                ),
+                ("fb".into(), "http://127.0.0.1:9/v1/chat/completions".into()),
+            ]
+        );
+        let first = set.order(&w)[1].clone();
+        assert_eq!(first.champion.as_ref().unwrap().uid, Some(2));
+        assert_eq!(
+            first.champion.as_ref().unwrap().source,
+            ModelSource::Fallback
+        );
+        // The lanes are kept while the list stays the same.
+        assert!(Arc::ptr_eq(&first, &set.order(&w)[1]));
+
+        set.set_ready("c/d", Some("r2"), false);
+        assert!(!set.is_ready("c/d", Some("r2")));
+        let order: Vec<String> = set.order(&w).iter().map(|u| u.name.to_string()).collect();
+        assert_eq!(order, ["winner", "past:2", "fb"]);
+        set.set_ready("c/d", Some("r2"), true);
+        assert_eq!(set.order(&w).len(), 4);
+
+        // The readiness gate's probe target for any model.
+        let t = set.target_for("c/x", Some("r9")).unwrap();
+        assert_eq!(
+            t.completions_url,
+            "http://127.0.0.1:9/r9/v1/chat/completions"
+        );
+        assert_eq!(t.models_url, "http://127.0.0.1:9/r9/v1/models");
+        assert_eq!(t.model_name, "c/x");
+    }
+
     #[test]
     fn a_fallback_of_another_model_reports_that_model() {
         let w = Winner::from_spec("a/b@r1", ModelSource::Affine).unwrap();
@@ -482,6 +911,7 @@ mod tests {
                 total: Duration::from_secs(1),
             },
             started: Instant::now(),
+            champion: None,
         };
         assert_eq!(served(false, "a/b").model_info(&w), w.model);
         let same = served(true, "a/b").model_info(&w);

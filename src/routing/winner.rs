@@ -21,8 +21,9 @@ pub struct Winner {
     /// `/rank/current` names it.
     pub model_type: Option<String>,
     /// The champions that share the weight with it, in Affine's order (`/rank/current`'s
-    /// `past_champions`; the champion itself may be among them). Kept for failover; nothing
-    /// routes to them yet. Empty for every other source.
+    /// `past_champions`; the champion itself may be among them): tried after the winner's
+    /// upstream fails, before the configured fallbacks (`UpstreamSet`). Empty for every other
+    /// source.
     pub past_champions: Vec<PastChampion>,
 }
 
@@ -194,17 +195,24 @@ impl WinnerHandle {
         true
     }
 
-    /// The `GET /v1/winner` body, if there is a winner; `upstream` is the configured base URL,
-    /// shown unless the winner has its own chute.
-    pub fn describe(&self, upstream: &str) -> Option<WinnerResponse> {
+    /// The `GET /v1/winner` body, if there is a winner: `upstream` and `serving` say where
+    /// `upstreams` serves it (the expanded serving rule, or the winner's own chute), without
+    /// credentials.
+    pub fn describe(&self, upstreams: &crate::routing::UpstreamSet) -> Option<WinnerResponse> {
         let w = self.current()?;
+        let serving = upstreams.serving_view(&w);
+        let upstream = match &serving {
+            Some(v) => v.url.clone(),
+            None => strip_credentials(w.route.as_deref().unwrap_or("")),
+        };
         Some(WinnerResponse {
             model: w.model.clone(),
             since: w
                 .since
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
-            upstream: strip_credentials(w.route.as_deref().unwrap_or(upstream)),
+            upstream,
+            serving,
             pending: self.pending().map(|p| (*p).clone()),
         })
     }

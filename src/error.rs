@@ -95,6 +95,9 @@ pub enum ErrorCode {
     /// 503: the ledger store (Redis) is unreachable and the request needs it (a prepaid
     /// reservation, or any admission under `fail_closed`).
     StoreUnavailable,
+    /// 503: the caller's plan is priced by the model provider and no good provider price for
+    /// the model is known yet (the gateway never serves such a request free).
+    PriceUnavailable,
 }
 
 impl ErrorCode {
@@ -122,7 +125,7 @@ impl ErrorCode {
             NoWinner | UpstreamUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            StoreUnavailable | PriceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -167,6 +170,7 @@ impl ErrorCode {
             UpstreamTimeout => "Upstream timeout",
             Internal => "Internal error",
             StoreUnavailable => "Storage unavailable",
+            PriceUnavailable => "Price unavailable",
         }
     }
 

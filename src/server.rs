@@ -201,12 +201,20 @@ impl Gateway {
             }
             Store::Memory(_) => None,
         };
+        let provider_prices = if plans.any_provider_priced() {
+            let prices = provider_prices(&config, &winner, &upstream, api_key, &metrics)?;
+            background.push(prices.spawn());
+            Some(prices)
+        } else {
+            None
+        };
         let meter = Meter::new(
             store.clone(),
             policy,
             journal,
             metrics.clone(),
             plans.names(),
+            provider_prices,
         );
         let limiter = Arc::new(
             Limiter::new(
@@ -280,6 +288,40 @@ impl Gateway {
         drop(self.simulator);
         Ok(())
     }
+}
+
+/// The provider's prices for provider-priced plans, read from the catalogue of the winner's
+/// upstream (its own chute when Affine names one, else the configured URL) with the
+/// provider's key. The sources are a list of (base URL, key, model) so the serving map's
+/// targets can replace them.
+fn provider_prices(
+    config: &Config,
+    winner: &WinnerHandle,
+    upstream: &Arc<UpstreamSet>,
+    api_key: Option<Secret>,
+    metrics: &Metrics,
+) -> Result<Arc<crate::metering::provider::ProviderPrices>, StartError> {
+    use crate::metering::provider::{PriceSource, ProviderPrices};
+    let winner = winner.clone();
+    let upstream = Arc::clone(upstream);
+    let sources = Arc::new(move || {
+        winner
+            .current()
+            .map(|w| {
+                vec![PriceSource {
+                    base_url: w.route.clone().unwrap_or_else(|| upstream.base_url()),
+                    api_key: api_key.clone(),
+                    model: w.model.id.clone(),
+                }]
+            })
+            .unwrap_or_default()
+    });
+    ProviderPrices::new(
+        sources,
+        Duration::from_secs(config.upstream.catalogue_secs),
+        metrics.prices.clone(),
+    )
+    .map_err(StartError::Config)
 }
 
 /// How long the dev token printed at start is valid.

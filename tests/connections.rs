@@ -212,6 +212,7 @@ fn roomy_plan(cfg: &mut Config) {
             max_tokens: Some(1_000_000),
             input_rao_per_mtok: Some(0),
             output_rao_per_mtok: Some(0),
+            ..PlanConfig::default()
         },
     );
     cfg.reason.max_tokens_limit = 1_000_000;

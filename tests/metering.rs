@@ -27,6 +27,7 @@ fn bulk_plan(cfg: &mut Config) {
             max_tokens: Some(1_000),
             input_rao_per_mtok: Some(0),
             output_rao_per_mtok: Some(1_000_000),
+            ..PlanConfig::default()
         },
     );
 }
@@ -77,28 +78,6 @@ async fn gauge(h: &Harness, name: &str) -> f64 {
     metric(&h.http, &h.gw.url(), name).await.unwrap_or(0.0)
 }
 
-async fn events_of(h: &Harness, month: &str) -> Vec<serde_json::Value> {
-    let res = h
-        .http
-        .get(h.url(&format!("/admin/v1/usage/export?month={month}")))
-        .bearer_auth(admin_token())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    res.text()
-        .await
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn this_month() -> String {
-    let d = time::OffsetDateTime::now_utc().date();
-    format!("{:04}-{:02}", d.year(), u8::from(d.month()))
-}
-
 #[tokio::test]
 async fn a_thousand_concurrent_requests_never_overdraw_a_prepaid_balance() {
     let h = Harness::start_with(SimConfig::default(), |c| {
@@ -143,7 +122,7 @@ async fn a_thousand_concurrent_requests_never_overdraw_a_prepaid_balance() {
     assert_eq!(books.held_rao, 0);
     let report = reconcile(&snap);
     assert!(report.is_clean(), "{report}");
-    let events = events_of(&h, &this_month()).await;
+    let events = h.events_of(&this_month()).await;
     let mine: Vec<_> = events
         .iter()
         .filter(|e| e["account"] == "exactly-37")
@@ -382,7 +361,7 @@ async fn a_client_that_leaves_mid_stream_is_charged_for_what_was_produced() {
         "no usage event for the disconnect",
         || async {
             settled(&h).await;
-            let events = events_of(&h, &this_month()).await;
+            let events = h.events_of(&this_month()).await;
             events.into_iter().find(|e| e["account"] == "leaver")
         },
     )
@@ -498,7 +477,7 @@ async fn the_export_holds_exactly_the_months_events() {
             .map(|e| e["request_id"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(ids(events_of(&h, "2026-11").await), ["nov-01", "nov-30"]);
+    assert_eq!(ids(h.events_of("2026-11").await), ["nov-01", "nov-30"]);
     let csv = h
         .http
         .get(h.url("/admin/v1/usage/export?month=2026-11&format=csv"))
@@ -523,7 +502,7 @@ async fn the_export_holds_exactly_the_months_events() {
     assert_eq!(rows.len(), 2);
     assert!(rows[0].starts_with("nov-01,exporter,,bulk,org/m,,1,3,0,1000000,3,ok,false,"));
     assert!(rows[1].starts_with("nov-30,"));
-    let empty = events_of(&h, "2026-09").await;
+    let empty = h.events_of("2026-09").await;
     assert!(empty.is_empty());
     let bad = h
         .http

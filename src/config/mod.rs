@@ -200,6 +200,10 @@ pub struct UpstreamConfig {
     /// How often a cold chute (Chutes' 503 "No instances available") is probed in the
     /// background, in seconds; requests skip it meanwhile when another upstream can serve.
     pub cold_probe_secs: u64,
+    /// How often the serving upstream's model catalogue (`GET /models`: the provider's
+    /// prices) is read, in seconds, when a plan is priced by the provider; a new winner is
+    /// read at once.
+    pub catalogue_secs: u64,
     /// The largest whole (non-streamed) answer read from a provider, bytes; a longer one is
     /// refused with 502 `upstream_error` (`/v1/reason` and `/v1/chat/completions` alike).
     pub max_answer_bytes: usize,
@@ -222,6 +226,7 @@ impl Default for UpstreamConfig {
             idle_timeout_secs: 60,
             total_timeout_secs: 600,
             cold_probe_secs: 10,
+            catalogue_secs: 60,
             max_answer_bytes: crate::upstream::client::DEFAULT_MAX_ANSWER_BYTES,
             retry: RetryConfig::default(),
             breaker: BreakerConfig::default(),
@@ -493,6 +498,26 @@ pub struct PlanConfig {
     /// Price of output tokens, rao per million.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_rao_per_mtok: Option<u64>,
+    /// Where the plan's prices come from: `fixed` (the two prices above; the default) or
+    /// `provider` (the serving upstream's catalogue price plus `markup_percent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<PricingMode>,
+    /// A provider-priced plan's markup over the provider's price, whole percent (0 sells at
+    /// the provider's price). Required with `pricing = "provider"`, refused otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub markup_percent: Option<u32>,
+}
+
+/// Where a plan's prices come from (`[plans.NAME] pricing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PricingMode {
+    /// The plan's own rao prices (`input_rao_per_mtok`, `output_rao_per_mtok`).
+    #[default]
+    Fixed,
+    /// The serving upstream's price for the model (its `GET /v1/models` entry), marked up by
+    /// `markup_percent`.
+    Provider,
 }
 
 /// What the limiter does when Redis cannot answer.
@@ -998,6 +1023,7 @@ impl Config {
         check("upstream.idle_timeout_secs", secs(u.idle_timeout_secs, 1))?;
         check("upstream.total_timeout_secs", secs(u.total_timeout_secs, 1))?;
         check("upstream.cold_probe_secs", secs(u.cold_probe_secs, 1))?;
+        check("upstream.catalogue_secs", secs(u.catalogue_secs, 1))?;
         check(
             "upstream.max_answer_bytes",
             range(u.max_answer_bytes as u64, 4096, 1 << 30, "bytes"),

@@ -11,7 +11,8 @@ use std::convert::Infallible;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Extension, State};
+
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -19,6 +20,7 @@ use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
 use crate::api::Usage;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::AppState;
 use crate::http::chat_request::ChatPlan;
@@ -69,7 +71,7 @@ pub struct ChatCompletionRequest {
         (status = 404, description = "unknown model (not_found)", body = crate::error::OpenAiErrorBody),
         (status = 429, description = "rate_limited, quota_exceeded, concurrency_limited", body = crate::error::OpenAiErrorBody),
         (status = 502, description = "upstream_error", body = crate::error::OpenAiErrorBody),
-        (status = 503, description = "no_winner, upstream_unavailable", body = crate::error::OpenAiErrorBody),
+        (status = 503, description = "no_winner, upstream_unavailable, store_unavailable, price_unavailable (a provider-priced plan before the provider price is known)", body = crate::error::OpenAiErrorBody),
         (status = 504, description = "upstream_timeout", body = crate::error::OpenAiErrorBody),
     ))]
 pub async fn chat_completions(inc: Incoming) -> Result<Response, ApiError> {
@@ -227,6 +229,52 @@ pub struct ModelEntry {
     pub created: i64,
     /// Who serves it.
     pub owned_by: &'static str,
+    /// What a request served by it costs the caller on the caller's plan, per 1M tokens, in
+    /// Chutes' shape (`price.input`, `price.output`). Absent while a provider-priced plan has
+    /// no good provider price for the model yet (such requests are refused with 503
+    /// `price_unavailable`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<ModelPrice>,
+}
+
+/// A price per 1M tokens, in `GET /v1/models`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ModelPrice {
+    /// Per 1M input tokens.
+    pub input: PriceAmount,
+    /// Per 1M output tokens.
+    pub output: PriceAmount,
+}
+
+/// One price per 1M tokens, in rao (what is charged) and the same amount in TAO.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PriceAmount {
+    /// Rao per 1M tokens, exactly what is charged.
+    pub rao: u64,
+    /// The same amount in TAO (rao / 10^9), written as an exact decimal JSON number.
+    #[schema(value_type = f64, example = 0.00054)]
+    pub tao: Box<serde_json::value::RawValue>,
+}
+
+impl PriceAmount {
+    fn of(rao: u64) -> PriceAmount {
+        let text = crate::upstream::catalogue::rao_to_tao_text(rao);
+        PriceAmount {
+            rao,
+            // A decimal written by `rao_to_tao_text` is always a valid JSON number.
+            tao: serde_json::value::RawValue::from_string(text)
+                .unwrap_or_else(|_| serde_json::value::to_raw_value(&0).unwrap_or_default()),
+        }
+    }
+}
+
+impl From<crate::metering::Prices> for ModelPrice {
+    fn from(p: crate::metering::Prices) -> ModelPrice {
+        ModelPrice {
+            input: PriceAmount::of(p.input_rao_per_mtok),
+            output: PriceAmount::of(p.output_rao_per_mtok),
+        }
+    }
 }
 
 /// `GET /v1/models`.
@@ -238,14 +286,24 @@ pub struct ModelList {
     pub data: Vec<ModelEntry>,
 }
 
-/// The models callers may ask for: the `affine-winner` alias and the current winner's id.
+/// The models callers may ask for: the `affine-winner` alias and the current winner's id,
+/// each with its price on the caller's plan.
 #[utoipa::path(get, path = "/v1/models", tag = "openai",
-    responses((status = 200, description = "OpenAI-style model list", body = ModelList)))]
-pub async fn models(State(st): State<AppState>) -> Result<Json<ModelList>, ApiError> {
+    responses((status = 200, description = "OpenAI-style model list; `price` is the caller's plan's price for the model", body = ModelList)))]
+pub async fn models(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<ModelList>, ApiError> {
     let w = st.winner.current().ok_or_else(|| {
         ApiError::new(ErrorCode::NoWinner, "no winner model is known yet").with_retry_after(5)
     })?;
     let created = w.since.unix_timestamp();
+    let plan = st.limiter.scopes(&caller).plan;
+    let price = st
+        .meter
+        .prices(plan.pricing(), &w.model.id)
+        .ok()
+        .map(ModelPrice::from);
     Ok(Json(ModelList {
         object: "list",
         data: vec![
@@ -254,12 +312,14 @@ pub async fn models(State(st): State<AppState>) -> Result<Json<ModelList>, ApiEr
                 object: "model",
                 created,
                 owned_by: "affine",
+                price: price.clone(),
             },
             ModelEntry {
                 id: w.model.id.clone(),
                 object: "model",
                 created,
                 owned_by: "affine",
+                price,
             },
         ],
     }))

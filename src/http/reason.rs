@@ -40,7 +40,7 @@ use crate::upstream::think::Piece;
         (status = 413, description = "body_too_large", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "unsupported_media_type", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 502, description = "upstream_error", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "no_winner, upstream_unavailable, store_unavailable", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "no_winner, upstream_unavailable, store_unavailable, price_unavailable (a provider-priced plan before the provider price is known)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 504, description = "upstream_timeout", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]

@@ -12,10 +12,12 @@
 //! settlement it goes to the fsynced [`journal`] and is replayed when Redis is back.
 //!
 //! Layout: `event` (the usage record and its CSV form), `journal` (settlements waiting for
-//! Redis), `reconcile` (`affine-gateway ledger reconcile`).
+//! Redis), `provider` (prices that follow the provider's catalogue, for `pricing =
+//! "provider"` plans), `reconcile` (`affine-gateway ledger reconcile`).
 
 pub(crate) mod event;
 pub mod journal;
+pub mod provider;
 pub mod reconcile;
 
 use std::sync::Arc;
@@ -38,6 +40,31 @@ pub struct Prices {
     pub input_rao_per_mtok: u64,
     /// Rao per 1M output tokens.
     pub output_rao_per_mtok: u64,
+}
+
+/// Where a plan's prices come from, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pricing {
+    /// The plan's own rao prices.
+    Fixed(Prices),
+    /// The serving upstream's catalogue price for the model, marked up by this many percent.
+    Provider {
+        /// Whole percent over the provider's price.
+        markup_percent: u32,
+    },
+}
+
+/// A provider price marked up by `markup_percent`: `ceil(rao × (100 + markup) / 100)` per
+/// direction, exactly (u128), saturating at `u64::MAX` (which no balance can cover).
+pub fn marked_up(p: provider::ProviderPrice, markup_percent: u32) -> Prices {
+    let up = |rao: u64| {
+        let v = (u128::from(rao) * (100 + u128::from(markup_percent))).div_ceil(100);
+        u64::try_from(v).unwrap_or(u64::MAX)
+    };
+    Prices {
+        input_rao_per_mtok: up(p.input_rao_per_mtok),
+        output_rao_per_mtok: up(p.output_rao_per_mtok),
+    }
 }
 
 /// How a settled request ended, for its usage event.
@@ -217,6 +244,15 @@ impl Ticket {
         self.event.revision.clone_from(&model.revision);
     }
 
+    /// Charges `prices` instead of the admission's (a provider-priced request served by a
+    /// model with a price of its own). The hold stays as taken: the charge may exceed it, as
+    /// any charge may (see [`Ticket::cost_of`]).
+    pub fn reprice(&mut self, prices: Prices) {
+        self.prices = prices;
+        self.event.input_rao_per_mtok = prices.input_rao_per_mtok;
+        self.event.output_rao_per_mtok = prices.output_rao_per_mtok;
+    }
+
     /// The 402 of an admission whose hold did not fit: what the request may cost against
     /// the `balance_rao` and `held_rao` the store reported.
     pub fn unfunded(&self, balance_rao: i64, held_rao: i64) -> ApiError {
@@ -290,6 +326,8 @@ pub struct Meter {
     pub policy: LedgerPolicy,
     journal: Option<Journal>,
     metrics: Metrics,
+    /// The provider's prices, when a plan is priced by the provider.
+    provider: Option<Arc<provider::ProviderPrices>>,
     /// Settlements running now, and a wake-up when one ends (for [`Meter::flush`]).
     running: std::sync::atomic::AtomicU64,
     ended: tokio::sync::Notify,
@@ -298,13 +336,14 @@ pub struct Meter {
 impl Meter {
     /// A meter over `store`; `journal` is required with Redis, unused in memory. The money
     /// series of every plan in `plans` exist from the start, so a rate over them is never
-    /// empty.
+    /// empty. `provider` prices the plans with `pricing = "provider"` (none: no such plan).
     pub fn new<'a>(
         store: Store,
         policy: LedgerPolicy,
         journal: Option<Journal>,
         metrics: Metrics,
         plans: impl IntoIterator<Item = &'a str>,
+        provider: Option<Arc<provider::ProviderPrices>>,
     ) -> Arc<Meter> {
         for p in plans {
             metrics.metered_rao.with_label_values(&[p]);
@@ -317,6 +356,7 @@ impl Meter {
             policy,
             journal,
             metrics,
+            provider,
             running: std::sync::atomic::AtomicU64::new(0),
             ended: tokio::sync::Notify::new(),
         })
@@ -325,6 +365,36 @@ impl Meter {
     /// The journal, if any.
     pub fn journal(&self) -> Option<&Journal> {
         self.journal.as_ref()
+    }
+
+    /// The provider's prices, when a plan is priced by the provider (tests poll through it).
+    pub fn provider_prices(&self) -> Option<&Arc<provider::ProviderPrices>> {
+        self.provider.as_ref()
+    }
+
+    /// The prices in effect for a request on a plan priced by `pricing`, served by `model`.
+    /// A provider-priced plan without a good provider price for the model is refused (503
+    /// `price_unavailable`, and the poller is asked to read the catalogue at once): it is never
+    /// served free.
+    pub fn prices(&self, pricing: Pricing, model: &str) -> Result<Prices, ApiError> {
+        let markup_percent = match pricing {
+            Pricing::Fixed(p) => return Ok(p),
+            Pricing::Provider { markup_percent } => markup_percent,
+        };
+        let known = self.provider.as_ref().and_then(|pp| {
+            let p = pp.get(model);
+            if p.is_none() {
+                pp.want();
+            }
+            p
+        });
+        known.map(|p| marked_up(p, markup_percent)).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::PriceUnavailable,
+                "this plan is priced by the model provider and its price for the model is not known yet; try again shortly",
+            )
+            .with_retry_after(5)
+        })
     }
 
     /// Settles one request on a detached task (it outlives the client connection).
@@ -559,6 +629,28 @@ mod tests {
             ..t
         };
         assert_eq!(post.cost_of(&usage(0, 64)), 64);
+    }
+
+    #[test]
+    fn a_markup_rounds_up_once_per_direction() {
+        let p = |i, o| provider::ProviderPrice {
+            input_rao_per_mtok: i,
+            output_rao_per_mtok: o,
+        };
+        let up = marked_up(p(450_000, 4_375_000), 20);
+        assert_eq!(up.input_rao_per_mtok, 540_000);
+        assert_eq!(up.output_rao_per_mtok, 5_250_000);
+        // 1 rao × 1.2 = 1.2 → 2; 0 % changes nothing.
+        assert_eq!(marked_up(p(1, 3), 20).input_rao_per_mtok, 2);
+        assert_eq!(marked_up(p(1, 3), 20).output_rao_per_mtok, 4);
+        assert_eq!(
+            marked_up(p(7, 9), 0),
+            Prices {
+                input_rao_per_mtok: 7,
+                output_rao_per_mtok: 9
+            }
+        );
+        assert_eq!(marked_up(p(u64::MAX, 1), 1000).input_rao_per_mtok, u64::MAX);
     }
 
     #[test]

@@ -132,6 +132,8 @@ pub struct Metrics {
     pub redis_errors: IntCounterVec,
     /// Connections: open, refused at accept, closed for slowness; stream send deadlines.
     pub conn: ConnMetrics,
+    /// Provider prices: refused catalogue prices, the price in effect, the last good read.
+    pub prices: PriceMetrics,
     /// The readiness gate and the deploy/retire webhooks.
     pub gate: GateMetrics,
 }
@@ -305,9 +307,11 @@ impl Metrics {
             registry.register(c).expect("metric names are unique");
         }
         let conn = ConnMetrics::register(&registry);
+        let prices = PriceMetrics::register(&registry);
         let gate = GateMetrics::register(&registry);
         let m = Metrics {
             conn,
+            prices,
             gate,
             registry,
             http_requests,
@@ -575,5 +579,73 @@ impl Default for Metrics {
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Metrics")
+    }
+}
+
+/// The metrics of provider-priced plans (`crate::metering::provider`).
+#[derive(Clone)]
+pub struct PriceMetrics {
+    /// Catalogue prices refused (the last good price stayed in effect), by `reason`
+    /// (`crate::upstream::catalogue::PRICE_PROBLEMS`).
+    pub rejected: IntCounterVec,
+    /// The provider price in effect for the current winner's model, rao per 1M tokens, by
+    /// `direction` (`input`, `output`), before any plan's markup; 0 while none is known.
+    pub rao_per_mtok: IntGaugeVec,
+    /// Unix seconds of the last polling round in which every model had a good price; 0
+    /// until the first.
+    pub last_good: IntGauge,
+    /// Models whose provider price the last round read (0: no plan is priced by the
+    /// provider, or there is no winner), so the stale-price alert stays silent without them.
+    pub sources: IntGauge,
+}
+
+impl PriceMetrics {
+    fn register(registry: &Registry) -> PriceMetrics {
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "agw_provider_price_rejected_total",
+                "Provider catalogue prices refused (missing, zero, negative, unparsable, a 100x jump); the last good price stays in effect",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let rao_per_mtok = IntGaugeVec::new(
+            Opts::new(
+                "agw_provider_price_rao_per_mtok",
+                "The provider price in effect for the current winner, rao per 1M tokens, before markup",
+            ),
+            &["direction"],
+        )
+        .expect("valid metric");
+        let last_good = IntGauge::new(
+            "agw_provider_price_last_good_timestamp_seconds",
+            "Unix time of the last catalogue read that gave every served model a good price",
+        )
+        .expect("valid metric");
+        let sources = IntGauge::new(
+            "agw_provider_price_sources",
+            "Models whose provider price the last catalogue round read",
+        )
+        .expect("valid metric");
+        for r in crate::upstream::catalogue::PRICE_PROBLEMS {
+            rejected.with_label_values(&[r]);
+        }
+        for d in ["input", "output"] {
+            rao_per_mtok.with_label_values(&[d]);
+        }
+        for c in [
+            Box::new(rejected.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rao_per_mtok.clone()),
+            Box::new(last_good.clone()),
+            Box::new(sources.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        PriceMetrics {
+            rejected,
+            rao_per_mtok,
+            last_good,
+            sources,
+        }
     }
 }

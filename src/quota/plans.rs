@@ -10,8 +10,11 @@ use std::sync::Arc;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::config::{Config, PlanConfig};
-use crate::metering::Prices;
+use crate::config::{Config, PlanConfig, PricingMode};
+use crate::metering::{Prices, Pricing};
+
+/// The largest `markup_percent` of a provider-priced plan: ten times the provider's price.
+pub const MAX_MARKUP_PERCENT: u32 = 1000;
 
 /// The effective limits and prices of one plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -30,16 +33,28 @@ pub struct Plan {
     pub max_tokens: u32,
     /// Rao per million input tokens.
     pub input_rao_per_mtok: u64,
-    /// Rao per million output tokens.
+    /// Rao per million output tokens (0 on a provider-priced plan: its prices follow the
+    /// provider, see `GET /v1/models`).
     pub output_rao_per_mtok: u64,
+    /// `fixed` (the two prices above) or `provider` (the serving upstream's price for the
+    /// model, marked up by `markup_percent`).
+    pub pricing: PricingMode,
+    /// A provider-priced plan's markup over the provider's price, whole percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub markup_percent: Option<u32>,
 }
 
 impl Plan {
-    /// The plan's prices.
-    pub fn prices(&self) -> Prices {
-        Prices {
-            input_rao_per_mtok: self.input_rao_per_mtok,
-            output_rao_per_mtok: self.output_rao_per_mtok,
+    /// Where the plan's prices come from.
+    pub fn pricing(&self) -> Pricing {
+        match self.pricing {
+            PricingMode::Fixed => Pricing::Fixed(Prices {
+                input_rao_per_mtok: self.input_rao_per_mtok,
+                output_rao_per_mtok: self.output_rao_per_mtok,
+            }),
+            PricingMode::Provider => Pricing::Provider {
+                markup_percent: self.markup_percent.unwrap_or(0),
+            },
         }
     }
 }
@@ -58,6 +73,8 @@ pub fn builtin() -> Vec<Plan> {
         max_tokens,
         input_rao_per_mtok: 500_000,
         output_rao_per_mtok: 2_000_000,
+        pricing: PricingMode::Fixed,
+        markup_percent: None,
     };
     let free = |p: Plan| Plan {
         input_rao_per_mtok: 0,
@@ -130,6 +147,56 @@ fn merge(name: &str, base: Option<&Plan>, c: &PlanConfig) -> Result<Plan, (Strin
             format!("must be between 1 and {MAX_PLAN_MAX_TOKENS}"),
         ));
     }
+    let pricing = c.pricing.or(base.map(|b| b.pricing)).unwrap_or_default();
+    let (input_rao_per_mtok, output_rao_per_mtok, markup_percent) = match pricing {
+        PricingMode::Fixed => {
+            if c.markup_percent.is_some() {
+                return Err((
+                    field("markup_percent"),
+                    "applies only to pricing = \"provider\"; remove it or set pricing = \"provider\"".into(),
+                ));
+            }
+            let fixed = |v: Option<u64>, b: Option<u64>| v.or(b).unwrap_or(0);
+            (
+                fixed(c.input_rao_per_mtok, base.map(|b| b.input_rao_per_mtok)),
+                fixed(c.output_rao_per_mtok, base.map(|b| b.output_rao_per_mtok)),
+                None,
+            )
+        }
+        PricingMode::Provider => {
+            // Prices written for a provider-priced plan would be ignored: refuse them rather
+            // than let an operator believe they are a floor or a fallback. (A built-in
+            // plan's own fixed prices are simply replaced.)
+            for (f, v) in [
+                ("input_rao_per_mtok", c.input_rao_per_mtok),
+                ("output_rao_per_mtok", c.output_rao_per_mtok),
+            ] {
+                if v.is_some() {
+                    return Err((
+                        field(f),
+                        "a plan with pricing = \"provider\" takes its prices from the provider; remove it (or set pricing = \"fixed\")".into(),
+                    ));
+                }
+            }
+            let markup = c
+                .markup_percent
+                .or(base.and_then(|b| b.markup_percent))
+                .ok_or_else(|| {
+                    (
+                        field("markup_percent"),
+                        "is required with pricing = \"provider\" (0 sells at the provider's price)"
+                            .to_string(),
+                    )
+                })?;
+            if markup > MAX_MARKUP_PERCENT {
+                return Err((
+                    field("markup_percent"),
+                    format!("must be between 0 and {MAX_MARKUP_PERCENT} percent, got {markup}"),
+                ));
+            }
+            (0, 0, Some(markup))
+        }
+    };
     Ok(Plan {
         name: name.to_string(),
         requests_per_minute,
@@ -137,14 +204,10 @@ fn merge(name: &str, base: Option<&Plan>, c: &PlanConfig) -> Result<Plan, (Strin
         tokens_per_day,
         max_concurrent,
         max_tokens,
-        input_rao_per_mtok: c
-            .input_rao_per_mtok
-            .or(base.map(|b| b.input_rao_per_mtok))
-            .unwrap_or(0),
-        output_rao_per_mtok: c
-            .output_rao_per_mtok
-            .or(base.map(|b| b.output_rao_per_mtok))
-            .unwrap_or(0),
+        input_rao_per_mtok,
+        output_rao_per_mtok,
+        pricing,
+        markup_percent,
     })
 }
 
@@ -222,6 +285,13 @@ impl Plans {
         self.by_name.contains_key(name)
     }
 
+    /// Whether any plan takes its prices from the provider (then the catalogue is polled).
+    pub fn any_provider_priced(&self) -> bool {
+        self.by_name
+            .values()
+            .any(|p| p.pricing == PricingMode::Provider)
+    }
+
     /// The plan that limits subnet `netuid`'s aggregate, if the subnet is mapped.
     pub fn subnet(&self, netuid: u16) -> Option<&Arc<Plan>> {
         self.subnets.get(&netuid)
@@ -271,6 +341,76 @@ mod tests {
         let p = Plans::resolve(&BTreeMap::new(), &subnets).unwrap();
         assert_eq!(p.subnet(12).unwrap().name, "subnet");
         assert!(p.subnet(13).is_none());
+    }
+
+    fn provider(markup: Option<u32>) -> PlanConfig {
+        PlanConfig {
+            pricing: Some(PricingMode::Provider),
+            markup_percent: markup,
+            ..PlanConfig::default()
+        }
+    }
+
+    fn one(name: &str, c: PlanConfig) -> Result<Plans, (String, String)> {
+        Plans::resolve(&BTreeMap::from([(name.to_string(), c)]), &BTreeMap::new())
+    }
+
+    #[test]
+    fn a_provider_priced_plan_takes_a_markup_and_no_fixed_prices() {
+        let p = one("subnet", provider(Some(20))).unwrap();
+        let s = p.get("subnet").unwrap();
+        assert_eq!(s.pricing(), Pricing::Provider { markup_percent: 20 });
+        // The built-in fixed prices are replaced, not kept as a floor.
+        assert_eq!((s.input_rao_per_mtok, s.output_rao_per_mtok), (0, 0));
+        assert!(p.any_provider_priced());
+        assert!(!one("subnet", pc(Some(5))).unwrap().any_provider_priced());
+        let enterprise = p.get("enterprise").unwrap().pricing();
+        assert_eq!(
+            enterprise,
+            Pricing::Fixed(Prices {
+                input_rao_per_mtok: 500_000,
+                output_rao_per_mtok: 2_000_000
+            })
+        );
+        assert_eq!(
+            one("subnet", provider(Some(MAX_MARKUP_PERCENT)))
+                .unwrap()
+                .get("subnet")
+                .unwrap()
+                .markup_percent,
+            Some(MAX_MARKUP_PERCENT)
+        );
+    }
+
+    #[test]
+    fn provider_pricing_mistakes_are_refused_naming_the_field() {
+        let field = |c| one("subnet", c).unwrap_err().0;
+        assert_eq!(field(provider(None)), "plans.subnet.markup_percent");
+        assert_eq!(
+            field(provider(Some(MAX_MARKUP_PERCENT + 1))),
+            "plans.subnet.markup_percent"
+        );
+        assert_eq!(
+            field(PlanConfig {
+                input_rao_per_mtok: Some(1),
+                ..provider(Some(20))
+            }),
+            "plans.subnet.input_rao_per_mtok"
+        );
+        assert_eq!(
+            field(PlanConfig {
+                output_rao_per_mtok: Some(1),
+                ..provider(Some(20))
+            }),
+            "plans.subnet.output_rao_per_mtok"
+        );
+        assert_eq!(
+            field(PlanConfig {
+                markup_percent: Some(20),
+                ..pc(Some(5))
+            }),
+            "plans.subnet.markup_percent"
+        );
     }
 
     #[test]

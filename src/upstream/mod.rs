@@ -7,9 +7,11 @@
 //! - [`events`]: a provider's streamed response as a `Stream` of decoded chunks, under the
 //!   stream deadlines.
 //! - [`think`]: separates a leading `<think>…</think>` block from the answer.
+//! - [`catalogue`]: the provider's `GET /models` (which models it serves, at what price).
 //! - [`answer`]: turns a provider answer (whole or streamed) into the `/v1/reason` shape.
 
 pub(crate) mod answer;
+pub mod catalogue;
 pub mod client;
 pub(crate) mod events;
 pub(crate) mod openai;

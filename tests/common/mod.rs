@@ -356,3 +356,29 @@ pub fn two_byte_ss58(public: &[u8; 32]) -> String {
     payload.extend_from_slice(&hash[..2]);
     bs58::encode(payload).into_string()
 }
+
+impl Harness {
+    /// Every usage event of `month` (`YYYY-MM`), from the admin export.
+    pub async fn events_of(&self, month: &str) -> Vec<serde_json::Value> {
+        let res = self
+            .http
+            .get(self.url(&format!("/admin/v1/usage/export?month={month}")))
+            .bearer_auth(admin_token())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.text()
+            .await
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// The current UTC month, `YYYY-MM` (an export's `month`).
+pub fn this_month() -> String {
+    let d = time::OffsetDateTime::now_utc().date();
+    format!("{:04}-{:02}", d.year(), u8::from(d.month()))
+}

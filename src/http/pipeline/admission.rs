@@ -10,7 +10,7 @@ use super::{Call, Job};
 use crate::api::ModelInfo;
 use crate::auth::Caller;
 use crate::http::AppState;
-use crate::metering::{Meter, Outcome, Ticket};
+use crate::metering::{Meter, Outcome, Pricing, Ticket};
 use crate::quota::headers::PolicyState;
 use crate::quota::limiter::Scopes;
 use crate::quota::{Lease, Money, Refusal, Refused};
@@ -23,6 +23,8 @@ use crate::quota::{Lease, Money, Refusal, Refused};
 pub struct Admitted {
     lease: Option<Lease>,
     ticket: Ticket,
+    /// The plan's pricing, so a fallback's model is charged at its own provider price.
+    pricing: Pricing,
     meter: Arc<Meter>,
 }
 
@@ -35,10 +37,15 @@ pub(super) async fn admit(
     call: &Call,
 ) -> Result<Admitted, Response> {
     let max_tokens = u64::from(call.max_tokens);
+    let pricing = scopes.plan.pricing();
+    let prices = st
+        .meter
+        .prices(pricing, &job.winner.model.id)
+        .map_err(IntoResponse::into_response)?;
     let ticket = Ticket::new(
         caller,
         &scopes.plan.name,
-        scopes.plan.prices(),
+        prices,
         &job.id,
         &job.winner.model,
         job.input_estimate,
@@ -69,6 +76,7 @@ pub(super) async fn admit(
     Ok(Admitted {
         lease: Some(lease),
         ticket,
+        pricing,
         meter: Arc::clone(&st.meter),
     })
 }
@@ -79,9 +87,20 @@ impl Admitted {
         self.lease.as_ref().map_or(&[], |l| &l.policies)
     }
 
-    /// Records that `model` (a fallback's) served, so the usage event names it.
+    /// Records that `model` (a fallback's) served, so the usage event names it; on a
+    /// provider-priced plan it is charged at that model's provider price when one is known
+    /// (else at the admission's).
     pub fn served_by(&mut self, model: &ModelInfo) {
         self.ticket.served_by(model);
+        if let Pricing::Provider { markup_percent } = self.pricing
+            && let Some(p) = self
+                .meter
+                .provider_prices()
+                .and_then(|pp| pp.get(&model.id))
+        {
+            self.ticket
+                .reprice(crate::metering::marked_up(p, markup_percent));
+        }
     }
 
     /// Ends the request with `outcome`: releases the lease, reconciles the token buckets and

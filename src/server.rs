@@ -304,17 +304,39 @@ fn provider_prices(
     use crate::metering::provider::{PriceSource, ProviderPrices};
     let winner = winner.clone();
     let upstream = Arc::clone(upstream);
+    // The winner's and the pending champion's upstreams, where the serving map puts them (a
+    // champion's own chute, on older Affine deployments), so a new champion's price is known
+    // before the switch. The catalogue entry read is the repo id's, as Chutes lists it.
     let sources = Arc::new(move || {
-        winner
-            .current()
-            .map(|w| {
-                vec![PriceSource {
-                    base_url: w.route.clone().unwrap_or_else(|| upstream.base_url()),
-                    api_key: api_key.clone(),
-                    model: w.model.id.clone(),
-                }]
+        let source = |model: &str, revision: Option<&str>, route: Option<&str>, pending| {
+            let (base_url, key) = match route {
+                Some(r) => (r.to_string(), api_key.clone()),
+                None => {
+                    let t = upstream.serving().resolve(model, revision).ok()?;
+                    let key = t.key().cloned();
+                    (t.base_url, key)
+                }
+            };
+            Some(PriceSource {
+                base_url,
+                api_key: key,
+                model: model.to_string(),
+                pending,
             })
-            .unwrap_or_default()
+        };
+        let mut out = Vec::new();
+        if let Some(w) = winner.current() {
+            out.extend(source(
+                &w.model.id,
+                w.model.revision.as_deref(),
+                w.route.as_deref(),
+                false,
+            ));
+        }
+        if let Some(p) = winner.pending() {
+            out.extend(source(&p.model, p.revision.as_deref(), None, true));
+        }
+        out
     });
     ProviderPrices::new(
         sources,

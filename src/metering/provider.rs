@@ -53,6 +53,9 @@ pub struct PriceSource {
     pub api_key: Option<Secret>,
     /// The model whose price counts.
     pub model: String,
+    /// A champion waiting for its upstream (the readiness gate's pending one): while its
+    /// upstream does not list it, it is skipped, not refused.
+    pub pending: bool,
 }
 
 /// The sources to read now (the serving upstream of the current winner today; the serving
@@ -148,6 +151,7 @@ impl ProviderPrices {
         }
         let old = self.current.load_full();
         let mut next: HashMap<String, ProviderPrice> = (*old).clone();
+        let mut not_yet_listed = std::collections::HashSet::new();
         for s in &sources {
             let Some((_, _, read)) = reads
                 .iter()
@@ -164,6 +168,10 @@ impl ProviderPrices {
                     continue;
                 }
             };
+            if s.pending && !catalogue.lists(&s.model) {
+                not_yet_listed.insert(s.model.as_str());
+                continue;
+            }
             // The first source that names a model decides its price this round.
             if report.accepted.contains(&s.model)
                 || report.rejected.iter().any(|(m, _)| *m == s.model)
@@ -206,6 +214,7 @@ impl ProviderPrices {
         let models = sources
             .iter()
             .map(|s| s.model.as_str())
+            .filter(|m| !not_yet_listed.contains(m))
             .collect::<std::collections::HashSet<_>>()
             .len();
         self.metrics

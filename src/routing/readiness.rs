@@ -29,6 +29,7 @@ use time::OffsetDateTime;
 use crate::api::{PendingChampion, PendingState};
 use crate::routing::Winner;
 use crate::upstream::UpstreamClient;
+use crate::upstream::catalogue::Catalogue;
 use crate::upstream::client::Timeouts;
 
 /// The longest one probe request may take.
@@ -75,16 +76,6 @@ impl Probe {
     }
 }
 
-#[derive(Deserialize)]
-struct ModelList {
-    data: Vec<ListedModel>,
-}
-
-#[derive(Deserialize)]
-struct ListedModel {
-    id: String,
-}
-
 /// How much a probe asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Depth {
@@ -104,8 +95,8 @@ pub async fn probe(t: &ProbeTarget, depth: Depth) -> Probe {
         .get_at(&t.models_url, MODELS_MAX_BYTES, deadline)
         .await
     {
-        Ok(body) => match serde_json::from_slice::<ModelList>(&body) {
-            Ok(list) => list.data.iter().any(|m| m.id == t.model_name),
+        Ok(body) => match Catalogue::parse(&body) {
+            Ok(list) => list.lists(&t.model_name),
             Err(_) => return Probe::Failed("the model list is not an OpenAI model list".into()),
         },
         Err(e) => return Probe::Failed(format!("model list: {}", describe(&e))),

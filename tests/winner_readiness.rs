@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use affine_gateway::config::Secret;
+use affine_gateway::config::{Config, Secret};
 use chutes_sim::{SimConfig, WebhookKind};
 use common::*;
 use serde_json::Value;
@@ -28,6 +28,26 @@ fn sim_deploying_after(delay: Duration) -> SimConfig {
         deploy_delay: delay,
         ..SimConfig::default()
     }
+}
+
+/// Following the simulated Affine API, polled and probed every second, with the per-address
+/// guard out of the way (the tests poll /v1/winner and send steady streams from one address).
+fn following(c: &mut Config) {
+    c.winner.model = None;
+    c.winner.poll_secs = 1;
+    c.winner.probe_secs = 1;
+    c.quota.ip_per_second = 10_000;
+    c.quota.ip_burst = 10_000;
+}
+
+/// Waits until the replica at `base` serves `model`.
+async fn until_serving(h: &Harness, base: &str, model: &str) {
+    eventually(
+        Duration::from_secs(10),
+        &format!("{model} serving"),
+        || async { (serving_at(h, base).await.as_deref() == Some(model)).then_some(()) },
+    )
+    .await;
 }
 
 async fn winner_at(h: &Harness, base: &str) -> Option<Value> {
@@ -56,15 +76,10 @@ async fn start_gated(sim_cfg: SimConfig) -> Harness {
         // The simulator's own routes sit beside its `/v1`.
         let base = c.upstream.url.trim_end_matches("/v1").to_string();
         use_redis(c);
-        c.winner.model = None;
-        c.winner.poll_secs = 1;
-        c.winner.probe_secs = 1;
+        following(c);
         c.winner.ready_probes = 2;
         c.winner.deploy_webhook = Some(format!("{base}/_sim/deploy"));
         c.winner.webhook_secret = Some(Secret::new(SECRET.into()));
-        // The test polls /v1/winner and sends a steady stream from one address.
-        c.quota.ip_per_second = 10_000;
-        c.quota.ip_burst = 10_000;
     })
     .await
 }
@@ -121,12 +136,7 @@ async fn a_new_champion_serves_once_deployed_on_both_replicas_together_with_no_f
     let b = h.replica().await;
     let (a_url, b_url) = (h.gw.url(), b.url());
     for base in [&a_url, &b_url] {
-        eventually(
-            Duration::from_secs(10),
-            "the fixture champion serves",
-            || async { (serving_at(&h, base).await.as_deref() == Some(CHAMP)).then_some(()) },
-        )
-        .await;
+        until_serving(&h, base, CHAMP).await;
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -237,12 +247,7 @@ async fn the_deploy_webhook_is_retried_and_called_once_per_champion_across_repli
     let h = start_gated(sim_deploying_after(Duration::from_secs(3600))).await;
     let b = h.replica().await;
     for base in [h.gw.url(), b.url()] {
-        eventually(
-            Duration::from_secs(10),
-            "the fixture champion serves",
-            || async { (serving_at(&h, &base).await.as_deref() == Some(CHAMP)).then_some(()) },
-        )
-        .await;
+        until_serving(&h, &base, CHAMP).await;
     }
     // The first champion's own deploy call (at start) is in; now the runner's.
     let runner_calls = || {
@@ -299,21 +304,12 @@ async fn the_deploy_webhook_is_retried_and_called_once_per_champion_across_repli
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_champion_that_never_comes_up_stays_pending_and_raises_the_pending_metrics() {
     let h = Harness::start_with(SimConfig::default(), |c| {
-        c.winner.model = None;
-        c.winner.poll_secs = 1;
-        c.winner.probe_secs = 1;
+        following(c);
         c.winner.ready_timeout_secs = 1;
-        c.quota.ip_per_second = 10_000;
-        c.quota.ip_burst = 10_000;
     })
     .await;
     let base = h.gw.url();
-    eventually(
-        Duration::from_secs(10),
-        "the fixture champion serves",
-        || async { (serving_at(&h, &base).await.as_deref() == Some(CHAMP)).then_some(()) },
-    )
-    .await;
+    until_serving(&h, &base, CHAMP).await;
     assert_eq!(
         metric(&h.http, &base, "agw_winner_pending").await,
         Some(0.0)
@@ -353,10 +349,7 @@ async fn a_champion_that_never_comes_up_stays_pending_and_raises_the_pending_met
 
     // Deployed late, it is still switched to, and the metrics fall back to zero.
     h.sim.deploy_model(RUNNER);
-    eventually(Duration::from_secs(10), "the runner serves", || async {
-        (serving_at(&h, &base).await.as_deref() == Some(RUNNER)).then_some(())
-    })
-    .await;
+    until_serving(&h, &base, RUNNER).await;
     assert_eq!(
         metric(&h.http, &base, "agw_winner_pending").await,
         Some(0.0)
@@ -377,11 +370,7 @@ async fn at_start_a_past_champion_serves_until_the_champion_is_ready_and_nothing
             sim.deploy_model(RUNNER);
         },
         |c| {
-            c.winner.model = None;
-            c.winner.poll_secs = 1;
-            c.winner.probe_secs = 1;
-            c.quota.ip_per_second = 10_000;
-            c.quota.ip_burst = 10_000;
+            following(c);
         },
     )
     .await;
@@ -420,11 +409,7 @@ async fn with_nothing_served_reason_is_503_no_winner_and_readyz_is_503() {
             sim.undeploy_model(CHAMP);
         },
         |c| {
-            c.winner.model = None;
-            c.winner.poll_secs = 1;
-            c.winner.probe_secs = 1;
-            c.quota.ip_per_second = 10_000;
-            c.quota.ip_burst = 10_000;
+            following(c);
         },
     )
     .await;
@@ -454,31 +439,19 @@ async fn with_nothing_served_reason_is_503_no_winner_and_readyz_is_503() {
 async fn a_replaced_champion_is_retired_once_it_drained_and_is_no_past_champion() {
     let h = Harness::start_with(sim_deploying_after(Duration::ZERO), |c| {
         let base = c.upstream.url.trim_end_matches("/v1").to_string();
-        c.winner.model = None;
-        c.winner.poll_secs = 1;
-        c.winner.probe_secs = 1;
+        following(c);
         c.winner.ready_probes = 1;
         c.winner.retire_webhook = Some(format!("{base}/_sim/retire"));
         c.winner.webhook_secret = Some(Secret::new(SECRET.into()));
         // The drain: no request admitted before the switch can outlive this.
         c.upstream.total_timeout_secs = 2;
-        c.quota.ip_per_second = 10_000;
-        c.quota.ip_burst = 10_000;
     })
     .await;
     let base = h.gw.url();
-    eventually(
-        Duration::from_secs(10),
-        "the fixture champion serves",
-        || async { (serving_at(&h, &base).await.as_deref() == Some(CHAMP)).then_some(()) },
-    )
-    .await;
+    until_serving(&h, &base, CHAMP).await;
     h.sim.deploy_model(RUNNER);
     h.sim.affine().crown_rank(7, RUNNER, RUNNER_REV, 6_904_000);
-    eventually(Duration::from_secs(10), "the runner serves", || async {
-        (serving_at(&h, &base).await.as_deref() == Some(RUNNER)).then_some(())
-    })
-    .await;
+    until_serving(&h, &base, RUNNER).await;
     let switched = Instant::now();
     // The old champion is still among the past champions (a fallback): not retired.
     let polls = h.sim.affine().rank_requests();

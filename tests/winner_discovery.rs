@@ -489,3 +489,46 @@ async fn a_runtime_pin_reaches_every_replica_within_a_poll() {
     assert_eq!(h.sim.affine().requests(), 0);
     b.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn polls_are_counted_by_outcome_and_the_last_good_one_is_timestamped() {
+    let h = discovering(SimConfig::default()).await;
+    let base = h.gw.url();
+    eventually(Duration::from_secs(5), "the first winner", || {
+        winner_model(&h)
+    })
+    .await;
+    let ok = metric(&h.http, &base, r#"agw_winner_polls_total{outcome="ok"}"#).await;
+    assert!(ok.is_some_and(|n| n >= 1.0), "{ok:?}");
+    let at = metric(&h.http, &base, "agw_winner_last_poll_ok_timestamp_seconds")
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - at).abs() < 30.0, "{at} vs {now}");
+
+    h.sim.affine().set_rank_mode(AffineMode::Status(503));
+    eventually(
+        Duration::from_secs(5),
+        "an unavailable poll counted",
+        || async {
+            (metric(
+                &h.http,
+                &base,
+                r#"agw_winner_polls_total{outcome="unavailable"}"#,
+            )
+            .await?
+                >= 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+    // The timestamp stays at the last good poll while Affine fails.
+    polls(&h, 2).await;
+    assert_eq!(
+        metric(&h.http, &base, "agw_winner_last_poll_ok_timestamp_seconds").await,
+        Some(at)
+    );
+}

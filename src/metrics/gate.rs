@@ -1,10 +1,14 @@
-//! The readiness gate's and the webhooks' metrics: whether a new champion is waiting to
+//! Champion discovery's metrics: how Affine's polls go, whether a new champion is waiting to
 //! serve, for how long, what its probes found, and what the deploy and retire calls did.
 
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 
 /// Outcomes of one readiness probe.
 pub(crate) const PROBE_OUTCOMES: [&str; 3] = ["ok", "not_listed", "failed"];
+
+/// Outcomes of one Affine poll: `ok`, or why the last good champion was kept.
+pub(crate) const POLL_OUTCOMES: [&str; 5] =
+    ["ok", "not_found", "unavailable", "garbage", "not_routable"];
 
 /// The webhooks.
 pub(crate) const WEBHOOKS: [&str; 2] = ["deploy", "retire"];
@@ -24,6 +28,11 @@ pub struct GateMetrics {
     pub probes: IntCounterVec,
     /// Webhook attempts, by hook and [`WEBHOOK_OUTCOMES`].
     pub webhooks: IntCounterVec,
+    /// Affine polls, by [`POLL_OUTCOMES`].
+    pub polls: IntCounterVec,
+    /// When Affine last answered with a usable champion, unix seconds (0: never, or not
+    /// polled): a stalled discovery keeps serving the last champion, so only this shows it.
+    pub last_poll_ok: IntGauge,
 }
 
 impl GateMetrics {
@@ -54,6 +63,22 @@ impl GateMetrics {
             &["hook", "outcome"],
         )
         .expect("valid metric");
+        let polls = IntCounterVec::new(
+            Opts::new(
+                "agw_winner_polls_total",
+                "Polls of Affine's API, by outcome (ok, or why the last good champion was kept)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let last_poll_ok = IntGauge::new(
+            "agw_winner_last_poll_ok_timestamp_seconds",
+            "When Affine's API last named a usable champion (unix seconds; 0 if never)",
+        )
+        .expect("valid metric");
+        for o in POLL_OUTCOMES {
+            polls.with_label_values(&[o]);
+        }
         for o in PROBE_OUTCOMES {
             probes.with_label_values(&[o]);
         }
@@ -67,6 +92,8 @@ impl GateMetrics {
             Box::new(pending_seconds.clone()),
             Box::new(probes.clone()),
             Box::new(webhooks.clone()),
+            Box::new(polls.clone()),
+            Box::new(last_poll_ok.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -75,6 +102,8 @@ impl GateMetrics {
             pending_seconds,
             probes,
             webhooks,
+            polls,
+            last_poll_ok,
         }
     }
 }

@@ -972,12 +972,18 @@ impl Discovery {
                                 tracing::info!("Affine API answers again");
                             }
                             failing = None;
+                            let g = &me.metrics.gate;
+                            g.polls.with_label_values(&["ok"]).inc();
+                            g.last_poll_ok.set(
+                                i64::try_from(crate::clock::now_secs()).unwrap_or(i64::MAX),
+                            );
                             me.set_affine(w);
                         }
                         Err(e) => {
                             // Once per outage (or change of reason) at warn level, then
                             // quietly: a poll every few seconds must not flood the log.
                             let reason = e.reason();
+                            me.metrics.gate.polls.with_label_values(&[reason]).inc();
                             if failing == Some(reason) {
                                 tracing::debug!(reason, error = %e, "Affine poll failed; keeping the last good winner");
                             } else {

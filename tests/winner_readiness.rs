@@ -488,3 +488,73 @@ async fn a_replaced_champion_is_retired_once_it_drained_and_is_no_past_champion(
     .await;
     assert_eq!(h.sim.webhooks().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_past_champion_its_upstream_does_not_list_is_skipped_when_the_champion_fails() {
+    use affine_gateway::config::FallbackConfig;
+    use chutes_sim::{Fault, FaultKind, Sim, Trigger};
+    // Another provider serving the champion's model, as the configured fallback.
+    let fb = Sim::start(SimConfig::default()).await.unwrap();
+    let fb_url = fb.base_url();
+    let h = Harness::start_with(SimConfig::default(), |c| {
+        following(c);
+        c.upstream.fallbacks = vec![FallbackConfig {
+            name: "fb".into(),
+            url: fb_url,
+            api_key: None,
+            model: None,
+            connect_timeout_ms: None,
+            first_token_timeout_secs: None,
+            idle_timeout_secs: None,
+            total_timeout_secs: None,
+        }];
+    })
+    .await;
+    let base = h.gw.url();
+    until_serving(&h, &base, CHAMP).await;
+    // The fixture's past champion (the runner) is not deployed: a listing probe says so.
+    eventually(
+        Duration::from_secs(10),
+        "the runner found unlisted",
+        || async {
+            (metric(
+                &h.http,
+                &base,
+                r#"agw_winner_probes_total{outcome="not_listed"}"#,
+            )
+            .await?
+                >= 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+    let runner_attempts = || {
+        h.sim
+            .requests()
+            .iter()
+            .filter(|r| r.body["model"] == RUNNER)
+            .count()
+    };
+    h.sim.set_config(SimConfig {
+        fault: Fault {
+            kind: Some(FaultKind::Status(503)),
+            trigger: Trigger::Always,
+        },
+        ..SimConfig::default()
+    });
+    let res = h.reason(r#"{"input":"hi","max_tokens":4}"#).await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["model"]["source"], "fallback");
+    assert_eq!(fb.stats().requests_total, 1);
+    assert_eq!(runner_attempts(), 0, "an unlisted past champion was tried");
+
+    // Deployed, it is tried again before the configured fallback.
+    h.sim.deploy_model(RUNNER);
+    eventually(Duration::from_secs(10), "the runner tried", || async {
+        let res = h.reason(r#"{"input":"hi","max_tokens":4}"#).await;
+        assert_eq!(res.status(), 200);
+        (runner_attempts() > 0).then_some(())
+    })
+    .await;
+}

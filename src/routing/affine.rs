@@ -692,6 +692,7 @@ impl Discovery {
             }
         }
         self.probe_interim().await;
+        self.probe_past().await;
         self.probe_ungated().await;
         self.retire_drained();
         self.resolve();
@@ -745,6 +746,31 @@ impl Discovery {
                 }
                 return;
             }
+        }
+    }
+
+    /// The serving champion's past champions are its failover: each is watched by its
+    /// listing, and one its upstream does not list is skipped when the champion fails
+    /// (rather than costing every failing request an attempt that cannot succeed).
+    async fn probe_past(&self) {
+        let Some(up) = &self.upstreams else { return };
+        let Some(current) = self.sources().affine.clone() else {
+            return;
+        };
+        for p in &current.past_champions {
+            let Some(rev) = &p.revision else { continue };
+            if p.model == current.model.id && Some(rev) == current.model.revision.as_ref() {
+                continue;
+            }
+            let Ok(w) = Winner::from_spec(&format!("{}@{rev}", p.model), ModelSource::Fallback)
+            else {
+                continue;
+            };
+            let ready = self.probe(&w, Depth::Listing).await == Probe::Ready;
+            if ready != up.is_ready(&p.model, Some(rev)) {
+                tracing::info!(model = %p.model, ready, "a past champion's upstream lists it again, or no longer does");
+            }
+            up.set_ready(&p.model, Some(rev), ready);
         }
     }
 

@@ -298,10 +298,8 @@ impl UpstreamSet {
         crate::routing::winner::strip_credentials(&self.serving.default_url())
     }
 
-    /// The serving map, to describe the rule serving any model (`ServingMap::view`).
-    // The readiness gate's interface (the pending champion, past champions); unused until
-    // it lands.
-    #[allow(dead_code)]
+    /// The serving map (where the provider prices of the winner and the pending champion are
+    /// read).
     pub fn serving(&self) -> &ServingMap {
         &self.serving
     }
@@ -322,16 +320,6 @@ impl UpstreamSet {
         self.probe_target_of(&LaneKey::of(w))
     }
 
-    /// The same for any `model` at `revision` (a past champion, say).
-    #[allow(dead_code)] // the readiness gate's interface for past champions
-    pub fn target_for(&self, model: &str, revision: Option<&str>) -> Result<ProbeTarget, String> {
-        self.probe_target_of(&LaneKey {
-            model: model.to_string(),
-            revision: revision.map(str::to_string),
-            route: None,
-        })
-    }
-
     fn probe_target_of(&self, key: &LaneKey) -> Result<ProbeTarget, String> {
         let target = self.target_of(key)?;
         let client = self.client_for(&target)?;
@@ -345,7 +333,6 @@ impl UpstreamSet {
 
     /// Marks `model` at `revision` ready or not (the readiness gate): a past champion marked
     /// not ready is skipped when the upstreams are ordered. Everything is ready until marked.
-    #[allow(dead_code)] // the readiness gate's interface; unused until it lands
     pub fn set_ready(&self, model: &str, revision: Option<&str>, ready: bool) {
         let key = ready_key(model, revision);
         self.not_ready.rcu(|set| {
@@ -360,7 +347,6 @@ impl UpstreamSet {
     }
 
     /// Whether `model` at `revision` may serve as a past champion (not marked not ready).
-    #[allow(dead_code)] // the readiness gate's interface; unused until it lands
     pub fn is_ready(&self, model: &str, revision: Option<&str>) -> bool {
         !self.not_ready.load().contains(&ready_key(model, revision))
     }
@@ -888,7 +874,9 @@ mod tests {
         assert_eq!(set.order(&w).len(), 4);
 
         // The readiness gate's probe target for any model.
-        let t = set.target_for("c/x", Some("r9")).unwrap();
+        let t = set
+            .probe_target(&Winner::from_spec("c/x@r9", ModelSource::Affine).unwrap())
+            .unwrap();
         assert_eq!(
             t.completions_url,
             "http://127.0.0.1:9/r9/v1/chat/completions"

@@ -22,8 +22,10 @@
 //! - [`metering`]: money's one owner — cost in rao, the ticket (hold, 402, usage event), every
 //!   settlement and its metrics, the settlement journal and the ledger reconciliation.
 //! - [`routing`]: which model serves the request and through which upstream — the winner
-//!   snapshot (Affine discovery, static or pinned), the fallback chain, retries under a
-//!   budget, circuit breakers and cold-chute probing.
+//!   snapshot (Affine discovery, static or pinned), the readiness gate a new champion passes
+//!   (probes, the stored decision, deploy/retire webhooks), the serving map (where each model
+//!   is served), the chain of past champions and fallbacks, retries under a budget, circuit
+//!   breakers and cold-chute probing.
 //! - [`upstream`]: the OpenAI-compatible client, the incremental SSE decoder and the
 //!   `<think>` splitter that turn the provider's answer into ours.
 //! - [`store`]: the storage boundary — Redis when configured, in-memory for a single process.

@@ -528,6 +528,13 @@ async fn a_past_champion_its_upstream_does_not_list_is_skipped_when_the_champion
         },
     )
     .await;
+    // `GET /v1/winner` shows it, where it would be served, and that it is skipped.
+    let w = winner_at(&h, &base).await.unwrap();
+    let past = w["past_champions"].as_array().unwrap();
+    let runner = past.iter().find(|p| p["model"] == RUNNER).expect("{w}");
+    assert_eq!(runner["ready"], false, "{w}");
+    assert_eq!(runner["revision"], RUNNER_REV);
+    assert_eq!(runner["serving"]["url"], h.sim.base_url(), "{w}");
     let runner_attempts = || {
         h.sim
             .requests()
@@ -551,6 +558,15 @@ async fn a_past_champion_its_upstream_does_not_list_is_skipped_when_the_champion
 
     // Deployed, it is tried again before the configured fallback.
     h.sim.deploy_model(RUNNER);
+    eventually(Duration::from_secs(10), "the runner ready", || async {
+        let w = winner_at(&h, &base).await?;
+        w["past_champions"]
+            .as_array()?
+            .iter()
+            .any(|p| p["model"] == RUNNER && p["ready"] == true)
+            .then_some(())
+    })
+    .await;
     eventually(Duration::from_secs(10), "the runner tried", || async {
         let res = h.reason(r#"{"input":"hi","max_tokens":4}"#).await;
         assert_eq!(res.status(), 200);

@@ -60,6 +60,28 @@ pub struct WinnerResponse {
     /// is ready. Null when there is none. Added within v1 (additive).
     #[serde(default)]
     pub pending: Option<PendingChampion>,
+    /// Affine's past champions, in order: the failover after `model`'s own upstream, each
+    /// where its serving rule puts it. Empty unless the winner comes from Affine's
+    /// `/rank/current`. Added within v1 (additive).
+    #[serde(default)]
+    pub past_champions: Vec<PastChampionView>,
+}
+
+/// One of `GET /v1/winner`'s `past_champions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PastChampionView {
+    /// Hugging Face style id, `org/model`.
+    pub model: String,
+    /// The model revision (commit sha), when Affine gives it (without one it is never routed
+    /// to).
+    pub revision: Option<String>,
+    /// The miner's uid on the Affine subnet.
+    pub uid: u16,
+    /// Whether its upstream lists it (watched by the readiness gate); one that does not is
+    /// skipped when the champion fails.
+    pub ready: bool,
+    /// The `[[serving]]` rule that serves it.
+    pub serving: Option<ServingView>,
 }
 
 /// Which `[[serving]]` rule serves a model, as `GET /v1/winner` shows it (never a key, never

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use time::OffsetDateTime;
 
-use crate::api::{ModelInfo, ModelSource, PendingChampion, WinnerResponse};
+use crate::api::{ModelInfo, ModelSource, PastChampionView, PendingChampion, WinnerResponse};
 
 /// One winner: the model and when it became the winner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,6 +214,18 @@ impl WinnerHandle {
             upstream,
             serving,
             pending: self.pending().map(|p| (*p).clone()),
+            past_champions: w
+                .past_champions
+                .iter()
+                .map(|p| PastChampionView {
+                    model: p.model.clone(),
+                    revision: p.revision.clone(),
+                    uid: p.uid,
+                    ready: p.revision.is_some()
+                        && upstreams.is_ready(&p.model, p.revision.as_deref()),
+                    serving: upstreams.serving().view(&p.model, p.revision.as_deref()),
+                })
+                .collect(),
         })
     }
 }

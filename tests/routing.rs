@@ -38,14 +38,9 @@ async fn fallback_sim() -> SimHandle {
 
 fn with_fallback(c: &mut Config, fb: &SimHandle) {
     c.upstream.fallbacks = vec![FallbackConfig {
-        name: "runner-up".into(),
-        url: fb.base_url(),
         api_key: Some(Secret::new(FALLBACK_KEY.into())),
         model: Some(RUNNER.into()),
-        connect_timeout_ms: None,
-        first_token_timeout_secs: None,
-        idle_timeout_secs: None,
-        total_timeout_secs: None,
+        ..FallbackConfig::new("runner-up", &fb.base_url())
     }];
 }
 

@@ -167,14 +167,8 @@ async fn a_rules_own_first_token_timeout_applies_and_fails_over() {
         c.upstream.first_token_timeout_secs = 300;
         c.upstream.total_timeout_secs = 300;
         c.upstream.fallbacks = vec![FallbackConfig {
-            name: "router".into(),
-            url: c.upstream.url.clone(),
             api_key: c.upstream.api_key.clone(),
-            model: None,
-            connect_timeout_ms: None,
-            first_token_timeout_secs: None,
-            idle_timeout_secs: None,
-            total_timeout_secs: None,
+            ..FallbackConfig::new("router", &c.upstream.url)
         }];
     })
     .await;

@@ -498,16 +498,7 @@ async fn a_past_champion_its_upstream_does_not_list_is_skipped_when_the_champion
     let fb_url = fb.base_url();
     let h = Harness::start_with(SimConfig::default(), |c| {
         following(c);
-        c.upstream.fallbacks = vec![FallbackConfig {
-            name: "fb".into(),
-            url: fb_url,
-            api_key: None,
-            model: None,
-            connect_timeout_ms: None,
-            first_token_timeout_secs: None,
-            idle_timeout_secs: None,
-            total_timeout_secs: None,
-        }];
+        c.upstream.fallbacks = vec![FallbackConfig::new("fb", &fb_url)];
     })
     .await;
     let base = h.gw.url();

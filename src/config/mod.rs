@@ -365,6 +365,23 @@ pub struct ServingRuleConfig {
     pub env_api_key: Option<Secret>,
 }
 
+impl FallbackConfig {
+    /// A fallback named `name` at `url`, without a key or a model override, on the
+    /// `[upstream]` timeouts.
+    pub fn new(name: &str, url: &str) -> FallbackConfig {
+        FallbackConfig {
+            name: name.to_string(),
+            url: url.to_string(),
+            api_key: None,
+            model: None,
+            connect_timeout_ms: None,
+            first_token_timeout_secs: None,
+            idle_timeout_secs: None,
+            total_timeout_secs: None,
+        }
+    }
+}
+
 impl ServingRuleConfig {
     /// A rule serving `pattern` at `url` with everything else unset (defaults).
     pub fn new(pattern: &str, url: &str) -> ServingRuleConfig {

@@ -717,27 +717,21 @@ impl Discovery {
     /// Until the first champion is ready, the first past champion that answers serves, as a
     /// fallback.
     async fn probe_interim(&self) {
-        let candidates = {
+        let pending = {
             let s = self.sources();
             match (&s.affine, &s.interim, &s.pending) {
-                (None, None, Some(p)) => p.winner.past_champions.clone(),
+                (None, None, Some(p)) => p.winner.clone(),
                 _ => return,
             }
         };
-        let pending = self.sources().pending.as_ref().map(|p| p.winner.clone());
-        for c in candidates {
-            let spec = match &c.revision {
-                Some(r) => format!("{}@{r}", c.model),
-                None => continue,
-            };
-            let Ok(mut w) = Winner::from_spec(&spec, ModelSource::Fallback) else {
-                continue;
-            };
-            if pending.as_ref().is_some_and(|p| p.same_model(&w)) {
+        for w in pending
+            .past_champions
+            .iter()
+            .filter_map(PastChampion::as_fallback)
+        {
+            if pending.same_model(&w) {
                 continue;
             }
-            w.model.uid = Some(c.uid);
-            w.model.miner_hotkey = c.hotkey.clone();
             if self.probe(&w, Depth::Complete).await == Probe::Ready {
                 tracing::info!(model = %w.model.id, "no champion serves yet; a past champion serves meanwhile");
                 let mut s = self.sources();
@@ -757,20 +751,24 @@ impl Discovery {
         let Some(current) = self.sources().affine.clone() else {
             return;
         };
-        for p in &current.past_champions {
-            let Some(rev) = &p.revision else { continue };
-            if p.model == current.model.id && Some(rev) == current.model.revision.as_ref() {
+        for w in current
+            .past_champions
+            .iter()
+            .filter_map(PastChampion::as_fallback)
+        {
+            if current.same_model(&w) {
                 continue;
             }
-            let Ok(w) = Winner::from_spec(&format!("{}@{rev}", p.model), ModelSource::Fallback)
-            else {
-                continue;
-            };
+            let (model, rev) = (w.model.id.as_str(), w.model.revision.as_deref());
             let ready = self.probe(&w, Depth::Listing).await == Probe::Ready;
-            if ready != up.is_ready(&p.model, Some(rev)) {
-                tracing::info!(model = %p.model, ready, "a past champion's upstream lists it again, or no longer does");
+            if ready != up.is_ready(model, rev) {
+                tracing::info!(
+                    model,
+                    ready,
+                    "a past champion's upstream lists it again, or no longer does"
+                );
             }
-            up.set_ready(&p.model, Some(rev), ready);
+            up.set_ready(model, rev, ready);
         }
     }
 

@@ -811,16 +811,10 @@ mod tests {
     #[test]
     fn past_champions_follow_the_winner_in_order_unless_not_ready() {
         let mut config = Config::default();
-        config.upstream.fallbacks = vec![crate::config::FallbackConfig {
-            name: "fb".into(),
-            url: "http://127.0.0.1:9/v1".into(),
-            api_key: None,
-            model: None,
-            connect_timeout_ms: None,
-            first_token_timeout_secs: None,
-            idle_timeout_secs: None,
-            total_timeout_secs: None,
-        }];
+        config.upstream.fallbacks = vec![crate::config::FallbackConfig::new(
+            "fb",
+            "http://127.0.0.1:9/v1",
+        )];
         config.serving = vec![crate::config::ServingRuleConfig::new(
             "c/*",
             "http://127.0.0.1:9/{revision}/v1",

@@ -40,6 +40,19 @@ pub struct PastChampion {
     pub revision: Option<String>,
 }
 
+impl PastChampion {
+    /// It as a winner served as a fallback (`source: fallback`, with its uid and hotkey), or
+    /// `None` when it cannot be routed to exactly: no revision, or an id of the wrong shape.
+    pub fn as_fallback(&self) -> Option<Winner> {
+        let rev = self.revision.as_ref()?;
+        let mut w =
+            Winner::from_spec(&format!("{}@{rev}", self.model), ModelSource::Fallback).ok()?;
+        w.model.uid = Some(self.uid);
+        w.model.miner_hotkey = self.hotkey.clone();
+        Some(w)
+    }
+}
+
 impl Winner {
     /// Parses `org/model[@revision]` (the `GATEWAY_WINNER` syntax) into a winner of `source`.
     pub fn from_spec(spec: &str, source: ModelSource) -> Result<Winner, String> {

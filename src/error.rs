@@ -66,6 +66,12 @@ pub enum ErrorCode {
     UnregisteredHotkey,
     /// The account is disabled.
     AccountDisabled,
+    /// The hotkey is registered in a gated subnet whose metagraph snapshot is too old (or not
+    /// read yet) to tell whether it passes the gate: refused until the gateway has a fresh one.
+    MembershipUnknown,
+    /// The hotkey is registered in a gated subnet but does not pass its gate (validator
+    /// permit, minimum stake).
+    MembershipRequired,
     /// No such route or resource.
     NotFound,
     /// The route exists but not with this method.
@@ -113,7 +119,8 @@ impl ErrorCode {
                 StatusCode::UNAUTHORIZED
             }
             InsufficientBalance => StatusCode::PAYMENT_REQUIRED,
-            Forbidden | UnregisteredHotkey | AccountDisabled => StatusCode::FORBIDDEN,
+            Forbidden | UnregisteredHotkey | AccountDisabled | MembershipUnknown
+            | MembershipRequired => StatusCode::FORBIDDEN,
             Conflict => StatusCode::CONFLICT,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -156,6 +163,8 @@ impl ErrorCode {
             Conflict => "Conflict",
             UnregisteredHotkey => "Unregistered hotkey",
             AccountDisabled => "Account disabled",
+            MembershipUnknown => "Subnet membership unknown",
+            MembershipRequired => "Subnet gate not passed",
             NotFound => "Not found",
             MethodNotAllowed => "Method not allowed",
             BodyTooLarge => "Body too large",

@@ -37,6 +37,7 @@
 pub(crate) mod accounts;
 pub(crate) mod api;
 pub mod auth;
+pub(crate) mod chain;
 mod clock;
 pub mod config;
 pub(crate) mod error;

@@ -145,7 +145,10 @@ impl Gateway {
             }
         };
 
-        let (auth, revocation_poller) = build_auth(&config, &store).await?;
+        let chain =
+            crate::chain::service::Chain::new(&config, &metrics).map_err(StartError::Config)?;
+        let membership = chain.as_ref().map(|c| Arc::clone(&c.membership));
+        let (auth, revocation_poller) = build_auth(&config, &store, membership).await?;
 
         let limits = ReasonLimits {
             default_max_tokens: config.reason.default_max_tokens,
@@ -182,6 +185,9 @@ impl Gateway {
             .map_err(|(field, expected)| StartError::Config(format!("{field}: {expected}")))?;
         let policy = config.metering.policy();
         let mut background = vec![revocation_poller];
+        if let Some(c) = &chain {
+            background.extend(c.spawn(&store, &metrics));
+        }
         let journal = match &store {
             Store::Redis(_) => {
                 let j = Journal::open(
@@ -243,6 +249,7 @@ impl Gateway {
             ip_guard,
             trusted_proxies,
             stats_days: crate::http::usage::PastDays::default(),
+            chain,
         });
         Ok(Gateway {
             state,
@@ -360,6 +367,7 @@ pub(crate) const DEV_ACCOUNT: &str = "dev";
 async fn build_auth(
     config: &Config,
     store: &Store,
+    membership: Option<Arc<crate::chain::membership::Membership>>,
 ) -> Result<(Authenticator, tokio::task::JoinHandle<()>), StartError> {
     let leeway = config.auth.jwt_leeway();
     let jwt = match &config.jwt_secret {
@@ -387,6 +395,7 @@ async fn build_auth(
             revocations,
             accounts: AccountCache::new(),
             clock: Default::default(),
+            membership,
         }),
         poller,
     ))

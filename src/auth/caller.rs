@@ -39,6 +39,9 @@ pub struct Caller {
     pub credit_limit_rao: u64,
     /// False for a hotkey that has no account and calls on the `public` plan.
     pub registered: bool,
+    /// The account that pays, when not this one: the sponsor of an implicit subnet member
+    /// (`[subnet_gates."<netuid>"] bill_to`). Quotas stay the caller's own.
+    pub bill_to: Option<String>,
     /// How it authenticated.
     pub credential: Credential,
 }

@@ -51,6 +51,9 @@ pub struct AuthParts {
     pub accounts: AccountCache,
     /// The clock signed requests are judged by.
     pub clock: Clock,
+    /// Subnet membership from the metagraph, when chain features are on: it places hotkeys
+    /// without an account record.
+    pub membership: Option<Arc<crate::chain::membership::Membership>>,
 }
 
 impl Authenticator {
@@ -430,10 +433,45 @@ fn caller_for(
                 billing: rec.billing,
                 credit_limit_rao: rec.credit_limit_rao,
                 registered: true,
+                bill_to: None,
                 credential,
             })
         }
         None if AccountKind::of_id(id) == Some(AccountKind::Hotkey) => {
+            if let Some(m) = &auth.membership {
+                use crate::chain::membership::Grant;
+                match m.grant(id, crate::clock::now_ms()) {
+                    Grant::Member {
+                        netuid,
+                        plan,
+                        bill_to,
+                    } => {
+                        return Ok(Caller {
+                            account_id: id.to_string(),
+                            kind: AccountKind::Hotkey,
+                            netuid: Some(netuid),
+                            plan,
+                            billing: Billing::Prepaid,
+                            credit_limit_rao: 0,
+                            registered: true,
+                            bill_to,
+                            credential,
+                        });
+                    }
+                    Grant::Unknown { netuid } => {
+                        return Err(ApiError::new(
+                            ErrorCode::MembershipUnknown,
+                            format!(
+                                "the gateway's view of subnet {netuid}'s metagraph is too old to check its gate; retry later"
+                            ),
+                        ));
+                    }
+                    Grant::Refused { why, .. } => {
+                        return Err(ApiError::new(ErrorCode::MembershipRequired, why));
+                    }
+                    Grant::None => {}
+                }
+            }
             if !auth.allow_unregistered {
                 return Err(err(
                     ErrorCode::UnregisteredHotkey,
@@ -448,6 +486,7 @@ fn caller_for(
                 billing: Billing::Prepaid,
                 credit_limit_rao: 0,
                 registered: false,
+                bill_to: None,
                 credential,
             })
         }

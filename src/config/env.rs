@@ -22,6 +22,31 @@ pub(super) struct Var {
 /// Every variable the gateway reads (besides `RUST_LOG`, which the tracing filter reads).
 pub(super) const VARS: &[Var] = &[
     Var {
+        name: "GATEWAY_CHAIN_ENDPOINTS",
+        field: "chain.endpoints",
+        secret: false,
+        apply: |c, v| {
+            // Each URL is checked by validation, which names the field; setting the variable
+            // turns the chain features on.
+            c.chain.get_or_insert_default().endpoints = v
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect();
+            Ok(())
+        },
+    },
+    Var {
+        name: "GATEWAY_DEPOSIT_ADDRESS",
+        field: "chain.deposit_address",
+        secret: false,
+        apply: |c, v| {
+            c.chain.get_or_insert_default().deposit_address = Some(v.trim().to_owned());
+            Ok(())
+        },
+    },
+    Var {
         name: "GATEWAY_JOURNAL_PATH",
         field: "metering.journal_path",
         secret: false,

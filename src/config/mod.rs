@@ -23,6 +23,7 @@
 //! first_token_timeout_secs = 90
 //! ```
 
+mod chain;
 mod env;
 mod secret;
 mod validate;
@@ -34,6 +35,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use chain::{ChainConfig, SubnetGate};
 pub use secret::{REDACTED, Secret};
 
 use validate::{MAX_BODY_BYTES, MAX_SECS, range};
@@ -102,6 +104,13 @@ pub struct Config {
     /// always the last one, so an empty list serves everything as before.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub serving: Vec<ServingRuleConfig>,
+    /// Chain access (`[chain]`): metagraph sync and TAO deposits; `None` turns both off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainConfig>,
+    /// Per-subnet membership gates (`[subnet_gates."<netuid>"]`); a synced subnet without
+    /// one admits every registered hotkey.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subnet_gates: BTreeMap<String, SubnetGate>,
 }
 
 impl Default for Config {
@@ -126,6 +135,8 @@ impl Default for Config {
             plans: BTreeMap::new(),
             subnets: BTreeMap::new(),
             serving: Vec::new(),
+            chain: None,
+            subnet_gates: BTreeMap::new(),
         }
     }
 }
@@ -1240,6 +1251,18 @@ impl Config {
             )?;
         }
         self.server.validate()?;
+        let located = |(field, expected): (String, String)| ConfigError::Invalid {
+            field: field.into(),
+            origin: None,
+            expected,
+        };
+        if let Some(c) = &self.chain {
+            c.validate().map_err(located)?;
+        }
+        chain::validate_gates(&self.subnet_gates, |p| {
+            crate::accounts::BUILTIN_PLANS.contains(&p) || self.plans.contains_key(p)
+        })
+        .map_err(located)?;
         let rs = &self.reason;
         check(
             "reason.max_tokens_limit",
@@ -1270,6 +1293,11 @@ impl Config {
         }
         for r in &mut shown.serving {
             r.url = validate::redact_userinfo(&r.url);
+        }
+        if let Some(c) = &mut shown.chain {
+            for url in c.endpoints.iter_mut().chain(c.archive_endpoints.iter_mut()) {
+                *url = validate::redact_userinfo(url);
+            }
         }
         match toml::to_string_pretty(&shown) {
             Ok(body) => {

@@ -61,6 +61,11 @@ pub struct AccountView {
     pub holds_rao: u64,
     /// The subnet aggregate, when the caller's subnet is mapped to a plan.
     pub subnet: Option<SubnetQuota>,
+    /// The synced subnets the caller's hotkey is registered in, as the gateway's metagraph
+    /// snapshots say (empty for enterprises and without chain features).
+    pub membership: Vec<crate::http::chain::MembershipView>,
+    /// The caller's recent TAO deposits (newest last; empty without deposits).
+    pub deposits: Vec<crate::chain::deposits::Deposit>,
 }
 
 /// The caller's account with its limits and remaining quota.
@@ -108,5 +113,7 @@ pub async fn account(
         remaining: own,
         holds_rao: u64::try_from(held).unwrap_or(0),
         subnet,
+        membership: crate::http::chain::memberships(st.chain.as_deref(), &caller.account_id),
+        deposits: crate::http::chain::recent_deposits(&st, &caller.account_id).await?,
     }))
 }

@@ -13,6 +13,7 @@
 pub(crate) mod account;
 pub(crate) mod admin;
 pub(crate) mod admin_winner;
+pub(crate) mod chain;
 pub(crate) mod chat;
 pub(crate) mod chat_request;
 pub(crate) mod client_ip;

@@ -67,7 +67,7 @@ use crate::auth::middleware as auth;
 use crate::error::{ApiError, ErrorCode, render_problems};
 use crate::http::request_id::{X_REQUEST_ID, drop_invalid_request_id};
 use crate::http::{
-    AppState, account, admin, admin_winner, chat, docs, health, reason, session, usage, winner,
+    AppState, account, admin, chain, admin_winner, chat, docs, health, reason, session, usage, winner,
 };
 
 /// Builds the complete application: routes and layers.
@@ -100,6 +100,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/admin/v1/accounts/{id}/credits", post(admin::credit))
         .route("/admin/v1/tokens/revoke", post(admin::revoke_token))
+        .route("/admin/v1/chain", get(chain::status))
+        .route("/admin/v1/chain/hotkeys/{ss58}", get(chain::hotkey))
+        .route("/admin/v1/deposits", get(chain::list_deposits))
+        .route(
+            "/admin/v1/deposits/{reference}/assign",
+            post(chain::assign_deposit),
+        )
         .route("/admin/v1/usage/export", get(usage::export))
         .route(
             "/admin/v1/winner",

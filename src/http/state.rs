@@ -42,6 +42,8 @@ pub struct Inner {
     pub(crate) trusted_proxies: crate::http::client_ip::TrustedProxies,
     /// `/v1/stats` days that can no longer change, kept so a range costs Redis only today.
     pub(crate) stats_days: crate::http::usage::PastDays,
+    /// The chain features (`[chain]`); `None` when they are off.
+    pub(crate) chain: Option<Arc<crate::chain::service::Chain>>,
 }
 
 impl AppState {

@@ -199,7 +199,10 @@ impl Ticket {
             expiry_event: String::new(),
             event: UsageEvent {
                 request_id: request_id.to_string(),
-                account: caller.account_id.clone(),
+                account: caller
+                    .bill_to
+                    .clone()
+                    .unwrap_or_else(|| caller.account_id.clone()),
                 netuid: caller.netuid,
                 plan: plan.to_string(),
                 model: model.id.clone(),
@@ -213,7 +216,15 @@ impl Ticket {
                 estimated: true,
                 started_at: rfc3339(started_ms),
                 finished_at: String::new(),
-                metadata,
+                metadata: match &caller.bill_to {
+                    // A sponsor pays: the event still names the member that called.
+                    Some(_) => {
+                        let mut m = metadata.unwrap_or_default();
+                        m.insert("member".to_string(), caller.account_id.clone());
+                        Some(m)
+                    }
+                    None => metadata,
+                },
             },
         };
         // Only a hold needs the event to record if it expires.

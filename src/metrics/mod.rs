@@ -14,9 +14,12 @@
 //! hides that increment from `rate()`, and alerts on a missing series cannot tell "no errors"
 //! from "not scraped".
 
+mod chain;
 mod gate;
 pub(crate) mod upstream_wait;
 
+pub use chain::ChainMetrics;
+pub(crate) use chain::{DEPOSIT_OUTCOMES, RPC_OUTCOMES};
 pub use gate::GateMetrics;
 
 use prometheus::{
@@ -136,6 +139,8 @@ pub struct Metrics {
     pub prices: PriceMetrics,
     /// The readiness gate and the deploy/retire webhooks.
     pub gate: GateMetrics,
+    /// Chain endpoints, metagraph sync and TAO deposits.
+    pub chain: ChainMetrics,
 }
 
 impl Metrics {
@@ -309,10 +314,12 @@ impl Metrics {
         let conn = ConnMetrics::register(&registry);
         let prices = PriceMetrics::register(&registry);
         let gate = GateMetrics::register(&registry);
+        let chain = ChainMetrics::register(&registry);
         let m = Metrics {
             conn,
             prices,
             gate,
+            chain,
             registry,
             http_requests,
             stream_failures,

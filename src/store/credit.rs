@@ -50,4 +50,24 @@ impl Store {
             Store::Redis(s) => s.credit(&keys, amount_rao, log_line, now_ms).await,
         }
     }
+
+    /// The last `n` lines of `account`'s credit log, oldest first (what `GET /v1/account`
+    /// shows of recent deposits).
+    pub async fn credit_log_tail(
+        &self,
+        account: &str,
+        n: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let log = keys::credit_log(account);
+        match self {
+            Store::Memory(s) => {
+                let all = s.get(&log).unwrap_or_default();
+                let text = String::from_utf8_lossy(&all);
+                let lines: Vec<&str> = text.lines().collect();
+                let from = lines.len().saturating_sub(n.max(1));
+                Ok(lines[from..].iter().map(|l| (*l).to_owned()).collect())
+            }
+            Store::Redis(s) => s.credit_log_tail(&log, n).await,
+        }
+    }
 }

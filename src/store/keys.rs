@@ -28,6 +28,12 @@
 //! - `{revoked}:jti` revoked token ids (zset, score = the token's expiry, unix s) and
 //!   `{revoked}:ver` the counter bumped on every revocation.
 //! - `winner:pin` the runtime winner pin (JSON, durable).
+//! - `{chain}:lease:metagraph` which replica reads the metagraph (expires),
+//!   `{chain}:mg:<netuid>` each subnet's shared snapshot (durable, replaced each sync).
+//! - `{chain}:lease:deposits` which replica polls for deposits (expires),
+//!   `{chain}:deposits:cursor` its cursor, `{chain}:dep:<reference>` each deposit's record
+//!   (and `…:assigned`, an operator's assignment claim), `{chain}:deposits:unattributed` the
+//!   set of deposits waiting for an operator (all durable).
 //!
 //! ## Keys the scripts build themselves
 //! Scripts get their keys through `KEYS` wherever the caller knows them (the quota buckets and
@@ -67,6 +73,35 @@ pub(crate) const WINNER_READY: &str = "winner:ready";
 /// The claim that a webhook for a champion (`org/model@revision`) was (being) delivered.
 pub(crate) fn webhook_claim(hook: &str, spec: &str) -> String {
     format!("winner:hook:{hook}:{spec}")
+}
+
+/// The lease of the replica that reads the metagraph from the chain (value: its replica id).
+pub(crate) const METAGRAPH_LEASE: &str = "{chain}:lease:metagraph";
+
+/// A subnet's shared metagraph snapshot: block and read time (16 bytes, big-endian) followed
+/// by the chain's SCALE answer, so every replica decodes exactly what the chain said.
+pub(crate) fn metagraph_snapshot(netuid: u16) -> String {
+    format!("{{chain}}:mg:{netuid}")
+}
+
+/// The lease of the replica that polls finalized blocks for deposits.
+pub(crate) const DEPOSIT_LEASE: &str = "{chain}:lease:deposits";
+
+/// The last block whose deposits are all recorded (decimal).
+pub(crate) const DEPOSIT_CURSOR: &str = "{chain}:deposits:cursor";
+
+/// The references of deposits from coldkeys linked to no account (a set).
+pub(crate) const DEPOSITS_UNATTRIBUTED: &str = "{chain}:deposits:unattributed";
+
+/// One deposit's record (JSON), created once: the claim that decides which account it
+/// credits.
+pub(crate) fn deposit(reference: &str) -> String {
+    format!("{{chain}}:dep:{reference}")
+}
+
+/// The claim of an operator's assignment of an unattributed deposit (created once).
+pub(crate) fn deposit_assignment(reference: &str) -> String {
+    format!("{{chain}}:dep:{reference}:assigned")
 }
 
 /// `key` under a store's key prefix: what a backend actually reads and writes.

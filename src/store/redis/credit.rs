@@ -42,4 +42,18 @@ impl RedisStore {
         f.finish()?;
         Ok(out)
     }
+
+    /// The last `n` lines of a credit log, oldest first.
+    pub(in crate::store) async fn credit_log_tail(
+        &self,
+        log: &str,
+        n: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let start = -i64::try_from(n.max(1)).unwrap_or(i64::MAX);
+        self.query(
+            "credit_log",
+            ::redis::cmd("LRANGE").arg(self.full_key(log)).arg(start).arg(-1),
+        )
+        .await
+    }
 }

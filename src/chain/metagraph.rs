@@ -1,0 +1,230 @@
+//! The metagraph sync: every `chain.metagraph_secs`, at the finalized head, each synced
+//! subnet's `SubnetInfoRuntimeApi_get_subnet_state`, decoded and published into
+//! [`Membership`].
+//!
+//! One replica reads the chain (the holder of a store lease, renewed each round) and writes
+//! each answer to the store; every replica, the reader included, publishes what it finds
+//! there, so replicas agree on one block per subnet and the chain sees one reader whatever the
+//! number of replicas. Subnets are read one after another, spread over the period, so a
+//! deployment with many subnets stays under a public node's 1 request/s. A failed read keeps
+//! the last snapshot: its age (`agw_metagraph_age_seconds`) is what fails gated subnets closed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::membership::{Member, Membership, SubnetSnapshot};
+use super::rpc::ChainRpc;
+use super::subnet_state;
+use crate::auth::ss58;
+use crate::clock::now_ms;
+use crate::metrics::ChainMetrics;
+use crate::store::{Store, keys};
+
+/// What the sync needs.
+#[derive(Clone)]
+pub(crate) struct MetagraphSync {
+    /// The chain.
+    pub rpc: ChainRpc,
+    /// Where the lease and the shared snapshots live.
+    pub store: Store,
+    /// Where snapshots are published.
+    pub membership: Arc<Membership>,
+    /// Its metrics.
+    pub metrics: ChainMetrics,
+    /// `chain.metagraph_secs`.
+    pub every: Duration,
+    /// This replica's id, the lease's value.
+    pub replica: String,
+}
+
+/// Why one subnet's read failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SyncError {
+    /// The chain could not be asked.
+    #[error("chain: {0}")]
+    Rpc(#[from] super::rpc::RpcError),
+    /// Its answer does not decode.
+    #[error("undecodable subnet state: {0}")]
+    Decode(String),
+    /// The store could not be read or written.
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl MetagraphSync {
+    /// Runs until aborted: reads (when holding the lease) and publishes, subnet after subnet.
+    pub(crate) async fn run(self) {
+        let netuids: Vec<u16> = self.membership.netuids().collect();
+        if netuids.is_empty() {
+            return;
+        }
+        for &n in &netuids {
+            self.metrics.subnet(n);
+        }
+        let step = self.every / netuids.len() as u32;
+        let mut ages = tokio::time::interval(Duration::from_secs(1));
+        let mut turn = tokio::time::interval(step.max(Duration::from_millis(10)));
+        turn.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next = 0usize;
+        loop {
+            tokio::select! {
+                _ = ages.tick() => self.export_ages(&netuids),
+                _ = turn.tick() => {
+                    let netuid = netuids[next % netuids.len()];
+                    next += 1;
+                    if let Err(e) = self.round(netuid).await {
+                        tracing::warn!(netuid, error = %e, "metagraph sync failed; the last snapshot stays");
+                        self.metrics
+                            .metagraph_syncs
+                            .with_label_values(&[netuid.to_string().as_str(), "failed"])
+                            .inc();
+                    }
+                }
+            }
+        }
+    }
+
+    fn export_ages(&self, netuids: &[u16]) {
+        let now = now_ms();
+        for &n in netuids {
+            if let Some(age) = self.membership.age(n, now) {
+                self.metrics
+                    .metagraph_age
+                    .with_label_values(&[n.to_string().as_str()])
+                    .set(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
+    /// One subnet's turn: read the chain if this replica holds the lease, then publish the
+    /// store's copy (whoever wrote it).
+    pub(crate) async fn round(&self, netuid: u16) -> Result<(), SyncError> {
+        if self.hold_lease().await? {
+            self.read_chain(netuid).await?;
+        }
+        self.adopt(netuid).await
+    }
+
+    /// Takes or renews the reader's lease; it outlives three periods so a reader that stalls
+    /// for one round keeps it, and one that died gives it up within three.
+    async fn hold_lease(&self) -> Result<bool, SyncError> {
+        let ttl = (self.every * 3).max(Duration::from_secs(5));
+        let me = self.replica.as_bytes();
+        if self.store.set_nx_px(keys::METAGRAPH_LEASE, me, ttl).await? {
+            return Ok(true);
+        }
+        match self.store.get(keys::METAGRAPH_LEASE).await? {
+            Some(holder) if holder == me => {
+                self.store.set(keys::METAGRAPH_LEASE, me, Some(ttl)).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn read_chain(&self, netuid: u16) -> Result<(), SyncError> {
+        let head = self.rpc.finalized_head().await?;
+        let header = self.rpc.header(head).await?;
+        let answer = self
+            .rpc
+            .state_call(
+                subnet_state::GET_SUBNET_STATE,
+                &subnet_state::call_arg(netuid),
+                Some(head),
+            )
+            .await?;
+        // Decoded before it is shared: garbage never replaces a good snapshot.
+        let decoded = subnet_state::decode(&answer).map_err(|e| SyncError::Decode(e.to_string()))?;
+        if decoded.is_none() {
+            self.metrics
+                .metagraph_syncs
+                .with_label_values(&[netuid.to_string().as_str(), "no_subnet"])
+                .inc();
+        }
+        let mut blob = Vec::with_capacity(16 + answer.len());
+        blob.extend_from_slice(&header.number.to_be_bytes());
+        blob.extend_from_slice(&now_ms().to_be_bytes());
+        blob.extend_from_slice(&answer);
+        self.store
+            .set(&keys::metagraph_snapshot(netuid), &blob, None)
+            .await?;
+        Ok(())
+    }
+
+    /// Publishes the store's snapshot of `netuid` when it is newer than the one in place.
+    async fn adopt(&self, netuid: u16) -> Result<(), SyncError> {
+        let Some(blob) = self.store.get(&keys::metagraph_snapshot(netuid)).await? else {
+            return Ok(());
+        };
+        let snap = decode_blob(netuid, &blob)?;
+        if let Some(current) = self.membership.snapshot(netuid)
+            && (current.block, current.read_at_ms) >= (snap.block, snap.read_at_ms)
+        {
+            return Ok(());
+        }
+        let n = netuid.to_string();
+        let members = snap.members.len();
+        let block = snap.block;
+        if self.membership.publish(snap) {
+            self.metrics.metagraph_block.with_label_values(&[n.as_str()]).set(block as i64);
+            self.metrics
+                .metagraph_members
+                .with_label_values(&[n.as_str()])
+                .set(members as i64);
+            self.metrics.metagraph_syncs.with_label_values(&[n.as_str(), "ok"]).inc();
+            self.export_ages(&[netuid]);
+        }
+        Ok(())
+    }
+}
+
+/// A stored snapshot back into a [`SubnetSnapshot`].
+fn decode_blob(netuid: u16, blob: &[u8]) -> Result<SubnetSnapshot, SyncError> {
+    let (Some(block), Some(read_at), Some(answer)) = (
+        blob.get(..8),
+        blob.get(8..16),
+        blob.get(16..),
+    ) else {
+        return Err(SyncError::Decode("the stored snapshot is truncated".into()));
+    };
+    let block = u64::from_be_bytes(block.try_into().unwrap_or_default());
+    let read_at_ms = u64::from_be_bytes(read_at.try_into().unwrap_or_default());
+    let state = subnet_state::decode(answer).map_err(|e| SyncError::Decode(e.to_string()))?;
+    Ok(snapshot_of(netuid, block, read_at_ms, state))
+}
+
+/// The request path's view of a decoded subnet state (`None`: the subnet does not exist, so
+/// it has no members).
+pub(crate) fn snapshot_of(
+    netuid: u16,
+    block: u64,
+    read_at_ms: u64,
+    state: Option<subnet_state::SubnetState>,
+) -> SubnetSnapshot {
+    let members: HashMap<String, Member> = state
+        .map(|s| s.neurons)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| {
+            (
+                ss58::encode42(&n.hotkey),
+                Member {
+                    netuid,
+                    uid: n.uid,
+                    validator_permit: n.validator_permit,
+                    alpha_stake: n.alpha_stake,
+                    tao_stake: n.tao_stake,
+                    total_stake: n.total_stake,
+                    coldkey: ss58::encode42(&n.coldkey),
+                },
+            )
+        })
+        .collect();
+    SubnetSnapshot {
+        netuid,
+        block,
+        read_at_ms,
+        members,
+    }
+}

@@ -5,6 +5,7 @@ use axum::extract::{Extension, State};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::accounts::coldkeys::{self, ColdkeyLink};
 use crate::accounts::{self, Account};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -61,6 +62,9 @@ pub struct AccountView {
     pub holds_rao: u64,
     /// The subnet aggregate, when the caller's subnet is mapped to a plan.
     pub subnet: Option<SubnetQuota>,
+    /// The coldkeys linked to the account (`POST /v1/account/coldkeys`): TAO transfers from
+    /// them to the deposit address credit it.
+    pub coldkeys: Vec<ColdkeyLink>,
 }
 
 /// The caller's account with its limits and remaining quota.
@@ -102,11 +106,15 @@ pub async fn account(
         }),
         _ => None,
     };
+    let coldkeys = coldkeys::links_of(&st.store, &caller.account_id)
+        .await
+        .map_err(|e| ApiError::from_store(&e, "the linked coldkeys could not be read"))?;
     Ok(Json(AccountView {
         account,
         limits: Plan::clone(&scopes.plan),
         remaining: own,
         holds_rao: u64::try_from(held).unwrap_or(0),
         subnet,
+        coldkeys,
     }))
 }

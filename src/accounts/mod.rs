@@ -7,6 +7,7 @@
 //! usage change it, through their own keys.
 
 pub(crate) mod cache;
+pub(crate) mod coldkeys;
 pub(crate) mod money;
 
 use serde::{Deserialize, Serialize};

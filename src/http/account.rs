@@ -5,6 +5,7 @@ use axum::extract::{Extension, State};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::accounts::coldkeys::{self, ColdkeyLink};
 use crate::accounts::{self, Account};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -66,6 +67,9 @@ pub struct AccountView {
     pub membership: Vec<crate::http::chain::MembershipView>,
     /// The caller's recent TAO deposits (newest last; empty without deposits).
     pub deposits: Vec<crate::chain::deposits::Deposit>,
+    /// The coldkeys linked to the account (`POST /v1/account/coldkeys`): TAO transfers from
+    /// them to the deposit address credit it.
+    pub coldkeys: Vec<ColdkeyLink>,
 }
 
 /// The caller's account with its limits and remaining quota.
@@ -107,6 +111,9 @@ pub async fn account(
         }),
         _ => None,
     };
+    let coldkeys = coldkeys::links_of(&st.store, &caller.account_id)
+        .await
+        .map_err(|e| ApiError::from_store(&e, "the linked coldkeys could not be read"))?;
     Ok(Json(AccountView {
         account,
         limits: Plan::clone(&scopes.plan),
@@ -115,5 +122,6 @@ pub async fn account(
         subnet,
         membership: crate::http::chain::memberships(st.chain.as_deref(), &caller.account_id),
         deposits: crate::http::chain::recent_deposits(&st, &caller.account_id).await?,
+        coldkeys,
     }))
 }

@@ -9,6 +9,7 @@
 //!   pump, settle); [`reason`] and [`chat`] are its adapters.
 //! - [`health`], [`winner`], [`docs`]: the public informational routes.
 //! - [`admin_winner`]: the runtime winner pin (`PUT`/`DELETE /admin/v1/winner`).
+//! - [`coldkeys`]: coldkey links (`POST /v1/account/coldkeys`, the admin list and unlink).
 
 pub(crate) mod account;
 pub(crate) mod admin;
@@ -17,6 +18,7 @@ pub(crate) mod chain;
 pub(crate) mod chat;
 pub(crate) mod chat_request;
 pub(crate) mod client_ip;
+pub(crate) mod coldkeys;
 pub mod docs;
 pub(crate) mod extract;
 pub(crate) mod health;

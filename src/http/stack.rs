@@ -58,7 +58,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, MatchedPath, Request
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -67,7 +67,8 @@ use crate::auth::middleware as auth;
 use crate::error::{ApiError, ErrorCode, render_problems};
 use crate::http::request_id::{X_REQUEST_ID, drop_invalid_request_id};
 use crate::http::{
-    AppState, account, admin, chain, admin_winner, chat, docs, health, reason, session, usage, winner,
+    AppState, account, admin, admin_winner, chain, chat, coldkeys, docs, health, reason, session,
+    usage, winner,
 };
 
 /// Builds the complete application: routes and layers.
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
     let reason_routes = Router::new()
         .route("/v1/reason", post(reason::reason))
         .route("/v1/account", get(account::account))
+        .route("/v1/account/coldkeys", post(coldkeys::link))
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/models", get(chat::models))
         .route("/v1/usage", get(usage::usage))
@@ -99,6 +101,11 @@ pub fn router(state: AppState) -> Router {
             put(admin::put_account).get(admin::get_account),
         )
         .route("/admin/v1/accounts/{id}/credits", post(admin::credit))
+        .route("/admin/v1/accounts/{id}/coldkeys", get(coldkeys::list))
+        .route(
+            "/admin/v1/accounts/{id}/coldkeys/{coldkey}",
+            delete(coldkeys::unlink),
+        )
         .route("/admin/v1/tokens/revoke", post(admin::revoke_token))
         .route("/admin/v1/chain", get(chain::status))
         .route("/admin/v1/chain/hotkeys/{ss58}", get(chain::hotkey))

@@ -392,6 +392,10 @@ pub const REDIS_OPS: &[&str] = &[
     "rollups",
     "usage_events",
     "ledger_read",
+    "del_if_eq",
+    "sadd",
+    "srem",
+    "smembers",
 ];
 
 /// Upstream outcomes known in advance (`ok`, the error kinds, and `payment_required`, the

@@ -17,7 +17,12 @@
 //!   - `{a:<id>}:credit:<reference>` one credit's record, `{a:<id>}:credits` the credit log;
 //!   - replay marks `{a:<hotkey>}:<kind>:<replay id>` (`n` btauth nonce, `u` Epistula uuid);
 //!   - quota buckets `{a:<id>}:q:rpm|tpm|tpd` (hash `l` level, `t` ms) and the lease set
-//!     `{a:<id>}:q:conc` (zset request id → lease expiry).
+//!     `{a:<id>}:q:conc` (zset request id → lease expiry);
+//!   - `{a:<id>}:coldkeys` the set of coldkeys (SS58) linked to the account (durable; the
+//!     coldkey's claim below is the authority, this is the account's index of them).
+//! - Coldkey `{c:<ss58>}`: `{c:<ss58>}:link` the claim naming the one account the coldkey is
+//!   linked to (JSON, written with `SET NX`, durable), `{c:<ss58>}:nonces` the set of link
+//!   nonces the coldkey has used (durable, so a captured signature never links twice).
 //! - Subnet aggregate `{s:<netuid>}`: its quota buckets and lease set as above, and its daily
 //!   rollup `{s:<netuid>}:use:<YYYY-MM-DD>`.
 //! - Public tier `{t:public}`: the quota buckets and lease set every caller without an account
@@ -189,6 +194,26 @@ pub(crate) fn quota(tag: &str) -> [String; 4] {
     ]
 }
 
+/// A coldkey's hash tag, `{c:<ss58>}`.
+pub(crate) fn coldkey_tag(ss58: &str) -> String {
+    format!("{{c:{ss58}}}")
+}
+
+/// A coldkey's link claim: the account it is linked to (JSON, no expiry).
+pub(crate) fn coldkey_link(ss58: &str) -> String {
+    format!("{}:link", coldkey_tag(ss58))
+}
+
+/// The set of link nonces a coldkey has used.
+pub(crate) fn coldkey_nonces(ss58: &str) -> String {
+    format!("{}:nonces", coldkey_tag(ss58))
+}
+
+/// The set of coldkeys linked to an account.
+pub(crate) fn account_coldkeys(id: &str) -> String {
+    format!("{{a:{id}}}:coldkeys")
+}
+
 /// `SCAN` pattern (after the prefix) of every account's key ending in `suffix` (`bal`, `held`,
 /// `debits`, `credits`); [`account_of`] reads the id back.
 pub(crate) fn account_pattern(suffix: &str) -> String {
@@ -236,6 +261,9 @@ mod tests {
         }
         assert!(replay_mark("5F", "n", "x").starts_with(&account_tag("5F")));
         assert!(callers("2026-11-25").starts_with(STATS_TAG));
+        assert!(coldkey_link("5F").starts_with(&coldkey_tag("5F")));
+        assert!(coldkey_nonces("5F").starts_with(&coldkey_tag("5F")));
+        assert!(account_coldkeys("acme").starts_with(&account_tag("acme")));
         assert_eq!(rollup(STATS_TAG, "2026-11-25"), "{stats}:use:2026-11-25");
     }
 }

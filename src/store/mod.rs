@@ -16,7 +16,8 @@
 //! ## Layout
 //! [`Store`] is the boundary every caller uses, one file per domain: this file the primitives,
 //! [`quota`] the limiter's types, [`ledger`] admission, settlement and the ledger's reads,
-//! [`credit`] credits, [`auth`] the authentication step and revocations. Each dispatches to
+//! [`credit`] credits, [`auth`] the authentication step and revocations, [`sets`] durable
+//! claims and small sets (coldkey links). Each dispatches to
 //! [`memory`] or [`redis`], which are split by the same domains. Results are named types.
 //!
 //! ## Time to live
@@ -35,6 +36,7 @@ pub(crate) mod ledger;
 pub(crate) mod memory;
 pub(crate) mod quota;
 pub(crate) mod redis;
+pub(crate) mod sets;
 
 pub use auth::AuthAdmission;
 pub use credit::CreditOutcome;

@@ -22,6 +22,7 @@
 mod clock;
 mod ledger;
 mod quota;
+mod sets;
 
 pub(crate) use ledger::rfc3339_and_day;
 

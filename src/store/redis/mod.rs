@@ -25,6 +25,7 @@ mod credit;
 mod kv;
 mod ledger_reads;
 mod reply;
+mod sets;
 
 pub(super) use admission::AdmitMode;
 

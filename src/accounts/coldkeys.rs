@@ -255,10 +255,6 @@ pub(crate) async fn links_of(store: &Store, account: &str) -> Result<Vec<Coldkey
 
 /// The account the coldkey with public key `coldkey` is linked to, if any: whom a transfer
 /// from it credits.
-#[allow(
-    dead_code,
-    reason = "the deposit poller's lookup; the poller lands separately"
-)]
 pub(crate) async fn account_of(
     store: &Store,
     coldkey: &[u8; 32],

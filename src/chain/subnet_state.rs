@@ -187,7 +187,9 @@ mod tests {
             hotkeys: (0..n).map(|i| [(i % 251) as u8; 32]).collect(),
             coldkeys: (0..n).map(|i| [(i % 241) as u8 ^ 0xff; 32]).collect(),
             active: vec![true; n],
-            validator_permit: (0..n).map(|i| (i as u64 ^ seed).is_multiple_of(3)).collect(),
+            validator_permit: (0..n)
+                .map(|i| (i as u64 ^ seed).is_multiple_of(3))
+                .collect(),
             pruning_score: c16(3),
             last_update: c64(5),
             emission: c64(7),

@@ -53,7 +53,7 @@ pub struct AuthParts {
     pub clock: Clock,
     /// Subnet membership from the metagraph, when chain features are on: it places hotkeys
     /// without an account record.
-    pub membership: Option<Arc<crate::chain::membership::Membership>>,
+    pub(crate) membership: Option<Arc<crate::chain::membership::Membership>>,
 }
 
 impl Authenticator {

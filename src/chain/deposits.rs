@@ -95,12 +95,12 @@ pub(crate) enum DepositError {
     #[error("chain: {0}")]
     Rpc(#[from] RpcError),
     /// A block's events do not decode with its parent's metadata.
-    #[error("block {block}: {detail}")]
+    #[error("block {block}: {source}")]
     Decode {
         /// The block.
         block: u64,
         /// What failed.
-        detail: String,
+        source: super::DecodeError,
     },
     /// The chain has no hash for a block at or below its finalized head.
     #[error("block {0} has no hash")]
@@ -134,6 +134,19 @@ pub(crate) struct DepositPoller {
     pub last_error: Arc<std::sync::Mutex<Option<String>>>,
 }
 
+impl DepositError {
+    /// The stable name of the failure, for the log line.
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            DepositError::Rpc(e) => e.code(),
+            DepositError::Decode { source, .. } => source.code(),
+            DepositError::MissingBlock(_) => "missing_block",
+            DepositError::Store(_) => "store",
+            DepositError::Corrupt(_) => "corrupt",
+        }
+    }
+}
+
 impl DepositPoller {
     /// Runs until aborted.
     pub(crate) async fn run(self) {
@@ -151,7 +164,7 @@ impl DepositPoller {
                     Ok(_) => break,
                     Err(e) => {
                         self.metrics.deposit_errors.inc();
-                        tracing::warn!(error = %e, "deposit poll stopped; retrying from the same block");
+                        tracing::warn!(code = e.code(), error = %e, "deposit poll stopped; retrying from the same block");
                         break;
                     }
                 }
@@ -237,9 +250,9 @@ impl DepositPoller {
             .storage(&events::SYSTEM_EVENTS_KEY, Some(hash))
             .await?
             .unwrap_or_default();
-        let decoded = events::decode_block_events(&md, &raw).map_err(|e| DepositError::Decode {
+        let decoded = events::decode_block_events(&md, &raw).map_err(|source| DepositError::Decode {
             block: number,
-            detail: e.to_string(),
+            source,
         })?;
         for t in decoded.transfers.iter().filter(|t| t.to == self.to) {
             self.record(number, t).await?;

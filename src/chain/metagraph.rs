@@ -46,10 +46,25 @@ pub(crate) enum SyncError {
     Rpc(#[from] super::rpc::RpcError),
     /// Its answer does not decode.
     #[error("undecodable subnet state: {0}")]
-    Decode(String),
+    Decode(#[from] super::DecodeError),
+    /// The stored copy is cut short.
+    #[error("the stored snapshot is truncated")]
+    Truncated,
     /// The store could not be read or written.
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+}
+
+impl SyncError {
+    /// The stable name of the failure, for the log line.
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            SyncError::Rpc(e) => e.code(),
+            SyncError::Decode(e) => e.code(),
+            SyncError::Truncated => "truncated",
+            SyncError::Store(_) => "store",
+        }
+    }
 }
 
 impl MetagraphSync {
@@ -74,7 +89,7 @@ impl MetagraphSync {
                     let netuid = netuids[next % netuids.len()];
                     next += 1;
                     if let Err(e) = self.round(netuid).await {
-                        tracing::warn!(netuid, error = %e, "metagraph sync failed; the last snapshot stays");
+                        tracing::warn!(netuid, code = e.code(), error = %e, "metagraph sync failed; the last snapshot stays");
                         self.metrics
                             .metagraph_syncs
                             .with_label_values(&[netuid.to_string().as_str(), "failed"])
@@ -135,7 +150,7 @@ impl MetagraphSync {
             )
             .await?;
         // Decoded before it is shared: garbage never replaces a good snapshot.
-        let decoded = subnet_state::decode(&answer).map_err(|e| SyncError::Decode(e.to_string()))?;
+        let decoded = subnet_state::decode(&answer)?;
         if decoded.is_none() {
             self.metrics
                 .metagraph_syncs
@@ -186,11 +201,11 @@ fn decode_blob(netuid: u16, blob: &[u8]) -> Result<SubnetSnapshot, SyncError> {
         blob.get(8..16),
         blob.get(16..),
     ) else {
-        return Err(SyncError::Decode("the stored snapshot is truncated".into()));
+        return Err(SyncError::Truncated);
     };
     let block = u64::from_be_bytes(block.try_into().unwrap_or_default());
     let read_at_ms = u64::from_be_bytes(read_at.try_into().unwrap_or_default());
-    let state = subnet_state::decode(answer).map_err(|e| SyncError::Decode(e.to_string()))?;
+    let state = subnet_state::decode(answer)?;
     Ok(snapshot_of(netuid, block, read_at_ms, state))
 }
 

@@ -73,7 +73,7 @@ impl Chain {
             membership: Arc::new(Membership::new(rules, c.max_age())),
             config: c.clone(),
             deposit_to,
-            metadata: Arc::new(MetadataCache::default()),
+            metadata: Arc::new(MetadataCache::new()),
             deposit_error: Arc::default(),
         })))
     }

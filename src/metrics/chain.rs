@@ -4,10 +4,6 @@
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
-/// Outcomes of one JSON-RPC request.
-pub(crate) const RPC_OUTCOMES: [&str; 5] =
-    ["ok", "rate_limited", "unavailable", "rpc_error", "discarded"];
-
 /// Outcomes of one metagraph read: `ok`, `no_subnet` (the chain says the netuid does not
 /// exist), `failed` (unreachable or undecodable: the last snapshot stays).
 pub(crate) const SYNC_OUTCOMES: [&str; 3] = ["ok", "no_subnet", "failed"];
@@ -18,8 +14,8 @@ pub(crate) const DEPOSIT_OUTCOMES: [&str; 3] = ["credited", "duplicate", "unattr
 /// See the module docs.
 #[derive(Debug, Clone)]
 pub struct ChainMetrics {
-    /// JSON-RPC requests, by endpoint label (`lite0`, `archive0`: never the URL) and
-    /// [`RPC_OUTCOMES`].
+    /// JSON-RPC requests, by endpoint label (`lite0`, `archive0`: never the URL) and outcome
+    /// (`ok`, `rate_limited`, `unavailable`, `rpc_error`, `discarded`).
     pub rpc_requests: IntCounterVec,
     /// Seconds since each synced subnet's snapshot was read from the chain.
     pub metagraph_age: IntGaugeVec,

@@ -19,7 +19,6 @@ mod gate;
 pub(crate) mod upstream_wait;
 
 pub use chain::ChainMetrics;
-pub(crate) use chain::{DEPOSIT_OUTCOMES, RPC_OUTCOMES};
 pub use gate::GateMetrics;
 
 use prometheus::{

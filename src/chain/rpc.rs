@@ -673,13 +673,13 @@ mod tests {
         assert_eq!(rpc.block_hash(6).await.unwrap(), None);
         // The answer encodes how many params were sent: 2 without a block, 3 with one.
         assert_eq!(
-            rpc.state_call(crate::chain::GET_SUBNET_STATE, &[1, 0], None)
+            rpc.state_call(crate::chain::subnet_state::GET_SUBNET_STATE, &[1, 0], None)
                 .await
                 .unwrap(),
             vec![0x02]
         );
         assert_eq!(
-            rpc.state_call(crate::chain::GET_SUBNET_STATE, &[1, 0], Some(h))
+            rpc.state_call(crate::chain::subnet_state::GET_SUBNET_STATE, &[1, 0], Some(h))
                 .await
                 .unwrap(),
             vec![0x03]

@@ -244,16 +244,20 @@ impl DepositPoller {
         let header = self.rpc.header(hash).await?;
         // The events of block N were written by the runtime N's parent ran: a block that
         // upgrades the runtime still emits its events with the old one.
-        let md = self.metadata.at_parent(&self.rpc, header.parent_hash).await?;
+        let md = self
+            .metadata
+            .at_parent(&self.rpc, header.parent_hash)
+            .await?;
         let raw = self
             .rpc
             .storage(&events::SYSTEM_EVENTS_KEY, Some(hash))
             .await?
             .unwrap_or_default();
-        let decoded = events::decode_block_events(&md, &raw).map_err(|source| DepositError::Decode {
-            block: number,
-            source,
-        })?;
+        let decoded =
+            events::decode_block_events(&md, &raw).map_err(|source| DepositError::Decode {
+                block: number,
+                source,
+            })?;
         for t in decoded.transfers.iter().filter(|t| t.to == self.to) {
             self.record(number, t).await?;
         }
@@ -298,7 +302,10 @@ impl DepositPoller {
                     .sadd(keys::DEPOSITS_UNATTRIBUTED, &reference)
                     .await?;
                 if created {
-                    self.metrics.deposits.with_label_values(&["unattributed"]).inc();
+                    self.metrics
+                        .deposits
+                        .with_label_values(&["unattributed"])
+                        .inc();
                     tracing::warn!(reference = %reference, from = %dep.from, amount_rao = dep.amount_rao, "deposit from a coldkey linked to no account; an operator can assign it");
                 }
                 Ok(())
@@ -323,7 +330,13 @@ pub(crate) async fn credit(
         )));
     };
     match store
-        .credit(account, &dep.reference, dep.amount_rao, &dep.log_line(), now_ms())
+        .credit(
+            account,
+            &dep.reference,
+            dep.amount_rao,
+            &dep.log_line(),
+            now_ms(),
+        )
         .await?
     {
         CreditOutcome::Credited { .. } => {
@@ -445,7 +458,11 @@ pub(crate) async fn unattributed(store: &Store) -> Result<Vec<Deposit>, DepositE
 }
 
 /// The deposits among an account's recent credits (newest last).
-pub(crate) async fn recent(store: &Store, account: &str, n: usize) -> Result<Vec<Deposit>, DepositError> {
+pub(crate) async fn recent(
+    store: &Store,
+    account: &str,
+    n: usize,
+) -> Result<Vec<Deposit>, DepositError> {
     let lines = store.credit_log_tail(account, n.saturating_mul(4)).await?;
     let mut out = Vec::new();
     for line in lines {

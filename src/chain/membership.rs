@@ -256,14 +256,7 @@ mod tests {
     }
 
     fn rules(gate: Option<SubnetGate>) -> BTreeMap<u16, SubnetRule> {
-        [(
-            3,
-            SubnetRule {
-                mapped: true,
-                gate,
-            },
-        )]
-        .into()
+        [(3, SubnetRule { mapped: true, gate })].into()
     }
 
     const AGE: Duration = Duration::from_secs(60);
@@ -301,7 +294,9 @@ mod tests {
         let m = Membership::new(rules(Some(gate)), AGE);
         assert_eq!(m.grant(OTHER, 0), Grant::Unknown { netuid: 3 });
         m.publish(snap(3, 10, 0, Some(member(3, false, 500))));
-        assert!(matches!(m.grant(HK, 1), Grant::Refused { netuid: 3, why } if why.contains("permit")));
+        assert!(
+            matches!(m.grant(HK, 1), Grant::Refused { netuid: 3, why } if why.contains("permit"))
+        );
         m.publish(snap(3, 11, 0, Some(member(3, true, 99))));
         assert!(matches!(m.grant(HK, 1), Grant::Refused { netuid: 3, why } if why.contains("99")));
         m.publish(snap(3, 12, 0, Some(member(3, true, 100))));
@@ -315,7 +310,11 @@ mod tests {
         );
         let later = AGE.as_millis() as u64 + 1;
         assert_eq!(m.grant(HK, later), Grant::Unknown { netuid: 3 });
-        assert_eq!(m.grant(OTHER, later), Grant::None, "not in the last snapshot");
+        assert_eq!(
+            m.grant(OTHER, later),
+            Grant::None,
+            "not in the last snapshot"
+        );
     }
 
     #[test]
@@ -324,7 +323,10 @@ mod tests {
         assert!(m.publish(snap(3, 10, 5, None)));
         assert!(!m.publish(snap(3, 9, 6, None)));
         assert_eq!(m.snapshot(3).unwrap().block, 10);
-        assert!(m.publish(snap(3, 10, 7, None)), "a re-read of the same block is newer");
+        assert!(
+            m.publish(snap(3, 10, 7, None)),
+            "a re-read of the same block is newer"
+        );
     }
 
     #[test]

@@ -182,12 +182,18 @@ impl MetagraphSync {
         let members = snap.members.len();
         let block = snap.block;
         if self.membership.publish(snap) {
-            self.metrics.metagraph_block.with_label_values(&[n.as_str()]).set(block as i64);
+            self.metrics
+                .metagraph_block
+                .with_label_values(&[n.as_str()])
+                .set(block as i64);
             self.metrics
                 .metagraph_members
                 .with_label_values(&[n.as_str()])
                 .set(members as i64);
-            self.metrics.metagraph_syncs.with_label_values(&[n.as_str(), "ok"]).inc();
+            self.metrics
+                .metagraph_syncs
+                .with_label_values(&[n.as_str(), "ok"])
+                .inc();
             self.export_ages(&[netuid]);
         }
         Ok(())
@@ -196,11 +202,9 @@ impl MetagraphSync {
 
 /// A stored snapshot back into a [`SubnetSnapshot`].
 fn decode_blob(netuid: u16, blob: &[u8]) -> Result<SubnetSnapshot, SyncError> {
-    let (Some(block), Some(read_at), Some(answer)) = (
-        blob.get(..8),
-        blob.get(8..16),
-        blob.get(16..),
-    ) else {
+    let (Some(block), Some(read_at), Some(answer)) =
+        (blob.get(..8), blob.get(8..16), blob.get(16..))
+    else {
         return Err(SyncError::Truncated);
     };
     let block = u64::from_be_bytes(block.try_into().unwrap_or_default());

@@ -40,7 +40,6 @@ pub(crate) mod subnet_state;
 #[cfg(test)]
 pub(crate) mod testing;
 
-
 /// Why chain bytes could not be decoded. The poller stops on any of these (it never skips a
 /// block it could not read); [`DecodeError::code`] is the stable name for logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -679,9 +679,13 @@ mod tests {
             vec![0x02]
         );
         assert_eq!(
-            rpc.state_call(crate::chain::subnet_state::GET_SUBNET_STATE, &[1, 0], Some(h))
-                .await
-                .unwrap(),
+            rpc.state_call(
+                crate::chain::subnet_state::GET_SUBNET_STATE,
+                &[1, 0],
+                Some(h)
+            )
+            .await
+            .unwrap(),
             vec![0x03]
         );
         assert_eq!(rpc.storage(&[1, 2], Some(h)).await.unwrap(), None);

@@ -35,10 +35,7 @@ pub(crate) struct Chain {
 
 impl Chain {
     /// Builds the chain unit when `[chain]` is configured (`None`: chain features off).
-    pub(crate) fn new(
-        config: &Config,
-        metrics: &Metrics,
-    ) -> Result<Option<Arc<Chain>>, String> {
+    pub(crate) fn new(config: &Config, metrics: &Metrics) -> Result<Option<Arc<Chain>>, String> {
         let Some(c) = &config.chain else {
             return Ok(None);
         };
@@ -62,10 +59,9 @@ impl Chain {
             })
             .collect();
         let deposit_to = match &c.deposit_address {
-            Some(a) => Some(
-                crate::auth::ss58::decode42(a)
-                    .map_err(|_| format!("chain.deposit_address: {a:?} is not a canonical SS58 address"))?,
-            ),
+            Some(a) => Some(crate::auth::ss58::decode42(a).map_err(|_| {
+                format!("chain.deposit_address: {a:?} is not a canonical SS58 address")
+            })?),
             None => None,
         };
         Ok(Some(Arc::new(Chain {

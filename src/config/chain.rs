@@ -237,9 +237,18 @@ mod tests {
                 "[chain]\nendpoints = [\"http://x\"]\nrequests_per_second = 0\n",
                 "chain.requests_per_second",
             ),
-            ("[subnet_gates.x]\nvalidator_permit = true\n", "subnet_gates.x"),
-            ("[subnet_gates.\"5\"]\nplan = \"gold\"\n", "subnet_gates.5.plan"),
-            ("[subnet_gates.\"5\"]\nbill_to = \"A B\"\n", "subnet_gates.5.bill_to"),
+            (
+                "[subnet_gates.x]\nvalidator_permit = true\n",
+                "subnet_gates.x",
+            ),
+            (
+                "[subnet_gates.\"5\"]\nplan = \"gold\"\n",
+                "subnet_gates.5.plan",
+            ),
+            (
+                "[subnet_gates.\"5\"]\nbill_to = \"A B\"\n",
+                "subnet_gates.5.bill_to",
+            ),
         ] {
             let e = load(toml).unwrap_err();
             assert!(e.contains(field), "{toml:?}: {e}");

@@ -328,7 +328,15 @@ pub async fn assign_deposit(
             "`account` must be an SS58 hotkey (prefix 42) or an enterprise id",
         ));
     }
-    match assign(&st.store, &reference, &req.account, &op.sub, &st.metrics.chain).await {
+    match assign(
+        &st.store,
+        &reference,
+        &req.account,
+        &op.sub,
+        &st.metrics.chain,
+    )
+    .await
+    {
         Ok(d) => {
             tracing::info!(operator = %op.sub, account = %req.account, reference = %reference, "deposit assigned");
             Ok(Json(d))
@@ -352,7 +360,10 @@ pub async fn assign_deposit(
 /// The deposit part of `GET /admin/v1/chain`.
 pub(crate) async fn deposit_sync(st: &AppState, c: &Chain) -> Option<DepositSync> {
     let to = c.deposit_to?;
-    let cursor = crate::chain::deposits::read_cursor(&st.store).await.ok().flatten();
+    let cursor = crate::chain::deposits::read_cursor(&st.store)
+        .await
+        .ok()
+        .flatten();
     let seen = st.metrics.chain.finalized_block.get();
     let finalized = (seen > 0).then_some(seen as u64);
     Some(DepositSync {

@@ -52,7 +52,10 @@ impl RedisStore {
         let start = -i64::try_from(n.max(1)).unwrap_or(i64::MAX);
         self.query(
             "credit_log",
-            ::redis::cmd("LRANGE").arg(self.full_key(log)).arg(start).arg(-1),
+            ::redis::cmd("LRANGE")
+                .arg(self.full_key(log))
+                .arg(start)
+                .arg(-1),
         )
         .await
     }

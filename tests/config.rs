@@ -151,6 +151,15 @@ const OVERRIDES: &[(&str, &str, Check)] = &[
         "https://affine.example.org/api/v1",
         |c| c.winner.affine_api_url == "https://affine.example.org/api/v1",
     ),
+    (
+        "GATEWAY_CHAIN_ENDPOINTS",
+        "http://node-a:9933, http://node-b:9933",
+        |c| {
+            c.chain
+                .as_ref()
+                .is_some_and(|ch| ch.endpoints == ["http://node-a:9933", "http://node-b:9933"])
+        },
+    ),
 ];
 
 #[test]
@@ -175,6 +184,26 @@ fn each_variable_overrides_its_field() {
         c.quota.on_store_failure,
         affine_gateway::config::StoreFailure::FailClosed
     );
+    // GATEWAY_DEPOSIT_ADDRESS needs chain endpoints beside it.
+    assert!(
+        load_env(&[(
+            "GATEWAY_DEPOSIT_ADDRESS",
+            "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+        )])
+        .is_err()
+    );
+    let c = load_env(&[
+        ("GATEWAY_CHAIN_ENDPOINTS", "http://node-a:9933"),
+        (
+            "GATEWAY_DEPOSIT_ADDRESS",
+            "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY",
+        ),
+    ])
+    .expect("valid");
+    assert_eq!(
+        c.chain.unwrap().deposit_address.as_deref(),
+        Some("5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY")
+    );
 }
 
 #[test]
@@ -182,6 +211,7 @@ fn the_table_above_covers_every_variable() {
     let mut tested: Vec<&str> = OVERRIDES.iter().map(|(v, _, _)| *v).collect();
     tested.push("GATEWAY_REDIS_CLUSTER");
     tested.push("GATEWAY_QUOTA_ON_STORE_FAILURE");
+    tested.push("GATEWAY_DEPOSIT_ADDRESS");
     tested.sort_unstable();
     let mut read: Vec<&str> = env_variables().map(|(v, _)| v).collect();
     read.sort_unstable();

@@ -401,8 +401,18 @@ async fn every_metric_the_rules_and_the_dashboard_use_is_exported() {
 
     // Traffic that touches every histogram: a whole answer and a stream, with Redis, and a
     // fallback upstream configured (its series exist from the start).
+    // A chain (for the metagraph and deposit series) on the simulated node.
+    let chain = chain_sim::ChainSim::new();
+    let node = chain.serve(chain_sim::Role::Archive).await.unwrap();
+    let node_url = node.url();
     let h = Harness::start_with(SimConfig::default(), |c| {
         use_redis(c);
+        c.chain = Some(affine_gateway::config::ChainConfig {
+            endpoints: vec![node_url],
+            netuids: vec![1],
+            requests_per_second: 1000,
+            ..Default::default()
+        });
         let backup = serde_json::json!({"name": "backup", "url": c.upstream.url});
         c.upstream
             .fallbacks
@@ -412,8 +422,9 @@ async fn every_metric_the_rules_and_the_dashboard_use_is_exported() {
     assert_eq!(h.reason(r#"{"input":"2+2?"}"#).await.status(), 200);
     let events = read_events(h.reason(r#"{"input":"2+2?","stream":true}"#).await).await;
     assert_eq!(events.last().unwrap().event, "done");
-    let s = scrape_until(&h, "the stream counted", |s| {
+    let s = scrape_until(&h, "the stream counted and the metagraph read", |s| {
         s.sum("agw_upstream_requests_total", &[("outcome", "ok")]) == 2.0
+            && s.exports("agw_metagraph_age_seconds")
     })
     .await;
 

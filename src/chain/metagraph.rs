@@ -77,6 +77,7 @@ impl MetagraphSync {
         for &n in &netuids {
             self.metrics.subnet(n);
         }
+        let started = now_ms();
         let step = self.every / netuids.len() as u32;
         let mut ages = tokio::time::interval(Duration::from_secs(1));
         let mut turn = tokio::time::interval(step.max(Duration::from_millis(10)));
@@ -84,7 +85,7 @@ impl MetagraphSync {
         let mut next = 0usize;
         loop {
             tokio::select! {
-                _ = ages.tick() => self.export_ages(&netuids),
+                _ = ages.tick() => self.export_ages(&netuids, started),
                 _ = turn.tick() => {
                     let netuid = netuids[next % netuids.len()];
                     next += 1;
@@ -100,15 +101,19 @@ impl MetagraphSync {
         }
     }
 
-    fn export_ages(&self, netuids: &[u16]) {
+    /// Exports each subnet's snapshot age; before a subnet's first snapshot, the time since
+    /// the sync started (`started`, unix ms), so a sync that never succeeds still alerts.
+    fn export_ages(&self, netuids: &[u16], started: u64) {
         let now = now_ms();
         for &n in netuids {
-            if let Some(age) = self.membership.age(n, now) {
-                self.metrics
-                    .metagraph_age
-                    .with_label_values(&[n.to_string().as_str()])
-                    .set(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
-            }
+            let age = self
+                .membership
+                .age(n, now)
+                .unwrap_or_else(|| Duration::from_millis(now.saturating_sub(started)));
+            self.metrics
+                .metagraph_age
+                .with_label_values(&[n.to_string().as_str()])
+                .set(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
         }
     }
 
@@ -194,7 +199,7 @@ impl MetagraphSync {
                 .metagraph_syncs
                 .with_label_values(&[n.as_str(), "ok"])
                 .inc();
-            self.export_ages(&[netuid]);
+            self.export_ages(&[netuid], now_ms());
         }
         Ok(())
     }

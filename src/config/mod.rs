@@ -1259,10 +1259,7 @@ impl Config {
         if let Some(c) = &self.chain {
             c.validate().map_err(located)?;
         }
-        chain::validate_gates(&self.subnet_gates, |p| {
-            crate::accounts::BUILTIN_PLANS.contains(&p) || self.plans.contains_key(p)
-        })
-        .map_err(located)?;
+        chain::validate_gates(&self.subnet_gates).map_err(located)?;
         let rs = &self.reason;
         check(
             "reason.max_tokens_limit",

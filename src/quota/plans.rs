@@ -215,7 +215,27 @@ impl Plans {
     /// Resolves the built-in plans, the configured ones and the subnet mapping. The error is
     /// `(field, what was expected)`.
     pub fn from_config(config: &Config) -> Result<Plans, (String, String)> {
-        Self::resolve(&config.plans, &config.subnets)
+        let plans = Self::resolve(&config.plans, &config.subnets)?;
+        // `[subnet_gates]` name a plan for implicit members and a sponsor account.
+        for (netuid, gate) in &config.subnet_gates {
+            let field = |f: &str| format!("subnet_gates.{netuid}.{f}");
+            if let Some(p) = &gate.plan
+                && plans.get(p).is_none()
+            {
+                return Err((field("plan"), format!("unknown plan `{p}`")));
+            }
+            if let Some(sponsor) = &gate.bill_to
+                && crate::accounts::AccountKind::of_id(sponsor).is_none()
+            {
+                return Err((
+                    field("bill_to"),
+                    format!(
+                        "must be an account id (SS58 hotkey or enterprise slug), got {sponsor:?}"
+                    ),
+                ));
+            }
+        }
+        Ok(plans)
     }
 
     /// As [`Plans::from_config`], with the error of an invalid configuration: the plans are
@@ -318,6 +338,28 @@ mod tests {
         assert_eq!(s.requests_per_minute, 100);
         assert_eq!(s.tokens_per_minute, 2_000_000);
         assert!(p.contains("public") && p.contains("enterprise"));
+    }
+
+    #[test]
+    fn subnet_gates_name_known_plans_and_account_ids() {
+        for (toml, field) in [
+            (
+                "[subnet_gates.\"5\"]\nplan = \"gold\"\n",
+                "subnet_gates.5.plan",
+            ),
+            (
+                "[subnet_gates.\"5\"]\nbill_to = \"A B\"\n",
+                "subnet_gates.5.bill_to",
+            ),
+        ] {
+            let c = Config::from_toml_str(toml).unwrap();
+            assert_eq!(Plans::from_config(&c).unwrap_err().0, field, "{toml}");
+        }
+        let c = Config::from_toml_str(
+            "[subnet_gates.\"5\"]\nplan = \"enterprise\"\nbill_to = \"sn5-owner\"\n",
+        )
+        .unwrap();
+        assert!(Plans::from_config(&c).is_ok());
     }
 
     #[test]

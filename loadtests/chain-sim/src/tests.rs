@@ -13,7 +13,7 @@ type Decoded = scale_value::Value<u32>;
 
 async fn call(url: &str, method: &str, params: J) -> J {
     let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params});
-    let answer: J = reqwest::Client::new()
+    let answer: J = http_client()
         .post(url)
         .json(&body)
         .send()
@@ -427,7 +427,7 @@ async fn lite_discards_old_state_and_archive_answers() {
 async fn fail_next_answers_429_with_retry_after_then_serves() {
     let chain = ChainSim::new();
     let node = chain.serve(Role::Archive).await.unwrap();
-    let client = reqwest::Client::new();
+    let client = http_client();
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "chain_getFinalizedHead", "params": []});
     node.fail_next(2, 429);
     for _ in 0..2 {
@@ -501,7 +501,7 @@ async fn subnet_states_fixture_synthesised_and_none() {
 async fn control_routes_drive_the_chain() {
     let chain = ChainSim::new();
     let node = chain.serve(Role::Archive).await.unwrap();
-    let client = reqwest::Client::new();
+    let client = http_client();
     let to = [0x42; 32];
     let transfer = json!({"from": ss58_encode(&[0x41; 32]), "to": format!("0x{}", hex::encode(to)), "amount": 99});
     let r = client
@@ -617,7 +617,7 @@ async fn dropping_a_listener_stops_it() {
     let node = chain.serve(Role::Archive).await.unwrap();
     let url = node.url();
     node.shutdown().await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     assert!(
         client
             .post(&url)
@@ -626,4 +626,11 @@ async fn dropping_a_listener_stops_it() {
             .await
             .is_err()
     );
+}
+
+/// A plain-HTTP client. In a workspace build reqwest carries the gateway's
+/// `rustls-no-provider` feature, which needs a process-wide crypto provider even for http://.
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

@@ -66,6 +66,8 @@ pub(crate) struct Gateway {
     state: AppState,
     /// Keeps the embedded simulator running for as long as the gateway lives.
     simulator: Option<chutes_sim::SimHandle>,
+    /// The embedded simulated chain (with the embedded simulator, when `[chain]` is unset).
+    chain_sim: Option<(chain_sim::ChainSim, chain_sim::Listener)>,
     /// Background tasks that live as long as the gateway serves.
     background: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -75,6 +77,7 @@ impl std::fmt::Debug for Gateway {
         f.debug_struct("Gateway")
             .field("state", &self.state)
             .field("simulator", &self.simulator.as_ref().map(|s| s.addr()))
+            .field("chain_sim", &self.chain_sim.as_ref().map(|(_, l)| l.url()))
             .finish()
     }
 }
@@ -145,6 +148,15 @@ impl Gateway {
             }
         };
 
+        let chain_sim = if simulator.is_some() && config.chain.is_none() {
+            Some(
+                embedded_chain(&mut config)
+                    .await
+                    .map_err(StartError::Simulator)?,
+            )
+        } else {
+            None
+        };
         let chain =
             crate::chain::service::Chain::new(&config, &metrics).map_err(StartError::Config)?;
         let membership = chain.as_ref().map(|c| Arc::clone(&c.membership));
@@ -254,6 +266,7 @@ impl Gateway {
         Ok(Gateway {
             state,
             simulator,
+            chain_sim,
             background: background.into_iter().chain(discovery_tasks).collect(),
         })
     }
@@ -293,6 +306,7 @@ impl Gateway {
             task.abort();
         }
         drop(self.simulator);
+        drop(self.chain_sim);
         Ok(())
     }
 }
@@ -460,6 +474,47 @@ fn embedded_champion_cycle(config: &mut Config, sim: &chutes_sim::SimHandle, sec
          {{\"uid\",\"model\",\"revision\",\"since_block\"}} to watch a champion change",
         sim.base_url().trim_end_matches("/v1")
     );
+}
+
+/// How often the embedded chain makes a block.
+const EMBEDDED_BLOCK_TIME: Duration = Duration::from_secs(2);
+
+/// On the embedded simulator the chain is simulated too: a node making a block every
+/// [`EMBEDDED_BLOCK_TIME`], netuid 1 as recorded on mainnet, and a dev deposit address, so a
+/// first run can link a coldkey and watch a transfer (`POST {chain}/_chain/transfer`) credit it.
+async fn embedded_chain(
+    config: &mut Config,
+) -> Result<(chain_sim::ChainSim, chain_sim::Listener), std::io::Error> {
+    use sp_core::Pair as _;
+    let sim = chain_sim::ChainSim::new();
+    sim.start_block_production(EMBEDDED_BLOCK_TIME);
+    let node = sim.serve(chain_sim::Role::Archive).await?;
+    let deposit = sp_core::sr25519::Pair::from_string("//AffineDeposit", None)
+        .map(|p| crate::auth::ss58::encode42(&p.public().0))
+        .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+    let mut netuids: Vec<u16> = config
+        .subnets
+        .keys()
+        .filter_map(|k| k.parse().ok())
+        .collect();
+    netuids.push(1);
+    config.chain = Some(crate::config::ChainConfig {
+        endpoints: vec![node.url()],
+        netuids,
+        deposit_address: Some(deposit.clone()),
+        metagraph_secs: 10,
+        max_age_secs: 60,
+        requests_per_second: 100,
+        deposit_poll_secs: 2,
+        ..crate::config::ChainConfig::default()
+    });
+    tracing::warn!(
+        "SIMULATED CHAIN at {}: deposit address {deposit}; POST {}/_chain/transfer \
+         {{\"from\",\"to\",\"amount\"}} sends TAO (in rao) from a linked coldkey",
+        node.url(),
+        node.url()
+    );
+    Ok((sim, node))
 }
 
 fn loud_simulator_warning(url: &str) {

@@ -210,17 +210,7 @@ impl DepositPoller {
 
     async fn hold_lease(&self) -> Result<bool, StoreError> {
         let ttl = (self.every * 5).max(Duration::from_secs(30));
-        let me = self.replica.as_bytes();
-        if self.store.set_nx_px(keys::DEPOSIT_LEASE, me, ttl).await? {
-            return Ok(true);
-        }
-        match self.store.get(keys::DEPOSIT_LEASE).await? {
-            Some(holder) if holder == me => {
-                self.store.set(keys::DEPOSIT_LEASE, me, Some(ttl)).await?;
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        super::lease::hold(&self.store, keys::DEPOSIT_LEASE, &self.replica, ttl).await
     }
 
     /// The cursor, if one was ever set.

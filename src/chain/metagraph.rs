@@ -130,17 +130,7 @@ impl MetagraphSync {
     /// for one round keeps it, and one that died gives it up within three.
     async fn hold_lease(&self) -> Result<bool, SyncError> {
         let ttl = (self.every * 3).max(Duration::from_secs(5));
-        let me = self.replica.as_bytes();
-        if self.store.set_nx_px(keys::METAGRAPH_LEASE, me, ttl).await? {
-            return Ok(true);
-        }
-        match self.store.get(keys::METAGRAPH_LEASE).await? {
-            Some(holder) if holder == me => {
-                self.store.set(keys::METAGRAPH_LEASE, me, Some(ttl)).await?;
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        Ok(super::lease::hold(&self.store, keys::METAGRAPH_LEASE, &self.replica, ttl).await?)
     }
 
     async fn read_chain(&self, netuid: u16) -> Result<(), SyncError> {

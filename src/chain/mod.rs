@@ -31,6 +31,7 @@
 
 pub(crate) mod deposits;
 pub(crate) mod events;
+pub(crate) mod lease;
 pub(crate) mod membership;
 pub(crate) mod metagraph;
 pub(crate) mod rpc;

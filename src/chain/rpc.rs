@@ -78,9 +78,9 @@ impl RpcError {
     }
 }
 
-/// One endpoint's health, for `GET /admin/v1/chain`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct EndpointStatus {
+/// One endpoint's health, as `GET /admin/v1/chain` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct EndpointStatus {
     /// `lite0`, `archive1`, …: never the URL, which may carry a key.
     pub label: String,
     /// An archive endpoint (only asked after a lite one said the state is discarded).
@@ -567,28 +567,7 @@ fn number_of(v: &Value) -> Result<u64, RpcError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::testing::{MockNode, Reply};
-
-    fn counter() -> prometheus::IntCounterVec {
-        prometheus::IntCounterVec::new(
-            prometheus::Opts::new("agw_chain_rpc_requests_total", "test"),
-            &["endpoint", "outcome"],
-        )
-        .unwrap()
-    }
-
-    fn client(lite: &[&MockNode], archive: &[&MockNode]) -> (ChainRpc, prometheus::IntCounterVec) {
-        let c = counter();
-        let rpc = ChainRpc::new(
-            lite.iter().map(|n| n.url.clone()).collect(),
-            archive.iter().map(|n| n.url.clone()).collect(),
-            NonZeroU32::new(1000).unwrap(),
-            Duration::from_secs(5),
-            c.clone(),
-        )
-        .unwrap();
-        (rpc, c)
-    }
+    use crate::chain::testing::{MockNode, Reply, client, counter};
 
     const H: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
 

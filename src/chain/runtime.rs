@@ -60,10 +60,8 @@ impl MetadataCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::testing::{MockNode, Reply, fixture_metadata_bytes};
+    use crate::chain::testing::{MockNode, Reply, client, fixture_metadata_bytes};
     use serde_json::json;
-    use std::num::NonZeroU32;
-    use std::time::Duration;
 
     #[tokio::test]
     async fn fetched_once_per_spec_version_at_the_parent() {
@@ -80,19 +78,7 @@ mod tests {
             }
         })
         .await;
-        let counter = prometheus::IntCounterVec::new(
-            prometheus::Opts::new("agw_chain_rpc_requests_total", "test"),
-            &["endpoint", "outcome"],
-        )
-        .unwrap();
-        let rpc = ChainRpc::new(
-            vec![node.url.clone()],
-            vec![],
-            NonZeroU32::new(1000).unwrap(),
-            Duration::from_secs(10),
-            counter,
-        )
-        .unwrap();
+        let (rpc, _) = client(&[&node], &[]);
         let cache = MetadataCache::new();
         let a = cache.at_parent(&rpc, [0x11; 32]).await.unwrap();
         let b = cache.at_parent(&rpc, [0x12; 32]).await.unwrap();
@@ -111,19 +97,7 @@ mod tests {
             _ => Reply::Result(json!("0x6d657461")),
         })
         .await;
-        let counter = prometheus::IntCounterVec::new(
-            prometheus::Opts::new("agw_chain_rpc_requests_total", "test"),
-            &["endpoint", "outcome"],
-        )
-        .unwrap();
-        let rpc = ChainRpc::new(
-            vec![node.url.clone()],
-            vec![],
-            NonZeroU32::new(1000).unwrap(),
-            Duration::from_secs(10),
-            counter,
-        )
-        .unwrap();
+        let (rpc, _) = client(&[&node], &[]);
         let err = MetadataCache::new()
             .at_parent(&rpc, [0; 32])
             .await

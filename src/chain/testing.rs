@@ -199,6 +199,33 @@ impl Drop for MockNode {
     }
 }
 
+/// A fresh `agw_chain_rpc_requests_total` for one test's client.
+pub(crate) fn counter() -> prometheus::IntCounterVec {
+    prometheus::IntCounterVec::new(
+        prometheus::Opts::new("agw_chain_rpc_requests_total", "test"),
+        &["endpoint", "outcome"],
+    )
+    .expect("valid metric")
+}
+
+/// A client of `lite` (then `archive`) mock nodes, with no rate limit to speak of, and the
+/// request counter it reports to.
+pub(crate) fn client(
+    lite: &[&MockNode],
+    archive: &[&MockNode],
+) -> (super::rpc::ChainRpc, prometheus::IntCounterVec) {
+    let c = counter();
+    let rpc = super::rpc::ChainRpc::new(
+        lite.iter().map(|n| n.url.clone()).collect(),
+        archive.iter().map(|n| n.url.clone()).collect(),
+        std::num::NonZeroU32::new(1000).expect("non-zero"),
+        std::time::Duration::from_secs(5),
+        c.clone(),
+    )
+    .expect("valid endpoints");
+    (rpc, c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

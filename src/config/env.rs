@@ -19,6 +19,15 @@ pub(super) struct Var {
     apply: fn(&mut Config, String) -> Result<(), String>,
 }
 
+/// A comma-separated list, entries trimmed, empty ones dropped.
+fn comma_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Every variable the gateway reads (besides `RUST_LOG`, which the tracing filter reads).
 pub(super) const VARS: &[Var] = &[
     Var {
@@ -28,12 +37,7 @@ pub(super) const VARS: &[Var] = &[
         apply: |c, v| {
             // Each URL is checked by validation, which names the field; setting the variable
             // turns the chain features on.
-            c.chain.get_or_insert_default().endpoints = v
-                .split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(str::to_owned)
-                .collect();
+            c.chain.get_or_insert_default().endpoints = comma_list(&v);
             Ok(())
         },
     },
@@ -79,12 +83,7 @@ pub(super) const VARS: &[Var] = &[
         secret: false,
         apply: |c, v| {
             // Each entry is checked by validation, which names the field.
-            c.server.trusted_proxies = v
-                .split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(str::to_owned)
-                .collect();
+            c.server.trusted_proxies = comma_list(&v);
             Ok(())
         },
     },

@@ -79,31 +79,13 @@ pub struct SubnetSync {
     pub hotkeys: usize,
 }
 
-/// One JSON-RPC endpoint.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EndpointView {
-    /// `lite0`, `lite1`, `archive0`, … in the configured order (URLs may carry keys, so
-    /// they are not shown).
-    pub label: String,
-    /// Whether it is an archive endpoint.
-    pub archive: bool,
-    /// Requests sent since start.
-    pub requests: u64,
-    /// Requests that failed (429, 5xx, transport, JSON-RPC error).
-    pub failures: u64,
-    /// The last failure, if any.
-    pub last_error: Option<String>,
-    /// Whether it is skipped now (backing off after a failure).
-    pub backing_off: bool,
-}
-
 /// `GET /admin/v1/chain`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChainStatus {
     /// Chain access is configured (`[chain]`); everything else is empty when false.
     pub enabled: bool,
     /// The endpoints, lite first.
-    pub endpoints: Vec<EndpointView>,
+    pub endpoints: Vec<crate::chain::rpc::EndpointStatus>,
     /// The synced subnets.
     pub subnets: Vec<SubnetSync>,
     /// `chain.max_age_secs`.
@@ -158,19 +140,7 @@ pub async fn status(State(st): State<AppState>) -> Json<ChainStatus> {
         .collect();
     Json(ChainStatus {
         enabled: true,
-        endpoints: c
-            .rpc
-            .status()
-            .into_iter()
-            .map(|e| EndpointView {
-                label: e.label,
-                archive: e.archive,
-                requests: e.requests,
-                failures: e.failures,
-                last_error: e.last_error,
-                backing_off: e.backing_off,
-            })
-            .collect(),
+        endpoints: c.rpc.status(),
         subnets,
         max_age_secs: m.max_age().as_secs(),
         deposits: deposit_sync(&st, c).await,

@@ -79,7 +79,7 @@ use crate::error::ErrorCode;
         crate::http::admin_winner::PinRequest,
         crate::http::chain::ChainStatus,
         crate::http::chain::SubnetSync,
-        crate::http::chain::EndpointView,
+        crate::chain::rpc::EndpointStatus,
         crate::http::chain::HotkeyView,
         crate::http::chain::MembershipView,
         crate::http::chain::DepositSync,

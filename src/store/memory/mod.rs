@@ -171,6 +171,11 @@ impl MemoryStore {
     }
 
     pub(super) fn set_nx_px(&self, key: &str, value: &[u8], ttl_ms: u64) -> bool {
+        self.set_if_absent(key, value, Some(ttl_ms))
+    }
+
+    /// `SET NX`, with an expiry or without.
+    fn set_if_absent(&self, key: &str, value: &[u8], ttl_ms: Option<u64>) -> bool {
         let key = self.full_key(key);
         let now = self.data.clock.now();
         let mut shard = self.shard(&key);
@@ -179,7 +184,7 @@ impl MemoryStore {
         }
         let entry = Entry {
             value: value.to_vec(),
-            expires_at: deadline(now, Some(ttl_ms)),
+            expires_at: deadline(now, ttl_ms),
         };
         shard.insert(key, entry, now);
         true

@@ -24,18 +24,7 @@ fn encode(set: &BTreeSet<String>) -> Vec<u8> {
 
 impl MemoryStore {
     pub(in crate::store) fn set_nx(&self, key: &str, value: &[u8]) -> bool {
-        let key = self.full_key(key);
-        let now = self.data.clock.now();
-        let mut shard = self.shard(&key);
-        if shard.live(&key, now).is_some() {
-            return false;
-        }
-        let entry = Entry {
-            value: value.to_vec(),
-            expires_at: None,
-        };
-        shard.insert(key, entry, now);
-        true
+        self.set_if_absent(key, value, None)
     }
 
     pub(in crate::store) fn del_if_eq(&self, key: &str, value: &[u8]) -> bool {

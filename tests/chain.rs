@@ -372,6 +372,11 @@ async fn a_linked_transfer_is_credited_exactly_once_across_restarts_replicas_and
         .unwrap()
         .0;
     let reference = format!("tao:{block}:{index}");
+    let status = chain_status(&h, &base).await;
+    assert!(
+        status["deposits"]["head"].as_u64().unwrap()
+            >= status["deposits"]["finalized"].as_u64().unwrap()
+    );
     eventually(WAIT, "the credit", || async {
         (balance(&h, &base, TEST_ACCOUNT).await == before + 1_500_000_000).then_some(())
     })

@@ -181,6 +181,10 @@ impl DepositPoller {
         let head = self.rpc.finalized_head().await?;
         let finalized = self.rpc.header(head).await?.number;
         self.metrics.finalized_block.set(gauge(finalized));
+        // For the operator's view only: a failure here must not stop the credits.
+        if let Ok(best) = self.rpc.best_number().await {
+            self.metrics.head_block.set(gauge(best));
+        }
         let cursor = match self.cursor().await? {
             Some(c) => c,
             None => {

@@ -267,6 +267,14 @@ impl ChainRpc {
         })
     }
 
+    /// The best (not yet finalized) head's number: `chain_getHeader` without a hash.
+    pub(crate) async fn best_number(&self) -> Result<u64, RpcError> {
+        let v = self.call("chain_getHeader", json!([])).await?;
+        v.get("number")
+            .ok_or_else(|| RpcError::Decode("header without number".into()))
+            .and_then(number_of)
+    }
+
     /// The hash of block `number` (`chain_getBlockHash`); `None` past the head.
     pub(crate) async fn block_hash(&self, number: u64) -> Result<Option<BlockHash>, RpcError> {
         let v = self.call("chain_getBlockHash", json!([number])).await?;

@@ -188,6 +188,8 @@ pub struct DepositSync {
     pub address: String,
     /// The last block whose deposits are all recorded; null before the first poll.
     pub cursor: Option<u64>,
+    /// The best block this replica's poller last saw (null as `finalized`).
+    pub head: Option<u64>,
     /// The finalized block this replica's poller last saw; null when this replica does not
     /// poll (another holds the lease) or has not yet.
     pub finalized: Option<u64>,
@@ -334,11 +336,13 @@ pub(crate) async fn deposit_sync(st: &AppState, c: &Chain) -> Option<DepositSync
         .await
         .ok()
         .flatten();
-    let seen = st.metrics.chain.finalized_block.get();
-    let finalized = (seen > 0).then_some(seen as u64);
+    let seen = |g: &prometheus::IntGauge| u64::try_from(g.get()).ok().filter(|n| *n > 0);
+    let finalized = seen(&st.metrics.chain.finalized_block);
+    let head = seen(&st.metrics.chain.head_block);
     Some(DepositSync {
         address: crate::auth::ss58::encode42(&to),
         cursor,
+        head,
         finalized,
         lag_blocks: match (finalized, cursor) {
             (Some(f), Some(c)) => Some(f.saturating_sub(c)),

@@ -27,6 +27,8 @@ pub struct ChainMetrics {
     pub metagraph_syncs: IntCounterVec,
     /// The chain's finalized block, as the deposit poller last saw it.
     pub finalized_block: IntGauge,
+    /// The chain's best block, as the deposit poller last saw it.
+    pub head_block: IntGauge,
     /// The last block whose deposits are all recorded.
     pub deposit_cursor: IntGauge,
     /// Finalized blocks not yet scanned for deposits.
@@ -75,6 +77,10 @@ impl ChainMetrics {
                 "agw_chain_finalized_block",
                 "The chain's finalized block, as the deposit poller last saw it",
             ),
+            head_block: gauge(
+                "agw_chain_head_block",
+                "The chain's best block, as the deposit poller last saw it",
+            ),
             deposit_cursor: gauge(
                 "agw_deposit_cursor_block",
                 "The last block whose TAO deposits are all recorded",
@@ -109,6 +115,7 @@ impl ChainMetrics {
             Box::new(m.metagraph_members.clone()),
             Box::new(m.metagraph_syncs.clone()),
             Box::new(m.finalized_block.clone()),
+            Box::new(m.head_block.clone()),
             Box::new(m.deposit_cursor.clone()),
             Box::new(m.deposit_lag_blocks.clone()),
             Box::new(m.deposits.clone()),

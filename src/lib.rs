@@ -29,7 +29,9 @@
 //! - [`upstream`]: the OpenAI-compatible client, the incremental SSE decoder and the
 //!   `<think>` splitter that turn the provider's answer into ours.
 //! - `chain`: Bittensor's Subtensor chain — the JSON-RPC client (failover, rate limits, archive
-//!   retry) and the SCALE decoders of the metagraph and of `System.Events`.
+//!   retry), the SCALE decoders of the metagraph and of `System.Events`, the metagraph sync
+//!   whose snapshots place hotkeys in subnets (the auth layer reads them), and the deposit
+//!   poller that credits TAO transfers from linked coldkeys exactly once.
 //! - [`store`]: the storage boundary — Redis when configured, in-memory for a single process.
 //! - [`metrics`]: Prometheus metrics (the SLOs, rules and dashboard built on them are in
 //!   `docs/SLO.md` and `deploy/`), and the clock of the time a request waits for the provider.

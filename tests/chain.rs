@@ -394,23 +394,26 @@ async fn a_linked_transfer_is_credited_exactly_once_across_restarts_replicas_and
     assert_eq!(view["deposits"][0]["reference"], reference);
     assert_eq!(view["deposits"][0]["amount_rao"], 1_500_000_000u64);
 
-    // Redelivery: the cursor is put back before the block, the lease dropped; a new replica
-    // (a restart) and the old one both poll the same blocks again.
+    // Redelivery: the cursor is put back before the block and the lease dropped, twice: once
+    // with a second replica polling beside the first, once after that replica restarts.
     let store = shared_redis_store()
         .await
         .with_key_prefix(&h.cfg.redis.key_prefix);
-    store
-        .set(
-            "{chain}:deposits:cursor",
-            start.to_string().as_bytes(),
-            None,
-        )
-        .await
-        .unwrap();
-    store.del("{chain}:lease:deposits").await.unwrap();
+    let redeliver = || async {
+        store
+            .set(
+                "{chain}:deposits:cursor",
+                start.to_string().as_bytes(),
+                None,
+            )
+            .await
+            .unwrap();
+        store.del("{chain}:lease:deposits").await.unwrap();
+    };
+    redeliver().await;
     let replica = h.replica().await;
     let head = sim.produce_blocks(3);
-    eventually(WAIT, "both replicas past the block again", || async {
+    eventually(WAIT, "the blocks read again", || async {
         cursor(&h, &replica.url()).await.filter(|c| *c >= head - 2)
     })
     .await;
@@ -418,20 +421,40 @@ async fn a_linked_transfer_is_credited_exactly_once_across_restarts_replicas_and
         balance(&h, &base, TEST_ACCOUNT).await,
         before + 1_500_000_000
     );
-    // The block was read again (by one replica or the other) and found already credited.
-    let mut duplicates = 0.0;
-    let mut credited = 0.0;
-    for b in [base.clone(), replica.url()] {
-        duplicates += metric(&h.http, &b, "agw_deposits_total{outcome=\"duplicate\"}")
+    replica.stop().await.unwrap();
+    redeliver().await;
+    let restarted = h.replica().await;
+    let head = sim.produce_blocks(3);
+    eventually(WAIT, "the blocks read again after the restart", || async {
+        cursor(&h, &restarted.url())
             .await
-            .unwrap_or(0.0);
+            .filter(|c| *c >= head - 2)
+    })
+    .await;
+    assert_eq!(
+        balance(&h, &base, TEST_ACCOUNT).await,
+        before + 1_500_000_000
+    );
+    // Seen again (by one replica or the other) and found already credited; credited once.
+    let mut credited = 0.0;
+    for b in [base.clone(), restarted.url()] {
         credited += metric(&h.http, &b, "agw_deposits_credited_rao_total")
             .await
             .unwrap_or(0.0);
     }
-    assert!(duplicates >= 1.0, "the redelivered deposit was seen again");
     assert_eq!(credited, 1_500_000_000.0, "credited once in all");
-    drop(replica);
+    let duplicates = metric(&h.http, &base, "agw_deposits_total{outcome=\"duplicate\"}")
+        .await
+        .unwrap_or(0.0)
+        + metric(
+            &h.http,
+            &restarted.url(),
+            "agw_deposits_total{outcome=\"duplicate\"}",
+        )
+        .await
+        .unwrap_or(0.0);
+    assert!(duplicates >= 1.0, "the redelivered deposit was seen again");
+    drop(restarted);
 
     // The books still balance.
     let report = affine_gateway::metering::reconcile::run(&h.cfg)
@@ -606,4 +629,66 @@ async fn chain_features_are_off_without_a_chain_section() {
         .unwrap();
     expect_problem(res, 404, "not_found").await;
     let _: Option<Running> = None;
+}
+
+#[tokio::test]
+async fn a_sponsor_pays_for_its_subnets_members() {
+    let sim = ChainSim::new();
+    sim.set_subnet(14, vec![neuron("//Member", true, 1)]);
+    let head = sim.produce_blocks(3);
+    let node = sim.serve(Role::Archive).await.unwrap();
+    let h = start(&node, |c| {
+        c.subnets.insert("14".into(), "subnet".into());
+        c.subnet_gates.insert(
+            "14".into(),
+            SubnetGate {
+                bill_to: Some("sn14-owner".into()),
+                ..SubnetGate::default()
+            },
+        );
+    })
+    .await;
+    synced(&h, &h.gw.url(), 14, head - 2).await;
+    let member = addr("//Member");
+    // The sponsor has no money yet: the member's priced request is refused on its balance.
+    expect_problem(
+        reason_as(&h, &h.gw.url(), &member).await,
+        402,
+        "insufficient_balance",
+    )
+    .await;
+    assert!(
+        put_account(&h.http, &h.gw.url(), "sn14-owner", "{}")
+            .await
+            .status()
+            .is_success()
+    );
+    let res = h
+        .http
+        .post(h.url("/admin/v1/accounts/sn14-owner/credits"))
+        .bearer_auth(admin_token())
+        .json(&serde_json::json!({"amount_rao": 1_000_000_000u64, "reference": "seed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = reason_as(&h, &h.gw.url(), &member).await;
+    assert_eq!(res.status(), 200);
+    let cost = res.json::<serde_json::Value>().await.unwrap()["cost"]["rao"]
+        .as_i64()
+        .unwrap();
+    assert!(cost > 0);
+    let sponsor = h.account("sn14-owner").await;
+    assert_eq!(
+        sponsor["balance_rao"].as_i64().unwrap(),
+        1_000_000_000 - cost
+    );
+    // The usage event is the sponsor's, and names the member.
+    let events = h.events_of(&this_month()).await;
+    let e = events
+        .iter()
+        .find(|e| e["metadata"]["member"] == member)
+        .expect("the member's event");
+    assert_eq!(e["account"], "sn14-owner");
+    assert_eq!(e["netuid"], 14);
 }

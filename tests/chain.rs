@@ -146,16 +146,12 @@ async fn hotkeys_of_a_mapped_subnet_share_its_aggregate_without_an_admin_record(
     assert_eq!(res.status(), 429, "the subnet's aggregate is spent");
 
     // The caller sees its membership; the operator sees the hotkey.
-    let view: serde_json::Value = h
-        .http
-        .get(h.url("/v1/account"))
-        .bearer_auth(token(&addr("//M2"), &[Scope::Reason], 600))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: serde_json::Value = get_json(
+        &h,
+        &h.url("/v1/account"),
+        &token(&addr("//M2"), &[Scope::Reason], 600),
+    )
+    .await;
     assert_eq!(view["netuid"], 12);
     assert_eq!(view["plan"], "subnet");
     assert_eq!(view["membership"][0]["netuid"], 12);
@@ -177,16 +173,12 @@ async fn hotkeys_of_a_mapped_subnet_share_its_aggregate_without_an_admin_record(
     // An explicit record wins: M1 on its own plan, outside the subnet.
     let res = put_account(&h.http, &h.gw.url(), &addr("//M1"), r#"{"plan":"public"}"#).await;
     assert!(res.status().is_success());
-    let view: serde_json::Value = h
-        .http
-        .get(h.url("/v1/account"))
-        .bearer_auth(token(&addr("//M1"), &[Scope::Reason], 600))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: serde_json::Value = get_json(
+        &h,
+        &h.url("/v1/account"),
+        &token(&addr("//M1"), &[Scope::Reason], 600),
+    )
+    .await;
     assert_eq!(view["plan"], "public");
     assert!(view["netuid"].is_null());
 }
@@ -343,6 +335,36 @@ fn deposit_config(c: &mut Config, endpoints: Vec<String>, archive: Vec<String>) 
     c.chain = Some(chain);
 }
 
+/// `GET url` with `bearer`, as JSON.
+async fn get_json(h: &Harness, url: &str, bearer: &str) -> serde_json::Value {
+    h.http
+        .get(url)
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .expect("request sent")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+/// A chain with finality at the head, served as an archive node, and a gateway polling it for
+/// deposits; returns once the poller has set its first cursor.
+async fn deposit_gateway() -> (ChainSim, Listener, Harness, u64) {
+    let sim = ChainSim::new();
+    sim.set_finality_lag(0);
+    sim.produce_blocks(5);
+    let node = sim.serve(Role::Archive).await.unwrap();
+    let url = node.url();
+    let h = Harness::start_with(SimConfig::default(), |c| {
+        deposit_config(c, vec![url], vec![])
+    })
+    .await;
+    let base = h.gw.url();
+    let start = eventually(WAIT, "the first cursor", || cursor(&h, &base)).await;
+    (sim, node, h, start)
+}
+
 #[tokio::test]
 async fn a_linked_transfer_is_credited_exactly_once_across_restarts_replicas_and_redelivery() {
     let sim = ChainSim::new();
@@ -381,16 +403,7 @@ async fn a_linked_transfer_is_credited_exactly_once_across_restarts_replicas_and
         (balance(&h, &base, TEST_ACCOUNT).await == before + 1_500_000_000).then_some(())
     })
     .await;
-    let view: serde_json::Value = h
-        .http
-        .get(h.url("/v1/account"))
-        .bearer_auth(&h.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: serde_json::Value = get_json(&h, &h.url("/v1/account"), &&h.token).await;
     assert_eq!(view["deposits"][0]["reference"], reference);
     assert_eq!(view["deposits"][0]["amount_rao"], 1_500_000_000u64);
 
@@ -465,15 +478,7 @@ async fn a_linked_transfer_is_credited_exactly_once_across_restarts_replicas_and
 
 #[tokio::test]
 async fn the_runtime_upgrade_block_decodes_with_its_parents_metadata() {
-    let sim = ChainSim::new();
-    sim.set_finality_lag(0);
-    sim.produce_blocks(5);
-    let node = sim.serve(Role::Archive).await.unwrap();
-    let url = node.url();
-    let h = Harness::start_with(SimConfig::default(), |c| {
-        deposit_config(c, vec![url], vec![])
-    })
-    .await;
+    let (sim, _node, h, _) = deposit_gateway().await;
     let base = h.gw.url();
     assert_eq!(
         link(&h, &base, &h.token, TEST_ACCOUNT, "//Payer", "u1")
@@ -481,7 +486,6 @@ async fn the_runtime_upgrade_block_decodes_with_its_parents_metadata() {
             .status(),
         201
     );
-    eventually(WAIT, "the first cursor", || cursor(&h, &base)).await;
     let before = balance(&h, &base, TEST_ACCOUNT).await;
 
     // A transfer in the upgrade block (old runtime's events) and one after it (new runtime's).
@@ -551,17 +555,8 @@ async fn a_gap_past_the_lite_nodes_retention_is_read_from_the_archive() {
 
 #[tokio::test]
 async fn an_unlinked_transfer_waits_for_one_assignment() {
-    let sim = ChainSim::new();
-    sim.set_finality_lag(0);
-    sim.produce_blocks(5);
-    let node = sim.serve(Role::Archive).await.unwrap();
-    let url = node.url();
-    let h = Harness::start_with(SimConfig::default(), |c| {
-        deposit_config(c, vec![url], vec![])
-    })
-    .await;
+    let (sim, _node, h, _) = deposit_gateway().await;
     let base = h.gw.url();
-    eventually(WAIT, "the first cursor", || cursor(&h, &base)).await;
     sim.queue_transfer(public("//Stranger"), public("//Deposit"), 42);
     sim.produce_blocks(2);
     let list = eventually(WAIT, "the unattributed deposit", || async {
@@ -602,16 +597,7 @@ async fn an_unlinked_transfer_waits_for_one_assignment() {
     expect_problem(assign("someone-else").await, 409, "conflict").await;
     expect_problem(assign(TEST_ACCOUNT).await, 409, "conflict").await;
     assert_eq!(balance(&h, &base, TEST_ACCOUNT).await, before + 42);
-    let v: serde_json::Value = h
-        .http
-        .get(h.url("/admin/v1/deposits"))
-        .bearer_auth(admin_token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: serde_json::Value = get_json(&h, &h.url("/admin/v1/deposits"), &admin_token()).await;
     assert_eq!(v["deposits"].as_array().unwrap().len(), 0);
 }
 

@@ -403,7 +403,7 @@ async fn a_linked_transfer_is_credited_exactly_once_across_restarts_replicas_and
         (balance(&h, &base, TEST_ACCOUNT).await == before + 1_500_000_000).then_some(())
     })
     .await;
-    let view: serde_json::Value = get_json(&h, &h.url("/v1/account"), &&h.token).await;
+    let view: serde_json::Value = get_json(&h, &h.url("/v1/account"), &h.token).await;
     assert_eq!(view["deposits"][0]["reference"], reference);
     assert_eq!(view["deposits"][0]["amount_rao"], 1_500_000_000u64);
 

@@ -2,13 +2,16 @@
 # Latency budget check: what the gateway adds on top of its upstream, at a constant rate.
 #
 #   loadtests/run.sh [--rate N] [--duration 15s] [--warmup 2s] [--connections 64]
-#                    [--redis] [--no-build]
+#                    [--redis] [--chain] [--no-build]
 #
 # Starts chutes-sim and the gateway in front of it on free 127.0.0.1 ports, then runs the
 # open-loop load generator four times at the same rate: the simulator directly and the gateway,
 # each whole and streamed. Prints, per percentile, direct / gateway / overhead (gateway minus
 # direct) and writes every number to target/loadtest/results.json. Everything it starts is
 # stopped on exit, Ctrl-C included. See loadtests/README.md for how to read the table.
+# With --chain, chain-sim runs too (a block a second): the gateway syncs netuid 1's metagraph
+# and polls for deposits while the load runs, a transfer to the deposit address is sent every
+# second from an unlinked coldkey, and the deposit counters are printed at the end.
 set -euo pipefail
 
 RATE=${RATE:-2000}
@@ -16,6 +19,7 @@ DURATION=${DURATION:-15s}
 WARMUP=${WARMUP:-2s}
 CONNECTIONS=${CONNECTIONS:-64}
 USE_REDIS=0
+USE_CHAIN=0
 BUILD=1
 MODEL=affine-champ/Affine-Reasoner-32B
 
@@ -31,6 +35,7 @@ while [ $# -gt 0 ]; do
         --warmup) WARMUP=${2:?--warmup needs a value}; shift 2 ;;
         --connections) CONNECTIONS=${2:?--connections needs a value}; shift 2 ;;
         --redis) USE_REDIS=1; shift ;;
+        --chain) USE_CHAIN=1; shift ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) usage ;;
         *) echo "run.sh: unknown argument $1" >&2; usage ;;
@@ -40,7 +45,7 @@ done
 command -v jq >/dev/null || { echo "run.sh: jq is required for the table" >&2; exit 2; }
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN="$ROOT/target/release"
+BIN=${BIN:-"$ROOT/target/release"}
 OUT="$ROOT/target/loadtest"
 mkdir -p "$OUT"
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/loadtest.XXXXXX")
@@ -49,12 +54,17 @@ KEY_PREFIX="agw-bench-$$:"
 SIM_PID=""
 GW_PID=""
 LOADGEN_PID=""
+CHAIN_PID=""
+TRANSFERS_PID=""
+# The deposit address of --chain runs (//Alice's SS58) and the sender (//Bob's).
+DEPOSIT_ADDRESS=5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY
+SENDER=5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty
 
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
     # Only the processes this script started, by pid.
-    for pid in "$LOADGEN_PID" "$GW_PID" "$SIM_PID"; do
+    for pid in "$LOADGEN_PID" "$TRANSFERS_PID" "$GW_PID" "$SIM_PID" "$CHAIN_PID"; do
         if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
             kill "$pid" 2>/dev/null || true
             wait "$pid" 2>/dev/null || true
@@ -110,7 +120,7 @@ wait_ready() {
 
 if [ "$BUILD" = 1 ]; then
     echo "== building release binaries"
-    (cd "$ROOT" && cargo build --release -p affine-gateway -p chutes-sim -p loadgen)
+    (cd "$ROOT" && cargo build --release -p affine-gateway -p chutes-sim -p loadgen -p chain-sim)
 fi
 
 # Other work on the machine shows up as latency (and as send lag) in both columns.
@@ -136,6 +146,33 @@ if [ -z "$SIM_BASE" ]; then
 fi
 wait_ready "$SIM_PID" "$SIM_BASE/v1/models" 100 || { echo "run.sh: chutes-sim not answering" >&2; exit 1; }
 
+CONFIG="$(dirname "$0")/bench.toml"
+if [ "$USE_CHAIN" = 1 ]; then
+    echo "== starting chain-sim"
+    "$BIN/chain-sim" --listen 127.0.0.1:0 --block-ms 1000 >"$LOGS/chain.out" 2>"$LOGS/chain.err" &
+    CHAIN_PID=$!
+    CHAIN_BASE=""
+    for _ in $(seq 1 100); do
+        CHAIN_BASE=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$LOGS/chain.out" 2>/dev/null | head -n1 || true)
+        [ -n "$CHAIN_BASE" ] && break
+        kill -0 "$CHAIN_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    [ -n "$CHAIN_BASE" ] || { echo "run.sh: chain-sim did not start:" >&2; cat "$LOGS/chain.err" >&2; exit 1; }
+    # The bench configuration plus a chain section that keeps up with a block a second.
+    CONFIG="$LOGS/bench-chain.toml"
+    cat "$(dirname "$0")/bench.toml" - >"$CONFIG" <<TOML
+
+[chain]
+endpoints = ["$CHAIN_BASE"]
+netuids = [1]
+deposit_address = "$DEPOSIT_ADDRESS"
+requests_per_second = 200
+metagraph_secs = 5
+deposit_poll_secs = 1
+TOML
+fi
+
 echo "== starting affine-gateway"
 GW_READY=0
 for attempt in 1 2 3; do
@@ -153,7 +190,7 @@ for attempt in 1 2 3; do
     if [ "$USE_REDIS" = 1 ]; then
         GW_ENV+=("GATEWAY_REDIS_URL=redis://127.0.0.1:6379" "GATEWAY_KEY_PREFIX=$KEY_PREFIX")
     fi
-    env "${GW_ENV[@]}" "$BIN/affine-gateway" serve --config "$(dirname "$0")/bench.toml" >"$LOGS/gw.out" 2>"$LOGS/gw.err" &
+    env "${GW_ENV[@]}" "$BIN/affine-gateway" serve --config "$CONFIG" >"$LOGS/gw.out" 2>"$LOGS/gw.err" &
     GW_PID=$!
     if wait_ready "$GW_PID" "$GW_BASE/readyz" 150; then
         GW_READY=1
@@ -201,6 +238,17 @@ run_load() {
     LOADGEN_PID=""
     jq -r '"   ok \(.ok)/\(.scheduled), errors \(.errors), achieved \(.achieved_rate)/s, p99 \(.latency_ms.p99) ms, send lag p99 \(.send_lag_ms.p99) ms"' "$OUT/$name.json"
 }
+
+if [ "$USE_CHAIN" = 1 ]; then
+    # One transfer a second to the deposit address while the load runs (unattributed: the
+    # sender is linked to no account), so the poller decodes and records under load.
+    (while true; do
+        curl -s -o /dev/null -X POST "$CHAIN_BASE/_chain/transfer" -H 'content-type: application/json' \
+            -d "{\"from\":\"$SENDER\",\"to\":\"$DEPOSIT_ADDRESS\",\"amount\":1000}" || true
+        sleep 1
+    done) &
+    TRANSFERS_PID=$!
+fi
 
 run_load direct "$SIM_BASE/v1/chat/completions" "$DIRECT_BODY}"
 run_load gateway "$GW_BASE/v1/reason" "$GATEWAY_BODY}" "${GW_AUTH[@]}"
@@ -264,4 +312,7 @@ jq -r '
         "warning: loadgen sent direct requests > 1 ms late at p99: the machine was busy; rerun before trusting the tails"
     else empty end
 ' "$OUT/results.json"
+if [ "$USE_CHAIN" = 1 ]; then
+    echo "chain: $(curl -s "$GW_BASE/metrics" | grep -E '^agw_(deposits_total|deposit_lag_blocks|deposit_poll_errors_total|metagraph_syncs_total\{netuid="1",outcome="ok"\})' | tr '\n' ' ')"
+fi
 echo "results: $OUT/results.json"

@@ -348,11 +348,11 @@ async fn get_json(h: &Harness, url: &str, bearer: &str) -> serde_json::Value {
         .expect("JSON")
 }
 
-/// A chain with finality at the head, served as an archive node, and a gateway polling it for
-/// deposits; returns once the poller has set its first cursor.
-async fn deposit_gateway() -> (ChainSim, Listener, Harness, u64) {
+/// A chain finalizing `lag` blocks behind its head, served as an archive node, and a gateway
+/// polling it for deposits; returns once the poller has set its first cursor.
+async fn deposit_gateway(lag: u64) -> (ChainSim, Listener, Harness, u64) {
     let sim = ChainSim::new();
-    sim.set_finality_lag(0);
+    sim.set_finality_lag(lag);
     sim.produce_blocks(5);
     let node = sim.serve(Role::Archive).await.unwrap();
     let url = node.url();
@@ -367,18 +367,10 @@ async fn deposit_gateway() -> (ChainSim, Listener, Harness, u64) {
 
 #[tokio::test]
 async fn a_linked_transfer_is_credited_exactly_once_across_restarts_replicas_and_redelivery() {
-    let sim = ChainSim::new();
-    sim.produce_blocks(5);
-    let node = sim.serve(Role::Archive).await.unwrap();
-    let url = node.url();
-    let h = Harness::start_with(SimConfig::default(), |c| {
-        deposit_config(c, vec![url], vec![])
-    })
-    .await;
+    let (sim, _node, h, start) = deposit_gateway(2).await;
     let base = h.gw.url();
     let res = link(&h, &base, &h.token, TEST_ACCOUNT, "//Payer", "n1").await;
     assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
-    let start = eventually(WAIT, "the first cursor", || cursor(&h, &base)).await;
     let before = balance(&h, &base, TEST_ACCOUNT).await;
 
     sim.queue_transfer(public("//Payer"), public("//Deposit"), 1_500_000_000);
@@ -478,7 +470,7 @@ async fn a_linked_transfer_is_credited_exactly_once_across_restarts_replicas_and
 
 #[tokio::test]
 async fn the_runtime_upgrade_block_decodes_with_its_parents_metadata() {
-    let (sim, _node, h, _) = deposit_gateway().await;
+    let (sim, _node, h, _) = deposit_gateway(0).await;
     let base = h.gw.url();
     assert_eq!(
         link(&h, &base, &h.token, TEST_ACCOUNT, "//Payer", "u1")
@@ -555,7 +547,7 @@ async fn a_gap_past_the_lite_nodes_retention_is_read_from_the_archive() {
 
 #[tokio::test]
 async fn an_unlinked_transfer_waits_for_one_assignment() {
-    let (sim, _node, h, _) = deposit_gateway().await;
+    let (sim, _node, h, _) = deposit_gateway(0).await;
     let base = h.gw.url();
     sim.queue_transfer(public("//Stranger"), public("//Deposit"), 42);
     sim.produce_blocks(2);

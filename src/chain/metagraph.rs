@@ -121,9 +121,13 @@ impl MetagraphSync {
     /// store's copy (whoever wrote it).
     pub(crate) async fn round(&self, netuid: u16) -> Result<(), SyncError> {
         if self.hold_lease().await? {
-            self.read_chain(netuid).await?;
+            // The reader publishes what it read; only the others need the store's copy.
+            let snap = self.read_chain(netuid).await?;
+            self.install(snap);
+            Ok(())
+        } else {
+            self.adopt(netuid).await
         }
-        self.adopt(netuid).await
     }
 
     /// Takes or renews the reader's lease; it outlives three periods so a reader that stalls
@@ -133,7 +137,9 @@ impl MetagraphSync {
         Ok(super::lease::hold(&self.store, keys::METAGRAPH_LEASE, &self.replica, ttl).await?)
     }
 
-    async fn read_chain(&self, netuid: u16) -> Result<(), SyncError> {
+    /// Reads `netuid` at the finalized head, shares the answer through the store and returns
+    /// its snapshot.
+    async fn read_chain(&self, netuid: u16) -> Result<SubnetSnapshot, SyncError> {
         let head = self.rpc.finalized_head().await?;
         let header = self.rpc.header(head).await?;
         let answer = self
@@ -152,27 +158,37 @@ impl MetagraphSync {
                 .with_label_values(&[netuid.to_string().as_str(), "no_subnet"])
                 .inc();
         }
+        let read_at_ms = now_ms();
         let mut blob = Vec::with_capacity(16 + answer.len());
         blob.extend_from_slice(&header.number.to_be_bytes());
-        blob.extend_from_slice(&now_ms().to_be_bytes());
+        blob.extend_from_slice(&read_at_ms.to_be_bytes());
         blob.extend_from_slice(&answer);
         self.store
             .set(&keys::metagraph_snapshot(netuid), &blob, None)
             .await?;
-        Ok(())
+        Ok(snapshot_of(netuid, header.number, read_at_ms, decoded))
     }
 
-    /// Publishes the store's snapshot of `netuid` when it is newer than the one in place.
+    /// Publishes the store's snapshot of `netuid` when it is newer than the one in place;
+    /// the answer is decoded only then.
     async fn adopt(&self, netuid: u16) -> Result<(), SyncError> {
         let Some(blob) = self.store.get(&keys::metagraph_snapshot(netuid)).await? else {
             return Ok(());
         };
-        let snap = decode_blob(netuid, &blob)?;
+        let (block, read_at_ms, answer) = split_blob(&blob)?;
         if let Some(current) = self.membership.snapshot(netuid)
-            && (current.block, current.read_at_ms) >= (snap.block, snap.read_at_ms)
+            && (current.block, current.read_at_ms) >= (block, read_at_ms)
         {
             return Ok(());
         }
+        let state = subnet_state::decode(answer)?;
+        self.install(snapshot_of(netuid, block, read_at_ms, state));
+        Ok(())
+    }
+
+    /// Publishes a snapshot (unless a newer one is in place) and exports its series.
+    fn install(&self, snap: SubnetSnapshot) {
+        let netuid = snap.netuid;
         let n = netuid.to_string();
         let members = snap.members.len();
         let block = snap.block;
@@ -191,21 +207,18 @@ impl MetagraphSync {
                 .inc();
             self.export_ages(&[netuid], now_ms());
         }
-        Ok(())
     }
 }
 
-/// A stored snapshot back into a [`SubnetSnapshot`].
-fn decode_blob(netuid: u16, blob: &[u8]) -> Result<SubnetSnapshot, SyncError> {
+/// A stored snapshot's block, read time and the chain's answer.
+fn split_blob(blob: &[u8]) -> Result<(u64, u64, &[u8]), SyncError> {
     let (Some(block), Some(read_at), Some(answer)) =
         (blob.get(..8), blob.get(8..16), blob.get(16..))
     else {
         return Err(SyncError::Truncated);
     };
-    let block = u64::from_be_bytes(block.try_into().unwrap_or_default());
-    let read_at_ms = u64::from_be_bytes(read_at.try_into().unwrap_or_default());
-    let state = subnet_state::decode(answer)?;
-    Ok(snapshot_of(netuid, block, read_at_ms, state))
+    let be = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or_default());
+    Ok((be(block), be(read_at), answer))
 }
 
 /// The request path's view of a decoded subnet state (`None`: the subnet does not exist, so

@@ -145,6 +145,17 @@ pub struct Ending<'a> {
     pub charge: Option<&'a Charge>,
 }
 
+/// One live request whose leases [`Store::renew_many`] extends.
+#[derive(Debug, Clone, Copy)]
+pub struct Renewal<'a> {
+    /// The scopes it was admitted under.
+    pub scopes: &'a [ScopeSpec],
+    /// Its id.
+    pub request_id: &'a str,
+    /// The account whose hold is extended too, if any.
+    pub account: Option<&'a str>,
+}
+
 /// What a settlement did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settled {
@@ -401,6 +412,35 @@ impl Store {
             }
             Store::Redis(s) => s.renew(scopes, request_id, lease_ms, account, policy).await,
         }
+    }
+
+    /// Extends many live requests' leases (and holds) at once: what the limiter's one renewer
+    /// calls every renewal period for every request it holds, instead of a timer per request.
+    pub async fn renew_many(
+        &self,
+        leases: &[Renewal<'_>],
+        lease: std::time::Duration,
+        policy: &LedgerPolicy,
+    ) -> Result<(), StoreError> {
+        for r in leases {
+            self.renew(r.scopes, r.request_id, lease, r.account, policy)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Ends many requests at once (the settlement batcher's call): one answer per ending, in
+    /// order. An error is per ending, so a batch that partly failed journals only what failed.
+    pub async fn settle_many(
+        &self,
+        ends: &[Ending<'_>],
+        policy: &LedgerPolicy,
+    ) -> Vec<Result<Settled, StoreError>> {
+        let mut out = Vec::with_capacity(ends.len());
+        for e in ends {
+            out.push(self.settle(*e, policy).await);
+        }
+        out
     }
 
     /// Daily rollups of one scope tag (`{a:<id>}`, `{s:<netuid>}` or `{stats}`) for `days`

@@ -339,13 +339,7 @@ async fn free_callers_without_an_account_leave_only_expiring_keys() {
         .unwrap();
     assert_eq!(stats["days"][0]["requests"], 2, "{stats}");
     let month = &day[..7];
-    let events: Vec<redis::Value> = redis::cmd("XRANGE")
-        .arg(format!("{prefix}{{u:{month}}}"))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let events = h.events_of(month).await;
     assert_eq!(events.len(), 2);
     // The ledger still reconciles.
     let snap = h.gw.state.store.ledger_snapshot().await.unwrap();

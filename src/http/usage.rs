@@ -370,52 +370,81 @@ pub async fn export(
             ));
         }
     };
-    // Read the first page before answering, so a store outage is a clean 503, not a cut body.
-    let first = st
+    // Read the accounts and the first page before answering, so a store outage is a clean
+    // 503, not a cut body.
+    let accounts = st
         .store
-        .usage_events(&q.month, None, EXPORT_PAGE)
+        .usage_accounts(&q.month)
         .await
         .map_err(unavailable)?;
-    tracing::info!(by = %op.sub, month = %q.month, csv, "usage export");
+    let first = match accounts.first() {
+        Some(a) => st
+            .store
+            .usage_events(&q.month, a, None, EXPORT_PAGE)
+            .await
+            .map_err(unavailable)?,
+        None => Vec::new(),
+    };
+    tracing::info!(by = %op.sub, month = %q.month, csv, accounts = accounts.len(), "usage export");
+    /// Where the export is: the account being read and the cursor in its stream.
+    struct Walk {
+        accounts: Vec<String>,
+        at: usize,
+        cursor: Option<String>,
+        first: Option<Vec<UsageEntry>>,
+        header: bool,
+    }
     let store = st.store.clone();
     let month = q.month.clone();
-    let pages = futures_util::stream::unfold(
-        (Some(first), None::<String>, csv, true),
-        move |(page, cursor, csv, header)| {
-            let (store, month) = (store.clone(), month.clone());
-            async move {
-                let page = match page {
+    let walk = Walk {
+        accounts,
+        at: 0,
+        cursor: None,
+        first: Some(first),
+        header: true,
+    };
+    let pages = futures_util::stream::unfold(Some(walk), move |walk| {
+        let (store, month) = (store.clone(), month.clone());
+        async move {
+            let mut w = walk?;
+            loop {
+                let page = match w.first.take() {
                     Some(p) => p,
                     None => {
-                        let c = cursor.as_ref()?;
-                        match store.usage_events(&month, Some(c), EXPORT_PAGE).await {
+                        let Some(account) = w.accounts.get(w.at) else {
+                            // A month without events is still a CSV with its header.
+                            return w.header.then(|| {
+                                (Ok::<Bytes, std::io::Error>(render(&[], csv, true)), None)
+                            });
+                        };
+                        match store
+                            .usage_events(&month, account, w.cursor.as_deref(), EXPORT_PAGE)
+                            .await
+                        {
                             Ok(p) => p,
                             Err(e) => {
                                 // Headers are gone: cutting the body is the only honest signal.
                                 tracing::error!(error = %e, "usage export cut short");
                                 return Some((
                                     Err(std::io::Error::other("usage store failed")),
-                                    (None, None, csv, false),
+                                    None,
                                 ));
                             }
                         }
                     }
                 };
-                if page.is_empty() && !header {
-                    return None;
+                if page.is_empty() {
+                    w.at += 1;
+                    w.cursor = None;
+                    continue;
                 }
-                let next = page.last().map(|e| e.cursor.clone());
-                let full = page.len() == EXPORT_PAGE;
-                let bytes = render(&page, csv, header);
-                let state = if full {
-                    (None, next, csv, false)
-                } else {
-                    (None, None, csv, false)
-                };
-                Some((Ok::<Bytes, std::io::Error>(bytes), state))
+                w.cursor = page.last().map(|e| e.cursor.clone());
+                let bytes = render(&page, csv, w.header);
+                w.header = false;
+                return Some((Ok(bytes), Some(w)));
             }
-        },
-    );
+        }
+    });
     let (ctype, ext) = if csv {
         ("text/csv; charset=utf-8", "csv")
     } else {

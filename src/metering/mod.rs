@@ -328,8 +328,24 @@ pub fn rfc3339(ms: u64) -> String {
     crate::store::rfc3339_and_day(ms).0
 }
 
-/// Settles requests: one store call per request, on a detached task; the journal when the
-/// store cannot take it.
+/// One settlement waiting for the batcher.
+#[derive(Debug)]
+struct Pending {
+    scopes: Vec<ScopeSpec>,
+    request_id: String,
+    tokens_back: i64,
+    /// The charge and its plan's name (for the metrics).
+    charge: Option<(Charge, String)>,
+}
+
+/// The most settlements one batch takes: bounds one batch's script arguments (a few KB each).
+const MAX_BATCH: usize = 256;
+
+/// Settles requests off the latency path, in batches: a request's settlement is queued and
+/// one flusher task per meter takes everything queued at once to the store
+/// ([`Store::settle_many`]: one call per hash tag), so a busy replica pays one round trip per
+/// batch rather than one task and one call per request, and an idle one adds no delay (a
+/// settlement alone is sent at once). What the store cannot take goes to the journal.
 #[derive(Debug)]
 pub struct Meter {
     store: Store,
@@ -339,9 +355,14 @@ pub struct Meter {
     metrics: Metrics,
     /// The provider's prices, when a plan is priced by the provider.
     provider: Option<Arc<provider::ProviderPrices>>,
-    /// Settlements running now, and a wake-up when one ends (for [`Meter::flush`]).
+    /// Settlements queued or being sent, and a wake-up when a batch ends (for
+    /// [`Meter::flush`]).
     running: std::sync::atomic::AtomicU64,
     ended: tokio::sync::Notify,
+    /// The batcher's queue, the wake-up of its flusher, and whether the flusher is started.
+    queue: std::sync::Mutex<Vec<Pending>>,
+    queued: Arc<tokio::sync::Notify>,
+    flusher: std::sync::Once,
 }
 
 impl Meter {
@@ -370,6 +391,9 @@ impl Meter {
             provider,
             running: std::sync::atomic::AtomicU64::new(0),
             ended: tokio::sync::Notify::new(),
+            queue: std::sync::Mutex::new(Vec::new()),
+            queued: Arc::new(tokio::sync::Notify::new()),
+            flusher: std::sync::Once::new(),
         })
     }
 
@@ -408,7 +432,8 @@ impl Meter {
         })
     }
 
-    /// Settles one request on a detached task (it outlives the client connection).
+    /// Settles one request off the latency path (it outlives the client connection): queued
+    /// for the batcher.
     pub fn settle_detached(
         self: &Arc<Self>,
         scopes: Vec<ScopeSpec>,
@@ -416,13 +441,50 @@ impl Meter {
         tokens_back: i64,
         charge: Option<(Charge, String)>,
     ) {
-        let m = Arc::clone(self);
-        m.running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        tokio::spawn(async move {
-            m.settle(scopes, request_id, tokens_back, charge).await;
-            m.running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-            m.ended.notify_waiters();
+        self.flusher.call_once(|| {
+            let (m, queued) = (Arc::downgrade(self), Arc::clone(&self.queued));
+            tokio::spawn(async move { Meter::flush_loop(m, queued).await });
         });
+        self.running
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Pending {
+                scopes,
+                request_id,
+                tokens_back,
+                charge,
+            });
+        self.queued.notify_one();
+    }
+
+    /// The flusher: takes what is queued (at most [`MAX_BATCH`]), settles it as one batch,
+    /// repeats; sleeps while nothing is queued. Holds the meter weakly, so a dropped gateway
+    /// ends it.
+    async fn flush_loop(meter: std::sync::Weak<Meter>, queued: Arc<tokio::sync::Notify>) {
+        loop {
+            let Some(m) = meter.upgrade() else { return };
+            let batch: Vec<Pending> = {
+                let mut q = m
+                    .queue
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let n = q.len().min(MAX_BATCH);
+                q.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                // `notify_one` stores a permit when nobody waits, so a push between the drain
+                // and this wait is not lost.
+                drop(m);
+                queued.notified().await;
+                continue;
+            }
+            let n = batch.len() as u64;
+            m.settle_batch(batch).await;
+            m.running.fetch_sub(n, std::sync::atomic::Ordering::SeqCst);
+            m.ended.notify_waiters();
+        }
     }
 
     /// Settlements still running.
@@ -452,24 +514,52 @@ impl Meter {
         tokens_back: i64,
         charge: Option<(Charge, String)>,
     ) {
+        self.settle_batch(vec![Pending {
+            scopes,
+            request_id,
+            tokens_back,
+            charge,
+        }])
+        .await;
+    }
+
+    /// Settles `batch` in one store call per hash tag, then counts each outcome and journals
+    /// what the store could not take.
+    async fn settle_batch(&self, batch: Vec<Pending>) {
+        let results = {
+            let ends: Vec<Ending<'_>> = batch
+                .iter()
+                .map(|p| Ending {
+                    scopes: &p.scopes,
+                    request_id: &p.request_id,
+                    tokens_back: p.tokens_back,
+                    request_back: false,
+                    charge: p.charge.as_ref().map(|(c, _)| c),
+                })
+                .collect();
+            self.store.settle_many(&ends, &self.policy).await
+        };
+        for (p, result) in batch.into_iter().zip(results) {
+            self.account(p, result.map(|s| s.recorded)).await;
+        }
+    }
+
+    /// Counts one settlement's outcome, and journals it when the store failed.
+    async fn account(
+        &self,
+        p: Pending,
+        result: Result<crate::store::Recorded, crate::store::StoreError>,
+    ) {
+        let Pending {
+            scopes,
+            request_id,
+            tokens_back,
+            charge,
+        } = p;
         let (charge, plan) = match charge {
             Some((c, p)) => (Some(c), p),
             None => (None, String::new()),
         };
-        let result = self
-            .store
-            .settle(
-                Ending {
-                    scopes: &scopes,
-                    request_id: &request_id,
-                    tokens_back,
-                    request_back: false,
-                    charge: charge.as_ref(),
-                },
-                &self.policy,
-            )
-            .await
-            .map(|s| s.recorded);
         let outcome = match result {
             Ok(crate::store::Recorded::Now) => {
                 if let Some(c) = &charge {

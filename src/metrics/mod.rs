@@ -382,6 +382,8 @@ pub const REDIS_OPS: &[&str] = &[
     "auth_admit",
     "quota_admit",
     "quota_settle",
+    "quota_refund",
+    "quota_renew",
     "credit",
     "revoke",
     "revocations",

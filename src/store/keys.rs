@@ -178,20 +178,36 @@ pub(crate) fn callers(day: &str) -> String {
     format!("{STATS_TAG}:callers:{day}")
 }
 
-/// The stream of a month's usage events.
-pub(crate) fn month_stream(month: &str) -> String {
-    format!("{{u:{month}}}")
+/// The two quota keys of a scope tag, in script order: the hash of its three token buckets
+/// (requests/minute, tokens/minute, tokens/day), then the concurrency lease set.
+pub(crate) fn quota(tag: &str) -> [String; 2] {
+    [format!("{tag}:q"), format!("{tag}:q:conc")]
 }
 
-/// The four quota keys of a scope tag, in script order: the requests/minute, tokens/minute and
-/// tokens/day buckets, then the concurrency lease set.
-pub(crate) fn quota(tag: &str) -> [String; 4] {
-    [
-        format!("{tag}:q:rpm"),
-        format!("{tag}:q:tpm"),
-        format!("{tag}:q:tpd"),
-        format!("{tag}:q:conc"),
-    ]
+/// The account's hold expiries: zset request id → expiry (Redis ms).
+pub(crate) fn holdexp(id: &str) -> String {
+    format!("{{a:{id}}}:holdexp")
+}
+
+/// An account's usage events of one month (a stream; entry fields `a` the account, then `e`
+/// once per event of the batch that wrote the entry).
+pub(crate) fn events(id: &str, month: &str) -> String {
+    format!("{{a:{id}}}:ev:{month}")
+}
+
+/// `SCAN` pattern (after the prefix) of every account's usage stream of `month`.
+pub(crate) fn events_pattern(month: &str) -> String {
+    format!("{{a:*}}:ev:{month}")
+}
+
+/// `SCAN` pattern (after the prefix) of every account's usage stream of every month.
+pub(crate) const EVENTS_PATTERN: &str = "{a:*}:ev:*";
+
+/// The account and month of a usage stream key (after the prefix).
+pub(crate) fn events_of(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix("{a:")?;
+    let (id, month) = rest.rsplit_once("}:ev:")?;
+    Some((id, month))
 }
 
 /// A coldkey's hash tag, `{c:<ss58>}`.
@@ -232,14 +248,6 @@ pub(crate) fn account_of_tag(tag: &str) -> Option<&str> {
     tag.strip_prefix("{a:")?.strip_suffix('}')
 }
 
-/// `SCAN` pattern (after the prefix) of every month's usage stream.
-pub(crate) const MONTH_STREAM_PATTERN: &str = "{u:*}";
-
-/// The month of a usage stream key (after the prefix).
-pub(crate) fn month_of(key: &str) -> Option<&str> {
-    key.strip_prefix("{u:")?.strip_suffix('}')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,13 +259,16 @@ mod tests {
         assert_eq!(account_of(&balance("acme"), "held"), None);
         assert_eq!(account_of("{s:7}:bal", "bal"), None);
         assert_eq!(account_of_tag(&account_tag("x1")), Some("x1"));
-        assert_eq!(month_of(&month_stream("2026-11")), Some("2026-11"));
+        assert_eq!(
+            events_of(&events("x:1", "2026-11")),
+            Some(("x:1", "2026-11"))
+        );
     }
 
     #[test]
     fn every_key_of_a_scope_shares_its_tag() {
         for k in quota(&subnet_tag(7)) {
-            assert!(k.starts_with("{s:7}:q:"), "{k}");
+            assert!(k.starts_with("{s:7}:q"), "{k}");
         }
         assert!(replay_mark("5F", "n", "x").starts_with(&account_tag("5F")));
         assert!(callers("2026-11-25").starts_with(STATS_TAG));

@@ -3,11 +3,11 @@
 //! `/v1/stats`, the export and `ledger reconcile`. The keys they use are laid out in
 //! [`keys`](super::keys).
 //!
-//! Redis runs everything that changes money in `admit_v3.lua` / `settle_v3.lua` (one round trip
-//! each, atomic; [`redis`](super::redis) has them beside their decoders); the memory backend
-//! implements the same rules in its `ledger` module. Both scripts touch the subnet, stats and
-//! month keys besides the account's, so they need a single Redis (not Cluster) — see
-//! docs/ARCHITECTURE.md §5.
+//! Redis runs everything that changes money in `admit_v4.lua` / `settle_v4.lua`, each call on
+//! the keys of one hash tag (one Redis Cluster slot; [`redis`](super::redis) has them beside
+//! their decoders): an admission is one call per tag it touches, a batch of settlements one
+//! call per tag. The memory backend implements the same rules in its `ledger` module. Why the
+//! split never over-admits nor double-counts: docs/ARCHITECTURE.md §5.
 
 use std::collections::BTreeMap;
 
@@ -391,7 +391,11 @@ impl Store {
     ) -> Result<Settled, StoreError> {
         match self {
             Store::Memory(s) => Ok(s.settle(end, policy)),
-            Store::Redis(s) => s.settle(end, policy).await,
+            Store::Redis(s) => s
+                .settle_many(std::slice::from_ref(&end), policy)
+                .await
+                .pop()
+                .unwrap_or_else(|| Err(StoreError::Protocol("no settlement answer".into()))),
         }
     }
 
@@ -410,37 +414,51 @@ impl Store {
                 s.renew(scopes, request_id, lease_ms, account, policy);
                 Ok(())
             }
-            Store::Redis(s) => s.renew(scopes, request_id, lease_ms, account, policy).await,
+            Store::Redis(s) => {
+                let r = Renewal {
+                    scopes,
+                    request_id,
+                    account,
+                };
+                s.renew_many(std::slice::from_ref(&r), lease_ms, policy)
+                    .await
+            }
         }
     }
 
     /// Extends many live requests' leases (and holds) at once: what the limiter's one renewer
     /// calls every renewal period for every request it holds, instead of a timer per request.
+    /// On Redis, one call per hash tag.
     pub async fn renew_many(
         &self,
         leases: &[Renewal<'_>],
         lease: std::time::Duration,
         policy: &LedgerPolicy,
     ) -> Result<(), StoreError> {
-        for r in leases {
-            self.renew(r.scopes, r.request_id, lease, r.account, policy)
-                .await?;
+        let lease_ms = super::ttl_millis(lease)?;
+        match self {
+            Store::Memory(s) => {
+                for r in leases {
+                    s.renew(r.scopes, r.request_id, lease_ms, r.account, policy);
+                }
+                Ok(())
+            }
+            Store::Redis(s) => s.renew_many(leases, lease_ms, policy).await,
         }
-        Ok(())
     }
 
     /// Ends many requests at once (the settlement batcher's call): one answer per ending, in
     /// order. An error is per ending, so a batch that partly failed journals only what failed.
+    /// On Redis, one call per hash tag of the batch.
     pub async fn settle_many(
         &self,
         ends: &[Ending<'_>],
         policy: &LedgerPolicy,
     ) -> Vec<Result<Settled, StoreError>> {
-        let mut out = Vec::with_capacity(ends.len());
-        for e in ends {
-            out.push(self.settle(*e, policy).await);
+        match self {
+            Store::Memory(s) => ends.iter().map(|e| Ok(s.settle(*e, policy))).collect(),
+            Store::Redis(s) => s.settle_many(ends, policy).await,
         }
-        out
     }
 
     /// Daily rollups of one scope tag (`{a:<id>}`, `{s:<netuid>}` or `{stats}`) for `days`
@@ -457,17 +475,27 @@ impl Store {
         }
     }
 
-    /// Up to `count` usage events of `month` (`YYYY-MM`) after `cursor` (`None` = from the
-    /// start), in recording order, with the cursor of each.
+    /// The accounts with usage events in `month` (`YYYY-MM`), sorted: what an export walks.
+    pub async fn usage_accounts(&self, month: &str) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.usage_accounts(month)),
+            Store::Redis(s) => s.usage_accounts(month).await,
+        }
+    }
+
+    /// Usage events of `account` in `month` after `cursor` (`None` = from the start), in
+    /// recording order, with the cursor of each: at least `count` when that many remain (a
+    /// page ends on a whole settlement batch, so it may hold a few more).
     pub async fn usage_events(
         &self,
         month: &str,
+        account: &str,
         cursor: Option<&str>,
         count: usize,
     ) -> Result<Vec<UsageEntry>, StoreError> {
         match self {
-            Store::Memory(s) => Ok(s.usage_events(month, cursor, count)),
-            Store::Redis(s) => s.usage_events(month, cursor, count).await,
+            Store::Memory(s) => Ok(s.usage_events(month, account, cursor, count)),
+            Store::Redis(s) => s.usage_events(month, account, cursor, count).await,
         }
     }
 

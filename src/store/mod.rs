@@ -57,7 +57,7 @@ use std::time::Duration;
 pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The backend cannot be reached (connection refused, broken pipe, authentication refused,
     /// server loading…). Messages never contain the connection URL or its password.

@@ -4,7 +4,7 @@
 //! aggregate (`{s:<netuid>}`). Admission checks and consumes every bucket of every scope of a
 //! request at once, all or nothing, and takes a concurrency lease per scope; settlement gives
 //! back the unused part of the token estimate and releases the leases, idempotently. Redis runs
-//! `admit_v3.lua` / `settle_v3.lua` (which also do the ledger's part, see
+//! `admit_v4.lua` / `settle_v4.lua`, one call per hash tag (which also do the ledger's part, see
 //! [`ledger`](super::ledger)); the memory backend implements the same rules in its `quota`
 //! module, and `tests/quota_store.rs` runs one behaviour suite against both. The operations
 //! themselves are [`Store::admit`](super::Store::admit) and its siblings.
@@ -27,8 +27,8 @@ pub struct ScopeSpec {
 }
 
 impl ScopeSpec {
-    /// The scope's four keys: three buckets and the lease set.
-    pub fn keys(&self) -> [String; 4] {
+    /// The scope's two keys: the hash of its three buckets and the lease set.
+    pub fn keys(&self) -> [String; 2] {
         super::keys::quota(&self.tag)
     }
 

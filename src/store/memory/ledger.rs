@@ -52,8 +52,8 @@ struct Shard {
     rollups: HashMap<String, BTreeMap<String, Rollup>>,
     /// Callers by day (the `{stats}` tag's shard only).
     callers: HashMap<String, HashSet<String>>,
-    /// Events by month: (sequence, event json).
-    events: BTreeMap<String, Vec<(u64, String)>>,
+    /// Events by month, then account: (sequence, event json).
+    events: BTreeMap<String, BTreeMap<String, Vec<(u64, String)>>>,
 }
 
 /// All books of one memory store family.
@@ -135,6 +135,8 @@ impl MemoryStore {
         shard
             .events
             .entry(month)
+            .or_default()
+            .entry(c.account.clone())
             .or_default()
             .push((seq, c.event.clone()));
         let add = |r: &mut Rollup| {
@@ -411,9 +413,23 @@ impl MemoryStore {
 
     /// Events of every shard are merged by their sequence number, which is the recording order;
     /// the cursor is that number.
+    pub(in crate::store) fn usage_accounts(&self, month: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in self.data().ledger.shards.iter() {
+            let s = s.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(m) = s.events.get(month) {
+                out.extend(m.keys().cloned());
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     pub(in crate::store) fn usage_events(
         &self,
         month: &str,
+        account: &str,
         cursor: Option<&str>,
         count: usize,
     ) -> Vec<UsageEntry> {
@@ -421,7 +437,7 @@ impl MemoryStore {
         let mut all = Vec::new();
         for s in self.data().ledger.shards.iter() {
             let s = s.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(v) = s.events.get(month) {
+            if let Some(v) = s.events.get(month).and_then(|m| m.get(account)) {
                 all.extend(
                     v.iter()
                         .filter(|(seq, _)| after.is_none_or(|a| *seq > a))
@@ -467,8 +483,8 @@ impl MemoryStore {
                     },
                 );
             }
-            for (month, evs) in &s.events {
-                for (_, e) in evs {
+            for (month, per_account) in &s.events {
+                for (_, e) in per_account.values().flatten() {
                     snap.tally(month, e);
                 }
             }

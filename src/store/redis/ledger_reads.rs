@@ -47,32 +47,56 @@ impl RedisStore {
         Ok(out)
     }
 
+    pub(in crate::store) async fn usage_accounts(
+        &self,
+        month: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut out: Vec<String> = self
+            .scan(&keys::events_pattern(month))
+            .await?
+            .iter()
+            .filter_map(|k| keys::events_of(k).map(|(id, _)| id.to_string()))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
     pub(in crate::store) async fn usage_events(
         &self,
         month: &str,
+        account: &str,
         cursor: Option<&str>,
         count: usize,
     ) -> Result<Vec<UsageEntry>, StoreError> {
         let start = cursor.map_or_else(|| "-".to_string(), |c| format!("({c}"));
-        let reply: ::redis::streams::StreamRangeReply = self
+        // Each entry holds every event one settlement batch wrote for the account: `a` the
+        // account, then `e` per event (repeated fields, so read raw rather than as a map).
+        let reply: Vec<(String, Vec<Vec<u8>>)> = self
             .query(
                 "usage_events",
                 ::redis::cmd("XRANGE")
-                    .arg(self.full_key(&keys::month_stream(month)))
+                    .arg(self.full_key(&keys::events(account, month)))
                     .arg(start)
                     .arg("+")
                     .arg("COUNT")
                     .arg(count),
             )
             .await?;
-        Ok(reply
-            .ids
-            .into_iter()
-            .map(|e| {
-                let json: String = e.get("e").unwrap_or_default();
-                UsageEntry { cursor: e.id, json }
-            })
-            .collect())
+        let mut out = Vec::new();
+        for (id, fields) in reply {
+            for pair in fields.chunks(2) {
+                if let [name, value] = pair
+                    && name.as_slice() == b"e"
+                {
+                    out.push(UsageEntry {
+                        cursor: id.clone(),
+                        json: String::from_utf8_lossy(value).into_owned(),
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub(in crate::store) async fn ledger_snapshot(&self) -> Result<LedgerSnapshot, StoreError> {
@@ -134,19 +158,19 @@ impl RedisStore {
             }
             snap.accounts.insert(id, b);
         }
-        for stream in self.scan(keys::MONTH_STREAM_PATTERN).await? {
-            let Some(month) = keys::month_of(&stream).map(str::to_string) else {
+        for stream in self.scan(keys::EVENTS_PATTERN).await? {
+            let Some((account, month)) = keys::events_of(&stream) else {
                 continue;
             };
             let mut cursor: Option<String> = None;
             loop {
                 let batch = self
-                    .usage_events(&month, cursor.as_deref(), SNAPSHOT_PAGE)
+                    .usage_events(month, account, cursor.as_deref(), SNAPSHOT_PAGE)
                     .await?;
                 let Some(last) = batch.last() else { break };
                 cursor = Some(last.cursor.clone());
                 for e in &batch {
-                    snap.tally(&month, &e.json);
+                    snap.tally(month, &e.json);
                 }
             }
         }

@@ -14,8 +14,9 @@
 //! This file is the connection: connecting, running one call under the timeout, error
 //! classification and the redactor. The operations are split by domain, each script beside
 //! the Rust that calls it and decodes its reply ([`reply`]): [`kv`] the primitives,
-//! [`admission`] admit, peek, settle and renew (`admit_v3.lua`, `settle_v3.lua`, both with
-//! `ledger_lib_v2.lua`), [`ledger_reads`] the rollups, usage events and the reconciliation's
+//! [`admission`] admit and peek (`admit_v4.lua`), [`settlement`] settle and renew in batches
+//! (`settle_v4.lua`, `renew_v4.lua`; all three with `ledger_lib_v3.lua`), each call on one
+//! hash tag, [`ledger_reads`] the rollups, usage events and the reconciliation's
 //! snapshot, [`credit`] credits (`credit_v3.lua`), [`auth`] the authentication step
 //! (`auth_admit_v2.lua`) and revocations.
 
@@ -26,6 +27,7 @@ mod kv;
 mod ledger_reads;
 mod reply;
 mod sets;
+mod settlement;
 
 pub(super) use admission::AdmitMode;
 
@@ -59,6 +61,9 @@ pub struct RedisStore {
     redactor: Arc<Redactor>,
     /// Command latency and failures by operation, once the gateway has attached its metrics.
     metrics: Option<crate::metrics::RedisMetrics>,
+    /// Expired holds an admission swept, waiting for the next settlement batch to add them to
+    /// the subnet and `{stats}` rollups (which live on other slots than the account).
+    swept: Arc<std::sync::Mutex<Vec<settlement::Swept>>>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -125,6 +130,7 @@ impl RedisStore {
             command_timeout,
             redactor: Arc::new(redactor),
             metrics: None,
+            swept: Arc::default(),
         })
     }
 

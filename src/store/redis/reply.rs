@@ -95,11 +95,13 @@ impl Fields {
         })
     }
 
-    /// Field `name`, a list of nested name/value arrays.
-    pub(super) fn nested(&mut self, name: &str) -> Result<Vec<Fields>, StoreError> {
+    /// Field `name`, itself a name/value array; `None` when it is empty (Lua cannot tell an
+    /// empty table from an empty list).
+    pub(super) fn nested_one(&mut self, name: &str) -> Result<Option<Fields>, StoreError> {
         let script = self.script;
         match self.take(name)? {
-            Value::Array(items) => items.into_iter().map(|v| Fields::new(script, v)).collect(),
+            Value::Array(items) if items.is_empty() => Ok(None),
+            v @ Value::Array(_) => Fields::new(script, v).map(Some),
             other => Err(protocol(
                 script,
                 format_args!("field `{name}`: expected a list, got {other:?}"),
@@ -197,6 +199,6 @@ mod tests {
         ]);
         assert!(matches!(f.count("n"), Err(StoreError::Protocol(_))));
         assert!(matches!(f.money("m"), Err(StoreError::Protocol(_))));
-        assert!(matches!(f.nested("l"), Err(StoreError::Protocol(_))));
+        assert!(matches!(f.nested_one("l"), Err(StoreError::Protocol(_))));
     }
 }

@@ -230,6 +230,8 @@ async fn a_batch_debits_each_request_once_and_sums_exactly() {
         seen.extend(page.into_iter().map(|e| e.json));
     }
     assert_eq!(seen.len(), 50);
+    // The shared rollups are gathered in memory and written at most once a second.
+    store.flush_rollups(&policy).await;
     let day = charges[0].day.clone();
     for tag in ["{s:5}", "{stats}", "{a:whale}"] {
         let r = store

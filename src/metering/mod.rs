@@ -465,6 +465,22 @@ impl Meter {
     async fn flush_loop(meter: std::sync::Weak<Meter>, queued: Arc<tokio::sync::Notify>) {
         loop {
             let Some(m) = meter.upgrade() else { return };
+            if m.queue_len() == 0 {
+                drop(m);
+                // `notify_one` stores a permit when nobody waits, so a push between the check
+                // and this wait is not lost. Idle for a second: write the gathered rollups.
+                if tokio::time::timeout(crate::store::ROLLUP_EVERY, queued.notified())
+                    .await
+                    .is_err()
+                    && let Some(m) = meter.upgrade()
+                {
+                    m.store.flush_rollups(&m.policy).await;
+                }
+                continue;
+            }
+            // No lingering for a bigger batch: a settlement frees a concurrency slot and shows
+            // the balance to the caller's next request, which may come at once. Batches grow by
+            // themselves while a batch is in flight.
             let batch: Vec<Pending> = {
                 let mut q = m
                     .queue
@@ -473,13 +489,6 @@ impl Meter {
                 let n = q.len().min(MAX_BATCH);
                 q.drain(..n).collect()
             };
-            if batch.is_empty() {
-                // `notify_one` stores a permit when nobody waits, so a push between the drain
-                // and this wait is not lost.
-                drop(m);
-                queued.notified().await;
-                continue;
-            }
             let n = batch.len() as u64;
             m.settle_batch(batch).await;
             m.running.fetch_sub(n, std::sync::atomic::Ordering::SeqCst);
@@ -487,12 +496,20 @@ impl Meter {
         }
     }
 
+    fn queue_len(&self) -> usize {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
     /// Settlements still running.
     pub fn running(&self) -> u64 {
         self.running.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Waits (at most `limit`) until no settlement is running.
+    /// Waits (at most `limit`) until no settlement is running, then writes the rollups the
+    /// store gathers in memory (so a drain, or a test, sees every count).
     pub async fn flush(&self, limit: std::time::Duration) {
         let _ = tokio::time::timeout(limit, async {
             loop {
@@ -504,6 +521,7 @@ impl Meter {
             }
         })
         .await;
+        self.store.flush_rollups(&self.policy).await;
     }
 
     /// Settles one request now; `charge` carries the plan name for the metrics.

@@ -14,6 +14,11 @@ use std::collections::BTreeMap;
 use super::redis::AdmitMode;
 use super::{QuotaDecision, ScopeSpec, ScopeView, Store, StoreError};
 
+/// How often a Redis store writes the subnet and `{stats}` rollups it gathers in memory: they
+/// are statistics (`/v1/stats`, `/v1/usage`), and writing them once a second per tag instead of
+/// once per settlement takes the hot shared slots off every request.
+pub const ROLLUP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How an admission treats the account's money.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BillMode {
@@ -472,6 +477,15 @@ impl Store {
         match self {
             Store::Memory(s) => Ok(s.rollups(tag, days, callers)),
             Store::Redis(s) => s.rollups(tag, days, callers).await,
+        }
+    }
+
+    /// Writes the subnet and public rollups a Redis store gathers in memory between settlement
+    /// batches (it writes them at most once a second); the meter calls it when idle and at
+    /// shutdown. The memory store writes them at once: nothing to do.
+    pub async fn flush_rollups(&self, policy: &LedgerPolicy) {
+        if let Store::Redis(s) = self {
+            s.flush_rollups(policy).await;
         }
     }
 

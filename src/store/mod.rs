@@ -42,7 +42,7 @@ pub use auth::AuthAdmission;
 pub use credit::CreditOutcome;
 pub use ledger::{
     Admission, BillMode, Charge, DayRollup, Ending, Hold, LedgerPolicy, LedgerSnapshot, Peek,
-    Recorded, Renewal, Rollup, Settled, UsageEntry,
+    ROLLUP_EVERY, Recorded, Renewal, Rollup, Settled, UsageEntry,
 };
 pub(crate) use memory::rfc3339_and_day;
 pub use quota::{BucketView, Limit, QuotaDecision, ScopeSpec, ScopeView};

@@ -61,9 +61,9 @@ pub struct RedisStore {
     redactor: Arc<Redactor>,
     /// Command latency and failures by operation, once the gateway has attached its metrics.
     metrics: Option<crate::metrics::RedisMetrics>,
-    /// Expired holds an admission swept, waiting for the next settlement batch to add them to
-    /// the subnet and `{stats}` rollups (which live on other slots than the account).
-    swept: Arc<std::sync::Mutex<Vec<settlement::Swept>>>,
+    /// The subnet and `{stats}` rollups of settlements and swept holds, gathered until due
+    /// (they live on other slots than the accounts, and are written once a second).
+    rollups: Arc<std::sync::Mutex<settlement::PendingRollups>>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -130,7 +130,7 @@ impl RedisStore {
             command_timeout,
             redactor: Arc::new(redactor),
             metrics: None,
-            swept: Arc::default(),
+            rollups: Arc::default(),
         })
     }
 

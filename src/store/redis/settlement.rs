@@ -6,9 +6,13 @@
 //! 1. every account tag at once: the leases of the caller's own scope, and the money of the
 //!    account billed there (the done-mark per request id, the hold, the debit, the events,
 //!    the account's rollup);
-//! 2. then every shared tag at once: the subnet's or public tier's leases, and the subnet and
-//!    `{stats}` rollups of what phase 1 recorded *now* (never of a repeat, so a journal replay
-//!    counts nothing twice), with the rollups of expired holds swept meanwhile.
+//! 2. then every shared tag at once: the subnet's or public tier's leases.
+//!
+//! The subnet and `{stats}` rollups of what phase 1 recorded *now* (never of a repeat, so a
+//! journal replay counts nothing twice), and of expired holds swept meanwhile, are gathered in
+//! memory and written at most once a second, one call per tag
+//! ([`ROLLUP_EVERY`](crate::store::ROLLUP_EVERY)), with the
+//! phase 2 of the batch that finds them due or by [`RedisStore::flush_rollups`].
 //!
 //! An ending whose phase-1 call failed comes back as an error, for the journal; replaying it
 //! is a no-op where it had already landed (the lease is gone, the done-mark is set).
@@ -47,6 +51,36 @@ pub(super) struct Swept {
     cost_rao: u64,
     input_tokens: u64,
     output_tokens: u64,
+}
+
+/// Rollups of shared tags not written yet.
+#[derive(Debug, Default)]
+pub(super) struct PendingRollups {
+    /// Tag → day → (requests, input, output, rao).
+    rollups: BTreeMap<String, BTreeMap<String, [u64; 4]>>,
+    /// (day, caller) for `{stats}:callers:<day>`.
+    callers: std::collections::BTreeSet<(String, String)>,
+    /// When the oldest of them was gathered.
+    since: Option<std::time::Instant>,
+}
+
+impl PendingRollups {
+    fn add(&mut self, netuid: Option<u16>, account: &str, day: &str, t: [u64; 3]) {
+        let [i, o, r] = t;
+        if let Some(n) = netuid {
+            let tag = self.rollups.entry(keys::subnet_tag(n)).or_default();
+            add(tag.entry(day.to_string()).or_default(), i, o, r);
+        }
+        let stats = self.rollups.entry(keys::STATS_TAG.to_string()).or_default();
+        add(stats.entry(day.to_string()).or_default(), i, o, r);
+        self.callers.insert((day.to_string(), account.to_string()));
+        self.since.get_or_insert_with(std::time::Instant::now);
+    }
+
+    fn due(&self) -> bool {
+        self.since
+            .is_some_and(|t| t.elapsed() >= crate::store::ROLLUP_EVERY)
+    }
 }
 
 /// One tag's share of a batch.
@@ -107,12 +141,88 @@ impl RedisStore {
     pub(super) fn defer_swept(&self, account: &str, swept: Value) -> Result<(), StoreError> {
         let swept = parse_swept(account, swept)?;
         if !swept.is_empty() {
-            self.swept
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .extend(swept);
+            let mut p = self.pending();
+            for s in swept {
+                p.add(
+                    s.netuid,
+                    &s.account,
+                    &s.day,
+                    [s.input_tokens, s.output_tokens, s.cost_rao],
+                );
+            }
         }
         Ok(())
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, PendingRollups> {
+        self.rollups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes the subnet and `{stats}` rollups gathered so far, one call per tag (at shutdown,
+    /// and when the meter is idle). What cannot be written is kept for the next try unless the
+    /// call timed out (it may have landed: counting it twice would be worse than once less).
+    pub(in crate::store) async fn flush_rollups(&self, policy: &LedgerPolicy) {
+        let mut second = BTreeMap::new();
+        self.take_rollups(&mut second);
+        self.send_second(second, policy).await;
+    }
+
+    /// Moves every pending rollup into `second`'s slots.
+    fn take_rollups<'a>(&self, second: &mut BTreeMap<String, Slot<'a>>) {
+        let PendingRollups {
+            rollups, callers, ..
+        } = std::mem::take(&mut *self.pending());
+        for (tag, days) in rollups {
+            let slot = second.entry(tag).or_default();
+            slot.rollups = days;
+        }
+        if !callers.is_empty() {
+            second
+                .entry(keys::STATS_TAG.to_string())
+                .or_default()
+                .callers = callers.into_iter().collect();
+        }
+    }
+
+    /// Runs phase 2 over `second`; returns per slot whether it landed. Rollups that failed go
+    /// back to the pending ones (see [`RedisStore::flush_rollups`]).
+    async fn send_second<'a>(
+        &self,
+        second: BTreeMap<String, Slot<'a>>,
+        policy: &LedgerPolicy,
+    ) -> Vec<(Slot<'a>, Result<SlotReply, StoreError>)> {
+        let replies = futures_util::future::join_all(
+            second
+                .iter()
+                .map(|(tag, slot)| self.settle_slot(tag, slot, policy)),
+        )
+        .await;
+        let mut out = Vec::with_capacity(replies.len());
+        for ((tag, slot), reply) in second.into_iter().zip(replies) {
+            let reply = reply.map(|(r, _)| r);
+            if let Err(e) = &reply
+                && !(slot.rollups.is_empty() && slot.callers.is_empty())
+            {
+                if matches!(e, StoreError::Timeout) {
+                    tracing::warn!(error = %e, %tag, "rollups of settlements may be lost");
+                } else {
+                    let mut p = self.pending();
+                    let days = p.rollups.entry(tag.clone()).or_default();
+                    for (day, r) in &slot.rollups {
+                        let d = days.entry(day.clone()).or_default();
+                        for k in 0..4 {
+                            d[k] = d[k].saturating_add(r[k]);
+                        }
+                    }
+                    p.callers.extend(slot.callers.iter().cloned());
+                    p.since.get_or_insert_with(std::time::Instant::now);
+                }
+            }
+            out.push((slot, reply));
+        }
+        out
     }
 
     pub(in crate::store) async fn settle_many(
@@ -160,12 +270,7 @@ impl RedisStore {
                 .map(|(tag, slot)| self.settle_slot(tag, slot, policy)),
         )
         .await;
-        let mut swept = std::mem::take(
-            &mut *self
-                .swept
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let mut swept = Vec::new();
         for (slot, reply) in first.values().zip(replies) {
             match reply {
                 Ok((r, more)) => {
@@ -192,62 +297,44 @@ impl RedisStore {
             }
         }
 
-        // Phase 2: the shared tags, with the rollups of what was recorded now.
-        let mut stats = Slot::default();
-        let mut roll = |netuid: Option<u16>, account: &str, day: &str, i: u64, o: u64, r: u64| {
-            if let Some(n) = netuid {
-                let slot = second.entry(keys::subnet_tag(n)).or_default();
-                add(slot.rollups.entry(day.to_string()).or_default(), i, o, r);
+        // The rollups of what was recorded now wait in memory until due.
+        let due = {
+            let mut p = self.pending();
+            for (e, rec) in ends.iter().zip(&recorded) {
+                if let (Some(c), Recorded::Now) = (e.charge, rec) {
+                    p.add(
+                        c.netuid,
+                        &c.account,
+                        &c.day,
+                        [c.input_tokens, c.output_tokens, c.cost_rao],
+                    );
+                }
             }
-            add(stats.rollups.entry(day.to_string()).or_default(), i, o, r);
-            stats.callers.push((day.to_string(), account.to_string()));
-        };
-        for (e, rec) in ends.iter().zip(&recorded) {
-            if let (Some(c), Recorded::Now) = (e.charge, rec) {
-                roll(
-                    c.netuid,
-                    &c.account,
-                    &c.day,
-                    c.input_tokens,
-                    c.output_tokens,
-                    c.cost_rao,
+            for s in &swept {
+                p.add(
+                    s.netuid,
+                    &s.account,
+                    &s.day,
+                    [s.input_tokens, s.output_tokens, s.cost_rao],
                 );
             }
+            p.due()
+        };
+        if due {
+            self.take_rollups(&mut second);
         }
-        for s in &swept {
-            roll(
-                s.netuid,
-                &s.account,
-                &s.day,
-                s.input_tokens,
-                s.output_tokens,
-                s.cost_rao,
-            );
-        }
-        stats.callers.sort_unstable();
-        stats.callers.dedup();
-        if !stats.rollups.is_empty() {
-            second.insert(keys::STATS_TAG.to_string(), stats);
-        }
-        let replies = futures_util::future::join_all(
-            second
-                .iter()
-                .map(|(tag, slot)| self.settle_slot(tag, slot, policy)),
-        )
-        .await;
-        for ((tag, slot), reply) in second.iter().zip(replies) {
+
+        // Phase 2: the shared tags.
+        for (slot, reply) in self.send_second(second, policy).await {
             match reply {
-                Ok((r, _)) => {
+                Ok(r) => {
                     for (k, (i, ..)) in slot.releases.iter().enumerate() {
                         removed[*i] |= r.removed.get(k).copied().unwrap_or(false);
                     }
                 }
                 Err(e) => {
                     // The money is settled; the shared leases expire on their own, and a
-                    // replay of the release is harmless, so only a release goes back.
-                    if !slot.rollups.is_empty() {
-                        tracing::warn!(error = %e, %tag, "rollups of a settlement batch lost");
-                    }
+                    // replay of the release is harmless, so the ending goes to the journal.
                     for (i, ..) in &slot.releases {
                         failed[*i].get_or_insert(e.clone());
                     }

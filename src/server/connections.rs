@@ -374,3 +374,30 @@ pub(super) fn raise_nofile_limit() {
         Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: Duration = Duration::from_secs(10);
+    const IDLE: Duration = Duration::from_secs(60);
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_fires_a_limit_after_the_last_request_and_never_during_one() {
+        let a = Activity::new();
+        let request = a.begin();
+        let during = tokio::time::timeout(IDLE * 5, a.expired(HEADER, IDLE)).await;
+        assert!(during.is_err(), "a request in flight keeps the connection");
+        drop(request);
+        let ended = Instant::now();
+        assert_eq!(a.expired(HEADER, IDLE).await, "idle");
+        assert_eq!(ended.elapsed(), IDLE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_never_sends_a_request_gets_the_header_limit() {
+        let a = Activity::new();
+        assert_eq!(a.expired(HEADER, IDLE).await, "header");
+        assert_eq!(a.origin.elapsed(), HEADER);
+    }
+}

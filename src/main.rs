@@ -166,6 +166,7 @@ fn main() -> ExitCode {
             };
             affine_gateway::server::init_tracing(cfg.log_format);
             let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(cfg.server.worker_threads())
                 .enable_all()
                 .build()
             {

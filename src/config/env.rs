@@ -88,6 +88,15 @@ pub(super) const VARS: &[Var] = &[
         },
     },
     Var {
+        name: "GATEWAY_WORKER_THREADS",
+        field: "server.worker_threads",
+        secret: false,
+        apply: |c, v| {
+            c.server.worker_threads = parse_number(&v, "a number of threads (0: one per core)")?;
+            Ok(())
+        },
+    },
+    Var {
         name: "GATEWAY_LISTEN",
         field: "listen",
         secret: false,

@@ -92,8 +92,8 @@ pub(super) const VARS: &[Var] = &[
         field: "server.worker_threads",
         secret: false,
         apply: |c, v| {
-            c.server.worker_threads = parse_number(&v, "a number of threads (0: one per core)")?;
-            Ok(())
+            parse_number(&v, "a number of threads (0: one per core)")
+                .map(|n| c.server.worker_threads = n)
         },
     },
     Var {

@@ -596,6 +596,19 @@ async fn renew_loop(limiter: Weak<Limiter>, every: Duration) {
     }
 }
 
+impl Release {
+    /// The release as a quota-only ending (no money): what a lease dropped unreleased settles.
+    fn quota_only(&self) -> Ending<'_> {
+        Ending {
+            scopes: &self.scopes,
+            request_id: &self.request_id,
+            tokens_back: self.tokens_back,
+            request_back: false,
+            charge: None,
+        }
+    }
+}
+
 impl Lease {
     fn new(
         limiter: &Arc<Limiter>,
@@ -656,20 +669,7 @@ impl Drop for Lease {
             let store = self.limiter.store.clone();
             let l = Arc::clone(&self.limiter);
             tokio::spawn(async move {
-                let policy = LedgerPolicy::default();
-                if let Err(e) = store
-                    .settle(
-                        Ending {
-                            scopes: &r.scopes,
-                            request_id: &r.request_id,
-                            tokens_back: r.tokens_back,
-                            request_back: false,
-                            charge: None,
-                        },
-                        &policy,
-                    )
-                    .await
-                {
+                if let Err(e) = store.settle(r.quota_only(), &LedgerPolicy::default()).await {
                     l.log_failure(&e);
                 }
             });
@@ -747,16 +747,7 @@ mod tests {
         // Released (and settled), a slot comes back at once.
         let r = leases.pop().unwrap().release(10);
         l.store
-            .settle(
-                Ending {
-                    scopes: &r.scopes,
-                    request_id: &r.request_id,
-                    tokens_back: r.tokens_back,
-                    request_back: false,
-                    charge: None,
-                },
-                &LedgerPolicy::default(),
-            )
+            .settle(r.quota_only(), &LedgerPolicy::default())
             .await
             .unwrap();
         assert_eq!(r.request_id, "r19");

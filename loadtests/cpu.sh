@@ -72,7 +72,9 @@ measure() {
   local gw_us=$(( (t1 - t0) * 1000000 / hz / ok )) redis_us=
   local line="$spec $MODE: gateway CPU $gw_us us/request"
   if [ -n "$RPID" ]; then redis_us=$(( (r1 - r0) * 1000000 / hz / ok )); line+=", Redis CPU $redis_us us/request"; fi
-  echo "$line over $ok requests at $RATE req/s (round $round, load $(cut -d' ' -f1 /proc/loadavg))"
+  local p99
+  p99=$(jq -r '.latency_ms.p99 // "?"' /tmp/cpu-lg-$$.json 2>/dev/null || echo "?")
+  echo "$line over $ok requests at $RATE req/s, p99 $p99 ms (round $round, load $(cut -d' ' -f1 /proc/loadavg))"
   echo "$spec $gw_us ${redis_us:--}" >> $RESULTS
   kill $GW $SIM; wait $GW $SIM 2>/dev/null || true
   GW=; SIM=

@@ -143,6 +143,9 @@ const OVERRIDES: &[(&str, &str, Check)] = &[
         c.winner.model.as_deref() == Some(PINNED)
     }),
     ("GATEWAY_WINNER_POLL_SECS", "5", |c| c.winner.poll_secs == 5),
+    ("GATEWAY_WORKER_THREADS", "1", |c| {
+        c.server.worker_threads == 1 && c.server.worker_threads() == 1
+    }),
     ("GATEWAY_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1", |c| {
         c.server.trusted_proxies == ["10.0.0.0/8", "192.168.1.1"]
     }),

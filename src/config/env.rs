@@ -88,6 +88,15 @@ pub(super) const VARS: &[Var] = &[
         },
     },
     Var {
+        name: "GATEWAY_WORKER_THREADS",
+        field: "server.worker_threads",
+        secret: false,
+        apply: |c, v| {
+            parse_number(&v, "a number of threads (0: one per core)")
+                .map(|n| c.server.worker_threads = n)
+        },
+    },
+    Var {
         name: "GATEWAY_LISTEN",
         field: "listen",
         secret: false,

@@ -699,6 +699,9 @@ pub struct ServerConfig {
     /// `Forwarded` headers are believed (`GATEWAY_TRUSTED_PROXIES`, comma-separated). Empty:
     /// the client is the TCP peer and those headers are ignored.
     pub trusted_proxies: Vec<String>,
+    /// Runtime worker threads (`GATEWAY_WORKER_THREADS`); 0: one per available core. On a
+    /// small machine shared with Redis or the provider, fewer workers wake each other less.
+    pub worker_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -713,6 +716,7 @@ impl Default for ServerConfig {
             http2_keepalive_timeout_secs: 20,
             stream_send_timeout_secs: 30,
             trusted_proxies: Vec::new(),
+            worker_threads: 0,
         }
     }
 }
@@ -726,6 +730,14 @@ impl ServerConfig {
     /// `stream_send_timeout_secs` as a duration.
     pub(crate) fn stream_send_timeout(&self) -> Duration {
         Duration::from_secs(self.stream_send_timeout_secs)
+    }
+
+    /// The runtime's worker threads: `worker_threads`, or one per available core when 0.
+    pub fn worker_threads(&self) -> usize {
+        match self.worker_threads {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            n => n,
+        }
     }
 
     /// The trusted proxies as networks (a bare address is a /32 or /128). Validation has
@@ -783,6 +795,10 @@ impl ServerConfig {
         for p in &self.trusted_proxies {
             check("server.trusted_proxies", validate::cidr(p).map(|_| ()))?;
         }
+        check(
+            "server.worker_threads",
+            range(self.worker_threads as u64, 0, 1024, "threads"),
+        )?;
         Ok(())
     }
 }

@@ -13,8 +13,9 @@
 //! settles tokens, leases and money in one store call. Where a request's money is settled:
 //! `Meter::settle`, always.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use super::headers::{self, PolicyState};
@@ -24,7 +25,9 @@ use crate::auth::Caller;
 use crate::config::StoreFailure;
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
-use crate::store::{BillMode, Ending, Hold, LedgerPolicy, Limit, ScopeSpec, ScopeView, Store};
+use crate::store::{
+    BillMode, Ending, Hold, LedgerPolicy, Limit, Renewal, ScopeSpec, ScopeView, Store,
+};
 
 /// The limiter shared by all requests of a replica.
 pub struct Limiter {
@@ -38,6 +41,8 @@ pub struct Limiter {
     public_tier: Option<ScopeSpec>,
     /// Unix seconds of the last "quota store failing" log line (rate-limits the log).
     last_failure_log: AtomicU64,
+    /// The leases in flight, extended by one renewer task for all of them.
+    renewals: Renewals,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -95,6 +100,7 @@ impl Limiter {
             metrics,
             public_tier: None,
             last_failure_log: AtomicU64::new(0),
+            renewals: Renewals::default(),
         }
     }
 
@@ -428,13 +434,15 @@ pub fn policies(scopes: &Scopes, views: &[ScopeView]) -> Vec<PolicyState> {
 #[derive(Debug)]
 pub struct Lease {
     limiter: Arc<Limiter>,
-    scopes: Scopes,
-    request_id: String,
+    /// The scopes and request id; moved into the limiter's renewals while registered there.
+    held: Option<Arc<Held>>,
+    /// The key of this lease in the limiter's renewals (`None`: not renewed, or released).
+    registered: Option<u64>,
     estimate: u64,
     /// The rate-limit headers of the admission.
     pub policies: Vec<PolicyState>,
-    held: bool,
-    renewer: Option<tokio::task::JoinHandle<()>>,
+    /// Whether the admission reached the store (a fail-open admission holds nothing).
+    in_store: bool,
 }
 
 /// What ending a request gives back to its scopes.
@@ -450,6 +458,157 @@ pub struct Release {
     pub held: bool,
 }
 
+/// One lease in flight, as its renewal and its release need it.
+#[derive(Debug)]
+struct Held {
+    specs: Vec<ScopeSpec>,
+    request_id: String,
+    /// A prepaid request's account and ledger settings: its hold is renewed with the lease.
+    hold: Option<(String, LedgerPolicy)>,
+    /// When it was admitted: a lease younger than one renewal period is not renewed yet (the
+    /// admission gave it a whole lease period), so a short request costs no renewal at all.
+    since: tokio::time::Instant,
+}
+
+/// The leases in flight of one limiter, and the one task that renews them all every
+/// lease/3 — instead of a timer task per request, whose wake-ups cost more than the request.
+#[derive(Debug, Default)]
+struct Renewals {
+    live: Mutex<Live>,
+    next_key: AtomicU64,
+    /// Renewer tasks started (one per runtime the limiter served on; tests check it).
+    tasks_started: AtomicU64,
+    /// Lease renewals sent to the store.
+    renewed: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Live {
+    leases: HashMap<u64, Arc<Held>>,
+    renewer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Renewals {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Limiter {
+    fn drop(&mut self) {
+        if let Some(t) = self.renewals.lock().renewer.take() {
+            t.abort();
+        }
+    }
+}
+
+impl Limiter {
+    /// Registers a lease for renewal (starting the renewer on first use); returns its key.
+    fn register(self: &Arc<Self>, held: Arc<Held>) -> u64 {
+        let key = self.renewals.next_key.fetch_add(1, Ordering::Relaxed);
+        let mut live = self.renewals.lock();
+        live.leases.insert(key, held);
+        // A finished renewer belonged to a runtime that is gone (tests run one per test).
+        if live.renewer.as_ref().is_none_or(|t| t.is_finished()) {
+            self.renewals.tasks_started.fetch_add(1, Ordering::Relaxed);
+            let every = (self.lease / 3).max(Duration::from_millis(1));
+            live.renewer = Some(tokio::spawn(renew_loop(Arc::downgrade(self), every)));
+        }
+        key
+    }
+
+    fn unregister(&self, key: u64) -> Option<Arc<Held>> {
+        self.renewals.lock().leases.remove(&key)
+    }
+
+    /// Renews every lease in flight older than `every`, in one store call per ledger policy.
+    async fn renew_due(&self, every: Duration) {
+        let now = tokio::time::Instant::now();
+        let due: Vec<Arc<Held>> = self
+            .renewals
+            .lock()
+            .leases
+            .values()
+            .filter(|h| now.duration_since(h.since) >= every)
+            .cloned()
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        // Every prepaid hold of a deployment has the same policy; a lease without a hold has
+        // none, and rides along with any of them.
+        let mut policies: Vec<LedgerPolicy> = Vec::with_capacity(1);
+        for h in &due {
+            if let Some((_, p)) = &h.hold
+                && !policies.contains(p)
+            {
+                policies.push(*p);
+            }
+        }
+        if policies.is_empty() {
+            policies.push(LedgerPolicy::default());
+        }
+        for (i, policy) in policies.iter().enumerate() {
+            let batch: Vec<Renewal<'_>> = due
+                .iter()
+                .filter(|h| match &h.hold {
+                    Some((_, p)) => p == policy,
+                    None => i == 0,
+                })
+                .map(|h| Renewal {
+                    scopes: &h.specs,
+                    request_id: &h.request_id,
+                    account: h.hold.as_ref().map(|(a, _)| a.as_str()),
+                })
+                .collect();
+            self.renewals
+                .renewed
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            if let Err(e) = self.store.renew_many(&batch, self.lease, policy).await {
+                self.log_failure(&e);
+            }
+        }
+    }
+
+    /// Lease renewals sent to the store so far.
+    #[cfg(test)]
+    fn renewals_sent(&self) -> u64 {
+        self.renewals.renewed.load(Ordering::Relaxed)
+    }
+
+    /// Renewer tasks started so far.
+    #[cfg(test)]
+    fn renewer_tasks_started(&self) -> u64 {
+        self.renewals.tasks_started.load(Ordering::Relaxed)
+    }
+}
+
+/// The renewer: every `every`, the leases due; ends when its limiter is gone.
+async fn renew_loop(limiter: Weak<Limiter>, every: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(l) = limiter.upgrade() else {
+            return;
+        };
+        l.renew_due(every).await;
+    }
+}
+
+impl Release {
+    /// The release as a quota-only ending (no money): what a lease dropped unreleased settles.
+    fn quota_only(&self) -> Ending<'_> {
+        Ending {
+            scopes: &self.scopes,
+            request_id: &self.request_id,
+            tokens_back: self.tokens_back,
+            request_back: false,
+            charge: None,
+        }
+    }
+}
+
 impl Lease {
     fn new(
         limiter: &Arc<Limiter>,
@@ -457,41 +616,23 @@ impl Lease {
         request_id: &str,
         estimate: u64,
         policies: Vec<PolicyState>,
-        held: bool,
+        in_store: bool,
         renew_hold: Option<(String, LedgerPolicy)>,
     ) -> Lease {
-        let renewer = held.then(|| {
-            let (l, specs, id) = (
-                Arc::clone(limiter),
-                scopes.specs.clone(),
-                request_id.to_owned(),
-            );
-            tokio::spawn(async move {
-                let every = l.lease / 3;
-                let (account, policy) = match renew_hold {
-                    Some((a, p)) => (Some(a), p),
-                    None => (None, LedgerPolicy::default()),
-                };
-                loop {
-                    tokio::time::sleep(every).await;
-                    if let Err(e) = l
-                        .store
-                        .renew(&specs, &id, l.lease, account.as_deref(), &policy)
-                        .await
-                    {
-                        l.log_failure(&e);
-                    }
-                }
-            })
+        let held = Arc::new(Held {
+            specs: scopes.specs,
+            request_id: request_id.to_owned(),
+            hold: renew_hold,
+            since: tokio::time::Instant::now(),
         });
+        let registered = in_store.then(|| limiter.register(Arc::clone(&held)));
         Lease {
             limiter: Arc::clone(limiter),
-            scopes,
-            request_id: request_id.to_owned(),
+            held: Some(held),
+            registered,
             estimate,
             policies,
-            held,
-            renewer,
+            in_store,
         }
     }
 
@@ -502,15 +643,21 @@ impl Lease {
     }
 
     fn take(&mut self, tokens_used: u64) -> Release {
-        if let Some(r) = self.renewer.take() {
-            r.abort();
+        if let Some(key) = self.registered.take() {
+            self.limiter.unregister(key);
         }
+        let (scopes, request_id) = match self.held.take().map(Arc::try_unwrap) {
+            Some(Ok(h)) => (h.specs, h.request_id),
+            // The renewer is renewing it right now: its snapshot goes away by itself.
+            Some(Err(shared)) => (shared.specs.clone(), shared.request_id.clone()),
+            None => (Vec::new(), String::new()),
+        };
         Release {
-            scopes: std::mem::take(&mut self.scopes.specs),
-            request_id: std::mem::take(&mut self.request_id),
+            scopes,
+            request_id,
             tokens_back: i64::try_from(self.estimate).unwrap_or(i64::MAX)
                 - i64::try_from(tokens_used).unwrap_or(i64::MAX),
-            held: std::mem::take(&mut self.held),
+            held: std::mem::take(&mut self.in_store),
         }
     }
 }
@@ -522,23 +669,110 @@ impl Drop for Lease {
             let store = self.limiter.store.clone();
             let l = Arc::clone(&self.limiter);
             tokio::spawn(async move {
-                let policy = LedgerPolicy::default();
-                if let Err(e) = store
-                    .settle(
-                        Ending {
-                            scopes: &r.scopes,
-                            request_id: &r.request_id,
-                            tokens_back: r.tokens_back,
-                            request_back: false,
-                            charge: None,
-                        },
-                        &policy,
-                    )
-                    .await
-                {
+                if let Err(e) = store.settle(r.quota_only(), &LedgerPolicy::default()).await {
                     l.log_failure(&e);
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEASE: Duration = Duration::from_secs(3);
+
+    fn limiter() -> Arc<Limiter> {
+        Arc::new(Limiter::new(
+            Store::memory("limiter-test:"),
+            Plans::default(),
+            StoreFailure::FailClosed,
+            LEASE,
+            Metrics::new(),
+        ))
+    }
+
+    /// One request in flight at most on `{a:<who>}`.
+    fn one_at_a_time(who: usize) -> Scopes {
+        Scopes {
+            plan: Arc::new(super::super::plans::builtin()[0].clone()),
+            subnet_plan: None,
+            specs: vec![ScopeSpec {
+                tag: format!("{{a:{who}}}"),
+                rpm: 1_000,
+                tpm: 1_000_000,
+                tpd: 10_000_000,
+                max_concurrent: 1,
+            }],
+            public_tier: false,
+        }
+    }
+
+    fn concurrency_refused(r: &Result<Lease, Refusal>) -> bool {
+        matches!(r, Err(Refusal::Limited(x)) if x.error.code == ErrorCode::ConcurrencyLimited)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_outliving_many_lease_periods_keep_their_slots_with_one_renewer() {
+        let l = limiter();
+        let tasks = || {
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+        };
+        let mut leases = vec![l.admit(one_at_a_time(0), "r0", 10, None).await.unwrap()];
+        let with_renewer = tasks();
+        for i in 1..20 {
+            leases.push(
+                l.admit(one_at_a_time(i), &format!("r{i}"), 10, None)
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert_eq!(tasks(), with_renewer, "no task per admitted request");
+        // Ten lease periods: unrenewed, every lease would have expired by now.
+        tokio::time::sleep(LEASE * 10).await;
+        for i in 0..20 {
+            let again = l
+                .admit(one_at_a_time(i), &format!("other{i}"), 10, None)
+                .await;
+            assert!(
+                concurrency_refused(&again),
+                "scope {i}: the slot is still held"
+            );
+        }
+        assert_eq!(l.renewer_tasks_started(), 1);
+        assert!(l.renewals_sent() >= 20 * 25, "{}", l.renewals_sent());
+        // Released (and settled), a slot comes back at once.
+        let r = leases.pop().unwrap().release(10);
+        l.store
+            .settle(r.quota_only(), &LedgerPolicy::default())
+            .await
+            .unwrap();
+        assert_eq!(r.request_id, "r19");
+        assert!(l.admit(one_at_a_time(19), "r19b", 10, None).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_shorter_than_a_renewal_period_costs_no_renewal() {
+        let l = limiter();
+        let lease = l.admit(one_at_a_time(0), "short", 10, None).await.unwrap();
+        tokio::time::sleep(LEASE / 6).await;
+        let r = lease.release(3);
+        assert_eq!((r.tokens_back, r.held), (7, true));
+        tokio::time::sleep(LEASE * 3).await;
+        assert_eq!(l.renewals_sent(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreleased_lease_is_renewed_only_after_its_first_period() {
+        let l = limiter();
+        let _lease = l.admit(one_at_a_time(0), "r", 10, None).await.unwrap();
+        // The renewer started with this lease: its first tick, a period later, renews it.
+        tokio::time::sleep(LEASE / 3 + Duration::from_millis(1)).await;
+        assert_eq!(l.renewals_sent(), 1);
+        tokio::time::sleep(LEASE / 3).await;
+        assert_eq!(l.renewals_sent(), 2);
     }
 }

@@ -147,7 +147,8 @@ impl LaneKey {
 struct Upstream {
     name: Arc<str>,
     client: UpstreamClient,
-    completions_url: String,
+    /// Parsed once: every attempt is sent to it.
+    completions_url: reqwest::Url,
     /// The model to ask for; `None`: the winner's model id (a fallback without `model`).
     model: Option<Arc<str>>,
     /// What it was built for (winner and past-champion lanes).
@@ -245,7 +246,8 @@ impl UpstreamSet {
                     .with_max_answer_bytes(u.max_answer_bytes);
             fallbacks.push(Arc::new(Upstream {
                 name: f.name.as_str().into(),
-                completions_url: UpstreamClient::completions_url_for(client.base_url()),
+                completions_url: UpstreamClient::completions_endpoint(client.base_url())
+                    .map_err(|e| format!("upstream.fallbacks `{}`: {e}", f.name))?,
                 client,
                 model: f.model.as_deref().map(Arc::from),
                 key: None,
@@ -405,7 +407,8 @@ impl UpstreamSet {
         let client = self.client_for(&target)?;
         Ok(Upstream {
             name,
-            completions_url: UpstreamClient::completions_url_for(client.base_url()),
+            completions_url: UpstreamClient::completions_endpoint(client.base_url())
+                .map_err(|e| format!("serving rule {}: {e}", target.rule))?,
             client,
             model: Some(target.model_name.as_str().into()),
             key: Some(key),
@@ -458,17 +461,29 @@ impl UpstreamSet {
     /// The past champions' lanes for `w`, in Affine's order, rebuilt when the list changed
     /// (a lane whose place and champion are unchanged keeps its state).
     fn past_lanes(&self, w: &Winner) -> Arc<PastLanes> {
-        let key: Vec<(String, String)> = w
-            .past_champions
-            .iter()
-            .filter_map(|p| Some((p.model.clone(), p.revision.clone()?)))
-            .filter(|(m, r)| !(*m == w.model.id && w.model.revision.as_deref() == Some(r.as_str())))
-            .take(MAX_PAST_CHAMPIONS)
-            .collect();
+        let considered = || {
+            w.past_champions
+                .iter()
+                .filter_map(|p| Some((p.model.as_str(), p.revision.as_deref()?)))
+                .filter(|&(m, r)| !(m == w.model.id && w.model.revision.as_deref() == Some(r)))
+                .take(MAX_PAST_CHAMPIONS)
+        };
+        // Compared in place first: the list changes rarely and every request asks.
+        let unchanged = |lanes: &PastLanes| {
+            let mut now = considered();
+            lanes
+                .key
+                .iter()
+                .all(|(m, r)| now.next() == Some((m.as_str(), r.as_str())))
+                && now.next().is_none()
+        };
         let current = self.past.load_full();
-        if current.key == key {
+        if unchanged(&current) {
             return current;
         }
+        let key: Vec<(String, String)> = considered()
+            .map(|(m, r)| (m.to_owned(), r.to_owned()))
+            .collect();
         let _guard = self
             .rebuild
             .lock()
@@ -533,7 +548,7 @@ impl UpstreamSet {
         body: Vec<u8>,
     ) -> Result<(Bytes, Instant, Served), UpstreamError> {
         self.run(winner, body, |client, url, body, timeouts| async move {
-            client.complete_at(&url, body, timeouts).await
+            client.complete_at(url, body, timeouts).await
         })
         .await
         .map(|((bytes, at), served)| (bytes, at, served))
@@ -543,7 +558,7 @@ impl UpstreamSet {
     /// bounded by that upstream's first-token deadline). Nothing is retried after this.
     pub async fn open(&self, winner: &Winner, body: Vec<u8>) -> Result<Opened, UpstreamError> {
         self.run(winner, body, |client, url, body, timeouts| async move {
-            client.open_at(&url, body, timeouts.first_token).await
+            client.open_at(url, body, timeouts.first_token).await
         })
         .await
         .map(|(response, served)| Opened { response, served })
@@ -578,7 +593,7 @@ impl UpstreamSet {
         attempt: F,
     ) -> Result<(T, Served), UpstreamError>
     where
-        F: Fn(UpstreamClient, String, Bytes, Timeouts) -> Fut,
+        F: Fn(UpstreamClient, reqwest::Url, Bytes, Timeouts) -> Fut,
         Fut: Future<Output = Result<T, UpstreamError>>,
     {
         // The request's wait for providers (every attempt, success or not) is what the
@@ -596,7 +611,7 @@ impl UpstreamSet {
         attempt: F,
     ) -> Result<(T, Served), UpstreamError>
     where
-        F: Fn(UpstreamClient, String, Bytes, Timeouts) -> Fut,
+        F: Fn(UpstreamClient, reqwest::Url, Bytes, Timeouts) -> Fut,
         Fut: Future<Output = Result<T, UpstreamError>>,
     {
         self.budget.deposit();
@@ -620,7 +635,7 @@ impl UpstreamSet {
             } else {
                 Bytes::from(with_model(&body, &model)?)
             };
-            let url = up.completions_url.clone();
+            let url = &up.completions_url;
             let timeouts = up.client.timeouts();
             let mut retries = 0;
             loop {
@@ -663,7 +678,7 @@ impl UpstreamSet {
                             return Err(e);
                         }
                         if let UpstreamError::Cold { .. } = e {
-                            self.mark_cold(&up, &model, &url);
+                            self.mark_cold(&up, &model, url);
                             last = e;
                             break;
                         }
@@ -721,7 +736,7 @@ impl UpstreamSet {
     /// Marks a chute cold and starts one background probe (unless one runs): a tiny request
     /// every `cold_probe` until the chute answers anything but "cold", instead of sending it
     /// live traffic meanwhile.
-    fn mark_cold(&self, up: &Arc<Upstream>, model: &str, url: &str) {
+    fn mark_cold(&self, up: &Arc<Upstream>, model: &str, url: &reqwest::Url) {
         let until = now_ms().saturating_add(
             u64::try_from(self.cold_probe.as_millis())
                 .unwrap_or(u64::MAX)
@@ -734,7 +749,7 @@ impl UpstreamSet {
         tracing::warn!(upstream = %up.name, "chute is cold: failing over and probing it in the background");
         let up = up.clone();
         let every = self.cold_probe;
-        let url = url.to_string();
+        let url = url.clone();
         let probe = Bytes::from(
             serde_json::to_vec(&serde_json::json!({
                 "model": model,
@@ -754,7 +769,7 @@ impl UpstreamSet {
                 tokio::time::sleep(every).await;
                 let r = up
                     .client
-                    .complete_at(&url, probe.clone(), probe_timeouts)
+                    .complete_at(url.clone(), probe.clone(), probe_timeouts)
                     .await;
                 let still_cold = matches!(r, Err(UpstreamError::Cold { .. }));
                 if !still_cold || Instant::now() >= give_up {
@@ -830,7 +845,7 @@ mod tests {
         let names = |set: &UpstreamSet| {
             set.order(&w)
                 .iter()
-                .map(|u| (u.name.to_string(), u.completions_url.clone()))
+                .map(|u| (u.name.to_string(), u.completions_url.to_string()))
                 .collect::<Vec<_>>()
         };
         assert_eq!(

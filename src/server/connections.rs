@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -28,7 +28,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -109,66 +108,66 @@ impl Drop for Slot {
     }
 }
 
-/// What a connection is doing, for its watchdog.
+/// What a connection is doing, for its watchdog. Plain atomics, read by the watchdog only
+/// when its timer fires: a request costs no wake-up of the watchdog and no timer of its own.
 struct Activity {
-    state: Mutex<ActivityState>,
-    changed: Notify,
-}
-
-#[derive(Clone, Copy)]
-struct ActivityState {
-    in_flight: usize,
-    idle_since: Instant,
-    served_any: bool,
+    in_flight: AtomicUsize,
+    served_any: AtomicBool,
+    /// When the last request ended, as nanoseconds since `origin` (the connection's start).
+    idle_since_ns: AtomicU64,
+    origin: Instant,
 }
 
 impl Activity {
     fn new() -> Arc<Activity> {
         Arc::new(Activity {
-            state: Mutex::new(ActivityState {
-                in_flight: 0,
-                idle_since: Instant::now(),
-                served_any: false,
-            }),
-            changed: Notify::new(),
+            in_flight: AtomicUsize::new(0),
+            served_any: AtomicBool::new(false),
+            idle_since_ns: AtomicU64::new(0),
+            origin: Instant::now(),
         })
-    }
-
-    fn update(&self, f: impl FnOnce(&mut ActivityState)) {
-        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner));
-        self.changed.notify_waiters();
     }
 
     /// A request has begun; it is in flight until the returned guard (moved into its
     /// response body) is dropped.
     fn begin(self: &Arc<Self>) -> InFlight {
-        self.update(|s| {
-            s.in_flight += 1;
-            s.served_any = true;
-        });
+        self.served_any.store(true, Ordering::Release);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
     }
 
+    fn idle_since(&self) -> Instant {
+        self.origin + Duration::from_nanos(self.idle_since_ns.load(Ordering::Acquire))
+    }
+
     /// Completes when the connection has had no request in flight for too long: `header`
-    /// before its first request (it never sent a complete head), `idle` after.
+    /// before its first request (it never sent a complete head), `idle` after. It sleeps
+    /// until the earliest instant that could be the deadline and checks then.
     async fn expired(&self, header: Duration, idle: Duration) -> &'static str {
+        let mut wake = self.origin + header;
         loop {
-            // Created before the state is read, so a change in between still wakes it.
-            let changed = self.changed.notified();
-            let s = *self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            if s.in_flight > 0 {
-                changed.await;
-                continue;
-            }
-            let (limit, phase) = if s.served_any {
+            tokio::time::sleep_until(wake).await;
+            let (limit, phase) = if self.served_any.load(Ordering::Acquire) {
                 (idle, "idle")
             } else {
                 (header, "header")
             };
-            tokio::select! {
-                () = tokio::time::sleep_until(s.idle_since + limit) => return phase,
-                () = changed => {}
+            let now = Instant::now();
+            if self.in_flight.load(Ordering::Acquire) > 0 {
+                // Its end is at the earliest now: the deadline is at least a limit away.
+                wake = now + limit;
+                continue;
             }
+            let deadline = self.idle_since() + limit;
+            if deadline > now {
+                wake = deadline;
+                continue;
+            }
+            // A request that began while this was being read is still served.
+            if self.in_flight.load(Ordering::Acquire) == 0 {
+                return phase;
+            }
+            wake = now + limit;
         }
     }
 }
@@ -178,10 +177,12 @@ struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.update(|s| {
-            s.in_flight -= 1;
-            s.idle_since = Instant::now();
-        });
+        let a = &self.0;
+        let since = u64::try_from(a.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        // Stored before the count drops, so a watchdog that sees no request in flight sees
+        // when the last one ended.
+        a.idle_since_ns.fetch_max(since, Ordering::AcqRel);
+        a.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -371,5 +372,32 @@ pub(super) fn raise_nofile_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::info!(limit = n, "open files limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: Duration = Duration::from_secs(10);
+    const IDLE: Duration = Duration::from_secs(60);
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_fires_a_limit_after_the_last_request_and_never_during_one() {
+        let a = Activity::new();
+        let request = a.begin();
+        let during = tokio::time::timeout(IDLE * 5, a.expired(HEADER, IDLE)).await;
+        assert!(during.is_err(), "a request in flight keeps the connection");
+        drop(request);
+        let ended = Instant::now();
+        assert_eq!(a.expired(HEADER, IDLE).await, "idle");
+        assert_eq!(ended.elapsed(), IDLE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_never_sends_a_request_gets_the_header_limit() {
+        let a = Activity::new();
+        assert_eq!(a.expired(HEADER, IDLE).await, "header");
+        assert_eq!(a.origin.elapsed(), HEADER);
     }
 }

@@ -8,14 +8,18 @@
 # run.sh sources this file and calls litellm_start / litellm_stop. The generated config has
 # one model per upstream answer kind (with nginx, whole and streamed answers are on two
 # ports): `bench` (whole answers) and `bench-stream`, both `openai/<model>` at the upstream's
-# /v1 with a dummy key. Nothing else is set: no master key, no database, no callbacks, one
-# worker (LiteLLM's defaults). LITELLM_LOCAL_MODEL_COST_MAP=True only keeps it from fetching
-# its price list from the internet at start (this machine has no route there).
+# /v1 with a dummy key. Nothing else is set: no database, no callbacks, one worker (LiteLLM's
+# defaults), except a master key (a random one per start, in LITELLM_MASTER_KEY): LiteLLM
+# refuses to start without one, and callers present it as a bearer token, as they present the
+# gateway's. LITELLM_LOCAL_MODEL_COST_MAP=True only keeps it from fetching its price list
+# from the internet at start (this machine has no route there).
 
 LITELLM_VENV=${LITELLM_VENV:-"$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/tools/litellm-venv"}
 LITELLM_PID=""
 LITELLM_BASE=""
 LITELLM_VERSION=""
+# The header callers send (`authorization: Bearer <master key>`), set by litellm_start.
+LITELLM_AUTH=""
 LITELLM_BODY='{"model":"bench","messages":[{"role":"user","content":"2+2?"}],"max_tokens":64'
 LITELLM_STREAM_BODY='{"model":"bench-stream","messages":[{"role":"user","content":"2+2?"}],"max_tokens":64'
 
@@ -52,8 +56,11 @@ litellm_start() {
     dir=$(mktemp -d "${TMPDIR:-/tmp}/litellm.XXXXXX")
     litellm_config "$whole" "$stream" >"$dir/config.yaml"
     port=$((20000 + RANDOM % 10000))
+    local key
+    key="sk-bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+    LITELLM_AUTH="authorization: Bearer $key"
     echo "== starting LiteLLM proxy on 127.0.0.1:$port"
-    LITELLM_LOCAL_MODEL_COST_MAP=True "$LITELLM_VENV/bin/litellm" --config "$dir/config.yaml" \
+    LITELLM_MASTER_KEY=$key LITELLM_LOCAL_MODEL_COST_MAP=True "$LITELLM_VENV/bin/litellm" --config "$dir/config.yaml" \
         --host 127.0.0.1 --port "$port" >"$dir/litellm.log" 2>&1 &
     LITELLM_PID=$!
     LITELLM_BASE="http://127.0.0.1:$port"
@@ -63,7 +70,7 @@ litellm_start() {
             return 1
         fi
         # A real completion, so the first measured request does not pay for lazy set-up.
-        if curl -sf -o /dev/null --max-time 5 -H 'content-type: application/json' \
+        if curl -sf -o /dev/null --max-time 5 -H 'content-type: application/json' -H "$LITELLM_AUTH" \
             -d "$LITELLM_BODY}" "$LITELLM_BASE/v1/chat/completions"; then
             LITELLM_VERSION=$("$LITELLM_VENV/bin/pip" show litellm 2>/dev/null | awk '/^Version:/ {print $2}')
             return 0

@@ -409,7 +409,7 @@ oha_run() {
     # oha has no warm-up of its own: a separate, unaccounted run at the same rate first.
     "$OHA" "${oha_common[@]}" -q "$rate" -z "$WARMUP" --latency-correction "$url" >/dev/null 2>&1 || true
     "$BIN/loadgen" "${observe[@]}" --output "$RUNS/$name.watch.json" -- \
-        "$OHA" "${oha_common[@]}" -q "$rate" -z "$DURATION" --latency-correction --output-format json "$url" \
+        "$OHA" "${oha_common[@]}" -q "$rate" -z "$DURATION" -w --latency-correction --output-format json "$url" \
         >"$RUNS/$name.oha.json" &
     LOADGEN_PID=$!
     wait "$LOADGEN_PID" || { LOADGEN_PID=""; echo "run.sh: oha failed in $name" >&2; return 1; }
@@ -446,11 +446,14 @@ want() { [[ ",$SCENARIOS," == *",$1,"* ]]; }
 # The direct baselines, once per rate: whole answers with each tool used, streams.
 for rate in ${RATES//,/ }; do
     OBSERVE_PID=""
-    if want bearer || want session || [ "$USE_LITELLM" = 1 ]; then
+    if want bearer || want session; then
         measure "direct-whole-$WHOLE_TOOL-$rate" "$WHOLE_TOOL" "$rate" "$UP_WHOLE/chat/completions" "$DIRECT_BODY}"
         row direct direct - "$rate" "direct-whole-$WHOLE_TOOL-$rate"
     fi
-    if want signed && [ "$WHOLE_TOOL" != loadgen ] || { want signed && ! want bearer && ! want session; }; then
+    # Signed and LiteLLM runs are loadgen's: their baseline is loadgen's (unless the block
+    # above was). LiteLLM saturates below these rates, and loadgen's run stays bounded then
+    # (requests past their timeout are counted, not sent).
+    if { want signed || [ "$USE_LITELLM" = 1 ]; } && [ ! -f "$RUNS/direct-whole-loadgen-$rate.json" ]; then
         measure "direct-whole-loadgen-$rate" loadgen "$rate" "$UP_WHOLE/chat/completions" "$DIRECT_BODY}"
         row direct direct - "$rate" "direct-whole-loadgen-$rate"
     fi
@@ -550,12 +553,14 @@ if [ "$USE_LITELLM" = 1 ]; then
     source "$HERE/litellm.sh"
     if litellm_start "$UP_WHOLE" "$UP_STREAM"; then
         OBSERVE_PID=$LITELLM_PID
-        for rate in ${RATES//,/ }; do
-            measure "litellm-whole-$rate" "$WHOLE_TOOL" "$rate" "$LITELLM_BASE/v1/chat/completions" "$LITELLM_BODY}" \
-                --timeout 5s
-            row litellm litellm "-" "$rate" "litellm-whole-$rate" "direct-whole-$WHOLE_TOOL-$rate"
+        # Besides the gateway's rates, one LiteLLM sustains on this machine (its latency when
+        # not overloaded; no direct run at that rate, so no "added" column).
+        for rate in ${LITELLM_RATE:-50} ${RATES//,/ }; do
+            measure "litellm-whole-$rate" loadgen "$rate" "$LITELLM_BASE/v1/chat/completions" "$LITELLM_BODY}" \
+                --timeout 5s --header "$LITELLM_AUTH"
+            row litellm litellm "-" "$rate" "litellm-whole-$rate" "direct-whole-loadgen-$rate"
             measure "litellm-stream-$rate" loadgen "$rate" "$LITELLM_BASE/v1/chat/completions" \
-                "$LITELLM_STREAM_BODY,\"stream\":true}" --stream --timeout 5s
+                "$LITELLM_STREAM_BODY,\"stream\":true}" --stream --timeout 5s --header "$LITELLM_AUTH"
             row litellm litellm-stream "-" "$rate" "litellm-stream-$rate" "direct-stream-$rate"
         done
         OBSERVE_PID=""

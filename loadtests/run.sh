@@ -25,7 +25,7 @@ SCENARIOS=bearer,stream
 STORES=memory
 UPSTREAM=${UPSTREAM:-}
 SATURATION=0
-SAT_RATE=${SAT_RATE:-12000}
+SAT_RATE=${SAT_RATE:-8000}
 USE_LITELLM=0
 USE_CHAIN=0
 BUILD=1
@@ -275,6 +275,8 @@ stop_store() {
     local pid
     for pid in "${STORE_PIDS[@]}"; do stop_pid "$pid"; done
     STORE_PIDS=()
+    STORE_URL=""
+    REDIS_NODES=""
     rm -f "$LOGS"/nodes-*.conf "$LOGS"/dump-*.rdb
 }
 
@@ -379,7 +381,11 @@ measure() {
             "${observe[@]}" "$@" --output "$RUNS/$name.json" &
         LOADGEN_PID=$!
         # `wait` returns at once on a signal, so Ctrl-C reaches the trap without waiting.
-        wait "$LOADGEN_PID" || { LOADGEN_PID=""; echo "run.sh: loadgen failed in $name" >&2; return 1; }
+        if ! wait "$LOADGEN_PID"; then
+            LOADGEN_PID=""
+            failed_run "$name" loadgen "$url" "$rate"
+            return 0
+        fi
         LOADGEN_PID=""
         jq -c --arg tool loadgen '. + {tool: $tool}' "$RUNS/$name.json" >"$RUNS/$name.tmp" && mv "$RUNS/$name.tmp" "$RUNS/$name.json"
     fi
@@ -387,6 +393,15 @@ measure() {
         + (if .gateway then ", cpu \(.gateway.cpu_us_per_request) µs/req" else "" end)
         + (if .redis then ", redis \(.redis.commands_per_request) cmds \(.redis.cpu_us_per_request) µs/req" else "" end)' \
         "$RUNS/$name.json"
+}
+
+# failed_run NAME TOOL URL RATE: a run whose tool failed (its message is above) still gets a
+# row, with the failure as its only error, so one broken run does not end a long matrix.
+failed_run() {
+    echo "run.sh: $2 failed in $1" >&2
+    jq -n --arg tool "$2" --arg url "$3" --argjson rate "$4" \
+        '{tool: $tool, url: $url, rate: $rate, scheduled: 0, ok: 0, errors: {"run_failed": 1},
+          achieved_rate: 0, latency_ms: {}}' >"$RUNS/$1.json"
 }
 
 # oha_run NAME RATE URL BODY [observe args] -- [extra headers as loadgen args]: oha at RATE
@@ -412,7 +427,11 @@ oha_run() {
         "$OHA" "${oha_common[@]}" -q "$rate" -z "$DURATION" -w --latency-correction --output-format json "$url" \
         >"$RUNS/$name.oha.json" &
     LOADGEN_PID=$!
-    wait "$LOADGEN_PID" || { LOADGEN_PID=""; echo "run.sh: oha failed in $name" >&2; return 1; }
+    if ! wait "$LOADGEN_PID"; then
+        LOADGEN_PID=""
+        failed_run "$name" oha "$url" "$rate"
+        return 0
+    fi
     LOADGEN_PID=""
     jq -n --slurpfile o "$RUNS/$name.oha.json" --slurpfile w "$RUNS/$name.watch.json" \
         --arg url "$url" --argjson rate "$rate" --argjson connections "$CONNECTIONS" -f "$HERE/oha.jq" \
@@ -464,13 +483,15 @@ for rate in ${RATES//,/ }; do
 done
 
 # saturate NAME SCENARIO STORE URL BODY [args]: the highest rate the gateway sustains, from an
-# open-loop run offered far above it (achieved rate is the figure; latencies are queueing).
+# open-loop run offered far above it for 3 s (achieved rate is the figure; latencies are
+# queueing). The timeout is long so every request is answered: a short one would abort the
+# requests that waited longest mid-flight and measure reconnections instead of capacity.
 saturate() {
     local name=$1 scenario=$2 store=$3 url=$4 body=$5
     shift 5
     local d=$DURATION w=$WARMUP
-    DURATION=5s WARMUP=1s
-    measure "$name" loadgen "$SAT_RATE" "$url" "$body" --timeout 6s "$@"
+    DURATION=3s WARMUP=1s
+    measure "$name" loadgen "$SAT_RATE" "$url" "$body" --timeout 60s "$@"
     DURATION=$d WARMUP=$w
     row saturation "$scenario" "$store" saturation "$name"
 }

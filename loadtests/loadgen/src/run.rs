@@ -325,17 +325,24 @@ impl Worker {
             }
             let due = self.t0 + self.schedule.offset(i);
             let deadline = due + self.timeout;
-            let (request, sign_time) = match (presigned.take(), &self.options.signer) {
-                (Some(p), Some(signer)) if p.signed_at.elapsed() > MAX_PRESIGN_AGE => {
-                    let fresh = self.sign(signer);
-                    (fresh.request, Some(fresh.took))
-                }
-                (Some(p), _) => (p.request, Some(p.took)),
-                (None, _) => (self.target.request(), None),
-            };
+            let mut sign_time = None;
             let result = if Instant::now() >= deadline {
+                // Never sent: a pre-signed request stays for the next one, so an overloaded
+                // run does not spend its CPU signing requests it then drops.
                 Err(ErrorKind::Timeout)
             } else {
+                let request = match (presigned.take(), &self.options.signer) {
+                    (Some(p), Some(signer)) if p.signed_at.elapsed() > MAX_PRESIGN_AGE => {
+                        let fresh = self.sign(signer);
+                        sign_time = Some(fresh.took);
+                        fresh.request
+                    }
+                    (Some(p), _) => {
+                        sign_time = Some(p.took);
+                        p.request
+                    }
+                    (None, _) => self.target.request(),
+                };
                 let exchange = exchange(&mut conn, &self.target, request, self.options.stream);
                 match tokio::time::timeout_at(deadline.into(), exchange).await {
                     Ok(result) => result,
@@ -650,6 +657,14 @@ mod tests {
         .await
     }
 
+    /// Options of a streamed run.
+    fn streamed() -> Options {
+        Options {
+            stream: true,
+            ..Options::default()
+        }
+    }
+
     async fn run_with(
         behaviour: Behaviour,
         (rate, warmup_ms, duration_ms): (f64, u64, u64),
@@ -778,16 +793,12 @@ mod tests {
     #[tokio::test]
     async fn streams_report_the_first_data_field() {
         let gap = Duration::from_millis(30);
-        let options = Options {
-            stream: true,
-            ..Options::default()
-        };
         let (_, outcome) = run_with(
             Behaviour::Sse(gap),
             (100.0, 0, 100),
             4,
             Duration::from_secs(5),
-            options,
+            streamed(),
         )
         .await;
         let stats = &outcome.stats;
@@ -801,16 +812,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_without_data_is_an_error() {
-        let options = Options {
-            stream: true,
-            ..Options::default()
-        };
         let (_, outcome) = run_with(
             Behaviour::SseWithoutData,
             (100.0, 0, 100),
             2,
             Duration::from_secs(5),
-            options,
+            streamed(),
         )
         .await;
         let stats = &outcome.stats;

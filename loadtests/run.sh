@@ -439,7 +439,8 @@ oha_run() {
 }
 
 # row KIND SCENARIO STORE RATE RUN BASELINE: one line of the table (rows.jsonl), the run
-# against its direct baseline (same tool, same rate, same kind of answer).
+# against its direct baseline (same tool, same rate, same kind of answer); a run without a
+# single success has no latency to compare.
 row() {
     local kind=$1 scenario=$2 store=$3 rate=$4 run=$5 base=${6:-}
     local basefile="$RUNS/$base.json"
@@ -449,7 +450,7 @@ row() {
         ($r[0]) as $r | ($d[0] // null) as $d |
         {kind: $kind, scenario: $scenario, store: $store, rate: $rate, tool: $r.tool, run: $r,
          direct: (if $d then $base else null end),
-         added_ms: (if $d then ([ "p50", "p90", "p99", "p99_9" ] | map({key: ., value:
+         added_ms: (if $d and $r.ok > 0 then ([ "p50", "p90", "p99", "p99_9" ] | map({key: ., value:
              (($r.latency_ms[.] - $d.latency_ms[.]) * 1000 | round / 1000)}) | from_entries) else null end)}
     ' >>"$OUT/rows.jsonl"
 }

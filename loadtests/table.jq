@@ -10,7 +10,11 @@ def mib: if . == null then "–" else (. / 1024 | f1) end;
 "| scenario | store | rate /s | tool | achieved /s | errors | p50 | p90 | p99 | p99.9 | added p50 | added p90 | added p99 | added p99.9 | TTFT p50 / p99 | CPU µs/req | RSS MiB end / max | Redis cmds/req | Redis CPU µs/req |",
 "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 (.rows[] | select(.kind == "skipped") | "| (all) | \(.store) | – | – | skipped: the gateway did not start with this store (\(.phase) answers) | | | | | | | | | | | | | | |"),
-(.rows[] | select(.kind != "skipped") | .run as $r |
+(.rows[] | select(.kind != "skipped") | .run as $r0
+  # A run without a single success has no latencies (loadgen reports zeros then).
+  | (if ($r0.ok // 0) == 0 then $r0 + {latency_ms: {}, ttft_ms: null}
+       | .gateway.cpu_us_per_request = null | .redis.commands_per_request = null
+       | .redis.cpu_us_per_request = null else $r0 end) as $r |
   "| \(.scenario) | \(.store) | \(.rate) | \($r.tool) | \($r.achieved_rate | f1) | \($r.errors | errs) | "
   + "\($r.latency_ms.p50 | f3) | \($r.latency_ms.p90 | f3) | \($r.latency_ms.p99 | f3) | \($r.latency_ms.p99_9 | f3) | "
   + "\(.added_ms.p50 | f3) | \(.added_ms.p90 | f3) | \(.added_ms.p99 | f3) | \(.added_ms.p99_9 | f3) | "

@@ -45,7 +45,7 @@ use crate::target::Target;
 const MAX_PRESIGN_AGE: Duration = Duration::from_secs(1);
 
 /// What a run adds to each request and measures besides its latency.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
     /// Sign every request with btauth/1 (`--sign-btauth`).
     pub signer: Option<Arc<Signer>>,

@@ -10,12 +10,15 @@ use clap::Parser;
 /// Request i is due at start + i/rate whatever happened before; its latency is measured from
 /// that due time to the last byte of the response body, so a slow or stalled server shows up
 /// as latency instead of as a lower request rate.
+///
+/// With a command after `--` instead of `--url`, loadgen sends nothing: it runs the command
+/// (another load tool) and reports what `--gateway-pid` and `--redis-url` spent meanwhile.
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, about)]
 pub struct Args {
     /// The only URL requests go to (`http://host:port/path`; no TLS).
-    #[arg(long)]
-    pub url: String,
+    #[arg(long, required_unless_present = "command")]
+    pub url: Option<String>,
     /// HTTP method [default: POST with a body, GET without].
     #[arg(long)]
     pub method: Option<String>,
@@ -51,6 +54,40 @@ pub struct Args {
     /// Print one JSON object instead of the text report.
     #[arg(long)]
     pub json: bool,
+    /// Write the report to this file instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Responses are SSE streams: also report the time to the first `data:` field, and count
+    /// a 2xx answer without one as an error. (The body must ask for a stream itself.)
+    #[arg(long)]
+    pub stream: bool,
+    /// Sign every request with btauth/1 as this sr25519 key: a `0x` hex seed or a secret URI
+    /// such as `//Alice`. Dev keys only: the value is visible to other local users.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "LOADGEN_SIGN_BTAUTH",
+        hide_env_values = true
+    )]
+    pub sign_btauth: Option<String>,
+    /// The gateway's hotkey signed requests are bound to (`X-Bittensor-Receiver`).
+    #[arg(long, value_name = "SS58", default_value = crate::sign::DEV_RECEIVER)]
+    pub btauth_receiver: String,
+    /// Print one signed request's headers (`name: value` lines) for `--url` and exit; for
+    /// scripts that make a single signed call (`POST /v1/auth/session`) with curl.
+    #[arg(long, requires = "sign_btauth", requires = "url")]
+    pub print_signed_headers: bool,
+    /// Report this process's CPU time (from /proc/PID/stat) and resident memory over the
+    /// measured window.
+    #[arg(long, value_name = "PID")]
+    pub gateway_pid: Option<i32>,
+    /// Report Redis commands and CPU over the measured window, from `INFO` on each node:
+    /// `redis://host:port` or `host:port`, comma-separated (all masters of a cluster).
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    pub redis_url: Vec<String>,
+    /// A command to run instead of sending load (see above), after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 /// Parses `15s`, `500ms`, `250us`, `2m`, `1.5s` or a bare number of seconds.
@@ -180,6 +217,36 @@ mod tests {
             Args::try_parse_from(["loadgen", "--url", "u", "--body", "{}", "--body-file", "f"])
                 .is_err(),
             "--body and --body-file conflict"
+        );
+    }
+
+    #[test]
+    fn accounting_flags_and_the_wrapped_command_parse() {
+        let args = Args::try_parse_from([
+            "loadgen",
+            "--gateway-pid",
+            "42",
+            "--redis-url",
+            "127.0.0.1:7001,127.0.0.1:7002",
+            "--output",
+            "x.json",
+            "--",
+            "oha",
+            "-q",
+            "2000",
+        ])
+        .expect("wrapped command parses");
+        assert_eq!(args.url, None);
+        assert_eq!(args.gateway_pid, Some(42));
+        assert_eq!(args.redis_url, ["127.0.0.1:7001", "127.0.0.1:7002"]);
+        assert_eq!(args.command, ["oha", "-q", "2000"]);
+        assert!(
+            Args::try_parse_from(["loadgen", "--json"]).is_err(),
+            "either --url or a command"
+        );
+        assert!(
+            Args::try_parse_from(["loadgen", "--url", "u", "--print-signed-headers"]).is_err(),
+            "printing signed headers needs a key"
         );
     }
 }

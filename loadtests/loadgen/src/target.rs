@@ -7,6 +7,8 @@ use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, Request, Uri};
 
+use crate::sign::Signer;
+
 /// Where requests go and what they carry; built once, cloned per request.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -99,6 +101,16 @@ impl Target {
         *request.headers_mut() = self.headers.clone();
         request
     }
+
+    /// [`Target::request`] with btauth/1 headers signed for it just now.
+    pub fn signed_request(&self, signer: &Signer) -> Request<Full<Bytes>> {
+        let mut request = self.request();
+        let path = self.path.path_and_query().map_or("/", |pq| pq.as_str());
+        for (name, value) in signer.headers(self.method.as_str(), path, &self.body) {
+            request.headers_mut().insert(name, value);
+        }
+        request
+    }
 }
 
 #[cfg(test)]
@@ -140,6 +152,28 @@ mod tests {
         assert_eq!(r.headers()[CONTENT_TYPE], "text/plain");
         let get = Target::new("http://127.0.0.1:9/x", None, &[], Bytes::new()).await;
         assert_eq!(get.expect("valid").request().method(), Method::GET);
+    }
+
+    #[tokio::test]
+    async fn signed_requests_carry_fresh_btauth_headers() {
+        let t = Target::new(
+            "http://127.0.0.1:9/v1/reason?x=1",
+            None,
+            &[],
+            Bytes::from_static(b"{}"),
+        )
+        .await
+        .expect("valid target");
+        let signer = Signer::new("//Alice", crate::sign::DEV_RECEIVER).expect("signer");
+        let a = t.signed_request(&signer);
+        let b = t.signed_request(&signer);
+        assert_eq!(a.headers()["x-bittensor-hotkey"], signer.sender());
+        assert_ne!(
+            a.headers()["x-bittensor-nonce"],
+            b.headers()["x-bittensor-nonce"]
+        );
+        assert_eq!(a.headers()[CONTENT_TYPE], "application/json");
+        assert!(t.request().headers().get("x-bittensor-signature").is_none());
     }
 
     #[tokio::test]

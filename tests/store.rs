@@ -374,17 +374,7 @@ macro_rules! behaviour_suite {
                 }
             )*
         }
-        mod cluster {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let cluster = super::common::TestRedis::cluster();
-                    let s = cluster.store().await;
-                    super::$name(&s).await;
-                    super::finish(&s).await;
-                }
-            )*
-        }
+        $crate::cluster_suite!($($name),*);
     };
 }
 

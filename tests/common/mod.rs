@@ -156,6 +156,26 @@ macro_rules! single_and_cluster {
     )*};
 }
 
+/// `mod cluster`: one test per store behaviour `async fn name(&Store)`, on a fresh prefix of
+/// the Redis Cluster, followed by the calling file's `finish(&Store)` cleanup check. The
+/// cluster half of the files' memory/Redis behaviour suites.
+#[macro_export]
+macro_rules! cluster_suite {
+    ($($name:ident),* $(,)?) => {
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let cluster = $crate::common::TestRedis::cluster();
+                    let s = cluster.store().await;
+                    super::$name(&s).await;
+                    super::finish(&s).await;
+                }
+            )*
+        }
+    };
+}
+
 /// PUTs an account through the admin API of the gateway at `base`.
 pub async fn put_account(
     http: &reqwest::Client,

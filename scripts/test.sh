@@ -7,7 +7,12 @@
 #   is unset and nothing answers PING at AGW_TEST_REDIS_PROBE (host:port, default
 #   127.0.0.1:6379), a throwaway redis-server (loopback only, no persistence) is started on a
 #   free port for this run and stopped when the script ends, however it ends.
-# - redis-server must be installed either way: the outage tests start their own.
+# - Redis Cluster: the cluster variants of the store, quota, replay, credit and metering tests
+#   run on the 3-master cluster named by AGW_TEST_REDIS_CLUSTER_URL
+#   (redis+cluster://host:port,host:port,host:port). When it is unset, a throwaway cluster
+#   (three redis-server --cluster-enabled yes on free loopback ports, joined with
+#   redis-cli --cluster create, no persistence) is started for this run and stopped with it.
+# - redis-server and redis-cli must be installed either way: the outage tests start their own.
 # - cargo-nextest: installed with `cargo install --locked` when missing; when that fails (e.g.
 #   offline) the tests run under `cargo test` instead. AGW_TEST_NO_NEXTEST=1 forces that fallback.
 set -euo pipefail
@@ -15,6 +20,10 @@ cd "$(dirname "$0")/.."
 
 if ! command -v redis-server >/dev/null 2>&1; then
   printf '\n!!!!!! redis-server not found: the tests need it (the outage tests start their own).\n!!!!!! Install it (Debian: apt-get install redis-server); .ci/run does.\n\n' >&2
+  exit 1
+fi
+if ! command -v redis-cli >/dev/null 2>&1; then
+  printf '\n!!!!!! redis-cli not found: the cluster tests need it to create their Redis Cluster.\n!!!!!! Install it (Debian: apt-get install redis-tools); .ci/run does.\n\n' >&2
   exit 1
 fi
 
@@ -31,6 +40,8 @@ port_taken() {
 
 THROWAWAY_PID=""
 THROWAWAY_DIR=""
+CLUSTER_PIDS=()
+CLUSTER_DIR=""
 stop_throwaway() {
   if [ -n "$THROWAWAY_PID" ]; then
     kill "$THROWAWAY_PID" 2>/dev/null || true
@@ -41,6 +52,16 @@ stop_throwaway() {
   if [ -n "$THROWAWAY_DIR" ]; then
     rm -rf "$THROWAWAY_DIR"
     THROWAWAY_DIR=""
+  fi
+  if [ "${#CLUSTER_PIDS[@]}" -gt 0 ]; then
+    kill "${CLUSTER_PIDS[@]}" 2>/dev/null || true
+    wait "${CLUSTER_PIDS[@]}" 2>/dev/null || true
+    echo "stopped the throwaway Redis Cluster (pids ${CLUSTER_PIDS[*]})" >&2
+    CLUSTER_PIDS=()
+  fi
+  if [ -n "$CLUSTER_DIR" ]; then
+    rm -rf "$CLUSTER_DIR"
+    CLUSTER_DIR=""
   fi
 }
 trap stop_throwaway EXIT
@@ -80,6 +101,63 @@ start_throwaway() {
   exit 1
 }
 
+# Starts a 3-master Redis Cluster on free loopback ports and exports its URL. Ports are chosen
+# so that each node's cluster bus port (port + 10000) also stays below the ephemeral range.
+start_cluster() {
+  CLUSTER_DIR=$(mktemp -d "${TMPDIR:-/tmp}/agw-test-cluster.XXXXXX")
+  local started_at=$SECONDS ports=() port pid
+  for _ in $(seq 1 30); do
+    [ "${#ports[@]}" -eq 3 ] && break
+    port=$((20000 + RANDOM % 2700))
+    port_taken "$port" && continue
+    port_taken $((port + 10000)) && continue
+    redis-server --port "$port" --cluster-enabled yes \
+      --cluster-config-file "$CLUSTER_DIR/nodes-$port.conf" --bind 127.0.0.1 \
+      --save '' --appendonly no --dir "$CLUSTER_DIR" \
+      --logfile "$CLUSTER_DIR/redis-$port.log" --daemonize no &
+    pid=$!
+    local deadline=$((SECONDS + 10)) up=0
+    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
+      if redis_answers 127.0.0.1 "$port"; then up=1; break; fi
+      sleep 0.05
+    done
+    if [ "$up" = 1 ]; then
+      CLUSTER_PIDS+=("$pid")
+      ports+=("$port")
+    else
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
+  if [ "${#ports[@]}" -ne 3 ]; then
+    echo "could not start three cluster nodes; their last log lines:" >&2
+    tail -n 20 "$CLUSTER_DIR"/redis-*.log >&2 || true
+    exit 1
+  fi
+  local nodes=()
+  for port in "${ports[@]}"; do nodes+=("127.0.0.1:$port"); done
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$CLUSTER_DIR/create.log" 2>&1 || {
+    echo "redis-cli --cluster create failed:" >&2
+    cat "$CLUSTER_DIR/create.log" >&2
+    exit 1
+  }
+  local deadline=$((SECONDS + 30)) ok
+  while :; do
+    ok=1
+    for port in "${ports[@]}"; do
+      redis-cli -h 127.0.0.1 -p "$port" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || ok=0
+    done
+    [ "$ok" = 1 ] && break
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "the throwaway Redis Cluster did not reach cluster_state:ok within 30 s" >&2
+      exit 1
+    fi
+    sleep 0.05
+  done
+  export AGW_TEST_REDIS_CLUSTER_URL="redis+cluster://$(IFS=,; echo "${nodes[*]}")"
+  echo "started a throwaway 3-master Redis Cluster on ${nodes[*]} (pids ${CLUSTER_PIDS[*]}) in $((SECONDS - started_at)) s for this run" >&2
+}
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The optional OTLP exporter (cargo feature `otlp`) must keep compiling cleanly too.
@@ -105,6 +183,12 @@ if [ -z "${AGW_TEST_REDIS_URL:-}" ]; then
     echo "no Redis answers on $probe" >&2
     start_throwaway
   fi
+fi
+
+if [ -z "${AGW_TEST_REDIS_CLUSTER_URL:-}" ]; then
+  start_cluster
+else
+  echo "using the Redis Cluster named by AGW_TEST_REDIS_CLUSTER_URL" >&2
 fi
 
 nextest_available() { cargo nextest --version >/dev/null 2>&1; }

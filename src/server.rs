@@ -89,18 +89,11 @@ impl Gateway {
             tracing::warn!("{w}");
         }
         let metrics = Metrics::new();
-        let mut store = match &config.redis.url {
-            Some(url) => {
-                Store::redis(
-                    url.expose(),
-                    &config.redis.key_prefix,
-                    Duration::from_millis(config.redis.connect_timeout_ms),
-                    Duration::from_millis(config.redis.command_timeout_ms),
-                )
-                .await?
-            }
-            None => Store::memory(&config.redis.key_prefix),
-        };
+        let mut store =
+            match Store::from_config(&config.redis, config.redis.command_timeout()).await? {
+                Some(store) => store,
+                None => Store::memory(&config.redis.key_prefix),
+            };
         store.instrument(&metrics);
 
         let mut config = config;

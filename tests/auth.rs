@@ -53,17 +53,20 @@ fn signed(
     btauth_headers(key, "POST", path, body.as_bytes(), receiver, nonce)
 }
 
-async fn redis_harness(tweak: impl FnOnce(&mut affine_gateway::config::Config)) -> Harness {
-    Harness::start_with(SimConfig::default(), |c| {
-        use_redis(c);
-        tweak(c);
-    })
-    .await
+async fn redis_harness(redis: &TestRedis) -> Harness {
+    Harness::start_with(SimConfig::default(), |c| redis.configure(c)).await
 }
 
-#[tokio::test]
-async fn btauth_request_is_accepted_once_across_replicas() {
-    let h = redis_harness(|_| {}).await;
+// The replay and revocation cases, on the single Redis and on the cluster: `…::single`, `…::cluster`.
+single_and_cluster!(
+    btauth_request_is_accepted_once_across_replicas,
+    epistula_request_is_accepted_once_across_replicas,
+    a_replay_on_a_replica_whose_clock_is_behind_is_refused,
+    a_revoked_token_is_refused_on_another_replica_within_a_second,
+);
+
+async fn btauth_request_is_accepted_once_across_replicas(redis: &TestRedis) {
+    let h = redis_harness(redis).await;
     let second = h.replica().await;
     for crypto in [Crypto::Sr25519, Crypto::Ed25519] {
         let key = alice(crypto);
@@ -81,9 +84,8 @@ async fn btauth_request_is_accepted_once_across_replicas() {
     }
 }
 
-#[tokio::test]
-async fn epistula_request_is_accepted_once_across_replicas() {
-    let h = redis_harness(|_| {}).await;
+async fn epistula_request_is_accepted_once_across_replicas(redis: &TestRedis) {
+    let h = redis_harness(redis).await;
     let second = h.replica().await;
     let KeyPair::Sr25519(pair) = alice(Crypto::Sr25519) else {
         unreachable!()
@@ -376,9 +378,8 @@ async fn unregistered_hotkeys_follow_the_policy() {
     expect_problem(res, 403, "unregistered_hotkey").await;
 }
 
-#[tokio::test]
-async fn a_revoked_token_is_refused_on_another_replica_within_a_second() {
-    let h = redis_harness(|_| {}).await;
+async fn a_revoked_token_is_refused_on_another_replica_within_a_second(redis: &TestRedis) {
+    let h = redis_harness(redis).await;
     let second = h.replica().await;
     let keys = keys();
     let (tok, claims) = keys.issue(
@@ -491,7 +492,7 @@ async fn session_exchange_gives_a_short_lived_reason_token() {
 /// Issue #11 item 2: the two-byte-prefix spelling of a key is not a second identity.
 #[tokio::test]
 async fn the_two_byte_ss58_spelling_of_a_key_is_refused_everywhere() {
-    let h = redis_harness(|_| {}).await;
+    let h = redis_harness(&TestRedis::single()).await;
     let second = h.replica().await;
     let base = h.gw.url();
     let key = alice(Crypto::Sr25519);
@@ -557,9 +558,8 @@ async fn the_two_byte_ss58_spelling_of_a_key_is_refused_everywhere() {
 
 /// Issue #11 item 4: a replica whose clock is behind must not accept again a signed request
 /// another replica accepted, once the first replica's view of its window has passed.
-#[tokio::test]
-async fn a_replay_on_a_replica_whose_clock_is_behind_is_refused() {
-    let h = redis_harness(|_| {}).await;
+async fn a_replay_on_a_replica_whose_clock_is_behind_is_refused(redis: &TestRedis) {
+    let h = redis_harness(redis).await;
     let behind = h.replica().await;
     // Within the documented bound (auth.replica_clock_skew_secs, 5 s by default).
     behind.state.auth.clock.set_offset_ms(-3_000);
@@ -710,7 +710,7 @@ async fn signed_requests_with_bad_headers_are_refused_without_reading_the_body()
 /// poll while the token still works.
 #[tokio::test]
 async fn a_revocation_with_a_past_exp_outlives_the_next_poll() {
-    let h = redis_harness(|_| {}).await;
+    let h = redis_harness(&TestRedis::single()).await;
     let second = h.replica().await;
     let (tok, claims) = keys().issue(
         TEST_ACCOUNT,

@@ -183,10 +183,19 @@ fn each_variable_overrides_its_field() {
     ])
     .expect("valid");
     assert!(c.redis.cluster);
+    assert!(c.redis.cluster_mode());
     assert_eq!(
         c.quota.on_store_failure,
         affine_gateway::config::StoreFailure::FailClosed
     );
+    // A cluster URL turns cluster mode on by itself.
+    let c = load_env(&[(
+        "GATEWAY_REDIS_URL",
+        "redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7000",
+    )])
+    .expect("valid");
+    assert!(!c.redis.cluster);
+    assert!(c.redis.cluster_mode());
     // GATEWAY_DEPOSIT_ADDRESS needs chain endpoints beside it.
     assert!(
         load_env(&[(
@@ -380,6 +389,16 @@ fn invalid_variables_are_named() {
         ),
         ("GATEWAY_REDIS_URL", "redis://", &["redis.url", "host"]),
         (
+            "GATEWAY_REDIS_URL",
+            "redis+cluster://h1:7000,h2:port",
+            &["redis.url", "node 2"],
+        ),
+        (
+            "GATEWAY_REDIS_URL",
+            "redis+cluster://h1:7000/2",
+            &["redis.url", "database 0"],
+        ),
+        (
             "GATEWAY_REDIS_CLUSTER",
             "1",
             &["redis.cluster", "redis.url"],
@@ -521,6 +540,14 @@ fn secrets_never_appear_in_errors() {
             format!("redis://:{marker}@host:notaport"),
         ),
         ("GATEWAY_REDIS_URL", format!("redis://:{marker} @host")),
+        (
+            "GATEWAY_REDIS_URL",
+            format!("redis+cluster://agw:{marker}@h1:7000,h2:notaport"),
+        ),
+        (
+            "GATEWAY_REDIS_URL",
+            format!("rediss+cluster://agw:{marker}@h1:7000/5"),
+        ),
         ("CHUTES_API_KEY", format!("{marker} with spaces")),
         ("CHUTES_API_KEY", format!("{marker}\n")),
     ];

@@ -61,6 +61,14 @@ async fn redis_credits_are_once_per_reference() {
 }
 
 #[tokio::test]
+async fn cluster_credits_are_once_per_reference() {
+    let cluster = TestRedis::cluster();
+    let s = cluster.store().await;
+    credits_are_once_per_reference(&s).await;
+    s.delete_all_prefixed().await.unwrap();
+}
+
+#[tokio::test]
 async fn the_credits_endpoint() {
     let h = Harness::start(SimConfig::default()).await;
     let post = |id: &str, body: &str, tok: String| {

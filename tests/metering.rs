@@ -78,10 +78,15 @@ async fn gauge(h: &Harness, name: &str) -> f64 {
     metric(&h.http, &h.gw.url(), name).await.unwrap_or(0.0)
 }
 
-#[tokio::test]
-async fn a_thousand_concurrent_requests_never_overdraw_a_prepaid_balance() {
+// The Redis halves, on the single Redis and on the cluster: `…::single`, `…::cluster`.
+single_and_cluster!(
+    a_thousand_concurrent_requests_never_overdraw_a_prepaid_balance,
+    the_export_holds_exactly_the_months_events,
+);
+
+async fn a_thousand_concurrent_requests_never_overdraw_a_prepaid_balance(redis: &TestRedis) {
     let h = Harness::start_with(SimConfig::default(), |c| {
-        use_redis(c);
+        redis.configure(c);
         bulk_plan(c);
         c.quota.ip_per_second = 100_000;
         c.quota.ip_burst = 100_000;
@@ -273,6 +278,12 @@ async fn settling_twice_charges_once_on_redis() {
     settle_twice_charges_once(shared_redis_store().await).await;
 }
 
+#[tokio::test]
+async fn settling_twice_charges_once_on_the_cluster() {
+    let cluster = TestRedis::cluster();
+    settle_twice_charges_once(cluster.store().await).await;
+}
+
 /// A hold whose replica died expires into an `unsettled` event, charged per the policy; a
 /// settlement arriving after that changes nothing.
 async fn expired_hold_becomes_an_unsettled_event(store: Store) {
@@ -336,6 +347,12 @@ async fn expired_holds_become_unsettled_events_in_memory() {
 #[tokio::test]
 async fn expired_holds_become_unsettled_events_on_redis() {
     expired_hold_becomes_an_unsettled_event(shared_redis_store().await).await;
+}
+
+#[tokio::test]
+async fn expired_holds_become_unsettled_events_on_the_cluster() {
+    let cluster = TestRedis::cluster();
+    expired_hold_becomes_an_unsettled_event(cluster.store().await).await;
 }
 
 #[tokio::test]
@@ -457,9 +474,8 @@ async fn usage_and_stats_count_settled_requests() {
     assert_eq!(long["from"], "2025-11-25");
 }
 
-#[tokio::test]
-async fn the_export_holds_exactly_the_months_events() {
-    let h = Harness::start_with(SimConfig::default(), use_redis).await;
+async fn the_export_holds_exactly_the_months_events(redis: &TestRedis) {
+    let h = Harness::start_with(SimConfig::default(), |c| redis.configure(c)).await;
     let store = h.gw.state.store.clone();
     let policy = LedgerPolicy::default();
     let sc = scope("exporter");

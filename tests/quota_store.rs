@@ -42,6 +42,13 @@ macro_rules! both {
                 super::$name(&s).await;
                 s.delete_all_prefixed().await.unwrap();
             }
+            #[tokio::test]
+            async fn cluster() {
+                let cluster = super::common::TestRedis::cluster();
+                let s = cluster.store().await;
+                super::$name(&s).await;
+                s.delete_all_prefixed().await.unwrap();
+            }
         }
     };
 }

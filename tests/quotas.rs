@@ -25,8 +25,8 @@ fn plan(rpm: u64, tpm: u64, conc: u64) -> PlanConfig {
     }
 }
 
-fn limited(c: &mut Config) {
-    use_redis(c);
+fn limited(c: &mut Config, redis: &TestRedis) {
+    redis.configure(c);
     c.quota.ip_per_second = 0;
     // A burst opens hundreds of connections from 127.0.0.1 at once; the per-address
     // connection cap (tests/connections.rs proves it) would close some of them at accept.
@@ -94,16 +94,13 @@ async fn burst(
     (ok, limited, started.elapsed())
 }
 
-async fn three_replicas(tweak: impl FnOnce(&mut Config)) -> (Harness, Vec<Running>) {
+async fn three_replicas(redis: &TestRedis) -> (Harness, Vec<Running>) {
     let h = Harness::start_with(
         SimConfig {
             record_requests: 0,
             ..SimConfig::default()
         },
-        |c| {
-            limited(c);
-            tweak(c);
-        },
+        |c| limited(c, redis),
     )
     .await;
     let mut more = Vec::new();
@@ -122,9 +119,14 @@ const REFILL: Duration = Duration::from_millis(600);
 /// on the 2-core machine (1 000 took 450–690 ms in debug builds, too close to [`REFILL`]).
 const BURST: usize = 500;
 
-#[tokio::test]
-async fn one_caller_gets_exactly_its_plan_across_three_replicas() {
-    let (h, more) = three_replicas(|_| {}).await;
+// On the single Redis and on the cluster: `…::single`, `…::cluster`.
+single_and_cluster!(
+    one_caller_gets_exactly_its_plan_across_three_replicas,
+    a_subnet_aggregate_is_exact_across_its_hotkeys_and_replicas,
+);
+
+async fn one_caller_gets_exactly_its_plan_across_three_replicas(redis: &TestRedis) {
+    let (h, more) = three_replicas(redis).await;
     let base = h.gw.url();
     let bases = vec![base.clone(), more[0].url(), more[1].url()];
     for attempt in 0..3 {
@@ -149,9 +151,8 @@ async fn one_caller_gets_exactly_its_plan_across_three_replicas() {
     );
 }
 
-#[tokio::test]
-async fn a_subnet_aggregate_is_exact_across_its_hotkeys_and_replicas() {
-    let (h, more) = three_replicas(|_| {}).await;
+async fn a_subnet_aggregate_is_exact_across_its_hotkeys_and_replicas(redis: &TestRedis) {
+    let (h, more) = three_replicas(redis).await;
     let base = h.gw.url();
     let bases = vec![base.clone(), more[0].url(), more[1].url()];
     for (attempt, netuid) in [12, 13, 14].into_iter().enumerate() {

@@ -374,6 +374,7 @@ macro_rules! behaviour_suite {
                 }
             )*
         }
+        $crate::cluster_suite!($($name),*);
     };
 }
 
@@ -462,6 +463,64 @@ async fn redis_invalid_url_does_not_leak_the_password() {
     let e = r.expect_err("the URL is invalid");
     assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
     assert_no_secret(&e);
+}
+
+#[tokio::test]
+async fn redis_cluster_url_errors_never_show_the_password() {
+    for url in [
+        // Nothing listens on either seed.
+        "redis+cluster://:hunter2@127.0.0.1:1,127.0.0.1:2",
+        "redis+cluster://agw:hunter2@127.0.0.1:notaport,127.0.0.1:2",
+        "rediss+cluster://agw:hunter2@127.0.0.1:1",
+    ] {
+        let e = Store::redis(
+            url,
+            "agw-test:cluster-bad:",
+            Duration::from_millis(500),
+            Duration::from_millis(500),
+        )
+        .await
+        .expect_err("no cluster there");
+        assert!(
+            matches!(e, StoreError::Unavailable(_) | StoreError::Timeout),
+            "{e:?}"
+        );
+        assert_no_secret(&e);
+        assert!(!e.to_string().contains("cluster://"), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn the_cluster_flag_makes_a_redis_url_one_seed_of_a_cluster() {
+    let cluster = common::TestRedis::cluster();
+    let seed = affine_gateway::config::redis_seeds(cluster.url())
+        .into_iter()
+        .next()
+        .expect("one seed at least");
+    assert!(seed.starts_with("redis://"), "{seed}");
+    let mut config = affine_gateway::config::RedisConfig {
+        url: Some(affine_gateway::config::Secret::new(seed)),
+        cluster: true,
+        key_prefix: unique_prefix(),
+        ..Default::default()
+    };
+    assert!(config.cluster_mode());
+    let s = Store::from_config(&config, Duration::from_secs(2))
+        .await
+        .unwrap()
+        .expect("a Redis is configured");
+    // Keys in many slots: a single-node connection to one seed would be told MOVED.
+    for i in 0..64 {
+        s.set(&format!("k{i}"), b"v", None).await.unwrap();
+    }
+    assert_eq!(s.delete_all_prefixed().await.unwrap(), 64);
+    config.url = None;
+    assert!(
+        Store::from_config(&config, Duration::from_secs(2))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// What the fake Redis does with one command.

@@ -155,6 +155,7 @@ macro_rules! behaviour_suite {
                 }
             )*
         }
+        $crate::cluster_suite!($($name),*);
     };
 }
 

@@ -25,6 +25,7 @@
 
 mod chain;
 mod env;
+mod redis_url;
 mod secret;
 mod validate;
 
@@ -36,6 +37,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use chain::{ChainConfig, SubnetGate};
+pub use redis_url::{is_cluster_url, seeds as redis_seeds};
 pub use secret::{REDACTED, Secret};
 
 use validate::{MAX_BODY_BYTES, MAX_SECS, range};
@@ -156,10 +158,14 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
-    /// `redis://` or `rediss://` URL (`GATEWAY_REDIS_URL`). A secret because it may carry
-    /// the password. `None`: in-memory state, one process only.
+    /// `redis://` or `rediss://` URL of one server, or `redis+cluster://` /
+    /// `rediss+cluster://` URL of a Redis Cluster's seed nodes
+    /// (`redis+cluster://user:password@host1:7000,host2:7001`: credentials once, nodes
+    /// comma-separated) (`GATEWAY_REDIS_URL`). A secret because it may carry the password.
+    /// `None`: in-memory state, one process only.
     pub url: Option<Secret>,
-    /// Talk Redis Cluster instead of a single node (`GATEWAY_REDIS_CLUSTER`); needs `url`.
+    /// Talk Redis Cluster (`GATEWAY_REDIS_CLUSTER`); needs `url`. A `redis://` URL then names
+    /// one seed node; a `redis+cluster://` URL turns cluster mode on by itself.
     pub cluster: bool,
     /// Prefix of every key this gateway writes (`GATEWAY_KEY_PREFIX`): non-empty, at most
     /// 64 bytes, no whitespace, no `{`/`}` (those would hijack the Cluster hash tags).
@@ -184,6 +190,15 @@ impl Default for RedisConfig {
 }
 
 impl RedisConfig {
+    /// True when the store talks Redis Cluster: `cluster` is set or the URL's scheme says so.
+    pub fn cluster_mode(&self) -> bool {
+        self.cluster
+            || self
+                .url
+                .as_ref()
+                .is_some_and(|u| is_cluster_url(u.expose()))
+    }
+
     /// [`RedisConfig::command_timeout_ms`] as a duration.
     pub fn command_timeout(&self) -> Duration {
         Duration::from_millis(self.command_timeout_ms)
@@ -1040,7 +1055,7 @@ impl Config {
 
         let r = &self.redis;
         if let Some(url) = &r.url {
-            check("redis.url", validate::redis_url(url.expose()))?;
+            check("redis.url", validate::redis_url(url.expose(), r.cluster))?;
         } else if r.cluster {
             check(
                 "redis.cluster",

@@ -62,14 +62,32 @@ pub(super) fn http_url(url: &str) -> Result<(), String> {
     host_port(authority(rest)).map_err(|why| format!("{why}, got {:?}", redact_userinfo(url)))
 }
 
-/// A `redis://` or `rediss://` URL. The URL is a secret (it may carry a password), so the
-/// messages never quote it.
-pub(super) fn redis_url(url: &str) -> Result<(), String> {
+/// A `redis://` or `rediss://` URL, or a Cluster's `redis+cluster://` / `rediss+cluster://`
+/// URL with one or more comma-separated nodes. `cluster` (`redis.cluster`) says a single-server
+/// URL names one seed of a Cluster. The URL is a secret (it may carry a password), so the
+/// messages never quote it; they name a bad node by its position.
+pub(super) fn redis_url(url: &str, cluster: bool) -> Result<(), String> {
     placeholder(url)?;
-    let rest = strip_scheme(url, &["redis://", "rediss://"])
-        .ok_or_else(|| "must start with redis:// or rediss://".to_string())?;
+    let p = super::redis_url::parse(url).ok_or_else(|| {
+        "must start with redis://, rediss://, redis+cluster:// or rediss+cluster://".to_string()
+    })?;
     no_blanks(url)?;
-    host_port(authority(rest))
+    let userinfo = p.userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+    for (i, host) in p.hosts.iter().enumerate() {
+        host_port(&format!("{userinfo}{host}")).map_err(|why| {
+            if p.cluster_scheme {
+                format!("node {} of the cluster URL {why}", i + 1)
+            } else {
+                why
+            }
+        })?;
+    }
+    if (cluster || p.cluster_scheme) && !matches!(p.db, "" | "0") {
+        return Err(
+            "names a database other than 0, but Redis Cluster has only database 0".to_string(),
+        );
+    }
+    Ok(())
 }
 
 /// A secret sent as an HTTP header value: no whitespace (a pasted newline is the classic
@@ -329,11 +347,37 @@ mod tests {
 
     #[test]
     fn redis_urls() {
-        assert_eq!(redis_url("redis://127.0.0.1:6379/0"), Ok(()));
-        assert_eq!(redis_url("rediss://:pw@cache.internal:6380"), Ok(()));
+        assert_eq!(redis_url("redis://127.0.0.1:6379/0", false), Ok(()));
+        assert_eq!(redis_url("rediss://:pw@cache.internal:6380", false), Ok(()));
+        assert_eq!(redis_url("redis://127.0.0.1:6379/2", false), Ok(()));
         for bad in ["http://x", "redis://", "redis+unix:///tmp/s", "<redacted>"] {
-            assert!(redis_url(bad).is_err(), "{bad}");
+            assert!(redis_url(bad, false).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn cluster_urls() {
+        for ok in [
+            "redis+cluster://127.0.0.1:7000",
+            "redis+cluster://u:p@h1:7000,h2:7001,[::1]:7002/0",
+            "rediss+cluster://:pw@cache-1.internal:6380,cache-2.internal:6380",
+        ] {
+            assert_eq!(redis_url(ok, false), Ok(()), "{ok}");
+            assert_eq!(redis_url(ok, true), Ok(()), "{ok}");
+        }
+        assert_eq!(redis_url("redis://10.0.0.1:7000", true), Ok(()));
+        for (bad, why) in [
+            ("redis+cluster://", "node 1"),
+            ("redis+cluster://h1:7000,,h3:7002", "node 2"),
+            ("redis+cluster://u:secret@h1:7000,h2:port", "node 2"),
+            ("redis+cluster://h1:7000/1", "database"),
+        ] {
+            let err = redis_url(bad, false).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+            assert!(!err.contains("secret"), "{err}");
+        }
+        let err = redis_url("redis://h:6379/3", true).unwrap_err();
+        assert!(err.contains("database"), "{err}");
     }
 
     #[test]

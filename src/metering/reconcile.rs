@@ -91,18 +91,16 @@ impl fmt::Display for Report {
 /// Reads the ledger of the configured Redis and reconciles it (the CLI's work). An embedded
 /// in-memory ledger lives inside one gateway process and cannot be read from outside.
 pub async fn run(config: &crate::config::Config) -> Result<Report, String> {
-    let url = config.redis.url.as_ref().ok_or_else(|| {
-        "no GATEWAY_REDIS_URL: the embedded in-memory ledger lives inside the serving process and cannot be reconciled from outside".to_string()
-    })?;
-    let store = crate::store::Store::redis(
-        url.expose(),
-        &config.redis.key_prefix,
-        std::time::Duration::from_millis(config.redis.connect_timeout_ms),
+    let store = crate::store::Store::from_config(
+        &config.redis,
         // Reading a whole ledger takes longer than a request's commands.
         std::time::Duration::from_millis(config.redis.command_timeout_ms.max(10_000)),
     )
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())?
+    .ok_or_else(|| {
+        "no GATEWAY_REDIS_URL: the embedded in-memory ledger lives inside the serving process and cannot be reconciled from outside".to_string()
+    })?;
     let snap = store.ledger_snapshot().await.map_err(|e| e.to_string())?;
     Ok(reconcile(&snap))
 }

@@ -98,7 +98,8 @@ impl Store {
         Store::Memory(memory::MemoryStore::new(key_prefix))
     }
 
-    /// Connects to Redis at `url`.
+    /// Connects to Redis at `url`: one server (`redis://`, `rediss://`), or a Redis Cluster
+    /// through the seed nodes of a `redis+cluster://` / `rediss+cluster://` URL.
     ///
     /// Connecting is bounded by `connect_timeout`; every later command is bounded by
     /// `command_timeout` (then it fails with [`StoreError::Timeout`]), so no call ever hangs.
@@ -110,9 +111,30 @@ impl Store {
         connect_timeout: Duration,
         command_timeout: Duration,
     ) -> Result<Store, StoreError> {
-        redis::RedisStore::connect(url, key_prefix, connect_timeout, command_timeout)
+        redis::RedisStore::connect(url, false, key_prefix, connect_timeout, command_timeout)
             .await
             .map(Store::Redis)
+    }
+
+    /// Connects to the Redis `config` names, as [`Store::redis`] does, with `command_timeout`;
+    /// in cluster mode ([`crate::config::RedisConfig::cluster_mode`]) even a `redis://` URL is
+    /// a Cluster's seed node. `None` when `config` names no Redis.
+    pub async fn from_config(
+        config: &crate::config::RedisConfig,
+        command_timeout: Duration,
+    ) -> Result<Option<Store>, StoreError> {
+        let Some(url) = &config.url else {
+            return Ok(None);
+        };
+        redis::RedisStore::connect(
+            url.expose(),
+            config.cluster_mode(),
+            &config.key_prefix,
+            Duration::from_millis(config.connect_timeout_ms),
+            command_timeout,
+        )
+        .await
+        .map(|s| Some(Store::Redis(s)))
     }
 
     /// Records Redis command latency and failures in `metrics` (`agw_redis_*`); the in-memory

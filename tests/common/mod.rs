@@ -1,7 +1,12 @@
 //! Shared harness: a simulated upstream and a gateway in-process on ephemeral loopback ports.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod quota_ops;
+
+// Not every test binary uses it; those that do reach it through `common::*`.
+#[allow(unused_imports)]
+pub use cluster::TestRedis;
 
 use affine_gateway::auth::jwt::{JwtKeys, Scope, now_secs};
 use affine_gateway::config::{Config, Secret};
@@ -130,6 +135,45 @@ pub async fn shared_redis_connection() -> redis::aio::MultiplexedConnection {
 pub fn use_redis(cfg: &mut Config) {
     cfg.redis.url = Some(Secret::new(redis_url()));
     cfg.redis.key_prefix = redis_prefix();
+}
+
+/// Runs each `async fn name(redis: &TestRedis)` twice: `name::single` on the shared single
+/// Redis and `name::cluster` on the Redis Cluster ([`cluster`]), so a Redis test gets its
+/// cluster variant by being listed here instead of being copied.
+#[macro_export]
+macro_rules! single_and_cluster {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn single() {
+                super::$name(&$crate::common::TestRedis::single()).await;
+            }
+            #[tokio::test]
+            async fn cluster() {
+                super::$name(&$crate::common::TestRedis::cluster()).await;
+            }
+        }
+    )*};
+}
+
+/// `mod cluster`: one test per store behaviour `async fn name(&Store)`, on a fresh prefix of
+/// the Redis Cluster, followed by the calling file's `finish(&Store)` cleanup check. The
+/// cluster half of the files' memory/Redis behaviour suites.
+#[macro_export]
+macro_rules! cluster_suite {
+    ($($name:ident),* $(,)?) => {
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let cluster = $crate::common::TestRedis::cluster();
+                    let s = cluster.store().await;
+                    super::$name(&s).await;
+                    super::finish(&s).await;
+                }
+            )*
+        }
+    };
 }
 
 /// PUTs an account through the admin API of the gateway at `base`.

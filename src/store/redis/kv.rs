@@ -102,30 +102,35 @@ impl RedisStore {
     }
 
     /// Keys under this prefix matching `pattern` (after the prefix), returned without the
-    /// prefix, sorted and without duplicates (`SCAN` may return a key twice).
+    /// prefix, sorted and without duplicates (`SCAN` may return a key twice). On a Cluster,
+    /// every primary is walked: each node's `SCAN` sees only its own slots.
     pub(super) async fn scan(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
         let pattern = format!("{}{pattern}", glob_escape(&self.prefix));
-        let mut cursor: u64 = 0;
         let mut out = Vec::new();
-        loop {
-            let mut scan = ::redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SCAN_BATCH);
-            let (next, keys): (u64, Vec<String>) = self.query("scan", &scan).await?;
-            out.extend(
-                keys.into_iter()
-                    .filter_map(|k| k.strip_prefix(&*self.prefix).map(str::to_string)),
-            );
-            if next == 0 {
-                out.sort_unstable();
-                out.dedup();
-                return Ok(out);
+        for node in self.scan_targets().await? {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = ::redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(SCAN_BATCH);
+                let (next, keys): (u64, Vec<String>) =
+                    self.query_on("scan", &scan, node.as_ref()).await?;
+                out.extend(
+                    keys.into_iter()
+                        .filter_map(|k| k.strip_prefix(&*self.prefix).map(str::to_string)),
+                );
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
         }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
     }
 
     pub(in crate::store) async fn delete_all_prefixed(&self) -> Result<u64, StoreError> {
@@ -133,7 +138,8 @@ impl RedisStore {
         for batch in self.scan("*").await?.chunks(SCAN_BATCH) {
             let keys: Vec<String> = batch.iter().map(|k| self.full_key(k)).collect();
             // UNLINK frees memory in the background and counts only keys that still existed,
-            // so concurrent expiry does not inflate the count.
+            // so concurrent expiry does not inflate the count. On a Cluster the client splits
+            // it into one UNLINK per slot, sent to the slot's primary, and adds the counts.
             let n: u64 = self
                 .query("unlink", ::redis::cmd("UNLINK").arg(&keys))
                 .await?;

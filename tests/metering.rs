@@ -10,7 +10,7 @@ use affine_gateway::auth::jwt::Scope;
 use affine_gateway::config::{Config, PlanConfig, Secret};
 use affine_gateway::metering::reconcile::reconcile;
 use affine_gateway::store::{
-    BillMode, Charge, Ending, Hold, LedgerPolicy, Limit, Peek, Recorded, ScopeSpec, Store,
+    Charge, Ending, LedgerPolicy, Limit, Peek, Recorded, ScopeSpec, Store,
 };
 use chutes_sim::SimConfig;
 use common::*;
@@ -177,19 +177,6 @@ fn charged<'a>(scopes: &'a [ScopeSpec], request_id: &'a str, charge: &'a Charge)
         tokens_back: 0,
         request_back: false,
         charge: Some(charge),
-    }
-}
-
-fn hold<'a>(account: &'a str, amount: u64, template: &'a str) -> Hold<'a> {
-    Hold {
-        account,
-        mode: BillMode::Prepaid,
-        amount_rao: amount,
-        credit_limit_rao: 0,
-        input_tokens: 1,
-        output_tokens: amount,
-        netuid: None,
-        expiry_event: template,
     }
 }
 

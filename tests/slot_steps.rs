@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use affine_gateway::metering::reconcile::reconcile;
 use affine_gateway::store::{
-    BillMode, Charge, Ending, Hold, LedgerPolicy, Limit, Recorded, ScopeSpec, Store,
+    Charge, Ending, Hold, LedgerPolicy, Limit, Recorded, ScopeSpec, Store,
 };
 use common::*;
 
@@ -23,17 +23,10 @@ fn spec(tag: &str, rpm: u64) -> ScopeSpec {
     }
 }
 
-fn prepaid<'a>(account: &'a str, amount: u64) -> Hold<'a> {
-    Hold {
-        account,
-        mode: BillMode::Prepaid,
-        amount_rao: amount,
-        credit_limit_rao: 0,
-        input_tokens: 1,
-        output_tokens: 1,
-        netuid: None,
-        expiry_event: r#"{"cost_rao":"__COST__","finished_at":"__FINISHED__"}"#,
-    }
+const EXPIRY_EVENT: &str = r#"{"cost_rao":"__COST__","finished_at":"__FINISHED__"}"#;
+
+fn prepaid(account: &str, amount: u64) -> Hold<'_> {
+    hold(account, amount, EXPIRY_EVENT)
 }
 
 fn charge(account: &str, request_id: &str, cost: u64, netuid: Option<u16>) -> Charge {

@@ -13,10 +13,11 @@
 //!     `{a:<id>}:holds` hash request id → hold record, `{a:<id>}:holdexp` zset request id →
 //!     expiry, `{a:<id>}:done:<request id>` the settlement's idempotency mark (expires);
 //!   - `{a:<id>}:debits` hash `total` and `<YYYY-MM>` → rao debited (durable),
-//!     `{a:<id>}:use:<YYYY-MM-DD>` daily rollup;
+//!     `{a:<id>}:use:<YYYY-MM-DD>` daily rollup, `{a:<id>}:ev:<YYYY-MM>` the account's usage
+//!     events of the month (a stream, one entry per settlement batch);
 //!   - `{a:<id>}:credit:<reference>` one credit's record, `{a:<id>}:credits` the credit log;
 //!   - replay marks `{a:<hotkey>}:<kind>:<replay id>` (`n` btauth nonce, `u` Epistula uuid);
-//!   - quota buckets `{a:<id>}:q:rpm|tpm|tpd` (hash `l` level, `t` ms) and the lease set
+//!   - quota buckets `{a:<id>}:q` (one hash: `l1`/`t1`, `l2`/`t2`, `l3`/`t3`, `x`) and the lease set
 //!     `{a:<id>}:q:conc` (zset request id → lease expiry);
 //!   - `{a:<id>}:coldkeys` the set of coldkeys (SS58) linked to the account (durable; the
 //!     coldkey's claim below is the authority, this is the account's index of them).
@@ -29,7 +30,6 @@
 //!   shares.
 //! - `{stats}:use:<YYYY-MM-DD>` public daily totals, `{stats}:callers:<YYYY-MM-DD>` the day's
 //!   callers (a set).
-//! - `{u:<YYYY-MM>}` the month's usage events (a stream; entry fields `a` account, `e` event).
 //! - `{revoked}:jti` revoked token ids (zset, score = the token's expiry, unix s) and
 //!   `{revoked}:ver` the counter bumped on every revocation.
 //! - `winner:pin` the runtime winner pin (JSON, durable).
@@ -46,9 +46,9 @@
 //! ledger part of admission and settlement cannot: which rollups and stream a settlement
 //! touches, and which expired holds a sweep finds, is decided inside the script. Those keys
 //! (`:bal`, `:held`, `:holds`, `:holdexp`, `:done:<rid>`, `:debits`, `:use:<day>` of the
-//! account, subnet and `{stats}`, `{stats}:callers:<day>` and `{u:<month>}`) are built from the
+//! account, subnet and `{stats}`, `{stats}:callers:<day>` and `:ev:<month>`) are built from the
 //! prefix (an `ARGV`) from the pieces in the `key` table at the top of
-//! `redis/ledger_lib_v2.lua`, the one place in Lua that spells them; they must stay the same
+//! `redis/ledger_lib_v3.lua`, the one place in Lua that spells them; they must stay the same
 //! spellings as the functions below,
 //! which the Redis halves of `tests/metering.rs` check end to end (a settlement written by the
 //! script is read back through these functions).

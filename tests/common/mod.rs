@@ -421,6 +421,25 @@ impl Harness {
     }
 }
 
+/// A prepaid hold of `amount` rao for one request of `account` (one input token, `amount`
+/// output tokens), with `template` as the event recorded if it expires.
+pub fn hold<'a>(
+    account: &'a str,
+    amount: u64,
+    template: &'a str,
+) -> affine_gateway::store::Hold<'a> {
+    affine_gateway::store::Hold {
+        account,
+        mode: affine_gateway::store::BillMode::Prepaid,
+        amount_rao: amount,
+        credit_limit_rao: 0,
+        input_tokens: 1,
+        output_tokens: amount,
+        netuid: None,
+        expiry_event: template,
+    }
+}
+
 /// The current UTC month, `YYYY-MM` (an export's `month`).
 pub fn this_month() -> String {
     let d = time::OffsetDateTime::now_utc().date();

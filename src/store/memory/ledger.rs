@@ -1,4 +1,4 @@
-//! The memory backend's ledger: the rules of `admit_v3.lua` / `settle_v3.lua` for money, in
+//! The memory backend's ledger: the rules of `admit_v4.lua` / `settle_v4.lua` for money, in
 //! Rust, for a single process. Hold expiry and done-marks are timed on the backend clock's
 //! monotonic milliseconds, the days and `finished_at` of expired holds on its wall time.
 //!
@@ -118,7 +118,7 @@ impl MemoryStore {
             .unwrap_or(0)
     }
 
-    /// Appends one event and what derives from it (see `ledger_lib_v2.lua`'s `record`).
+    /// Appends one event and what derives from it (see `ledger_lib_v3.lua`'s `book` and `write_books`).
     /// `shard` is the account's shard, already locked by the caller: a subnet or stats tag
     /// that hashes to the same shard is updated through it (locking it again would deadlock).
     fn record(&self, book: &mut Book, shard: &mut Shard, c: &Charge) {

@@ -15,8 +15,8 @@
 //! store goes away, while the lazy sweep needs neither.
 //!
 //! ## Layout
-//! This file is the key-value part; [`quota`] is the limiter (the rules of `admit_v3.lua` /
-//! `settle_v3.lua` for limits), [`ledger`] the money (their rules for holds, settlements and
+//! This file is the key-value part; [`quota`] is the limiter (the rules of `admit_v4.lua` /
+//! `settle_v4.lua` for limits), [`ledger`] the money (their rules for holds, settlements and
 //! usage), and [`clock`] the one clock all three read.
 
 mod clock;

@@ -1,4 +1,4 @@
-//! The memory backend's limiter: the rules of `admit_v3.lua` / `settle_v3.lua` for limits,
+//! The memory backend's limiter: the rules of `admit_v4.lua` / `settle_v4.lua` for limits,
 //! in Rust, for a single process. Times are the backend clock's monotonic milliseconds
 //! ([`super::clock::Clock::ms`]), passed in by the caller.
 //!

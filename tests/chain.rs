@@ -83,15 +83,7 @@ async fn reason_as(h: &Harness, base: &str, account: &str) -> reqwest::Response 
 }
 
 async fn chain_status(h: &Harness, base: &str) -> serde_json::Value {
-    h.http
-        .get(format!("{base}/admin/v1/chain"))
-        .bearer_auth(admin_token())
-        .send()
-        .await
-        .expect("request sent")
-        .json()
-        .await
-        .expect("JSON")
+    get_json(h, &format!("{base}/admin/v1/chain"), &admin_token()).await
 }
 
 /// Waits until the gateway at `base` has a snapshot of `netuid` at or after `block`.

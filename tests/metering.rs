@@ -166,6 +166,7 @@ fn charge(account: &str, request_id: &str, cost: u64, day: &str) -> Charge {
         day: day.into(),
         event: event.to_string(),
         anonymous: false,
+        held: true,
     }
 }
 
@@ -323,6 +324,83 @@ async fn expired_hold_becomes_an_unsettled_event(store: Store) {
     let month = this_month();
     assert_eq!(snap.events[&month][a], (1, 40));
     assert!(reconcile(&snap).is_clean());
+}
+
+/// An admission that only an expired hold keeps from fitting sweeps that hold and is admitted
+/// (admissions sweep only then: an unswept hold merely counts as still held).
+async fn an_expired_hold_never_blocks_an_admission(store: Store) {
+    let policy = LedgerPolicy {
+        hold_ttl_ms: 50,
+        charge_expired: false,
+        ..LedgerPolicy::default()
+    };
+    let a = "stale";
+    fund(&store, a, 100).await;
+    let sc = scope(a);
+    let tmpl = charge(a, "r-1", 0, "2026-11-25")
+        .event
+        .replace("\"cost_rao\":0", "\"cost_rao\":\"__COST__\"")
+        .replace("2026-11-25T00:00:01.000Z", "__FINISHED__");
+    let first = store
+        .admit(
+            &sc,
+            "r-1",
+            10,
+            Duration::from_secs(30),
+            Some(&hold(a, 100, &tmpl)),
+            &policy,
+        )
+        .await
+        .unwrap();
+    assert!(first.decision.refused.is_none());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let second = loop {
+        let adm = store
+            .admit(
+                &sc,
+                "r-2",
+                10,
+                Duration::from_secs(30),
+                Some(&hold(a, 60, &tmpl)),
+                &policy,
+            )
+            .await
+            .unwrap();
+        if adm.decision.refused.is_none() {
+            break adm;
+        }
+        assert!(matches!(adm.decision.refused, Some((_, Limit::Balance, _))));
+        assert!(
+            Instant::now() < deadline,
+            "the expired hold kept blocking admissions"
+        );
+        // A timer, not a yield: on paused time (the memory half) it is what moves the clock.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    // The first hold was released (policy `release`), the second one is held.
+    assert_eq!((second.balance_rao, second.held_rao), (100, 60));
+    let snap = store.ledger_snapshot().await.unwrap();
+    assert_eq!(
+        snap.events[&this_month()][a],
+        (1, 0),
+        "one unsettled event, charged nothing"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_hold_never_blocks_an_admission_in_memory() {
+    an_expired_hold_never_blocks_an_admission(Store::memory("t:")).await;
+}
+
+#[tokio::test]
+async fn an_expired_hold_never_blocks_an_admission_on_redis() {
+    an_expired_hold_never_blocks_an_admission(shared_redis_store().await).await;
+}
+
+#[tokio::test]
+async fn an_expired_hold_never_blocks_an_admission_on_the_cluster() {
+    let cluster = TestRedis::cluster();
+    an_expired_hold_never_blocks_an_admission(cluster.store().await).await;
 }
 
 /// On paused time: the 50 ms hold TTL passes without waiting for it.

@@ -44,6 +44,7 @@ fn charge(account: &str, request_id: &str, cost: u64, netuid: Option<u16>) -> Ch
         day,
         event: event.to_string(),
         anonymous: false,
+        held: true,
     }
 }
 

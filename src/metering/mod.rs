@@ -314,6 +314,7 @@ impl Ticket {
             day,
             event: serde_json::to_string(&e).unwrap_or_default(),
             anonymous: self.anonymous,
+            held: self.mode == BillMode::Prepaid,
         }
     }
 }

@@ -132,6 +132,16 @@ pub struct Charge {
     /// the store with balances, debits and rollups nobody will read).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub anonymous: bool,
+    /// The admission held money for it (prepaid), so settling releases a hold. `false` saves
+    /// the settlement a hold lookup; an entry journaled before this field existed reads as
+    /// `true`, which only costs that lookup.
+    #[serde(default = "held_unless_said", skip_serializing_if = "Clone::clone")]
+    pub held: bool,
+}
+
+/// A journaled charge that does not say whether it held money: look for a hold.
+fn held_unless_said() -> bool {
+    true
 }
 
 /// One request's end, as [`Store::settle`] takes it.

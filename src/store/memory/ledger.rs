@@ -221,6 +221,7 @@ impl MemoryStore {
                 day,
                 event,
                 anonymous: false,
+                held: true,
             };
             self.record(book, shard, &c);
         }

@@ -71,15 +71,25 @@ end
 local balance, held, swept = '0', '0', {}
 local acct = tag(prefix, key.account, account)
 if account ~= '' then
-  local b = books(false)
-  swept = sweep(prefix, account, now, ARGV[11], tonumber(ARGV[12]), b)
-  if #swept > 0 then write_books(prefix, account, b, tonumber(ARGV[13])) end
-  local m = redis.call('MGET', acct .. key.balance, acct .. key.held)
-  balance, held = m[1] or '0', m[2] or '0'
+  -- Expired holds are swept where they matter: for a peek (the balance a caller is shown), and
+  -- for an admission only when the money held would refuse it (an expired hold still counts
+  -- as held until swept, so skipping the sweep never admits more). Every settlement batch of
+  -- the account sweeps too, so expired holds become events without an admission's cost.
+  local function read_money(do_sweep)
+    if do_sweep then
+      local b = books(false)
+      swept = sweep(prefix, account, now, ARGV[11], tonumber(ARGV[12]), b)
+      if #swept > 0 then write_books(prefix, account, b, tonumber(ARGV[13])) end
+    end
+    local m = redis.call('MGET', acct .. key.balance, acct .. key.held)
+    balance, held = m[1] or '0', m[2] or '0'
+  end
+  read_money(mode ~= 'admit')
   if mode == 'admit' and why == '' then
     local amount = tonumber(ARGV[8])
     if billing == 'prepaid' and tonumber(balance) - tonumber(held) < amount then
-      why = 'balance'
+      if held ~= '0' then read_money(true) end
+      if tonumber(balance) - tonumber(held) < amount then why = 'balance' end
     elseif billing == 'postpaid' and tonumber(balance) - amount < -tonumber(ARGV[9]) then
       why = 'balance'
     end

@@ -26,7 +26,7 @@
 //! (`settle_v4.lua`, `renew_v4.lua`; all three with `ledger_lib_v3.lua`), each call on one
 //! hash tag, [`ledger_reads`] the rollups, usage events and the reconciliation's
 //! snapshot, [`credit`] credits (`credit_v3.lua`), [`auth`] the authentication step
-//! (`auth_admit_v2.lua`) and revocations.
+//! (the replay mark and the account read, pipelined) and revocations.
 
 mod admission;
 mod auth;

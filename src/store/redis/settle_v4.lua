@@ -13,8 +13,10 @@
 -- ARGV[13] rollup tag ('' = none, else e.g. '{s:7}' or '{stats}')   ARGV[14] caller entries C
 -- then R × (request id, tokens back (estimate - actual; negative takes more), 1 = give the
 --   request back too)
--- then M × (request id, cost rao, input tokens, output tokens, day YYYY-MM-DD, 1 = anonymous
---   (zero-priced, no account: the done-mark and the event only), event json)
+-- then M × (request id, cost rao, input tokens, output tokens, day YYYY-MM-DD, kind, event
+--   json); kind '0' = the account's, with a hold to release; '2' = the account's, nothing held
+--   (postpaid: no hold lookup); '1' = anonymous (zero-priced, no account: the done-mark and
+--   the event only)
 -- then D × (day, requests, input tokens, output tokens, rao)
 -- then C × (day, caller) for {stats}:callers:<day>
 -- A release acts only if it removes the request's lease; money only if the request's done-mark
@@ -61,20 +63,22 @@ if M > 0 or account ~= '' then
     swept = sweep(prefix, account, now, ARGV[5], done_ttl, b)
   end
   for m = 1, M do
-    local id, cost, inp, outp, day, anon, json =
-      ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5] == '1', ARGV[i + 6]
+    local id, cost, inp, outp, day, kind, json =
+      ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
     i = i + 7
     if redis.call('SET', acct .. key.done .. id, 's', 'NX', 'EX', done_ttl) then
       recorded[m] = 'now'
-      if anon then
+      if kind == '1' then
         any_anon = true
         book(anon_b, day, json, cost, inp, outp)
       else
-        local hold = redis.call('HGET', acct .. key.holds, id)
-        if hold then
-          redis.call('HDEL', acct .. key.holds, id)
-          redis.call('ZREM', acct .. key.holdexp, id)
-          big_add(b.released, string.match(hold, '^(%d+)'))
+        if kind == '0' then
+          local hold = redis.call('HGET', acct .. key.holds, id)
+          if hold then
+            redis.call('HDEL', acct .. key.holds, id)
+            redis.call('ZREM', acct .. key.holdexp, id)
+            big_add(b.released, string.match(hold, '^(%d+)'))
+          end
         end
         book(b, day, json, cost, inp, outp)
       end

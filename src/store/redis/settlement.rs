@@ -402,7 +402,13 @@ impl RedisStore {
                 .arg(c.input_tokens)
                 .arg(c.output_tokens)
                 .arg(&c.day)
-                .arg(u8::from(c.anonymous))
+                .arg(if c.anonymous {
+                    "1"
+                } else if c.held {
+                    "0"
+                } else {
+                    "2"
+                })
                 .arg(&c.event);
         }
         for (day, r) in &slot.rollups {

@@ -32,7 +32,8 @@ RUN set -eux; \
 # so cargo rebuilds the workspace's own crates instead of keeping the stubs.
 COPY . .
 RUN set -eux; \
-    find src loadtests -name '*.rs' -path '*/src/*' -exec touch {} +; \
+    find src loadtests/chutes-sim/src loadtests/chain-sim/src loadtests/loadgen/src \
+      -name '*.rs' -exec touch {} +; \
     cargo build --release --locked --bin affine-gateway --bin chutes-sim; \
     mkdir -p /out/journal; \
     cp target/release/affine-gateway target/release/chutes-sim /out/

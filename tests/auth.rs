@@ -823,7 +823,10 @@ async fn a_jwt_rotation_accepts_old_and_new_tokens_then_only_new_ones() {
     assert_eq!(res.status(), 200);
     let session: serde_json::Value = res.json().await.unwrap();
     let session = session["token"].as_str().unwrap().to_string();
-    assert!(new_keys.verify(&session).is_ok(), "session signed with the new secret");
+    assert!(
+        new_keys.verify(&session).is_ok(),
+        "session signed with the new secret"
+    );
 
     // After it: a replica without the previous secret, on the same store.
     let mut cfg = h.cfg.clone();

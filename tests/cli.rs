@@ -393,9 +393,17 @@ fn two_gateways_in_one_directory_with_redis_both_serve() {
             .unwrap()
     };
     let out = probe(format!("127.0.0.1:{p2}"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = probe(format!("0.0.0.0:{p1}"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = probe(format!("127.0.0.1:{p3}"));
     assert_eq!(out.status.code(), Some(1));
     assert!(

@@ -787,7 +787,11 @@ fn the_previous_jwt_secret_is_checked_like_the_current_and_needs_it() {
     for (env, wanted) in [
         (
             vec![("GATEWAY_JWT_SECRET_PREVIOUS", STRONG_SECRET)],
-            &["jwt_secret_previous", "GATEWAY_JWT_SECRET_PREVIOUS", "requires"][..],
+            &[
+                "jwt_secret_previous",
+                "GATEWAY_JWT_SECRET_PREVIOUS",
+                "requires",
+            ][..],
         ),
         (
             vec![
@@ -826,7 +830,10 @@ fn the_previous_jwt_secret_is_checked_like_the_current_and_needs_it() {
         shown.contains("jwt_secret_previous = \"<redacted>\""),
         "{shown}"
     );
-    assert!(!shown.contains(STRONG_SECRET) && !shown.contains(NEXT), "{shown}");
+    assert!(
+        !shown.contains(STRONG_SECRET) && !shown.contains(NEXT),
+        "{shown}"
+    );
 }
 
 // issue #16: one settlement journal per listen address by default.
@@ -841,8 +848,14 @@ fn the_default_journal_path_follows_the_listen_address() {
             .display()
             .to_string()
     };
-    assert_eq!(at("127.0.0.1:8080"), "affine-gateway-127.0.0.1-8080.journal");
-    assert_eq!(at("127.0.0.1:8081"), "affine-gateway-127.0.0.1-8081.journal");
+    assert_eq!(
+        at("127.0.0.1:8080"),
+        "affine-gateway-127.0.0.1-8080.journal"
+    );
+    assert_eq!(
+        at("127.0.0.1:8081"),
+        "affine-gateway-127.0.0.1-8081.journal"
+    );
     assert_eq!(at("0.0.0.0:8080"), "affine-gateway-0.0.0.0-8080.journal");
     assert_eq!(at("[::1]:8080"), "affine-gateway---1-8080.journal");
     assert_eq!(
@@ -857,12 +870,14 @@ fn the_default_journal_path_follows_the_listen_address() {
     // An explicit path wins, and may use the placeholder itself.
     let c = load_env(&[("GATEWAY_JOURNAL_PATH", "/var/lib/agw/journal")]).unwrap();
     assert_eq!(
-        c.metering.journal_path_for("127.0.0.1:8080".parse().unwrap()),
+        c.metering
+            .journal_path_for("127.0.0.1:8080".parse().unwrap()),
         Path::new("/var/lib/agw/journal")
     );
     let c = load_env(&[("GATEWAY_JOURNAL_PATH", "/var/lib/agw/{listen}.journal")]).unwrap();
     assert_eq!(
-        c.metering.journal_path_for("10.0.0.7:9000".parse().unwrap()),
+        c.metering
+            .journal_path_for("10.0.0.7:9000".parse().unwrap()),
         Path::new("/var/lib/agw/10.0.0.7-9000.journal")
     );
     // Any other placeholder is a mistake, not part of a file name.
@@ -891,7 +906,10 @@ fn the_metrics_listener_must_differ_from_the_listen_address() {
     let err = load_err(&[("GATEWAY_METRICS_LISTEN", "metrics:9090")]);
     assert!(err.contains("GATEWAY_METRICS_LISTEN"), "{err}");
     let c = Config::from_toml_str("[server]\nmetrics_listen = \"0.0.0.0:9090\"").unwrap();
-    assert_eq!(c.server.metrics_listen, Some("0.0.0.0:9090".parse().unwrap()));
+    assert_eq!(
+        c.server.metrics_listen,
+        Some("0.0.0.0:9090".parse().unwrap())
+    );
     assert_eq!(Config::from_toml_str(&c.to_redacted_toml()).unwrap(), c);
 }
 
@@ -902,9 +920,13 @@ fn the_deployment_config_files_are_valid() {
         "deploy/k8s/base/gateway.toml",
         "deploy/k8s/overlays/example/gateway.toml",
     ] {
-        let c = Config::load(Some(Path::new(file)), env(&[]))
-            .unwrap_or_else(|e| panic!("{file}: {e}"));
-        assert_eq!(c.listen, "0.0.0.0:8080".parse::<SocketAddr>().unwrap(), "{file}");
+        let c =
+            Config::load(Some(Path::new(file)), env(&[])).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(
+            c.listen,
+            "0.0.0.0:8080".parse::<SocketAddr>().unwrap(),
+            "{file}"
+        );
         assert_eq!(
             c.server.metrics_listen,
             Some("0.0.0.0:9100".parse().unwrap()),

@@ -563,7 +563,12 @@ async fn a_metrics_listener_serves_the_metrics_alone_and_takes_them_off_the_main
     .await;
     let metrics = format!("http://{}", h.gw.metrics_addr.expect("a metrics listener"));
     assert_eq!(h.reason(r#"{"input":"hi"}"#).await.status(), 200);
-    let res = h.http.get(format!("{metrics}/metrics")).send().await.unwrap();
+    let res = h
+        .http
+        .get(format!("{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let text = res.text().await.unwrap();
     assert!(
@@ -581,5 +586,8 @@ async fn a_metrics_listener_serves_the_metrics_alone_and_takes_them_off_the_main
         "not_found",
     )
     .await;
-    assert_eq!(h.http.get(h.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        h.http.get(h.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
 }

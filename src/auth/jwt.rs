@@ -362,7 +362,12 @@ mod tests {
     #[test]
     fn tokens_carry_the_key_id_of_the_signing_secret() {
         let k = keys();
-        let (tok, _) = k.issue("acme", &[Scope::Reason], Duration::from_secs(60), now_secs());
+        let (tok, _) = k.issue(
+            "acme",
+            &[Scope::Reason],
+            Duration::from_secs(60),
+            now_secs(),
+        );
         let header = jsonwebtoken::decode_header(&tok).unwrap();
         assert_eq!(header.kid.as_deref(), Some(key_id(&[7u8; 32]).as_str()));
         assert_eq!(k.current_kid(), key_id(&[7u8; 32]));
@@ -398,7 +403,10 @@ mod tests {
             assert!(jsonwebtoken::decode_header(&legacy).unwrap().kid.is_none());
             let (new_tok, new_claims) = during.issue("acme", scopes, ttl, now);
             assert_eq!(
-                jsonwebtoken::decode_header(&new_tok).unwrap().kid.as_deref(),
+                jsonwebtoken::decode_header(&new_tok)
+                    .unwrap()
+                    .kid
+                    .as_deref(),
                 Some(after.current_kid())
             );
 
@@ -413,7 +421,8 @@ mod tests {
         }
 
         // An old token that expired is still reported as expired during the rotation.
-        let (expired, _) = before.issue("acme", &[Scope::Reason], Duration::from_secs(10), now - 100);
+        let (expired, _) =
+            before.issue("acme", &[Scope::Reason], Duration::from_secs(10), now - 100);
         assert_eq!(during.verify(&expired), Err(TokenError::Expired));
     }
 

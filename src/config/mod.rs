@@ -677,7 +677,11 @@ pub const LISTEN_PLACEHOLDER: &str = "{listen}";
 /// address written `-` (`127.0.0.1-8080`, `0.0.0.0-8080`, `--1-8080` for `[::1]:8080`). No IP
 /// spelling contains `-`, so two addresses never give the same name.
 pub fn listen_slug(listen: SocketAddr) -> String {
-    format!("{}-{}", listen.ip().to_string().replace(':', "-"), listen.port())
+    format!(
+        "{}-{}",
+        listen.ip().to_string().replace(':', "-"),
+        listen.port()
+    )
 }
 
 impl Default for MeteringConfig {
@@ -1093,16 +1097,20 @@ impl Config {
             match &self.jwt_secret {
                 None => check(
                     "jwt_secret_previous",
-                    Err("requires jwt_secret (GATEWAY_JWT_SECRET): the previous secret is only \
+                    Err(
+                        "requires jwt_secret (GATEWAY_JWT_SECRET): the previous secret is only \
                          accepted beside the current one"
-                        .into()),
+                            .into(),
+                    ),
                 )?,
                 // `Secret`'s equality is constant-time.
                 Some(current) if current == previous => check(
                     "jwt_secret_previous",
-                    Err("must differ from jwt_secret (GATEWAY_JWT_SECRET): a rotation needs a \
+                    Err(
+                        "must differ from jwt_secret (GATEWAY_JWT_SECRET): a rotation needs a \
                          new secret"
-                        .into()),
+                            .into(),
+                    ),
                 )?,
                 Some(_) => {}
             }

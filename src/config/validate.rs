@@ -129,7 +129,10 @@ pub(super) fn journal_path(path: &str) -> Result<(), String> {
     if path.trim().is_empty() {
         return Err("expected a file path".into());
     }
-    if path.replace(super::LISTEN_PLACEHOLDER, "").contains(['{', '}']) {
+    if path
+        .replace(super::LISTEN_PLACEHOLDER, "")
+        .contains(['{', '}'])
+    {
         return Err(format!(
             "expected a file path whose only placeholder is {} (the listen address), got {path:?}",
             super::LISTEN_PLACEHOLDER

@@ -82,6 +82,29 @@ fn check_config_redacts_secrets_and_rejects_bad_values() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("listne"));
 }
 
+/// `POST /v1/reason` with `body` and a bearer `token` to the gateway on 127.0.0.1:`port`: the
+/// JSON answer.
+fn reason_json(
+    rt: &tokio::runtime::Runtime,
+    port: u16,
+    token: &str,
+    body: &'static str,
+) -> serde_json::Value {
+    rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/v1/reason"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    })
+}
+
 /// Kills the child if the test fails before it exits, so no gateway outlives its test.
 struct KillOnDrop(std::process::Child);
 
@@ -134,19 +157,7 @@ fn serve_answers_then_exits_zero_on_sigterm() {
 
     affine_gateway::upstream::client::install_crypto_provider();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let body: serde_json::Value = rt.block_on(async {
-        reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{port}/v1/reason"))
-            .bearer_auth(&dev_token)
-            .header("content-type", "application/json")
-            .body(r#"{"input":"2+2?"}"#)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+    let body = reason_json(&rt, port, &dev_token, r#"{"input":"2+2?"}"#);
     assert_eq!(body["object"], "reason.result");
     // Nothing is callable without credentials.
     let status = rt.block_on(async {
@@ -348,18 +359,7 @@ fn two_gateways_in_one_directory_with_redis_both_serve() {
         600,
     );
     for port in [p1, p2] {
-        let body: serde_json::Value = rt.block_on(async {
-            http.post(format!("http://127.0.0.1:{port}/v1/reason"))
-                .bearer_auth(&token)
-                .header("content-type", "application/json")
-                .body(r#"{"input":"2+2?","max_tokens":16}"#)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap()
-        });
+        let body = reason_json(&rt, port, &token, r#"{"input":"2+2?","max_tokens":16}"#);
         assert_eq!(body["object"], "reason.result", "replica on {port}: {body}");
     }
 

@@ -563,14 +563,14 @@ async fn a_metrics_listener_serves_the_metrics_alone_and_takes_them_off_the_main
     .await;
     let metrics = format!("http://{}", h.gw.metrics_addr.expect("a metrics listener"));
     assert_eq!(h.reason(r#"{"input":"hi"}"#).await.status(), 200);
-    let res = h
-        .http
-        .get(format!("{metrics}/metrics"))
-        .send()
+    let scraped = h.http.get(format!("{metrics}/metrics")).send().await;
+    let text = scraped
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .text()
         .await
         .unwrap();
-    assert_eq!(res.status(), 200);
-    let text = res.text().await.unwrap();
     assert!(
         text.contains("agw_http_requests_total{") && text.contains(r#"route="/v1/reason""#),
         "{text}"

@@ -25,7 +25,7 @@ RUN set -eux; \
       echo 'fn main() {}' > "$crate/src/main.rs"; \
       : > "$crate/src/lib.rs"; \
     done; \
-    cargo build --release --locked --bin affine-gateway --bin chutes-sim; \
+    cargo build --release --locked -p affine-gateway -p chutes-sim --bin affine-gateway --bin chutes-sim; \
     rm -rf src loadtests
 
 # The sources. Their timestamps may be older than the stubs' build: touch every crate root
@@ -34,7 +34,7 @@ COPY . .
 RUN set -eux; \
     find src loadtests/chutes-sim/src loadtests/chain-sim/src loadtests/loadgen/src \
       -name '*.rs' -exec touch {} +; \
-    cargo build --release --locked --bin affine-gateway --bin chutes-sim; \
+    cargo build --release --locked -p affine-gateway -p chutes-sim --bin affine-gateway --bin chutes-sim; \
     mkdir -p /out/journal; \
     cp target/release/affine-gateway target/release/chutes-sim /out/
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, the Prometheus rules, then every test of the workspace.
+# The whole test suite: formatting, lints, the Prometheus rules, the deployment files
+# (scripts/check-deploy.sh), then every test of the workspace.
 #
 # It needs nothing running beforehand:
 # - Redis: the tests share the server named by AGW_TEST_REDIS_URL (default
@@ -174,6 +175,11 @@ elif [ "${REQUIRE_PROMTOOL:-0}" = 1 ]; then
 else
   printf '\n!!!!!! promtool not found: the Prometheus rules in deploy/prometheus were NOT checked.\n!!!!!! Install it (Debian: apt-get install prometheus) to run them; CI always does.\n\n' >&2
 fi
+
+# The deployment files (Dockerfile, Compose, Kubernetes, the generated PrometheusRule):
+# hadolint, the Compose schema, kubernetes-validate and the CRD schemas. In CI (CI=true) a
+# tool that cannot be installed fails the run; locally it is reported loudly.
+bash scripts/check-deploy.sh
 
 if [ -z "${AGW_TEST_REDIS_URL:-}" ]; then
   probe=${AGW_TEST_REDIS_PROBE:-127.0.0.1:6379}

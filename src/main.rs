@@ -24,7 +24,7 @@ enum Command {
     /// Run the gateway.
     Serve {
         /// TOML configuration file (environment variables override it).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", env = "GATEWAY_CONFIG")]
         config: Option<PathBuf>,
     },
     /// Print the OpenAPI 3.1 document (JSON) to stdout.
@@ -32,8 +32,18 @@ enum Command {
     /// Validate the configuration and print the effective one with secrets redacted.
     CheckConfig {
         /// TOML configuration file (environment variables override it).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", env = "GATEWAY_CONFIG")]
         config: Option<PathBuf>,
+    },
+    /// Exit 0 when the gateway configured here answers GET /healthz with 200 (container
+    /// health checks: the runtime image has no shell or curl), 1 otherwise.
+    Healthcheck {
+        /// TOML configuration file (environment variables override it).
+        #[arg(long, value_name = "FILE", env = "GATEWAY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
     },
     /// Bearer tokens.
     Token {
@@ -53,7 +63,7 @@ enum LedgerCommand {
     /// every discrepancy and exit 1 if there is one (2 if the ledger cannot be read).
     Reconcile {
         /// TOML configuration file (environment variables override it).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", env = "GATEWAY_CONFIG")]
         config: Option<PathBuf>,
     },
 }
@@ -72,7 +82,7 @@ enum TokenCommand {
         #[arg(long)]
         ttl: String,
         /// TOML configuration file (environment variables override it).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", env = "GATEWAY_CONFIG")]
         config: Option<PathBuf>,
     },
 }
@@ -103,6 +113,23 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Healthcheck {
+            config,
+            timeout_secs,
+        } => {
+            let cfg = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let timeout = std::time::Duration::from_secs(timeout_secs.max(1));
+            match affine_gateway::server::healthcheck(&cfg, timeout) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("affine-gateway: unhealthy: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Token {
             command:
                 TokenCommand::Issue {

@@ -70,6 +70,8 @@ pub(crate) struct Gateway {
     chain_sim: Option<(chain_sim::ChainSim, chain_sim::Listener)>,
     /// Background tasks that live as long as the gateway serves.
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// Where `GET /metrics` is served alone (`server.metrics_listen`), once bound.
+    metrics_listener: Option<TcpListener>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -195,11 +197,10 @@ impl Gateway {
         }
         let journal = match &store {
             Store::Redis(_) => {
-                let j = Journal::open(
-                    std::path::Path::new(&config.metering.journal_path),
-                    metrics.journal_backlog.clone(),
-                )
-                .map_err(|e| StartError::Config(e.to_string()))?;
+                let path = config.metering.journal_path_for(config.listen);
+                let j = Journal::open(&path, metrics.journal_backlog.clone())
+                    .map_err(|e| StartError::Config(e.to_string()))?;
+                tracing::info!(path = %j.path().display(), "settlement journal");
                 if j.backlog() > 0 {
                     tracing::warn!(pending = j.backlog(), path = %j.path().display(), "settlement journal has entries from an earlier run; replaying");
                 }
@@ -261,7 +262,15 @@ impl Gateway {
             simulator,
             chain_sim,
             background: background.into_iter().chain(discovery_tasks).collect(),
+            metrics_listener: None,
         })
+    }
+
+    /// Serves `GET /metrics` on `listener` too (and no longer on the main listener, which
+    /// the router already knows from `server.metrics_listen`).
+    fn with_metrics_listener(mut self, listener: Option<TcpListener>) -> Gateway {
+        self.metrics_listener = listener;
+        self
     }
 
     /// The shared state (for tests and embedding).
@@ -277,12 +286,21 @@ impl Gateway {
     /// Serves on `listener` until `shutdown` completes, then drains for at most the
     /// configured drain timeout.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let drain = Duration::from_secs(self.state.config.drain_timeout_secs);
         let app = self.router();
+        // Scraped until the main listener has drained, then dropped with the other tasks.
+        let metrics_task = self.metrics_listener.take().map(|l| {
+            let app = http::metrics_router(self.state.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, app).await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            })
+        });
         connections::serve(
             listener,
             app,
@@ -295,7 +313,7 @@ impl Gateway {
         // Settlements run on detached tasks: give the last ones a moment to reach the store
         // (or the journal) before the runtime goes away.
         self.state.meter.flush(Duration::from_secs(5)).await;
-        for task in &self.background {
+        for task in self.background.iter().chain(&metrics_task) {
             task.abort();
         }
         drop(self.simulator);
@@ -378,7 +396,20 @@ async fn build_auth(
 ) -> Result<(Authenticator, tokio::task::JoinHandle<()>), StartError> {
     let leeway = config.auth.jwt_leeway();
     let jwt = match &config.jwt_secret {
-        Some(secret) => JwtKeys::new(secret.expose().as_bytes(), leeway),
+        Some(secret) => {
+            let mut jwt = JwtKeys::new(secret.expose().as_bytes(), leeway);
+            if let Some(previous) = &config.jwt_secret_previous {
+                jwt = jwt.accepting(previous.expose().as_bytes());
+            }
+            // Key ids only (they are in every token anyway), so an operator can check that
+            // every replica signs with the same secret during a rotation.
+            tracing::info!(
+                signing_kid = jwt.current_kid(),
+                previous_kid = jwt.previous_kid(),
+                "bearer token keys"
+            );
+            jwt
+        }
         None => {
             let secret: [u8; 32] = rand::random();
             let jwt = JwtKeys::new(&secret, leeway);
@@ -552,18 +583,37 @@ pub fn check(config: &Config) -> Result<(), crate::config::ConfigError> {
 pub async fn run(config: Config) -> Result<(), StartError> {
     connections::raise_nofile_limit();
     let addr = config.listen;
+    let metrics_addr = config.server.metrics_listen;
     let gateway = Gateway::build(config).await?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })?;
+    let listener = bind(addr).await?;
+    let metrics_listener = match metrics_addr {
+        Some(m) => {
+            let l = bind(m).await?;
+            tracing::info!(addr = %m, "metrics on http://{m}/metrics");
+            Some(l)
+        }
+        None => None,
+    };
     tracing::info!(%addr, "affine-gateway listening on http://{addr}");
-    gateway.serve(listener, shutdown_signal()).await
+    gateway
+        .with_metrics_listener(metrics_listener)
+        .serve(listener, shutdown_signal())
+        .await
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
 }
 
 /// A gateway serving in the background on an ephemeral loopback port (tests, load tests).
 pub struct Running {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where it serves `/metrics` alone, when `server.metrics_listen` is set (then on an
+    /// ephemeral loopback port too, whatever the configured address).
+    pub metrics_addr: Option<SocketAddr>,
     /// Its shared state (store, limiter, meter…), for tests that look inside.
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
@@ -573,19 +623,26 @@ pub struct Running {
 impl Running {
     /// Builds and starts a gateway on `127.0.0.1:0`.
     pub async fn start(config: Config) -> Result<Running, StartError> {
+        let wants_metrics_listener = config.server.metrics_listen.is_some();
         let gateway = Gateway::build(config).await?;
         let state = gateway.state().clone();
-        let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let listener = bind(loopback).await?;
         let addr = listener.local_addr().map_err(StartError::Serve)?;
+        let (gateway, metrics_addr) = if wants_metrics_listener {
+            let l = bind(loopback).await?;
+            let at = l.local_addr().map_err(StartError::Serve)?;
+            (gateway.with_metrics_listener(Some(l)), Some(at))
+        } else {
+            (gateway, None)
+        };
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(gateway.serve(listener, async move {
             let _ = rx.await;
         }));
         Ok(Running {
             addr,
+            metrics_addr,
             state,
             shutdown: Some(tx),
             task,
@@ -631,4 +688,45 @@ pub fn init_tracing(format: crate::config::LogFormat) {
 /// champion's own chute), with that rule's client and model name.
 fn probe_resolver(upstreams: Arc<UpstreamSet>) -> Resolver {
     Arc::new(move |w: &Winner| upstreams.probe_target(w))
+}
+
+/// `affine-gateway healthcheck`: whether the gateway configured by `config` answers
+/// `GET /healthz` with 200 within `timeout`. For container health checks in images without a
+/// shell or curl (the distroless runtime image): the probe is the binary itself. An
+/// unspecified listen address (`0.0.0.0`, `[::]`) is probed on loopback, where the process is
+/// reachable from inside its own container.
+pub fn healthcheck(config: &Config, timeout: Duration) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let mut addr = config.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let fail = |what: &str, e: std::io::Error| format!("{what} http://{addr}/healthz: {e}");
+    let mut conn = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| fail("cannot connect to", e))?;
+    conn.set_read_timeout(Some(timeout))
+        .and_then(|()| conn.set_write_timeout(Some(timeout)))
+        .map_err(|e| fail("cannot probe", e))?;
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .map_err(|e| fail("cannot send to", e))?;
+    // The status line is all that matters; the body is a few bytes.
+    let mut head = [0u8; 64];
+    let mut got = 0;
+    while got < head.len() {
+        match conn.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => return Err(fail("no answer from", e)),
+        }
+    }
+    let status = String::from_utf8_lossy(&head[..got]);
+    let status = status.lines().next().unwrap_or_default();
+    if status.starts_with("HTTP/1.1 200 ") || status.starts_with("HTTP/1.0 200 ") {
+        Ok(())
+    } else {
+        Err(format!("http://{addr}/healthz answered {status:?}"))
+    }
 }

@@ -765,3 +765,82 @@ async fn a_revocation_with_a_past_exp_outlives_the_next_poll() {
     .await;
     expect_problem(call(second.url()).await, 401, "token_revoked").await;
 }
+
+// issue #16: rotating the JWT secret without downtime. Replicas that accept the previous
+// secret beside the new one take tokens of both (caller and admin tokens alike); once the
+// previous secret is removed, only tokens of the new one.
+#[tokio::test]
+async fn a_jwt_rotation_accepts_old_and_new_tokens_then_only_new_ones() {
+    use affine_gateway::auth::jwt::{JwtKeys, now_secs};
+    use affine_gateway::config::Secret;
+    const NEW_SECRET: &str = "rotated-secret-rotated-secret-0123456789";
+    // The harness's accounts and tokens are signed with TEST_JWT_SECRET: the old secret.
+    let h = Harness::start_with(SimConfig::default(), |c| {
+        TestRedis::single().configure(c);
+        c.jwt_secret = Some(Secret::new(NEW_SECRET.to_string()));
+        c.jwt_secret_previous = Some(Secret::new(TEST_JWT_SECRET.to_string()));
+    })
+    .await;
+    let new_keys = JwtKeys::new(NEW_SECRET.as_bytes(), Duration::ZERO);
+    let new_token = |scopes: &[Scope], sub: &str| {
+        new_keys
+            .issue(sub, scopes, Duration::from_secs(600), now_secs())
+            .0
+    };
+    let (old_reason, old_admin) = (h.token.clone(), admin_token());
+    let (new_reason, new_admin) = (
+        new_token(&[Scope::Reason], TEST_ACCOUNT),
+        new_token(&[Scope::Admin], "ops"),
+    );
+    let reason = |base: String, token: String| {
+        h.http
+            .post(format!("{base}/v1/reason"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(BODY)
+            .send()
+    };
+    let admin = |base: String, token: String| {
+        h.http
+            .get(format!("{base}/admin/v1/accounts/{TEST_ACCOUNT}"))
+            .bearer_auth(token)
+            .send()
+    };
+
+    // During the rotation: both secrets, on both kinds of token.
+    for token in [&old_reason, &new_reason] {
+        let res = reason(h.gw.url(), token.clone()).await.unwrap();
+        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    }
+    for token in [&old_admin, &new_admin] {
+        let res = admin(h.gw.url(), token.clone()).await.unwrap();
+        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    }
+    // Tokens the gateway issues itself (sessions) are signed with the new secret.
+    let key = alice(Crypto::Sr25519);
+    let headers = signed(&key, "/v1/auth/session", "", DEV_HOTKEY, now_ns());
+    let res = send_btauth(&h.http, &h.gw.url(), "/v1/auth/session", "", headers).await;
+    assert_eq!(res.status(), 200);
+    let session: serde_json::Value = res.json().await.unwrap();
+    let session = session["token"].as_str().unwrap().to_string();
+    assert!(
+        new_keys.verify(&session).is_ok(),
+        "session signed with the new secret"
+    );
+
+    // After it: a replica without the previous secret, on the same store.
+    let mut cfg = h.cfg.clone();
+    cfg.jwt_secret_previous = None;
+    cfg.metering.journal_path = format!("{}-after", cfg.metering.journal_path);
+    let after = affine_gateway::server::Running::start(cfg).await.unwrap();
+    let res = reason(after.url(), old_reason.clone()).await.unwrap();
+    expect_problem(res, 401, "token_invalid").await;
+    let res = admin(after.url(), old_admin.clone()).await.unwrap();
+    expect_problem(res, 401, "token_invalid").await;
+    let res = reason(after.url(), new_reason.clone()).await.unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let res = admin(after.url(), new_admin.clone()).await.unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let res = reason(after.url(), session).await.unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+}

@@ -98,6 +98,9 @@ const OVERRIDES: &[(&str, &str, Check)] = &[
     ("GATEWAY_LISTEN", "0.0.0.0:9000", |c| {
         c.listen == "0.0.0.0:9000".parse::<SocketAddr>().unwrap()
     }),
+    ("GATEWAY_METRICS_LISTEN", "0.0.0.0:9090", |c| {
+        c.server.metrics_listen == Some("0.0.0.0:9090".parse::<SocketAddr>().unwrap())
+    }),
     ("GATEWAY_MAX_BODY_BYTES", "4096", |c| {
         c.max_body_bytes == 4096
     }),
@@ -224,6 +227,7 @@ fn the_table_above_covers_every_variable() {
     tested.push("GATEWAY_REDIS_CLUSTER");
     tested.push("GATEWAY_QUOTA_ON_STORE_FAILURE");
     tested.push("GATEWAY_DEPOSIT_ADDRESS");
+    tested.push("GATEWAY_JWT_SECRET_PREVIOUS");
     tested.sort_unstable();
     let mut read: Vec<&str> = env_variables().map(|(v, _)| v).collect();
     read.sort_unstable();
@@ -762,4 +766,178 @@ fn trusted_proxies_must_be_networks() {
     let ok = Config::from_toml_str("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]")
         .expect("valid");
     assert_eq!(ok.server.trusted_networks().len(), 2);
+}
+
+// issue #16: JWT secret rotation (GATEWAY_JWT_SECRET_PREVIOUS).
+#[test]
+fn the_previous_jwt_secret_is_checked_like_the_current_and_needs_it() {
+    const NEXT: &str = "fedcba9876543210fedcba9876543210-jwt";
+    let c = load_env(&[
+        ("GATEWAY_JWT_SECRET", NEXT),
+        ("GATEWAY_JWT_SECRET_PREVIOUS", STRONG_SECRET),
+    ])
+    .expect("a rotation is valid");
+    assert_eq!(c.jwt_secret.as_ref().map(Secret::expose), Some(NEXT));
+    assert_eq!(
+        c.jwt_secret_previous.as_ref().map(Secret::expose),
+        Some(STRONG_SECRET)
+    );
+    assert!(Config::default().jwt_secret_previous.is_none());
+
+    for (env, wanted) in [
+        (
+            vec![("GATEWAY_JWT_SECRET_PREVIOUS", STRONG_SECRET)],
+            &[
+                "jwt_secret_previous",
+                "GATEWAY_JWT_SECRET_PREVIOUS",
+                "requires",
+            ][..],
+        ),
+        (
+            vec![
+                ("GATEWAY_JWT_SECRET", STRONG_SECRET),
+                ("GATEWAY_JWT_SECRET_PREVIOUS", STRONG_SECRET),
+            ],
+            &["jwt_secret_previous", "differ"][..],
+        ),
+        (
+            vec![
+                ("GATEWAY_JWT_SECRET", NEXT),
+                ("GATEWAY_JWT_SECRET_PREVIOUS", "short-previous"),
+            ],
+            &["jwt_secret_previous", "GATEWAY_JWT_SECRET_PREVIOUS", "32"][..],
+        ),
+        (
+            vec![
+                ("GATEWAY_JWT_SECRET", NEXT),
+                ("GATEWAY_JWT_SECRET_PREVIOUS", "<redacted>"),
+            ],
+            &["jwt_secret_previous", "placeholder"][..],
+        ),
+    ] {
+        let err = load_err(&env);
+        for w in wanted {
+            assert!(err.contains(w), "{env:?}: {err:?} lacks {w:?}");
+        }
+        // The values never show, neither the current nor the previous secret.
+        assert!(!err.contains(STRONG_SECRET) && !err.contains(NEXT), "{err}");
+        assert!(!err.contains("short-previous"), "{err}");
+    }
+
+    // check-config redacts it like the current one.
+    let shown = c.to_redacted_toml();
+    assert!(
+        shown.contains("jwt_secret_previous = \"<redacted>\""),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains(STRONG_SECRET) && !shown.contains(NEXT),
+        "{shown}"
+    );
+}
+
+// issue #16: one settlement journal per listen address by default.
+#[test]
+fn the_default_journal_path_follows_the_listen_address() {
+    use affine_gateway::config::{DEFAULT_JOURNAL_PATH, listen_slug};
+    let c = load_env(&[]).unwrap();
+    assert_eq!(c.metering.journal_path, DEFAULT_JOURNAL_PATH);
+    let at = |listen: &str| {
+        c.metering
+            .journal_path_for(listen.parse().unwrap())
+            .display()
+            .to_string()
+    };
+    assert_eq!(
+        at("127.0.0.1:8080"),
+        "affine-gateway-127.0.0.1-8080.journal"
+    );
+    assert_eq!(
+        at("127.0.0.1:8081"),
+        "affine-gateway-127.0.0.1-8081.journal"
+    );
+    assert_eq!(at("0.0.0.0:8080"), "affine-gateway-0.0.0.0-8080.journal");
+    assert_eq!(at("[::1]:8080"), "affine-gateway---1-8080.journal");
+    assert_eq!(
+        at("[2001:db8::1]:443"),
+        "affine-gateway-2001-db8--1-443.journal"
+    );
+    assert_ne!(
+        listen_slug("[::1]:8080".parse().unwrap()),
+        listen_slug("[::]:18080".parse().unwrap())
+    );
+
+    // An explicit path wins, and may use the placeholder itself.
+    let c = load_env(&[("GATEWAY_JOURNAL_PATH", "/var/lib/agw/journal")]).unwrap();
+    assert_eq!(
+        c.metering
+            .journal_path_for("127.0.0.1:8080".parse().unwrap()),
+        Path::new("/var/lib/agw/journal")
+    );
+    let c = load_env(&[("GATEWAY_JOURNAL_PATH", "/var/lib/agw/{listen}.journal")]).unwrap();
+    assert_eq!(
+        c.metering
+            .journal_path_for("10.0.0.7:9000".parse().unwrap()),
+        Path::new("/var/lib/agw/10.0.0.7-9000.journal")
+    );
+    // Any other placeholder is a mistake, not part of a file name.
+    for bad in ["/var/lib/agw/{port}.journal", "j-{listen"] {
+        let err = load_err(&[("GATEWAY_JOURNAL_PATH", bad)]);
+        assert!(
+            err.contains("metering.journal_path") && err.contains("{listen}"),
+            "{bad}: {err}"
+        );
+    }
+    let err = Config::from_toml_str("[metering]\njournal_path = \"  \"").unwrap_err();
+    assert!(err.to_string().contains("metering.journal_path"), "{err}");
+}
+
+// issue #16: the metrics port is a second address, never the main one.
+#[test]
+fn the_metrics_listener_must_differ_from_the_listen_address() {
+    let err = load_err(&[
+        ("GATEWAY_LISTEN", "0.0.0.0:8080"),
+        ("GATEWAY_METRICS_LISTEN", "0.0.0.0:8080"),
+    ]);
+    assert!(
+        err.contains("server.metrics_listen") && err.contains("GATEWAY_METRICS_LISTEN"),
+        "{err}"
+    );
+    let err = load_err(&[("GATEWAY_METRICS_LISTEN", "metrics:9090")]);
+    assert!(err.contains("GATEWAY_METRICS_LISTEN"), "{err}");
+    let c = Config::from_toml_str("[server]\nmetrics_listen = \"0.0.0.0:9090\"").unwrap();
+    assert_eq!(
+        c.server.metrics_listen,
+        Some("0.0.0.0:9090".parse().unwrap())
+    );
+    assert_eq!(Config::from_toml_str(&c.to_redacted_toml()).unwrap(), c);
+}
+
+// issue #16: the configuration files shipped with the Kubernetes manifests load as they are.
+#[test]
+fn the_deployment_config_files_are_valid() {
+    for file in [
+        "deploy/k8s/base/gateway.toml",
+        "deploy/k8s/overlays/example/gateway.toml",
+    ] {
+        let c =
+            Config::load(Some(Path::new(file)), env(&[])).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(
+            c.listen,
+            "0.0.0.0:8080".parse::<SocketAddr>().unwrap(),
+            "{file}"
+        );
+        assert_eq!(
+            c.server.metrics_listen,
+            Some("0.0.0.0:9100".parse().unwrap()),
+            "{file}: the port the NetworkPolicy and the ServiceMonitor name"
+        );
+        assert_eq!(
+            c.metering.journal_path_for(c.listen),
+            Path::new("/var/lib/affine-gateway/affine-gateway-0.0.0.0-8080.journal"),
+            "{file}: on the pod's volume"
+        );
+        // Shorter than terminationGracePeriodSeconds (45) minus the preStop pause (5).
+        assert!(c.drain_timeout_secs + 5 + 5 <= 45, "{file}");
+    }
 }

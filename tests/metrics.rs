@@ -552,3 +552,42 @@ fn json_logs_have_one_access_line_per_request_without_credentials() {
         assert!(!all.contains(secret), "a credential reached the log: {all}");
     }
 }
+
+// issue #16: with `server.metrics_listen` the metrics have their own port (so a
+// NetworkPolicy can keep everyone but Prometheus away from them) and leave the main one.
+#[tokio::test]
+async fn a_metrics_listener_serves_the_metrics_alone_and_takes_them_off_the_main_port() {
+    let h = Harness::start_with(SimConfig::default(), |c| {
+        c.server.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let metrics = format!("http://{}", h.gw.metrics_addr.expect("a metrics listener"));
+    assert_eq!(h.reason(r#"{"input":"hi"}"#).await.status(), 200);
+    let scraped = h.http.get(format!("{metrics}/metrics")).send().await;
+    let text = scraped
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("agw_http_requests_total{") && text.contains(r#"route="/v1/reason""#),
+        "{text}"
+    );
+    // Nothing else there, and no metrics on the main port any more.
+    for path in ["/healthz", "/v1/winner", "/admin/v1/accounts/tester"] {
+        let res = h.http.get(format!("{metrics}{path}")).send().await.unwrap();
+        assert_eq!(res.status(), 404, "{path} on the metrics port");
+    }
+    expect_problem(
+        h.http.get(h.url("/metrics")).send().await.unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+    assert_eq!(
+        h.http.get(h.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
+}

@@ -79,10 +79,51 @@ pub enum TokenError {
     Expired,
 }
 
-/// Keys and validation rules, built once from the configured secret.
-pub struct JwtKeys {
+/// One HS256 secret with its key id.
+struct Key {
+    /// [`key_id`] of the secret: written in the `kid` header of the tokens it signs.
+    kid: String,
     encoding: EncodingKey,
     decoding: DecodingKey,
+}
+
+impl Key {
+    fn new(secret: &[u8]) -> Key {
+        Key {
+            kid: key_id(secret),
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+        }
+    }
+}
+
+/// The key id of an HS256 secret: the first 8 bytes of SHA-256 over a fixed label and the
+/// secret, in lowercase hex (16 characters).
+///
+/// Derived rather than configured, so every replica given the same secret names it the same
+/// without a second setting that could disagree with it. It is public (every token carries
+/// it): the label keeps it from being a plain hash of the secret, and a 32-byte secret cannot
+/// be recovered from 64 bits of its hash.
+pub fn key_id(secret: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"affine-gateway jwt kid v1\0");
+    h.update(secret);
+    hex::encode(&h.finalize()[..8])
+}
+
+/// Keys and validation rules, built once from the configured secrets.
+///
+/// Tokens are signed with the current secret and carry its key id (`kid`). During a
+/// rotation a second secret is accepted too (`GATEWAY_JWT_SECRET_PREVIOUS`): a token whose
+/// `kid` names one of the two is checked against that one only; a token without `kid`
+/// (issued before key ids existed) is tried against both; any other `kid` is refused. Each
+/// check compares the MAC in constant time (the `hmac` crate's `verify_slice`).
+pub struct JwtKeys {
+    /// Signs, and is tried first.
+    current: Key,
+    /// Accepted, never used to sign.
+    previous: Option<Key>,
     validation: Validation,
 }
 
@@ -101,13 +142,30 @@ impl JwtKeys {
         validation.validate_exp = true;
         validation.validate_aud = false;
         JwtKeys {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            current: Key::new(secret),
+            previous: None,
             validation,
         }
     }
 
-    /// Issues a token for `sub` with `scopes`, valid for `ttl` from `now` (unix seconds).
+    /// These keys, also accepting tokens signed with `previous` (a rotation under way).
+    pub fn accepting(mut self, previous: &[u8]) -> Self {
+        self.previous = Some(Key::new(previous));
+        self
+    }
+
+    /// The key id new tokens carry.
+    pub fn current_kid(&self) -> &str {
+        &self.current.kid
+    }
+
+    /// The key id of the previous secret, while one is accepted.
+    pub fn previous_kid(&self) -> Option<&str> {
+        self.previous.as_ref().map(|k| k.kid.as_str())
+    }
+
+    /// Issues a token for `sub` with `scopes`, valid for `ttl` from `now` (unix seconds),
+    /// signed with the current secret.
     pub fn issue(&self, sub: &str, scopes: &[Scope], ttl: Duration, now: u64) -> (String, Claims) {
         let claims = Claims {
             sub: sub.to_string(),
@@ -120,19 +178,32 @@ impl JwtKeys {
             iat: now,
             jti: uuid::Uuid::new_v4().simple().to_string(),
         };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.current.kid.clone());
         // HS256 signing with an in-memory key cannot fail.
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .unwrap_or_default();
+        let token =
+            jsonwebtoken::encode(&header, &claims, &self.current.encoding).unwrap_or_default();
         (token, claims)
     }
 
-    /// Verifies a token's signature, algorithm and expiry.
+    /// Verifies a token's signature (with the key its `kid` names, or each accepted key when
+    /// it names none), algorithm and expiry.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        match jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation) {
-            Ok(data) => Ok(data.claims),
-            Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(TokenError::Expired),
-            Err(_) => Err(TokenError::Invalid),
+        let kid = jsonwebtoken::decode_header(token)
+            .map_err(|_| TokenError::Invalid)?
+            .kid;
+        let keys = std::iter::once(&self.current).chain(self.previous.as_ref());
+        for key in keys.filter(|k| kid.as_ref().is_none_or(|kid| *kid == k.kid)) {
+            match jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation) {
+                Ok(data) => return Ok(data.claims),
+                // The signature checked out (it is verified before the claims).
+                Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => {
+                    return Err(TokenError::Expired);
+                }
+                Err(_) => {}
+            }
         }
+        Err(TokenError::Invalid)
     }
 }
 
@@ -286,6 +357,106 @@ mod tests {
             }
             out
         }
+    }
+
+    #[test]
+    fn tokens_carry_the_key_id_of_the_signing_secret() {
+        let k = keys();
+        let (tok, _) = k.issue(
+            "acme",
+            &[Scope::Reason],
+            Duration::from_secs(60),
+            now_secs(),
+        );
+        let header = jsonwebtoken::decode_header(&tok).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(key_id(&[7u8; 32]).as_str()));
+        assert_eq!(k.current_kid(), key_id(&[7u8; 32]));
+        assert_eq!(k.current_kid().len(), 16);
+        assert_eq!(k.previous_kid(), None);
+        assert_ne!(key_id(&[7u8; 32]), key_id(&[8u8; 32]));
+        // Not a bare hash of the secret.
+        use sha2::{Digest, Sha256};
+        assert!(!hex::encode(Sha256::digest([7u8; 32])).starts_with(&key_id(&[7u8; 32])));
+    }
+
+    // issue #16: old and new secret both verify during a rotation, only the new after it.
+    #[test]
+    fn a_rotation_accepts_both_secrets_then_only_the_new_one() {
+        let (old, new) = ([1u8; 40], [2u8; 40]);
+        let now = now_secs();
+        let ttl = Duration::from_secs(600);
+        let before = JwtKeys::new(&old, Duration::ZERO);
+        let during = JwtKeys::new(&new, Duration::ZERO).accepting(&old);
+        let after = JwtKeys::new(&new, Duration::ZERO);
+        assert_eq!(during.current_kid(), after.current_kid());
+        assert_eq!(during.previous_kid(), Some(before.current_kid()));
+
+        for scopes in [&[Scope::Reason][..], &[Scope::Admin][..]] {
+            let (old_tok, old_claims) = before.issue("acme", scopes, ttl, now);
+            // Issued before key ids existed: no `kid` header, signed with the old secret.
+            let legacy = jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &old_claims,
+                &EncodingKey::from_secret(&old),
+            )
+            .unwrap();
+            assert!(jsonwebtoken::decode_header(&legacy).unwrap().kid.is_none());
+            let (new_tok, new_claims) = during.issue("acme", scopes, ttl, now);
+            assert_eq!(
+                jsonwebtoken::decode_header(&new_tok)
+                    .unwrap()
+                    .kid
+                    .as_deref(),
+                Some(after.current_kid())
+            );
+
+            assert_eq!(during.verify(&old_tok), Ok(old_claims.clone()));
+            assert_eq!(during.verify(&legacy), Ok(old_claims.clone()));
+            assert_eq!(during.verify(&new_tok), Ok(new_claims.clone()));
+            assert_eq!(before.verify(&new_tok), Err(TokenError::Invalid));
+
+            assert_eq!(after.verify(&new_tok), Ok(new_claims));
+            assert_eq!(after.verify(&old_tok), Err(TokenError::Invalid));
+            assert_eq!(after.verify(&legacy), Err(TokenError::Invalid));
+        }
+
+        // An old token that expired is still reported as expired during the rotation.
+        let (expired, _) =
+            before.issue("acme", &[Scope::Reason], Duration::from_secs(10), now - 100);
+        assert_eq!(during.verify(&expired), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn a_key_id_selects_the_key_and_an_unknown_one_is_refused() {
+        let (old, new) = ([1u8; 40], [2u8; 40]);
+        let during = JwtKeys::new(&new, Duration::ZERO).accepting(&old);
+        let claims = Claims {
+            sub: "ops".into(),
+            scope: "admin".into(),
+            exp: now_secs() + 60,
+            iat: now_secs(),
+            jti: "j".into(),
+        };
+        let signed_with_old = |kid: Option<String>| {
+            let mut header = Header::new(Algorithm::HS256);
+            header.kid = kid;
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&old)).unwrap()
+        };
+        assert_eq!(during.verify(&signed_with_old(None)), Ok(claims.clone()));
+        assert_eq!(
+            during.verify(&signed_with_old(Some(key_id(&old)))),
+            Ok(claims.clone())
+        );
+        // A valid signature by the old secret under the new key id is checked against the
+        // new key only, and an unknown key id against none.
+        assert_eq!(
+            during.verify(&signed_with_old(Some(key_id(&new)))),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(
+            during.verify(&signed_with_old(Some("0000000000000000".into()))),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]

@@ -110,6 +110,19 @@ pub(super) const VARS: &[Var] = &[
         },
     },
     Var {
+        name: "GATEWAY_METRICS_LISTEN",
+        field: "server.metrics_listen",
+        secret: false,
+        apply: |c, v| {
+            c.server.metrics_listen = Some(v.parse::<SocketAddr>().map_err(|_| {
+                "expected an IP address and port such as 0.0.0.0:9090 \
+                 (host names are not resolved)"
+                    .to_string()
+            })?);
+            Ok(())
+        },
+    },
+    Var {
         name: "GATEWAY_MAX_BODY_BYTES",
         field: "max_body_bytes",
         secret: false,
@@ -175,6 +188,15 @@ pub(super) const VARS: &[Var] = &[
         secret: true,
         apply: |c, v| {
             c.jwt_secret = Some(Secret::new(v));
+            Ok(())
+        },
+    },
+    Var {
+        name: "GATEWAY_JWT_SECRET_PREVIOUS",
+        field: "jwt_secret_previous",
+        secret: true,
+        apply: |c, v| {
+            c.jwt_secret_previous = Some(Secret::new(v));
             Ok(())
         },
     },

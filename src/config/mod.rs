@@ -77,6 +77,11 @@ pub struct Config {
     /// HS256 secret for caller and admin tokens (`GATEWAY_JWT_SECRET`), at least
     /// [`MIN_JWT_SECRET_BYTES`]; `None` means a random per-process secret.
     pub jwt_secret: Option<Secret>,
+    /// A second HS256 secret still accepted, never used to sign
+    /// (`GATEWAY_JWT_SECRET_PREVIOUS`): set during a rotation so the tokens signed with the
+    /// outgoing secret keep working while every replica moves to the new one (docs/DEPLOY.md).
+    /// At least [`MIN_JWT_SECRET_BYTES`], different from `jwt_secret`, and only with it.
+    pub jwt_secret_previous: Option<Secret>,
     /// Whether hotkeys not in the registry may call, on the `public` plan
     /// (`GATEWAY_ALLOW_UNREGISTERED`).
     pub allow_unregistered: bool,
@@ -125,6 +130,7 @@ impl Default for Config {
             log_format: LogFormat::default(),
             hotkey: None,
             jwt_secret: None,
+            jwt_secret_previous: None,
             allow_unregistered: true,
             redis: RedisConfig::default(),
             upstream: UpstreamConfig::default(),
@@ -652,8 +658,30 @@ pub struct MeteringConfig {
     /// Days usage events and daily rollups are kept after their month's last write.
     pub retention_days: u64,
     /// The settlement journal (`GATEWAY_JOURNAL_PATH`), used with Redis only. Relative paths
-    /// are relative to the working directory; each replica needs its own.
+    /// are relative to the working directory; each replica needs its own. `{listen}` stands
+    /// for the listen address ([`listen_slug`]), so the default
+    /// ([`DEFAULT_JOURNAL_PATH`]) differs between replicas started in one directory on
+    /// different ports, and stays the same across restarts of one replica (which must find
+    /// its own journal again to replay it).
     pub journal_path: String,
+}
+
+/// The default `metering.journal_path`: one journal per listen address, in the working
+/// directory (`affine-gateway-127.0.0.1-8080.journal` for the default address).
+pub const DEFAULT_JOURNAL_PATH: &str = "affine-gateway-{listen}.journal";
+
+/// The placeholder of `metering.journal_path` replaced by [`listen_slug`].
+pub const LISTEN_PLACEHOLDER: &str = "{listen}";
+
+/// A listen address as a file-name part: the IP, then `-` and the port, each `:` of an IPv6
+/// address written `-` (`127.0.0.1-8080`, `0.0.0.0-8080`, `--1-8080` for `[::1]:8080`). No IP
+/// spelling contains `-`, so two addresses never give the same name.
+pub fn listen_slug(listen: SocketAddr) -> String {
+    format!(
+        "{}-{}",
+        listen.ip().to_string().replace(':', "-"),
+        listen.port()
+    )
 }
 
 impl Default for MeteringConfig {
@@ -662,12 +690,22 @@ impl Default for MeteringConfig {
             hold_ttl_secs: 600,
             expired_holds: ExpiredHolds::Charge,
             retention_days: 400,
-            journal_path: "affine-gateway.journal".to_string(),
+            journal_path: DEFAULT_JOURNAL_PATH.to_string(),
         }
     }
 }
 
 impl MeteringConfig {
+    /// The journal of the replica listening on `listen`: `journal_path` with
+    /// [`LISTEN_PLACEHOLDER`] replaced by [`listen_slug`]. The configured address is used,
+    /// not the bound one, so a replica finds its journal again after a restart.
+    pub fn journal_path_for(&self, listen: SocketAddr) -> PathBuf {
+        PathBuf::from(
+            self.journal_path
+                .replace(LISTEN_PLACEHOLDER, &listen_slug(listen)),
+        )
+    }
+
     /// The store-level policy.
     pub fn policy(&self) -> crate::store::LedgerPolicy {
         crate::store::LedgerPolicy {
@@ -717,6 +755,12 @@ pub struct ServerConfig {
     /// Runtime worker threads (`GATEWAY_WORKER_THREADS`); 0: one per available core. On a
     /// small machine shared with Redis or the provider, fewer workers wake each other less.
     pub worker_threads: usize,
+    /// A second listen address serving `GET /metrics` alone (`GATEWAY_METRICS_LISTEN`). When
+    /// set, the main address no longer serves `/metrics`, so a firewall or a Kubernetes
+    /// NetworkPolicy can let only Prometheus reach the metrics; unset, `/metrics` is on the
+    /// main address. Must differ from `listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -732,6 +776,7 @@ impl Default for ServerConfig {
             stream_send_timeout_secs: 30,
             trusted_proxies: Vec::new(),
             worker_threads: 0,
+            metrics_listen: None,
         }
     }
 }
@@ -1040,16 +1085,34 @@ impl Config {
         if let Some(hotkey) = &self.hotkey {
             check("hotkey", validate::hotkey(hotkey))?;
         }
-        if let Some(secret) = &self.jwt_secret {
-            check("jwt_secret", validate::placeholder(secret.expose()))?;
-            if secret.expose().len() < MIN_JWT_SECRET_BYTES {
-                check(
-                    "jwt_secret",
-                    Err(format!(
-                        "must be at least {MIN_JWT_SECRET_BYTES} bytes \
-                         (generate one with `openssl rand -hex 32`)"
-                    )),
-                )?;
+        for (field, secret) in [
+            ("jwt_secret", &self.jwt_secret),
+            ("jwt_secret_previous", &self.jwt_secret_previous),
+        ] {
+            if let Some(secret) = secret {
+                check(field, validate::jwt_secret(secret.expose()))?;
+            }
+        }
+        if let Some(previous) = &self.jwt_secret_previous {
+            match &self.jwt_secret {
+                None => check(
+                    "jwt_secret_previous",
+                    Err(
+                        "requires jwt_secret (GATEWAY_JWT_SECRET): the previous secret is only \
+                         accepted beside the current one"
+                            .into(),
+                    ),
+                )?,
+                // `Secret`'s equality is constant-time.
+                Some(current) if current == previous => check(
+                    "jwt_secret_previous",
+                    Err(
+                        "must differ from jwt_secret (GATEWAY_JWT_SECRET): a rotation needs a \
+                         new secret"
+                            .into(),
+                    ),
+                )?,
+                Some(_) => {}
             }
         }
 
@@ -1264,6 +1327,10 @@ impl Config {
             "quota.lease_secs",
             range(self.quota.lease_secs, 3, 3600, "seconds"),
         )?;
+        check(
+            "metering.journal_path",
+            validate::journal_path(&self.metering.journal_path),
+        )?;
         let t = &self.quota.public_tier;
         for (field, v) in [
             (
@@ -1282,6 +1349,15 @@ impl Config {
             )?;
         }
         self.server.validate()?;
+        if self.server.metrics_listen == Some(self.listen) {
+            check(
+                "server.metrics_listen",
+                Err(format!(
+                    "must differ from listen ({}): it is a second address for /metrics alone",
+                    self.listen
+                )),
+            )?;
+        }
         let located = |(field, expected): (String, String)| ConfigError::Invalid {
             field: field.into(),
             origin: None,

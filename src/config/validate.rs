@@ -110,6 +110,37 @@ pub(super) fn placeholder(value: &str) -> Result<(), String> {
     }
 }
 
+/// An HS256 secret: not the `check-config` placeholder, and at least
+/// [`super::MIN_JWT_SECRET_BYTES`] long.
+pub(super) fn jwt_secret(secret: &str) -> Result<(), String> {
+    placeholder(secret)?;
+    if secret.len() < super::MIN_JWT_SECRET_BYTES {
+        return Err(format!(
+            "must be at least {} bytes (generate one with `openssl rand -hex 32`)",
+            super::MIN_JWT_SECRET_BYTES
+        ));
+    }
+    Ok(())
+}
+
+/// A settlement journal path: non-empty, and no placeholder but `{listen}` (a `{port}` or a
+/// misspelt `{listn}` would otherwise become part of the file name, silently shared).
+pub(super) fn journal_path(path: &str) -> Result<(), String> {
+    if path.trim().is_empty() {
+        return Err("expected a file path".into());
+    }
+    if path
+        .replace(super::LISTEN_PLACEHOLDER, "")
+        .contains(['{', '}'])
+    {
+        return Err(format!(
+            "expected a file path whose only placeholder is {} (the listen address), got {path:?}",
+            super::LISTEN_PLACEHOLDER
+        ));
+    }
+    Ok(())
+}
+
 /// `org/model` or `org/model@revision`, each part of `[A-Za-z0-9._-]`, as Hugging Face ids
 /// and revisions are.
 pub(super) fn winner_model(spec: &str) -> Result<(), String> {

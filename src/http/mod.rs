@@ -31,5 +31,5 @@ pub mod state;
 pub(crate) mod usage;
 pub(crate) mod winner;
 
-pub use stack::router;
+pub use stack::{metrics_router, router};
 pub use state::AppState;

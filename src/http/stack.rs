@@ -123,15 +123,19 @@ pub fn router(state: AppState) -> Router {
             auth_state.clone(),
             auth::require_admin,
         ));
-    let routes = Router::new()
+    let mut routes = Router::new()
         .merge(reason_routes)
         .merge(session_routes)
         .merge(admin_routes)
         .route("/v1/winner", get(winner::winner))
         .route("/v1/stats", get(usage::stats))
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .route("/readyz", get(health::readyz));
+    // With `server.metrics_listen` the metrics are served there alone (see `metrics_router`).
+    if state.config.server.metrics_listen.is_none() {
+        routes = routes.route("/metrics", get(health::metrics));
+    }
+    let routes = routes
         .route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::docs))
         .fallback(not_found)
@@ -157,6 +161,16 @@ pub fn router(state: AppState) -> Router {
             .layer(TraceLayer::new_for_http().make_span_with(make_span))
             .layer(middleware::from_fn(render_problems)),
     )
+}
+
+/// The router of `server.metrics_listen`: `GET /metrics` and nothing else (404 without a
+/// body elsewhere). No layers: it is meant for Prometheus alone, which the network (a
+/// NetworkPolicy, a firewall) ensures, and serving it must stay cheap when the main port is
+/// flooded.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
+        .with_state(state)
 }
 
 fn make_span(req: &Request) -> tracing::Span {

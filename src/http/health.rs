@@ -62,6 +62,10 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
 }
 
 /// Prometheus text exposition.
+///
+/// Served on the API listener by default. With `server.metrics_listen`
+/// (`GATEWAY_METRICS_LISTEN`) it is served on that address alone and the API listener answers
+/// 404 here, so that a NetworkPolicy can keep the metrics port to Prometheus.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(st): State<AppState>) -> Response {

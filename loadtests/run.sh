@@ -4,6 +4,7 @@
 #   loadtests/run.sh [--scenario bearer,session,signed,stream] [--store memory,redis,cluster]
 #                    [--rate 2000[,4000...]] [--upstream nginx|sim] [--saturation] [--litellm]
 #                    [--matrix] [--duration 10s] [--warmup 2s] [--connections 64] [--chain] [--no-build]
+#                    [--perf]
 #
 # Starts the upstream (nginx serving a fixed answer, or chutes-sim), the store (nothing for
 # memory; a private redis-server; a private 3-master Redis Cluster) and the gateway in front,
@@ -14,7 +15,9 @@
 # number is in target/loadtest/results.json (with --matrix: matrix.json and matrix.md), each
 # run's own output in target/loadtest/runs/. Everything it starts is stopped on exit, Ctrl-C
 # included. --matrix = every scenario and store at 2,000, 4,000 and 5,000 req/s, a
-# saturation run and LiteLLM, 8 s per run (~15 minutes). See loadtests/README.md.
+# saturation run and LiteLLM, 8 s per run (~15 minutes). --perf records a system-wide perf
+# profile over each gateway run's measured window (runs/NAME.perf.txt: CPU by process, then
+# the gateway's own symbols). See loadtests/README.md.
 set -euo pipefail
 
 RATES=${RATE:-2000}
@@ -30,13 +33,14 @@ USE_LITELLM=0
 USE_CHAIN=0
 BUILD=1
 MATRIX=0
+PERF=0
 MODEL=affine-champ/Affine-Reasoner-32B
 # The signing key of the signed and session scenarios (a dev key; its hotkey has no account,
 # so it calls on the `public` plan, which bench.toml raises like the bearer token's).
 SIGNER=//Alice
 
 usage() {
-    sed -n '4,6p' "$0" | sed 's/^# *//'
+    sed -n '4,7p' "$0" | sed 's/^# *//'
     exit 2
 }
 
@@ -55,6 +59,7 @@ while [ $# -gt 0 ]; do
         --matrix) MATRIX=1; shift ;;
         --chain) USE_CHAIN=1; shift ;;
         --no-build) BUILD=0; shift ;;
+        --perf) PERF=1; shift ;;
         -h|--help) usage ;;
         *) echo "run.sh: unknown argument $1" >&2; usage ;;
     esac
@@ -373,6 +378,7 @@ measure() {
     [ -n "${OBSERVE_PID:-}" ] && observe+=(--gateway-pid "$OBSERVE_PID")
     [ -n "${REDIS_NODES:-}" ] && [ "${OBSERVE_REDIS:-1}" = 1 ] && observe+=(--redis-url "$REDIS_NODES")
     echo "== $name: POST $url at $rate/s for $DURATION (+$WARMUP warm-up) with $tool"
+    perf_start "$name"
     if [ "$tool" = oha ]; then
         oha_run "$name" "$rate" "$url" "$body" "${observe[@]}" -- "$@"
     else
@@ -389,10 +395,43 @@ measure() {
         LOADGEN_PID=""
         jq -c --arg tool loadgen '. + {tool: $tool}' "$RUNS/$name.json" >"$RUNS/$name.tmp" && mv "$RUNS/$name.tmp" "$RUNS/$name.json"
     fi
+    perf_finish "$name"
     jq -r '"   ok \(.ok)/\(.scheduled), errors \(.errors), achieved \(.achieved_rate)/s, p99 \(.latency_ms.p99) ms"
         + (if .gateway then ", cpu \(.gateway.cpu_us_per_request) µs/req" else "" end)
         + (if .redis then ", redis \(.redis.commands_per_request) cmds \(.redis.cpu_us_per_request) µs/req" else "" end)' \
         "$RUNS/$name.json"
+}
+
+# perf_start NAME / perf_finish NAME (--perf, gateway runs only): a system-wide profile of the
+# measured window (after the warm-up), so the share of each process on the shared cores — the
+# gateway, Redis, nginx, the load generator, the kernel — is read from the same samples as the
+# gateway's own hot symbols. Written to $RUNS/NAME.perf.txt.
+PERF_PID=""
+perf_start() {
+    PERF_PID=""
+    [ "$PERF" = 1 ] && [ -n "${OBSERVE_PID:-}" ] || return 0
+    local warm=${WARMUP%s} dur=${DURATION%s}
+    # oha's warm-up is a separate run before the measured one; loadgen's is inside its run.
+    (sleep "$warm"; exec perf record -a -g -F 499 -o "$RUNS/$1.perf.data" -- sleep "$dur") \
+        >"$RUNS/$1.perf.log" 2>&1 &
+    PERF_PID=$!
+}
+perf_finish() {
+    [ -n "$PERF_PID" ] || return 0
+    wait "$PERF_PID" || true
+    PERF_PID=""
+    local data="$RUNS/$1.perf.data" out="$RUNS/$1.perf.txt"
+    [ -s "$data" ] || { echo "run.sh: perf recorded nothing for $1 (see $RUNS/$1.perf.log)" >&2; return 0; }
+    {
+        echo "# $1: CPU samples by process (whole machine, measured window)"
+        perf report -i "$data" --stdio --no-children --sort pid --percent-limit 0.5 2>/dev/null | grep -v '^$'
+        echo "# $1: the gateway (pid $OBSERVE_PID) by shared object"
+        perf report -i "$data" --stdio --no-children --pid "$OBSERVE_PID" --sort dso --percent-limit 0.5 -g none 2>/dev/null | grep -v '^$'
+        echo "# $1: the gateway's hottest symbols"
+        perf report -i "$data" --stdio --no-children --pid "$OBSERVE_PID" --sort sym --percent-limit 0.7 -g none 2>/dev/null | grep -v '^$'
+    } >"$out"
+    rm -f "$data"
+    echo "   perf: $out"
 }
 
 # failed_run NAME TOOL URL RATE: a run whose tool failed (its message is above) still gets a

@@ -1,8 +1,5 @@
 // Test fixtures: the gateways scripts/run-tests.mjs started, accounts and tokens on them.
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { dirname, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 
 function env(name: string): string {
   const value = process.env[name];
@@ -20,13 +17,6 @@ export const GATEWAY_HOTKEY = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"
 const ADMIN_TOKEN = env("AGW_SDK_ADMIN_TOKEN");
 const GATEWAY_BIN = env("AGW_SDK_GATEWAY_BIN");
 const JWT_SECRET = env("AGW_SDK_JWT_SECRET");
-
-export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../../..");
-
-/** A JSON file of the repository (vectors, the OpenAPI document). */
-export function repoJson<T = any>(path: string): T {
-  return JSON.parse(readFileSync(resolve(repoRoot, path), "utf8")) as T;
-}
 
 /** An admin call; throws on a status other than `expect`. */
 export async function admin(

@@ -16,7 +16,7 @@ import {
   resolveSigner,
   type CryptoType,
 } from "@affine/reason";
-import { repoJson } from "./fixtures.js";
+import { repoJson } from "./repo.js";
 
 await cryptoWaitReady();
 

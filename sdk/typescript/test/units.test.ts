@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { test } from "node:test";
 import { parseJson, parseRateLimit, parseRetryAfter, raoToTao, taoToRao } from "@affine/reason";
-import { repoRoot } from "./fixtures.js";
+import { repoRoot } from "./repo.js";
 
 test("rao parses as bigint exactly, beyond 2^53; tao stays decimal text", () => {
   const parsed = parseJson(

@@ -136,4 +136,4 @@ const run = spawnSync(process.execPath, ["--test", ...files], {
   },
 });
 stopping = true;
-process.exitCode = run.status ?? 1;
+process.exit(run.status ?? 1); // runs cleanup(): the gateways would keep the event loop alive

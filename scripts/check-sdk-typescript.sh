@@ -2,7 +2,7 @@
 # The TypeScript SDK's checks (issue #17), run by scripts/test.sh after the cargo tests:
 # - `npm ci` of sdk/typescript's pinned dependencies (package-lock.json) into its node_modules;
 # - the generated OpenAPI types (src/generated/openapi.ts) against openapi/openapi.json: no drift;
-# - typecheck (library and tests), build (ESM + .d.ts into dist/);
+# - build (ESM + .d.ts into dist/), typecheck of the library and of the tests;
 # - the tests (`node --test`) against live gateways started on free 127.0.0.1 ports: one on the
 #   built-in simulator (no CHUTES_API_KEY), one in front of a paced chutes-sim (cancelled
 #   streams), both built here with `cargo build` (a no-op after the suite's cargo tests);
@@ -39,14 +39,19 @@ if [ -z "${AGW_GATEWAY_BIN:-}" ] || [ -z "${AGW_CHUTES_SIM_BIN:-}" ]; then
 fi
 
 cd "$pkg"
-if ! npm ci --no-audit --no-fund --loglevel=error >"$root/$out/npm-ci.log" 2>&1; then
+# node_modules is reinstalled only when package-lock.json changed since the last install.
+stamp=node_modules/.agw-installed-lock
+if [ -f "$stamp" ] && cmp -s package-lock.json "$stamp"; then
+  echo "check-sdk-typescript: node_modules matches package-lock.json"
+elif npm ci --no-audit --no-fund --loglevel=error >"$root/$out/npm-ci.log" 2>&1; then
+  cp package-lock.json "$stamp"
+else
   cat "$root/$out/npm-ci.log" >&2
   skip "npm ci failed (see above)"
 fi
 npm run --silent check:generated
-npm run --silent typecheck
+npm run --silent typecheck # builds dist/ first: the tests import the built package by name
 echo "check-sdk-typescript: typecheck clean"
-npm run --silent build
 npm run --silent build:test
 node scripts/run-tests.mjs
 npm pack --silent --pack-destination "$root/$out" >"$root/$out/pack.log"

@@ -25,7 +25,7 @@ export { epistulaHeaders, epistulaMessage } from "./auth/epistula.js";
 export type { EpistulaOptions } from "./auth/epistula.js";
 export { coldkeyLinkMessage, coldkeyLinkRequest } from "./auth/coldkey.js";
 export { canonicalAddress, keypairFromSecret, resolveSigner } from "./auth/keypair.js";
-export type { CryptoType, KeypairInput, ResolvedSigner, SecretKey, Signer } from "./auth/keypair.js";
+export type { CryptoType, KeypairInput, ResolvedSigner, SecretKey, Signer, WalletKeyfile } from "./auth/keypair.js";
 export { nextNonce, nonceText } from "./auth/nonce.js";
 export type * from "./types.js";
 export type { components, paths, operations } from "./generated/openapi.js";

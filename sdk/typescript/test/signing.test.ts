@@ -187,4 +187,9 @@ test("keys come from a URI, a mnemonic, a seed or a KeyringPair, always as canon
   assert.notEqual(polkadot.address, fromUri.address); // prefix 0 spelling
   const fromPair = await resolveSigner(polkadot);
   assert.equal(fromPair.address, fromUri.address); // re-encoded with prefix 42
+  // A bittensor wallet's hotkey file, as bittensor writes it (JSON), by seed or by phrase.
+  const keyfile = { secretSeed: u8aToHex(seed), ss58Address: fromSeed.address, publicKey: "0x…" };
+  assert.equal((await resolveSigner(keyfile)).address, fromSeed.address);
+  assert.equal((await resolveSigner({ secretPhrase: `${mnemonic}//Alice` })).address, fromUri.address);
+  await assert.rejects(resolveSigner({ secretSeed: u8aToHex(seed), ss58Address: fromUri.address }), TypeError);
 });

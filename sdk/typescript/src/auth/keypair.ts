@@ -2,10 +2,11 @@
  * Hotkeys: whatever a caller signs with, reduced to one small {@link Signer} interface.
  *
  * Keys come from a secret URI (`//Alice`, `<mnemonic>//hard/soft`), a mnemonic, a 32-byte
- * seed (hex `0x…` or bytes), a polkadot.js `KeyringPair`, or any object with `address`,
- * `type` and `sign` (a hardware or browser-extension signer).
+ * seed (hex `0x…` or bytes), a bittensor wallet's key file, a polkadot.js `KeyringPair`, or any
+ * object with `address`, `type` and `sign` (a hardware or browser-extension signer).
  */
 import { Keyring } from "@polkadot/keyring";
+import { hexToU8a } from "@polkadot/util";
 import { cryptoWaitReady, decodeAddress, encodeAddress } from "@polkadot/util-crypto";
 
 /** The signature schemes btauth/1 knows (Epistula is sr25519 only). */
@@ -34,8 +35,23 @@ export interface SecretKey {
   type?: CryptoType;
 }
 
-/** Everything `new Client({ keypair })` takes. A bare string is a secret URI for sr25519. */
-export type KeypairInput = Signer | SecretKey | string;
+/**
+ * A bittensor wallet key file's contents (`~/.bittensor/wallets/<wallet>/hotkeys/<hotkey>`,
+ * an unencrypted JSON object), as `JSON.parse` gives it. bittensor keys are sr25519.
+ */
+export interface WalletKeyfile {
+  secretSeed?: string;
+  secretPhrase?: string;
+  ss58Address?: string;
+  /** The file's other fields (`publicKey`, `accountId`, …) are not needed. */
+  [field: string]: unknown;
+}
+
+/**
+ * Everything `new Client({ keypair })` takes. A bare string is a secret URI (or mnemonic, or
+ * `0x` seed) for sr25519.
+ */
+export type KeypairInput = Signer | SecretKey | WalletKeyfile | string;
 
 /** A signer ready to use: the canonical address and the scheme checked. */
 export interface ResolvedSigner {
@@ -55,9 +71,23 @@ export function canonicalAddress(addressOrPublicKey: string | Uint8Array): strin
   return encodeAddress(publicKey, 42);
 }
 
+function isKeyfile(input: object): input is WalletKeyfile {
+  return "secretSeed" in input || "secretPhrase" in input;
+}
+
 /** Makes a polkadot.js pair from a secret (waits for the crypto backend first). */
-export async function keypairFromSecret(secret: SecretKey | string) {
+export async function keypairFromSecret(secret: SecretKey | WalletKeyfile | string) {
   await cryptoWaitReady();
+  if (typeof secret === "object" && isKeyfile(secret)) {
+    const keyring = new Keyring({ type: "sr25519", ss58Format: 42 });
+    const pair = secret.secretSeed
+      ? keyring.addFromSeed(hexToU8a(secret.secretSeed))
+      : keyring.addFromUri(secret.secretPhrase ?? "");
+    if (secret.ss58Address && canonicalAddress(secret.ss58Address) !== pair.address) {
+      throw new TypeError("keypair: the key file's secret does not match its ss58Address");
+    }
+    return pair;
+  }
   const { uri, seed, type = "sr25519" } = typeof secret === "string" ? { uri: secret } : secret;
   const keyring = new Keyring({ type, ss58Format: 42 });
   if (seed) return keyring.addFromSeed(seed);

@@ -12,7 +12,7 @@ import { resolveSigner, type KeypairInput, type ResolvedSigner } from "./auth/ke
 import { ApiError, errorFromResponse, fromProblem } from "./errors.js";
 import { parseJson } from "./json.js";
 import { costOf } from "./money.js";
-import { parseRateLimit, parseRetryAfter } from "./ratelimit.js";
+import { parseRateLimit } from "./ratelimit.js";
 import { sleep } from "./sleep.js";
 import { EventStream, type Step } from "./stream.js";
 import type {
@@ -257,8 +257,7 @@ export class Client {
    * on use it for the following requests.
    */
   async createSession(options?: CallOptions): Promise<Session> {
-    const session = await this.exchange(options);
-    return session;
+    return this.exchange(options);
   }
 
   /**
@@ -509,4 +508,3 @@ function backoff(attempt: number): number {
   return Math.round(250 * 2 ** attempt * (1 + Math.random() / 2));
 }
 
-export { parseRetryAfter };

@@ -126,6 +126,12 @@ describe("bearer tokens", async () => {
     assert.equal(error.status, 400);
     assert.equal(error.code, "invalid_request");
     assert.ok(error.requestId);
+    // The OpenAI error shape of the chat route becomes the same typed error.
+    const chat = await client.chatCompletions({ model: "no/such-model", messages: [{ role: "user", content: "hi" }] }).catch((e: unknown) => e);
+    assert.ok(chat instanceof ApiError);
+    assert.equal(chat.status, 404);
+    assert.equal(chat.code, "not_found");
+    assert.ok(chat.requestId);
     const bad = new Client({ baseUrl: BASE_URL, token: "not-a-token" });
     const refused = await bad.account().catch((e: unknown) => e);
     assert.ok(refused instanceof ApiError);

@@ -36,6 +36,10 @@ async function collect(stream: AsyncIterable<ReasonEvent>): Promise<ReasonEvent[
 }
 
 function checkWhole(result: Awaited<ReturnType<Client["reason"]>>) {
+  // Typed exactly too: these lines do not compile if rao were typed as a JS number.
+  const rao: bigint = result.cost.rao;
+  const tao: string = result.cost.tao;
+  void [rao, tao];
   assert.ok(result.output.length > 0);
   assert.equal(result.object, "reason.result");
   assert.equal(typeof result.cost.rao, "bigint");
@@ -112,6 +116,9 @@ describe("bearer tokens", async () => {
     const me = await client.account();
     assert.equal(me.id, `ts-bearer-${RUN}`);
     assert.equal(typeof me.balance_rao, "bigint");
+    const balance: bigint = me.balance_rao;
+    const held: bigint = me.holds_rao;
+    assert.ok(balance <= 0n && held >= 0n, "postpaid: the answers so far were debited");
     assert.equal(me.billing, "postpaid");
     const usage = await client.usage({ from: today(), to: today() });
     assert.equal(usage.from, today());

@@ -323,7 +323,7 @@ export class Client {
     }
     if (this.options.token) return { Authorization: `Bearer ${this.options.token}` };
     if (!this.signed) return {};
-    if (this.sessionsOn()) return { Authorization: `Bearer ${await this.sessionToken(send.call)}` };
+    if (this.sessionsOn()) return { Authorization: `Bearer ${await this.sessionToken()}` };
     const signer = await this.signer();
     if (this.options.scheme === "epistula") {
       return epistulaHeaders(signer, { body: bodyBytes, receiver: this.options.receiver! });
@@ -433,11 +433,12 @@ export class Client {
   }
 
   /** The current session token, signing a new session when none is good for long enough. */
-  private async sessionToken(call?: CallOptions): Promise<string> {
+  private async sessionToken(): Promise<string> {
     const state = this.sessionState;
     if (state && Date.now() < state.expiresAtMs - this.sessionMargin(state)) return state.token;
-    // Concurrent calls share one exchange.
-    this.sessionInFlight ??= this.exchange(call)
+    // Concurrent calls share one exchange, so it takes no caller's signal: one caller giving
+    // up must not fail the others.
+    this.sessionInFlight ??= this.exchange()
       .then((s) => s.token)
       .finally(() => {
         this.sessionInFlight = undefined;

@@ -283,6 +283,14 @@ describe("sessions", () => {
     }
   });
 
+  test("concurrent first calls share one session exchange", async () => {
+    const { calls, fetch } = recording();
+    const client = new Client({ baseUrl: BASE_URL, keypair: `//sdk-ts-concurrent-${RUN}`, receiver: GATEWAY_HOTKEY, fetch });
+    const [a, b] = await Promise.all([client.account(), client.account(), client.models()]);
+    assert.equal(a.id, b.id);
+    assert.equal(calls.filter((c) => c.path === "/v1/auth/session").length, 1);
+  });
+
   test("the session is renewed when it is within the margin of its expiry", async () => {
     const { calls, fetch } = recording();
     // A margin longer than the session's life (15 min): every call finds it about to expire.

@@ -227,3 +227,6 @@ else
   cargo test --test quotas -- --exact --test-threads=1 "${exact[@]}" || status=$?
   exit "$status"
 fi
+
+# The TypeScript SDK against live gateways on the simulator (issue #17).
+bash scripts/check-sdk-typescript.sh

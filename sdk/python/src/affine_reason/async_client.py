@@ -60,23 +60,8 @@ class AsyncReasonStream:
             self.request_id = response.headers.get("x-request-id")
             self.rate_limit = RateLimit.from_headers(response.headers)
             self.model = response.headers.get("x-affine-model")
-            self._events = self._iterate(response)
+            self._events = _reason_events(response, self.request_id, self.rate_limit)
         return self._events
-
-    async def _iterate(self, response: httpx.Response) -> AsyncIterator[ReasonEvent]:
-        try:
-            async for sse in EventSource(response).aiter_sse():
-                event = parse_event(sse.event, sse.data, self.request_id, self.rate_limit)
-                if event is None:
-                    continue
-                yield event
-                if event.type in ("done", "error"):
-                    return
-            raise TransportError("the stream ended before its done or error event")
-        except httpx.TransportError as e:
-            raise TransportError(f"the stream broke: {e}") from e
-        finally:
-            await response.aclose()
 
     def __aiter__(self) -> AsyncIterator[ReasonEvent]:
         return self
@@ -118,6 +103,41 @@ class AsyncReasonStream:
             _close_now(response)
 
 
+async def _reason_events(
+    response: httpx.Response, request_id: str | None, rate_limit: RateLimit | None
+) -> AsyncIterator[ReasonEvent]:
+    # Not a method, so a dropped stream is no reference cycle (see client._reason_events).
+    try:
+        async for sse in EventSource(response).aiter_sse():
+            event = parse_event(sse.event, sse.data, request_id, rate_limit)
+            if event is None:
+                continue
+            yield event
+            if event.type in ("done", "error"):
+                return
+        raise TransportError("the stream ended before its done or error event")
+    except httpx.TransportError as e:
+        raise TransportError(f"the stream broke: {e}") from e
+    finally:
+        await response.aclose()
+
+
+async def _chat_chunks(
+    response: httpx.Response, request_id: str | None, rate_limit: RateLimit | None
+) -> AsyncIterator[ChatCompletionChunk]:
+    try:
+        async for sse in EventSource(response).aiter_sse():
+            chunk = _chat_chunk(sse.data, request_id, rate_limit)
+            if chunk is None:
+                return
+            yield chunk
+        raise TransportError("the stream ended before data: [DONE]")
+    except httpx.TransportError as e:
+        raise TransportError(f"the stream broke: {e}") from e
+    finally:
+        await response.aclose()
+
+
 def _close_now(response: httpx.Response) -> None:
     """Close an async response's connection without awaiting (from ``__del__``)."""
     stream = response.stream
@@ -153,21 +173,8 @@ class AsyncChatStream:
             self.request_id = response.headers.get("x-request-id")
             self.rate_limit = RateLimit.from_headers(response.headers)
             self.model = response.headers.get("x-affine-model")
-            self._chunks = self._iterate(response)
+            self._chunks = _chat_chunks(response, self.request_id, self.rate_limit)
         return self._chunks
-
-    async def _iterate(self, response: httpx.Response) -> AsyncIterator[ChatCompletionChunk]:
-        try:
-            async for sse in EventSource(response).aiter_sse():
-                chunk = _chat_chunk(sse.data, self.request_id, self.rate_limit)
-                if chunk is None:
-                    return
-                yield chunk
-            raise TransportError("the stream ended before data: [DONE]")
-        except httpx.TransportError as e:
-            raise TransportError(f"the stream broke: {e}") from e
-        finally:
-            await response.aclose()
 
     def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
         return self

@@ -67,23 +67,8 @@ class ReasonStream:
             self.request_id = response.headers.get("x-request-id")
             self.rate_limit = RateLimit.from_headers(response.headers)
             self.model = response.headers.get("x-affine-model")
-            self._events = self._iterate(response)
+            self._events = _reason_events(response, self.request_id, self.rate_limit)
         return self._events
-
-    def _iterate(self, response: httpx.Response) -> Iterator[ReasonEvent]:
-        try:
-            for sse in EventSource(response).iter_sse():
-                event = parse_event(sse.event, sse.data, self.request_id, self.rate_limit)
-                if event is None:
-                    continue
-                yield event
-                if event.type in ("done", "error"):
-                    return
-            raise TransportError("the stream ended before its done or error event")
-        except httpx.TransportError as e:
-            raise TransportError(f"the stream broke: {e}") from e
-        finally:
-            self.close()
 
     def __iter__(self) -> Iterator[ReasonEvent]:
         return self
@@ -137,21 +122,8 @@ class ChatStream:
             self.request_id = response.headers.get("x-request-id")
             self.rate_limit = RateLimit.from_headers(response.headers)
             self.model = response.headers.get("x-affine-model")
-            self._chunks = self._iterate(response)
+            self._chunks = _chat_chunks(response, self.request_id, self.rate_limit)
         return self._chunks
-
-    def _iterate(self, response: httpx.Response) -> Iterator[ChatCompletionChunk]:
-        try:
-            for sse in EventSource(response).iter_sse():
-                chunk = _chat_chunk(sse.data, self.request_id, self.rate_limit)
-                if chunk is None:
-                    return
-                yield chunk
-            raise TransportError("the stream ended before data: [DONE]")
-        except httpx.TransportError as e:
-            raise TransportError(f"the stream broke: {e}") from e
-        finally:
-            self.close()
 
     def __iter__(self) -> Iterator[ChatCompletionChunk]:
         return self
@@ -178,6 +150,42 @@ class ChatStream:
     def __del__(self) -> None:
         if self._response is not None and not self._response.is_closed:
             self._response.close()
+
+
+def _reason_events(
+    response: httpx.Response, request_id: str | None, rate_limit: RateLimit | None
+) -> Iterator[ReasonEvent]:
+    # A plain function, not a method: a generator holding its stream would make a reference
+    # cycle, and a dropped stream would then wait for the garbage collector to close.
+    try:
+        for sse in EventSource(response).iter_sse():
+            event = parse_event(sse.event, sse.data, request_id, rate_limit)
+            if event is None:
+                continue
+            yield event
+            if event.type in ("done", "error"):
+                return
+        raise TransportError("the stream ended before its done or error event")
+    except httpx.TransportError as e:
+        raise TransportError(f"the stream broke: {e}") from e
+    finally:
+        response.close()
+
+
+def _chat_chunks(
+    response: httpx.Response, request_id: str | None, rate_limit: RateLimit | None
+) -> Iterator[ChatCompletionChunk]:
+    try:
+        for sse in EventSource(response).iter_sse():
+            chunk = _chat_chunk(sse.data, request_id, rate_limit)
+            if chunk is None:
+                return
+            yield chunk
+        raise TransportError("the stream ended before data: [DONE]")
+    except httpx.TransportError as e:
+        raise TransportError(f"the stream broke: {e}") from e
+    finally:
+        response.close()
 
 
 def _chat_chunk(

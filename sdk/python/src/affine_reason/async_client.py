@@ -9,13 +9,13 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-from httpx_sse import EventSource
+from httpx_sse import EventSource, SSEError
 
 from . import _json
 from ._core import DEFAULT_TIMEOUT, SESSION_CODES, Call, Core, chat_body, query, reason_body
 from ._json import Reader
 from .client import DateLike, _chat_chunk, _chat_completion
-from .errors import TransportError
+from .errors import ProtocolError, TransportError
 from .events import ReasonEvent, parse_event
 from .keys import resolve_keypair
 from .models import (
@@ -116,6 +116,8 @@ async def _reason_events(
             if event.type in ("done", "error"):
                 return
         raise TransportError("the stream ended before its done or error event")
+    except SSEError as e:
+        raise ProtocolError(f"not an event stream: {e}") from e
     except httpx.TransportError as e:
         raise TransportError(f"the stream broke: {e}") from e
     finally:
@@ -132,6 +134,8 @@ async def _chat_chunks(
                 return
             yield chunk
         raise TransportError("the stream ended before data: [DONE]")
+    except SSEError as e:
+        raise ProtocolError(f"not an event stream: {e}") from e
     except httpx.TransportError as e:
         raise TransportError(f"the stream broke: {e}") from e
     finally:

@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-from httpx_sse import EventSource
+from httpx_sse import EventSource, SSEError
 
 from . import _json
 from ._core import DEFAULT_TIMEOUT, SESSION_CODES, Call, Core, chat_body, query, reason_body
@@ -166,6 +166,8 @@ def _reason_events(
             if event.type in ("done", "error"):
                 return
         raise TransportError("the stream ended before its done or error event")
+    except SSEError as e:
+        raise ProtocolError(f"not an event stream: {e}") from e
     except httpx.TransportError as e:
         raise TransportError(f"the stream broke: {e}") from e
     finally:
@@ -182,6 +184,8 @@ def _chat_chunks(
                 return
             yield chunk
         raise TransportError("the stream ended before data: [DONE]")
+    except SSEError as e:
+        raise ProtocolError(f"not an event stream: {e}") from e
     except httpx.TransportError as e:
         raise TransportError(f"the stream broke: {e}") from e
     finally:

@@ -227,3 +227,6 @@ else
   cargo test --test quotas -- --exact --test-threads=1 "${exact[@]}" || status=$?
   exit "$status"
 fi
+
+# The Python SDK (sdk/python): ruff, mypy, its tests against a live gateway, python -m build.
+bash scripts/check-sdk-python.sh

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from bittensor_wallet import Keypair
+
 from gateway import GATEWAY_HOTKEY, REPO, SIM_MODEL, Gateway, Simulator
 
 # A plan whose requests-per-minute bucket refills one request a second: a 429 comes after

@@ -154,9 +154,7 @@ class Gateway:
     def usage_events(self) -> list[dict[str, Any]]:
         """Every usage event of this month (the admin export, JSON lines)."""
         month = time.strftime("%Y-%m", time.gmtime())
-        r = self.admin.get(
-            "/admin/v1/usage/export", params={"month": month, "format": "jsonl"}
-        )
+        r = self.admin.get("/admin/v1/usage/export", params={"month": month, "format": "jsonl"})
         assert r.status_code == 200, r.text
         return [json.loads(line) for line in r.text.splitlines() if line.strip()]
 

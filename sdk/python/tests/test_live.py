@@ -12,8 +12,6 @@ from typing import Any
 import bittensor as bt
 import pytest
 from bittensor_wallet import Keypair
-from conftest import AsyncRecordingTransport, Keys, Recorder, RecordingTransport
-from gateway import GATEWAY_HOTKEY, Gateway, wait_until
 
 from affine_reason import (
     Account,
@@ -29,6 +27,8 @@ from affine_reason import (
     Winner,
     reason_body,
 )
+from conftest import AsyncRecordingTransport, Keys, Recorder, RecordingTransport
+from gateway import GATEWAY_HOTKEY, Gateway, wait_until
 
 CREDENTIALS = ["bearer", "btauth", "epistula", "session", "session-epistula", "ed25519"]
 
@@ -115,7 +115,10 @@ def test_session_signs_once_then_uses_the_token(
 ):
     transport = RecordingTransport(recorder)
     with Client(
-        gateway.url, keypair=keys.dave, receiver=GATEWAY_HOTKEY, scheme=scheme,
+        gateway.url,
+        keypair=keys.dave,
+        receiver=GATEWAY_HOTKEY,
+        scheme=scheme,
         transport=transport,
     ) as client:
         for _ in range(3):
@@ -141,7 +144,9 @@ async def test_session_signs_once_then_uses_the_token_async(
     gateway: Gateway, keys: Keys, recorder: Recorder
 ):
     async with AsyncClient(
-        gateway.url, keypair=keys.dave, receiver=GATEWAY_HOTKEY,
+        gateway.url,
+        keypair=keys.dave,
+        receiver=GATEWAY_HOTKEY,
         transport=AsyncRecordingTransport(recorder),
     ) as client:
         for _ in range(3):
@@ -174,9 +179,7 @@ def test_bittensor_signed_headers_pass_through_unchanged(gateway: Gateway, keys:
         assert client.account(headers=headers).id == keys.charlie.ss58_address
 
 
-async def test_bittensor_signed_headers_pass_through_unchanged_async(
-    gateway: Gateway, keys: Keys
-):
+async def test_bittensor_signed_headers_pass_through_unchanged_async(gateway: Gateway, keys: Keys):
     wallet = keys.charlie  # a raw Keypair is a bittensor Signer
     async with AsyncClient(gateway.url) as client:
         today = dt.date.today().isoformat()
@@ -195,11 +198,7 @@ async def test_bittensor_signed_headers_pass_through_unchanged_async(
 
 def _settled(gateway: Gateway, marker: str) -> dict[str, Any] | None:
     return next(
-        (
-            e
-            for e in gateway.usage_events()
-            if (e.get("metadata") or {}).get("case") == marker
-        ),
+        (e for e in gateway.usage_events() if (e.get("metadata") or {}).get("case") == marker),
         None,
     )
 
@@ -318,9 +317,7 @@ def _check_retries_waited(recorder: Recorder) -> None:
 def test_retries_honour_retry_after(gateway: Gateway, tight_token: str, recorder: Recorder):
     with Client(gateway.url, token=tight_token) as client:
         _exhaust(client)
-    with Client(
-        gateway.url, token=tight_token, transport=RecordingTransport(recorder)
-    ) as client:
+    with Client(gateway.url, token=tight_token, transport=RecordingTransport(recorder)) as client:
         result = client.reason("x", max_tokens=1, max_retries=3)
     assert result.output is not None
     _check_retries_waited(recorder)
@@ -346,11 +343,11 @@ def test_non_idempotent_calls_are_not_retried_unless_asked(
 ):
     with Client(gateway.url, token=tight_token) as client:
         _exhaust(client)
-    with Client(
-        gateway.url, token=tight_token, transport=RecordingTransport(recorder)
-    ) as client:
-        with pytest.raises(ApiError) as raised:
-            client.reason("x", max_tokens=1)
+    with (
+        Client(gateway.url, token=tight_token, transport=RecordingTransport(recorder)) as client,
+        pytest.raises(ApiError) as raised,
+    ):
+        client.reason("x", max_tokens=1)
     assert raised.value.code == "rate_limited"
     assert recorder.paths() == ["/v1/reason"]
 
@@ -358,8 +355,14 @@ def test_non_idempotent_calls_are_not_retried_unless_asked(
 # --- every other endpoint, typed ------------------------------------------------------------
 
 
-def _check_endpoints(account: Account, models: Models, winner: Winner, usage: UsageReport,
-                     stats: Stats, account_id: str) -> None:
+def _check_endpoints(
+    account: Account,
+    models: Models,
+    winner: Winner,
+    usage: UsageReport,
+    stats: Stats,
+    account_id: str,
+) -> None:
     assert account.id == account_id
     assert account.limits.requests_per_minute > 0
     assert account.remaining.requests_per_minute <= account.limits.requests_per_minute
@@ -383,8 +386,12 @@ def test_account_models_winner_usage_stats(gateway: Gateway, keys: Keys):
         today = dt.datetime.now(dt.timezone.utc).date()
         usage = client.usage(today - dt.timedelta(days=2), today)
         _check_endpoints(
-            client.account(), client.models(), client.winner(), usage,
-            client.stats(today - dt.timedelta(days=2), today), keys.alice.ss58_address,
+            client.account(),
+            client.models(),
+            client.winner(),
+            usage,
+            client.stats(today - dt.timedelta(days=2), today),
+            keys.alice.ss58_address,
         )
         assert usage.total.requests >= 1 and usage.total.rao > 0
 
@@ -393,8 +400,12 @@ async def test_account_models_winner_usage_stats_async(gateway: Gateway, bearer_
     async with AsyncClient(gateway.url, token=bearer_token) as client:
         await client.reason("hello", max_tokens=8)
         _check_endpoints(
-            await client.account(), await client.models(), await client.winner(),
-            await client.usage(), await client.stats(), "sdk-bearer",
+            await client.account(),
+            await client.models(),
+            await client.winner(),
+            await client.usage(),
+            await client.stats(),
+            "sdk-bearer",
         )
 
 

@@ -10,24 +10,49 @@ from typing import Any
 import httpx
 import pytest
 from bittensor_wallet import Keypair
+
+from affine_reason import ApiError, AsyncClient, Client, RateLimit, TransportError, _core
 from gateway import GATEWAY_HOTKEY
 
-from affine_reason import ApiError, AsyncClient, Client, RateLimit, TransportError
-from affine_reason import _core
-
 PROBLEM_429 = {
-    "type": "/docs#error-rate_limited", "title": "Rate limited", "status": 429,
-    "detail": "too many requests", "code": "rate_limited", "request_id": "req-1",
+    "type": "/docs#error-rate_limited",
+    "title": "Rate limited",
+    "status": 429,
+    "detail": "too many requests",
+    "code": "rate_limited",
+    "request_id": "req-1",
 }
 ACCOUNT = {
-    "id": "acme", "kind": "enterprise", "netuid": None, "plan": "enterprise",
-    "billing": "postpaid", "credit_limit_rao": 5, "balance_rao": -3, "disabled": False,
-    "limits": {"name": "enterprise", "requests_per_minute": 1, "tokens_per_minute": 2,
-               "tokens_per_day": 3, "max_concurrent": 4, "max_tokens": 5,
-               "input_rao_per_mtok": 6, "output_rao_per_mtok": 7, "pricing": "fixed"},
-    "remaining": {"requests_per_minute": 1, "tokens_per_minute": 2, "tokens_per_day": 3,
-                  "in_flight": 0},
-    "holds_rao": 0, "membership": [], "deposits": [], "coldkeys": [], "future_field": 1,
+    "id": "acme",
+    "kind": "enterprise",
+    "netuid": None,
+    "plan": "enterprise",
+    "billing": "postpaid",
+    "credit_limit_rao": 5,
+    "balance_rao": -3,
+    "disabled": False,
+    "limits": {
+        "name": "enterprise",
+        "requests_per_minute": 1,
+        "tokens_per_minute": 2,
+        "tokens_per_day": 3,
+        "max_concurrent": 4,
+        "max_tokens": 5,
+        "input_rao_per_mtok": 6,
+        "output_rao_per_mtok": 7,
+        "pricing": "fixed",
+    },
+    "remaining": {
+        "requests_per_minute": 1,
+        "tokens_per_minute": 2,
+        "tokens_per_day": 3,
+        "in_flight": 0,
+    },
+    "holds_rao": 0,
+    "membership": [],
+    "deposits": [],
+    "coldkeys": [],
+    "future_field": 1,
 }
 
 
@@ -66,18 +91,24 @@ def test_idempotent_calls_retry_after_retry_after():
 
 def test_retries_are_bounded_and_long_waits_are_not_waited_for():
     script = Script(*[_problem(429, "0") for _ in range(3)])
-    with Client("http://gw.test", token="t", max_retries=2,
-                transport=httpx.MockTransport(script)) as c:
-        with pytest.raises(ApiError) as raised:
-            c.account()
+    with (
+        Client(
+            "http://gw.test", token="t", max_retries=2, transport=httpx.MockTransport(script)
+        ) as c,
+        pytest.raises(ApiError) as raised,
+    ):
+        c.account()
     assert len(script.requests) == 3  # one try and two retries
     assert raised.value.code == "rate_limited" and raised.value.retry_after == 0
     script = Script(_problem(429, "3600"))
     started = time.monotonic()
-    with Client("http://gw.test", token="t", max_retry_wait=30,
-                transport=httpx.MockTransport(script)) as c:
-        with pytest.raises(ApiError) as raised:
-            c.account()
+    with (
+        Client(
+            "http://gw.test", token="t", max_retry_wait=30, transport=httpx.MockTransport(script)
+        ) as c,
+        pytest.raises(ApiError) as raised,
+    ):
+        c.account()
     assert raised.value.retry_after == 3600 and time.monotonic() - started < 5
 
 
@@ -88,20 +119,26 @@ def test_other_errors_are_not_retried_and_carry_their_fields():
             c.reason("x", max_retries=5)
     e = raised.value
     assert (e.status, e.code, e.request_id, e.retry_after) == (
-        402, "insufficient_balance", "req-1", None
+        402,
+        "insufficient_balance",
+        "req-1",
+        None,
     )
     assert e.message == "needs 5 rao" and len(script.requests) == 1
 
 
 def test_openai_shaped_errors_are_api_errors():
-    body = {"error": {"message": "no such model", "type": "invalid_request_error",
-                      "code": "not_found"}}
+    body = {
+        "error": {"message": "no such model", "type": "invalid_request_error", "code": "not_found"}
+    }
     script = Script(httpx.Response(404, json=body, headers={"x-request-id": "r9"}))
     with Client("http://gw.test", token="t", transport=httpx.MockTransport(script)) as c:
         with pytest.raises(ApiError) as raised:
             c.chat_completions([{"role": "user", "content": "x"}], model="nope")
     assert (raised.value.status, raised.value.code, raised.value.request_id) == (
-        404, "not_found", "r9"
+        404,
+        "not_found",
+        "r9",
     )
 
 
@@ -111,11 +148,13 @@ def test_a_stream_is_never_retried_once_it_started():
         b'event: error\ndata: {"type":"/docs#error-upstream_timeout","title":"t","status":504,'
         b'"detail":"idle","code":"upstream_timeout","request_id":"r"}\n\n'
     )
-    script = Script(
-        httpx.Response(200, content=sse, headers={"content-type": "text/event-stream"})
-    )
-    with Client("http://gw.test", token="t", retry_non_idempotent=True,
-                transport=httpx.MockTransport(script)) as c:
+    script = Script(httpx.Response(200, content=sse, headers={"content-type": "text/event-stream"}))
+    with Client(
+        "http://gw.test",
+        token="t",
+        retry_non_idempotent=True,
+        transport=httpx.MockTransport(script),
+    ) as c:
         events = list(c.reason_stream("x"))
     assert [e.type for e in events] == ["output", "error"]
     assert events[1].error.code == "upstream_timeout"
@@ -131,9 +170,11 @@ def test_unknown_events_and_comments_are_skipped():
         b'{"input_tokens":1,"output_tokens":1,"reasoning_tokens":1,"total_tokens":2},'
         b'"cost":{"rao":1,"tao":"0.000000001"},"timing":{"ttft_ms":1,"total_ms":2}}\n\n'
     )
-    script = Script(httpx.Response(
-        200, content=sse, headers={"x-request-id": "r7", "content-type": "text/event-stream"}
-    ))
+    script = Script(
+        httpx.Response(
+            200, content=sse, headers={"x-request-id": "r7", "content-type": "text/event-stream"}
+        )
+    )
     with Client("http://gw.test", token="t", transport=httpx.MockTransport(script)) as c:
         events = list(c.reason_stream("x"))
     assert [e.type for e in events] == ["reasoning", "done"]
@@ -167,8 +208,13 @@ def _session_gateway(log: list[str]) -> httpx.MockTransport:
 def test_sessions_are_renewed_shortly_before_they_expire(monkeypatch, scheme: str):
     log: list[str] = []
     kp = Keypair.create_from_uri("//Eve")
-    with Client("http://gw.test", keypair=kp, receiver=GATEWAY_HOTKEY, scheme=scheme,
-                transport=_session_gateway(log)) as c:
+    with Client(
+        "http://gw.test",
+        keypair=kp,
+        receiver=GATEWAY_HOTKEY,
+        scheme=scheme,
+        transport=_session_gateway(log),
+    ) as c:
         c.account()
         c.account()
         assert log == ["session", "Bearer tok1", "Bearer tok1"]
@@ -192,20 +238,26 @@ async def test_sessions_async_and_a_rejected_token_is_renewed_once():
         return base.handler(request)  # type: ignore[attr-defined]
 
     kp = Keypair.create_from_uri("//Eve")
-    async with AsyncClient("http://gw.test", keypair=kp, receiver=GATEWAY_HOTKEY,
-                           transport=httpx.MockTransport(handle)) as c:
+    async with AsyncClient(
+        "http://gw.test", keypair=kp, receiver=GATEWAY_HOTKEY, transport=httpx.MockTransport(handle)
+    ) as c:
         assert (await c.account()).id == "acme"
     assert log == ["session", "rejected", "session", "Bearer tok3"]
 
 
 def test_rate_limit_headers_are_parsed():
-    rl = RateLimit.from_headers({
-        "RateLimit-Policy": '"rpm";q=600;w=60, "tpm";q=2000000;w=60, "subnet-rpm";q=10;w=60',
-        "RateLimit": '"rpm";r=599;t=1, "tpm";r=1997952;t=1, "subnet-rpm";r=9;t=6',
-    })
+    rl = RateLimit.from_headers(
+        {
+            "RateLimit-Policy": '"rpm";q=600;w=60, "tpm";q=2000000;w=60, "subnet-rpm";q=10;w=60',
+            "RateLimit": '"rpm";r=599;t=1, "tpm";r=1997952;t=1, "subnet-rpm";r=9;t=6',
+        }
+    )
     assert rl is not None
     assert (rl["rpm"].quota, rl["rpm"].window, rl["rpm"].remaining, rl["rpm"].reset) == (
-        600, 60, 599, 1
+        600,
+        60,
+        599,
+        1,
     )
     assert rl["subnet-rpm"].remaining == 9 and set(rl) == {"rpm", "tpm", "subnet-rpm"}
     assert RateLimit.from_headers({}) is None
@@ -227,7 +279,10 @@ def test_connection_errors_are_transport_errors():
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
 
-    with Client("http://gw.test", token="t", max_retries=0,
-                transport=httpx.MockTransport(refuse)) as c:
-        with pytest.raises(TransportError):
-            c.winner()
+    with (
+        Client(
+            "http://gw.test", token="t", max_retries=0, transport=httpx.MockTransport(refuse)
+        ) as c,
+        pytest.raises(TransportError),
+    ):
+        c.winner()

@@ -11,18 +11,23 @@ import bittensor as bt
 import httpx
 import pytest
 from bittensor_wallet import Keypair
-from conftest import Keys
-from gateway import GATEWAY_HOTKEY
 
 from affine_reason import Client, sign_btauth, sign_epistula
 from affine_reason.signing import btauth_payload, coldkey_link_message, epistula_message
+from conftest import Keys
+from gateway import GATEWAY_HOTKEY
 
 RESULT = {
-    "id": "rsn_1", "object": "reason.result", "created": 1,
-    "model": {"id": "org/m", "source": "static"}, "output": "4", "reasoning": None,
+    "id": "rsn_1",
+    "object": "reason.result",
+    "created": 1,
+    "model": {"id": "org/m", "source": "static"},
+    "output": "4",
+    "reasoning": None,
     "finish_reason": "stop",
     "usage": {"input_tokens": 1, "output_tokens": 1, "reasoning_tokens": 0, "total_tokens": 2},
-    "cost": {"rao": 3, "tao": "0.000000003"}, "timing": {"ttft_ms": 0, "total_ms": 0},
+    "cost": {"rao": 3, "tao": "0.000000003"},
+    "timing": {"ttft_ms": 0, "total_ms": 0},
 }
 
 
@@ -72,12 +77,20 @@ def test_sdk_signatures_verify_with_bittensor_on_every_ok_vector(vectors, keys: 
         body = base64.b64decode(case["body_b64"])
         nonce = int(h["x-bittensor-nonce"])
         headers = sign_btauth(
-            kp, method=case["method"], path=case["path"], body=body,
-            receiver_ss58=GATEWAY_HOTKEY, nonce_ns=nonce,
+            kp,
+            method=case["method"],
+            path=case["path"],
+            body=body,
+            receiver_ss58=GATEWAY_HOTKEY,
+            nonce_ns=nonce,
         )
         caller = bt.http_auth.verify(
-            headers, body, method=case["method"].upper(), path=case["path"],
-            self_hotkey_ss58=GATEWAY_HOTKEY, now_ns=int(case["now_ns"]),
+            headers,
+            body,
+            method=case["method"].upper(),
+            path=case["path"],
+            self_hotkey_ss58=GATEWAY_HOTKEY,
+            now_ns=int(case["now_ns"]),
             nonce_store=bt.http_auth.InMemoryNonceStore(),
         )
         assert caller.hotkey_ss58 == kp.ss58_address, case["name"]
@@ -90,13 +103,18 @@ def test_epistula_matches_the_vectors(vectors, keys: Keys):
         h = case["headers"]
         body = base64.b64decode(case["body_b64"])
         message = epistula_message(
-            body=body, uuid=h["Epistula-Uuid"], timestamp_ms=int(h["Epistula-Timestamp"]),
+            body=body,
+            uuid=h["Epistula-Uuid"],
+            timestamp_ms=int(h["Epistula-Timestamp"]),
             signed_for=h["Epistula-Signed-For"],
         )
         assert message == case["signed_message"].encode()
         ours = sign_epistula(
-            keys.alice, body=body, receiver_ss58=GATEWAY_HOTKEY,
-            timestamp_ms=int(h["Epistula-Timestamp"]), request_uuid=h["Epistula-Uuid"],
+            keys.alice,
+            body=body,
+            receiver_ss58=GATEWAY_HOTKEY,
+            timestamp_ms=int(h["Epistula-Timestamp"]),
+            request_uuid=h["Epistula-Uuid"],
         )
         assert {k: v for k, v in ours.items() if k != "Epistula-Request-Signature"} == {
             k: v for k, v in h.items() if k != "Epistula-Request-Signature"
@@ -122,17 +140,24 @@ def _verifying_transport(seen: list[Any], store: Any) -> httpx.MockTransport:
 
     def handle(request: httpx.Request) -> httpx.Response:
         caller = bt.http_auth.verify(
-            dict(request.headers), request.content, method=request.method,
-            path=request.url.raw_path.decode(), self_hotkey_ss58=GATEWAY_HOTKEY,
+            dict(request.headers),
+            request.content,
+            method=request.method,
+            path=request.url.raw_path.decode(),
+            self_hotkey_ss58=GATEWAY_HOTKEY,
             nonce_store=store,
         )
         seen.append((request.method, request.url.raw_path.decode(), caller.hotkey_ss58))
         if request.url.path == "/v1/auth/session":
             body: Any = {"token": "t", "expires_at": "2099-01-01T00:00:00Z"}
         elif request.url.path == "/v1/usage":
-            body = {"account": caller.hotkey_ss58, "from": "2026-11-01", "to": "2026-11-30",
-                    "days": [], "total": {"requests": 0, "input_tokens": 0,
-                                          "output_tokens": 0, "rao": 0}}
+            body = {
+                "account": caller.hotkey_ss58,
+                "from": "2026-11-01",
+                "to": "2026-11-30",
+                "days": [],
+                "total": {"requests": 0, "input_tokens": 0, "output_tokens": 0, "rao": 0},
+            }
         else:
             body = RESULT
         return httpx.Response(200, json=body, headers={"content-type": "application/json"})
@@ -146,7 +171,10 @@ def test_requests_the_client_signs_verify_with_bittensor(crypto: int):
     seen: list[Any] = []
     store = bt.http_auth.InMemoryNonceStore()
     with Client(
-        "http://gateway.test", keypair=kp, receiver=GATEWAY_HOTKEY, session=False,
+        "http://gateway.test",
+        keypair=kp,
+        receiver=GATEWAY_HOTKEY,
+        session=False,
         transport=_verifying_transport(seen, store),
     ) as client:
         assert client.reason("2+2?", max_tokens=8, stop=["\n"]).output == "4"
@@ -168,18 +196,27 @@ def test_signed_body_is_the_body_sent():
         return httpx.Response(200, json=RESULT)
 
     with Client(
-        "http://gateway.test/prefix", keypair=kp, receiver=GATEWAY_HOTKEY, session=False,
+        "http://gateway.test/prefix",
+        keypair=kp,
+        receiver=GATEWAY_HOTKEY,
+        session=False,
         transport=httpx.MockTransport(handle),
     ) as client:
         client.reason("héllo", temperature=0.5, metadata={"a": "b"})
     request = sent[0]
     assert json.loads(request.content) == {
-        "input": "héllo", "temperature": 0.5, "metadata": {"a": "b"}
+        "input": "héllo",
+        "temperature": 0.5,
+        "metadata": {"a": "b"},
     }
     # The signature covers the path under the base URL's prefix, and exactly these bytes.
     payload = btauth_payload(
-        scheme="sr25519", method="POST", path="/prefix/v1/reason", body=request.content,
-        nonce_ns=int(request.headers["x-bittensor-nonce"]), sender_ss58=kp.ss58_address,
+        scheme="sr25519",
+        method="POST",
+        path="/prefix/v1/reason",
+        body=request.content,
+        nonce_ns=int(request.headers["x-bittensor-nonce"]),
+        sender_ss58=kp.ss58_address,
         receiver_ss58=GATEWAY_HOTKEY,
     )
     assert kp.verify(payload, bytes.fromhex(request.headers["x-bittensor-signature"][2:]))

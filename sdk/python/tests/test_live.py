@@ -384,16 +384,22 @@ def test_account_models_winner_usage_stats(gateway: Gateway, keys: Keys):
     with Client(gateway.url, keypair=keys.alice, receiver=GATEWAY_HOTKEY) as client:
         client.reason("hello", max_tokens=8)
         today = dt.datetime.now(dt.timezone.utc).date()
-        usage = client.usage(today - dt.timedelta(days=2), today)
+        since = today - dt.timedelta(days=2)
+        # Settlement runs after the answer, on the gateway's own time.
+        usage = wait_until(
+            "the request in the usage report",
+            lambda: (u := client.usage(since, today)).total.rao > 0 and u,
+            timeout=10,
+        )
         _check_endpoints(
             client.account(),
             client.models(),
             client.winner(),
             usage,
-            client.stats(today - dt.timedelta(days=2), today),
+            client.stats(since, today),
             keys.alice.ss58_address,
         )
-        assert usage.total.requests >= 1 and usage.total.rao > 0
+        assert usage.from_ == since and usage.total.requests >= 1
 
 
 async def test_account_models_winner_usage_stats_async(gateway: Gateway, bearer_token: str):

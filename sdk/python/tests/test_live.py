@@ -218,23 +218,33 @@ def test_cancelled_stream_is_settled_client_closed(slow_gateway: Gateway):
     assert event["estimated"] is True
 
 
-async def test_cancelled_stream_is_settled_client_closed_async(slow_gateway: Gateway):
-    token = slow_gateway.enterprise("sdk-cancel-a", billing="postpaid", credit_limit_rao=10**15)
+@pytest.mark.parametrize("style", ["async with", "break"])
+async def test_cancelled_stream_is_settled_client_closed_async(slow_gateway: Gateway, style: str):
+    token = slow_gateway.enterprise(
+        f"sdk-cancel-{style.replace(' ', '-')}", billing="postpaid", credit_limit_rao=10**15
+    )
     marker = f"cancel-{secrets.token_hex(4)}"
     seen = []
     async with AsyncClient(slow_gateway.url, token=token) as client:
-        async with client.reason_stream("Tell me a long story", metadata={"case": marker}) as s:
-            async for event in s:
+        if style == "async with":
+            async with client.reason_stream("Tell me a story", metadata={"case": marker}) as s:
+                async for event in s:
+                    seen.append(event.type)
+                    if len(seen) == 3:
+                        break
+        else:
+            # No `async with`: dropping the stream closes the connection by itself.
+            async for event in client.reason_stream("Tell me a story", metadata={"case": marker}):
                 seen.append(event.type)
                 if len(seen) == 3:
                     break
-    assert seen and "done" not in seen
-    deadline = time.monotonic() + 30
-    settled = None
-    while settled is None and time.monotonic() < deadline:
-        settled = _settled(slow_gateway, marker)
-        if settled is None:
-            await asyncio.sleep(0.1)
+        assert seen and "done" not in seen
+        deadline = time.monotonic() + 30
+        settled = None
+        while settled is None and time.monotonic() < deadline:
+            settled = _settled(slow_gateway, marker)
+            if settled is None:
+                await asyncio.sleep(0.1)
     assert settled is not None, "the cancelled stream was never settled"
     assert settled["status"] == "client_closed"
 

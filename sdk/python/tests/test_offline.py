@@ -286,3 +286,31 @@ def test_connection_errors_are_transport_errors():
         pytest.raises(TransportError),
     ):
         c.winner()
+
+
+def test_keypairs_from_uri_seed_mnemonic_and_wallet(tmp_path):
+    from bittensor_wallet import Wallet
+
+    from affine_reason import keys
+
+    alice = keys.from_uri("//Alice")
+    assert alice.ss58_address == "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+    assert keys.from_uri("//Alice", crypto="ed25519").ss58_address == (
+        "5FA9nQDVg267DEd8m1ZypXLBnvN7SFxYwV7ndqSYGiN9TTpu"
+    )
+    mnemonic = Keypair.generate_mnemonic()
+    from_mnemonic = keys.from_mnemonic(mnemonic)
+    assert from_mnemonic.ss58_address == Keypair.create_from_mnemonic(mnemonic).ss58_address
+    seed = bytes(range(32))
+    assert keys.from_seed(seed).ss58_address == keys.from_seed("0x" + seed.hex()).ss58_address
+    with pytest.raises(ValueError, match="crypto"):
+        keys.from_uri("//Alice", crypto="ecdsa")
+    wallet = Wallet(name="sdk", hotkey="hot", path=str(tmp_path))
+    wallet.set_hotkey(Keypair.create_from_uri("//Ferdie"), encrypt=False, overwrite=True)
+    loaded = keys.from_wallet("sdk", "hot", path=str(tmp_path))
+    assert loaded.ss58_address == wallet.hotkey.ss58_address
+    # A wallet itself is accepted as the keypair: its hotkey signs.
+    client = Client("http://gw.test", keypair=wallet, receiver=GATEWAY_HOTKEY)
+    assert client._core.keypair is not None
+    assert client._core.keypair.ss58_address == wallet.hotkey.ss58_address
+    client.close()

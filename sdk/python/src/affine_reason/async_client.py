@@ -204,6 +204,7 @@ class AsyncChatStream:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the connection (idempotent)."""
         if self._response is not None:
             await self._response.aclose()
 

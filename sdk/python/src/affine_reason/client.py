@@ -144,6 +144,7 @@ class ChatStream:
         self.close()
 
     def close(self) -> None:
+        """Close the connection (idempotent)."""
         if self._response is not None:
             self._response.close()
 

@@ -41,10 +41,12 @@ class DoneEvent:
 
     @property
     def usage(self) -> Usage:
+        """The answer's token usage."""
         return self.result.usage
 
     @property
     def cost(self) -> Cost:
+        """What the answer cost."""
         return self.result.cost
 
 
@@ -57,6 +59,7 @@ class ErrorEvent:
 
     @property
     def code(self) -> str:
+        """The error's stable code."""
         return self.error.code
 
 

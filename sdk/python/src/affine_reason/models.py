@@ -28,10 +28,12 @@ class Cost:
 
     @classmethod
     def from_rao(cls, rao: int) -> Cost:
+        """An amount of rao, with its exact TAO (9 decimal places)."""
         return cls(rao=rao, tao=(Decimal(rao) / RAO_PER_TAO).quantize(Decimal("0.000000001")))
 
     @classmethod
     def from_json(cls, r: Reader) -> Cost:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(rao=r.integer("rao"), tao=r.decimal("tao"))
 
 
@@ -46,6 +48,7 @@ class Usage:
 
     @classmethod
     def from_json(cls, r: Reader) -> Usage:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(
             input_tokens=r.integer("input_tokens"),
             output_tokens=r.integer("output_tokens"),
@@ -63,6 +66,7 @@ class Timing:
 
     @classmethod
     def from_json(cls, r: Reader) -> Timing:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(ttft_ms=r.integer("ttft_ms"), total_ms=r.integer("total_ms"))
 
 
@@ -79,6 +83,7 @@ class ModelInfo:
 
     @classmethod
     def from_json(cls, r: Reader) -> ModelInfo:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(
             id=r.string("id"),
             source=r.string("source"),
@@ -108,6 +113,7 @@ class ReasonDone:
     def from_json(
         cls, r: Reader, request_id: str | None = None, rate_limit: RateLimit | None = None
     ) -> ReasonDone:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(
             id=r.string("id"),
             object=r.string("object"),
@@ -143,6 +149,7 @@ class ReasonResult:
     def from_json(
         cls, r: Reader, request_id: str | None = None, rate_limit: RateLimit | None = None
     ) -> ReasonResult:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         done = ReasonDone.from_json(r, request_id, rate_limit)
         return cls(
             id=done.id,
@@ -177,6 +184,7 @@ class Plan:
 
     @classmethod
     def from_json(cls, r: Reader) -> Plan:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(
             name=r.string("name"),
             requests_per_minute=r.integer("requests_per_minute"),
@@ -202,6 +210,7 @@ class Remaining:
 
     @classmethod
     def from_json(cls, r: Reader) -> Remaining:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(
             requests_per_minute=r.integer("requests_per_minute"),
             tokens_per_minute=r.integer("tokens_per_minute"),
@@ -220,6 +229,7 @@ class SubnetQuota:
 
     @classmethod
     def from_json(cls, r: Reader) -> SubnetQuota:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(
             netuid=r.integer("netuid"),
             limits=Plan.from_json(r.obj("limits")),
@@ -242,6 +252,7 @@ class Membership:
 
     @classmethod
     def from_json(cls, r: Reader) -> Membership:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(
             netuid=r.integer("netuid"),
             uid=r.integer("uid"),
@@ -270,6 +281,7 @@ class Deposit:
 
     @classmethod
     def from_json(cls, r: Reader) -> Deposit:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(
             reference=r.string("reference"),
             block=r.integer("block"),
@@ -295,6 +307,7 @@ class ColdkeyLink:
 
     @classmethod
     def from_json(cls, r: Reader, created: bool = True) -> ColdkeyLink:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(
             coldkey=r.string("coldkey"),
             account=r.string("account"),
@@ -331,6 +344,7 @@ class Account:
 
     @classmethod
     def from_json(cls, r: Reader, request_id: str | None = None) -> Account:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         subnet = r.opt_obj("subnet")
         return cls(
             id=r.string("id"),
@@ -363,6 +377,7 @@ class Price:
 
     @classmethod
     def from_json(cls, r: Reader) -> Price:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(rao=r.integer("rao"), tao=r.decimal("tao"))
 
 
@@ -375,6 +390,7 @@ class ModelPrice:
 
     @classmethod
     def from_json(cls, r: Reader) -> ModelPrice:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(input=Price.from_json(r.obj("input")), output=Price.from_json(r.obj("output")))
 
 
@@ -390,6 +406,7 @@ class Model:
 
     @classmethod
     def from_json(cls, r: Reader) -> Model:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         price = r.opt_obj("price")
         return cls(
             id=r.string("id"),
@@ -414,10 +431,12 @@ class Models:
         return len(self.data)
 
     def get(self, model_id: str) -> Model | None:
+        """The model with this id, or None."""
         return next((m for m in self.data if m.id == model_id), None)
 
     @classmethod
     def from_json(cls, r: Reader, request_id: str | None = None) -> Models:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(data=tuple(Model.from_json(m) for m in r.array("data")), request_id=request_id)
 
 
@@ -432,6 +451,7 @@ class ServingRule:
 
     @classmethod
     def from_json(cls, r: Reader) -> ServingRule:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(
             rule=r.integer("rule"),
             match=r.string("match"),
@@ -441,6 +461,7 @@ class ServingRule:
 
     @classmethod
     def maybe(cls, r: Reader | None) -> ServingRule | None:
+        """The rule, or None for a null one."""
         return cls.from_json(r) if r is not None else None
 
 
@@ -457,6 +478,7 @@ class PendingChampion:
 
     @classmethod
     def from_json(cls, r: Reader) -> PendingChampion:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(
             model=r.string("model"),
             since=r.datetime("since"),
@@ -479,6 +501,7 @@ class PastChampion:
 
     @classmethod
     def from_json(cls, r: Reader) -> PastChampion:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(
             model=r.string("model"),
             uid=r.integer("uid"),
@@ -502,6 +525,7 @@ class Winner:
 
     @classmethod
     def from_json(cls, r: Reader, request_id: str | None = None) -> Winner:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         pending = r.opt_obj("pending")
         return cls(
             model=ModelInfo.from_json(r.obj("model")),
@@ -527,6 +551,7 @@ class UsageTotals:
 
     @classmethod
     def from_json(cls, r: Reader) -> UsageTotals:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(
             requests=r.integer("requests"),
             input_tokens=r.integer("input_tokens"),
@@ -547,6 +572,7 @@ class UsageDay:
 
     @classmethod
     def from_json(cls, r: Reader) -> UsageDay:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         t = UsageTotals.from_json(r)
         return cls(
             date=r.date("date"),
@@ -570,6 +596,7 @@ class UsageReport:
 
     @classmethod
     def from_json(cls, r: Reader, request_id: str | None = None) -> UsageReport:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(
             account=r.string("account"),
             from_=r.date("from"),
@@ -592,6 +619,7 @@ class StatsDay:
 
     @classmethod
     def from_json(cls, r: Reader) -> StatsDay:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(
             date=r.date("date"),
             requests=r.integer("requests"),
@@ -612,6 +640,7 @@ class Stats:
 
     @classmethod
     def from_json(cls, r: Reader, request_id: str | None = None) -> Stats:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(
             from_=r.date("from"),
             to=r.date("to"),
@@ -633,6 +662,7 @@ class Session:
 
     @classmethod
     def from_json(cls, r: Reader) -> Session:
+        """Reads the gateway's JSON object (fields added later are ignored)."""
         return cls(token=r.string("token"), expires_at=r.datetime("expires_at"))
 
 

@@ -43,12 +43,18 @@ class Keypair(Protocol):
     """What signing needs of a key: a ``bittensor_wallet.Keypair`` fits, as does any signer."""
 
     @property
-    def ss58_address(self) -> str: ...
+    def ss58_address(self) -> str:
+        """The SS58 address (prefix 42) of the public key."""
+        ...
 
     @property
-    def crypto_type(self) -> int: ...
+    def crypto_type(self) -> int:
+        """0 for ed25519, 1 for sr25519."""
+        ...
 
-    def sign(self, data: bytes) -> bytes: ...
+    def sign(self, data: bytes) -> bytes:
+        """The signature of ``data``."""
+        ...
 
 
 def scheme_of(keypair: Keypair) -> str:

@@ -314,3 +314,29 @@ def test_keypairs_from_uri_seed_mnemonic_and_wallet(tmp_path):
     assert client._core.keypair is not None
     assert client._core.keypair.ss58_address == wallet.hotkey.ss58_address
     client.close()
+
+
+async def test_a_chat_stream_failing_mid_answer_raises_a_typed_error():
+    sse = (
+        b'data: {"object":"chat.completion.chunk","choices":[{"delta":{"content":"4"}}]}\n\n'
+        b'data: {"error":{"message":"idle","type":"server_error","code":"upstream_timeout"}}\n\n'
+    )
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, content=sse, headers={"content-type": "text/event-stream", "x-request-id": "c1"}
+        )
+
+    async with AsyncClient("http://gw.test", token="t", transport=httpx.MockTransport(handle)) as c:
+        deltas = []
+        with pytest.raises(ApiError) as raised:
+            async for chunk in c.chat_completions_stream([{"role": "user", "content": "x"}]):
+                deltas.append(chunk.delta)
+    assert deltas == ["4"]
+    e = raised.value
+    assert (e.status, e.code, e.request_id, e.type) == (
+        504,
+        "upstream_timeout",
+        "c1",
+        "server_error",
+    )

@@ -203,7 +203,7 @@ def _chat_chunk(
     if not isinstance(value, dict):
         raise ProtocolError("chat stream: expected a JSON object per event")
     if isinstance(value.get("error"), dict):
-        raise ApiError.from_problem(value, status=0, request_id=request_id, rate_limit=rate_limit)
+        raise ApiError.from_problem(value, request_id=request_id, rate_limit=rate_limit)
     return ChatCompletionChunk(value)
 
 

@@ -87,8 +87,10 @@ class ApiError(AffineReasonError):
             inner: Mapping[str, Any] = problem["error"]
             code = inner.get("code")
             message = inner.get("message")
+            if not status:
+                status = STATUS_BY_CODE.get(code, 0) if isinstance(code, str) else 0
             return cls(
-                status if status is not None else 0,
+                status,
                 code if isinstance(code, str) else _fallback_code(status),
                 message if isinstance(message, str) else "",
                 request_id=request_id,
@@ -147,6 +149,47 @@ class ApiError(AffineReasonError):
             retry_after=retry_after,
             rate_limit=rate_limit,
         )
+
+
+# The status of each stable code (docs/API.md §8), for an error that arrives without one: a
+# chat stream's last `{"error": …}` event, after the answer's 200 was sent.
+STATUS_BY_CODE = {
+    "invalid_json": 400,
+    "unknown_field": 400,
+    "invalid_request": 400,
+    "max_tokens_exceeds_plan": 400,
+    "auth_missing": 401,
+    "auth_malformed": 401,
+    "bad_signature": 401,
+    "stale_request": 401,
+    "replayed_request": 401,
+    "wrong_receiver": 401,
+    "token_invalid": 401,
+    "token_expired": 401,
+    "token_revoked": 401,
+    "insufficient_balance": 402,
+    "forbidden": 403,
+    "unregistered_hotkey": 403,
+    "account_disabled": 403,
+    "membership_required": 403,
+    "membership_unknown": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "request_timeout": 408,
+    "conflict": 409,
+    "body_too_large": 413,
+    "unsupported_media_type": 415,
+    "rate_limited": 429,
+    "quota_exceeded": 429,
+    "concurrency_limited": 429,
+    "internal": 500,
+    "upstream_error": 502,
+    "no_winner": 503,
+    "upstream_unavailable": 503,
+    "store_unavailable": 503,
+    "price_unavailable": 503,
+    "upstream_timeout": 504,
+}
 
 
 def _fallback_code(status: int | None) -> str:

@@ -54,8 +54,8 @@ fi
 py=$venv/bin/python
 
 # The package itself, as a user installs it (with its test extras, every version pinned).
-"$py" -m pip install --quiet --disable-pip-version-check --no-build-isolation \
-  --force-reinstall --no-deps -c "$REQS" "$SDK[test]"
+"$py" -m pip uninstall --quiet --yes affine-reason >/dev/null 2>&1 || true
+"$py" -m pip install --quiet --disable-pip-version-check --no-build-isolation -c "$REQS" "$SDK[test]"
 "$py" -m pip check >/dev/null
 
 export PYTHONDONTWRITEBYTECODE=1 RUFF_CACHE_DIR=$WORK/ruff-cache

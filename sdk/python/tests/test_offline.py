@@ -340,3 +340,18 @@ async def test_a_chat_stream_failing_mid_answer_raises_a_typed_error():
         "c1",
         "server_error",
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "micro"),
+    [
+        ("2026-12-03T14:06:00Z", 0),
+        ("2026-12-03T14:06:00.5Z", 500000),
+        ("2026-12-03T14:06:00.123456789+00:00", 123456),
+    ],
+)
+def test_rfc3339_times_of_any_precision(text: str, micro: int):
+    from affine_reason._json import parse_datetime
+
+    when = parse_datetime(text)
+    assert when.utcoffset() == dt.timedelta(0) and when.microsecond == micro

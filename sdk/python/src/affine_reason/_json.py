@@ -32,12 +32,16 @@ def _default(value: object) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-_FRACTION = re.compile(r"(\.\d{6})\d+")
+_FRACTION = re.compile(r"\.(\d+)")
 
 
 def parse_datetime(text: str) -> dt.datetime:
     """RFC 3339 (``…Z``, any fraction length) on every supported Python."""
-    fixed = _FRACTION.sub(r"\1", text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    # Python 3.10 reads only 3 or 6 fraction digits: write exactly 6.
+    fixed = _FRACTION.sub(
+        lambda m: "." + m.group(1)[:6].ljust(6, "0"),
+        text.strip().replace("Z", "+00:00").replace("z", "+00:00"),
+    )
     try:
         return dt.datetime.fromisoformat(fixed)
     except ValueError:

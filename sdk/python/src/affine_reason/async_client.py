@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -45,7 +46,7 @@ class AsyncReasonStream:
     def __init__(self, opener: Callable[[], Awaitable[httpx.Response]]) -> None:
         self._opener = opener
         self._response: httpx.Response | None = None
-        self._events: AsyncIterator[ReasonEvent] | None = None
+        self._events: AsyncGenerator[ReasonEvent, None] | None = None
         self._closed = False
         self.request_id: str | None = None
         self.rate_limit: RateLimit | None = None
@@ -92,6 +93,7 @@ class AsyncReasonStream:
     async def aclose(self) -> None:
         """Close the connection (idempotent)."""
         self._closed = True
+        await _close_events(self._events)
         if self._response is not None:
             await self._response.aclose()
 
@@ -105,7 +107,7 @@ class AsyncReasonStream:
 
 async def _reason_events(
     response: httpx.Response, request_id: str | None, rate_limit: RateLimit | None
-) -> AsyncIterator[ReasonEvent]:
+) -> AsyncGenerator[ReasonEvent, None]:
     # Not a method, so a dropped stream is no reference cycle (see client._reason_events).
     try:
         async for sse in EventSource(response).aiter_sse():
@@ -126,7 +128,7 @@ async def _reason_events(
 
 async def _chat_chunks(
     response: httpx.Response, request_id: str | None, rate_limit: RateLimit | None
-) -> AsyncIterator[ChatCompletionChunk]:
+) -> AsyncGenerator[ChatCompletionChunk, None]:
     try:
         async for sse in EventSource(response).aiter_sse():
             chunk = _chat_chunk(sse.data, request_id, rate_limit)
@@ -140,6 +142,13 @@ async def _chat_chunks(
         raise TransportError(f"the stream broke: {e}") from e
     finally:
         await response.aclose()
+
+
+async def _close_events(events: AsyncGenerator[Any, None] | None) -> None:
+    if events is not None:
+        # Running in another task (aclose() from elsewhere): closing the response suffices.
+        with contextlib.suppress(RuntimeError):
+            await events.aclose()
 
 
 def _close_now(response: httpx.Response) -> None:
@@ -165,7 +174,7 @@ class AsyncChatStream:
     def __init__(self, opener: Callable[[], Awaitable[httpx.Response]]) -> None:
         self._opener = opener
         self._response: httpx.Response | None = None
-        self._chunks: AsyncIterator[ChatCompletionChunk] | None = None
+        self._chunks: AsyncGenerator[ChatCompletionChunk, None] | None = None
         self.request_id: str | None = None
         self.rate_limit: RateLimit | None = None
         self.model: str | None = None
@@ -205,6 +214,7 @@ class AsyncChatStream:
 
     async def aclose(self) -> None:
         """Close the connection (idempotent)."""
+        await _close_events(self._chunks)
         if self._response is not None:
             await self._response.aclose()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -49,7 +49,7 @@ class ReasonStream:
     def __init__(self, opener: Callable[[], httpx.Response]) -> None:
         self._opener = opener
         self._response: httpx.Response | None = None
-        self._events: Iterator[ReasonEvent] | None = None
+        self._events: Generator[ReasonEvent, None, None] | None = None
         self._closed = False
         self.request_id: str | None = None
         """``X-Request-Id`` of the answer, once it has started."""
@@ -91,6 +91,8 @@ class ReasonStream:
     def close(self) -> None:
         """Close the connection (idempotent)."""
         self._closed = True
+        if self._events is not None:
+            self._events.close()
         if self._response is not None:
             self._response.close()
 
@@ -110,7 +112,7 @@ class ChatStream:
     def __init__(self, opener: Callable[[], httpx.Response]) -> None:
         self._opener = opener
         self._response: httpx.Response | None = None
-        self._chunks: Iterator[ChatCompletionChunk] | None = None
+        self._chunks: Generator[ChatCompletionChunk, None, None] | None = None
         self.request_id: str | None = None
         self.rate_limit: RateLimit | None = None
         self.model: str | None = None
@@ -145,6 +147,8 @@ class ChatStream:
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
+        if self._chunks is not None:
+            self._chunks.close()
         if self._response is not None:
             self._response.close()
 
@@ -155,7 +159,7 @@ class ChatStream:
 
 def _reason_events(
     response: httpx.Response, request_id: str | None, rate_limit: RateLimit | None
-) -> Iterator[ReasonEvent]:
+) -> Generator[ReasonEvent, None, None]:
     # A plain function, not a method: a generator holding its stream would make a reference
     # cycle, and a dropped stream would then wait for the garbage collector to close.
     try:
@@ -177,7 +181,7 @@ def _reason_events(
 
 def _chat_chunks(
     response: httpx.Response, request_id: str | None, rate_limit: RateLimit | None
-) -> Iterator[ChatCompletionChunk]:
+) -> Generator[ChatCompletionChunk, None, None]:
     try:
         for sse in EventSource(response).iter_sse():
             chunk = _chat_chunk(sse.data, request_id, rate_limit)

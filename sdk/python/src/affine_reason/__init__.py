@@ -6,7 +6,7 @@
 >>> result.output, result.cost.rao, result.rate_limit["rpm"].remaining  # doctest: +SKIP
 """
 
-from ._core import chat_body, reason_body
+from ._core import Scheme, chat_body, reason_body
 from ._version import __version__
 from .async_client import AsyncChatStream, AsyncClient, AsyncReasonStream
 from .client import ChatStream, Client, ReasonStream
@@ -83,6 +83,7 @@ __all__ = [
     "ReasoningEvent",
     "Remaining",
     "ServingRule",
+    "Scheme",
     "Session",
     "Stats",
     "StatsDay",

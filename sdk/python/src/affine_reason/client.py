@@ -13,7 +13,16 @@ import httpx
 from httpx_sse import EventSource, SSEError
 
 from . import _json
-from ._core import DEFAULT_TIMEOUT, SESSION_CODES, Call, Core, chat_body, query, reason_body
+from ._core import (
+    DEFAULT_TIMEOUT,
+    SESSION_CODES,
+    Call,
+    Core,
+    Scheme,
+    chat_body,
+    query,
+    reason_body,
+)
 from ._json import Reader
 from .errors import ApiError, ProtocolError, TransportError
 from .events import ReasonEvent, parse_event
@@ -249,7 +258,7 @@ class Client:
         token: str | None = None,
         keypair: Any = None,
         receiver: str | None = None,
-        scheme: str = "btauth",
+        scheme: Scheme = "btauth",
         session: bool = True,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         max_retries: int = 2,

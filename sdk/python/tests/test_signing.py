@@ -12,7 +12,7 @@ import httpx
 import pytest
 from bittensor_wallet import Keypair
 
-from affine_reason import Client, sign_btauth, sign_epistula
+from affine_reason import AsyncClient, Client, sign_btauth, sign_epistula
 from affine_reason.signing import btauth_payload, coldkey_link_message, epistula_message
 from conftest import Keys
 from gateway import GATEWAY_HOTKEY
@@ -221,3 +221,37 @@ def test_signed_body_is_the_body_sent():
     )
     assert kp.verify(payload, bytes.fromhex(request.headers["x-bittensor-signature"][2:]))
     assert hashlib.sha256(request.content).hexdigest() in payload.decode()
+
+
+@pytest.mark.parametrize("scheme", ["btauth", "epistula"])
+async def test_requests_the_async_client_signs_verify(scheme: str):
+    kp = Keypair.create_from_uri("//Eve")
+    seen: list[Any] = []
+    store = bt.http_auth.InMemoryNonceStore()
+    transport = _verifying_transport(seen, store)
+    if scheme == "epistula":
+        # bittensor has no Epistula verifier: check the signature over the documented message.
+        def handle(request: httpx.Request) -> httpx.Response:
+            h = request.headers
+            message = epistula_message(
+                body=request.content,
+                uuid=h["epistula-uuid"],
+                timestamp_ms=int(h["epistula-timestamp"]),
+                signed_for=h["epistula-signed-for"],
+            )
+            assert h["epistula-signed-by"] == kp.ss58_address
+            assert kp.verify(message, bytes.fromhex(h["epistula-request-signature"][2:]))
+            seen.append((request.method, request.url.raw_path.decode(), kp.ss58_address))
+            return httpx.Response(200, json=RESULT)
+
+        transport = httpx.MockTransport(handle)
+    async with AsyncClient(
+        "http://gateway.test",
+        keypair=kp,
+        receiver=GATEWAY_HOTKEY,
+        scheme=scheme,
+        session=False,
+        transport=transport,
+    ) as client:
+        assert (await client.reason("2+2?")).output == "4"
+    assert seen == [("POST", "/v1/reason", kp.ss58_address)]

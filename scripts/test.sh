@@ -229,5 +229,8 @@ else
   [ "$status" = 0 ] || exit "$status"
 fi
 
+# The Python SDK (sdk/python): ruff, mypy, its tests against a live gateway, python -m build.
+bash scripts/check-sdk-python.sh
+
 # The TypeScript SDK against live gateways on the simulator (issue #17).
 bash scripts/check-sdk-typescript.sh

@@ -404,15 +404,18 @@ measure() {
 
 # perf_start NAME / perf_finish NAME (--perf, gateway runs only): a system-wide profile of the
 # measured window (after the warm-up), so the share of each process on the shared cores — the
-# gateway, Redis, nginx, the load generator, the kernel — is read from the same samples as the
-# gateway's own hot symbols. Written to $RUNS/NAME.perf.txt.
+# gateway, Redis, nginx, the load generator, the kernel's own threads — comes from the same
+# samples as the gateway's own hot symbols. No call graphs: unwinding every sample slowed the
+# gateway by a third, a flat profile by a few percent. Written to $RUNS/NAME.perf.txt.
 PERF_PID=""
 perf_start() {
     PERF_PID=""
     [ "$PERF" = 1 ] && [ -n "${OBSERVE_PID:-}" ] || return 0
     local warm=${WARMUP%s} dur=${DURATION%s}
-    # oha's warm-up is a separate run before the measured one; loadgen's is inside its run.
-    (sleep "$warm"; exec perf record -a -g -F 499 -o "$RUNS/$1.perf.data" -- sleep "$dur") \
+    # Process names when the window opens (the load generator has started by then): threads
+    # are named after their runtime (tokio-rt-worker in the gateway and in loadgen alike), so
+    # samples are grouped by process id.
+    (sleep "$warm"; ps -eo pid=,comm= >"$RUNS/$1.perf.ps"; exec perf record -a -F 999 -o "$RUNS/$1.perf.data" -- sleep "$dur") \
         >"$RUNS/$1.perf.log" 2>&1 &
     PERF_PID=$!
 }
@@ -423,14 +426,34 @@ perf_finish() {
     local data="$RUNS/$1.perf.data" out="$RUNS/$1.perf.txt"
     [ -s "$data" ] || { echo "run.sh: perf recorded nothing for $1 (see $RUNS/$1.perf.log)" >&2; return 0; }
     {
-        echo "# $1: CPU samples by process (whole machine, measured window)"
-        perf report -i "$data" --stdio --no-children --sort pid --percent-limit 0.5 2>/dev/null | grep -v '^$'
-        echo "# $1: the gateway (pid $OBSERVE_PID) by shared object"
-        perf report -i "$data" --stdio --no-children --pid "$OBSERVE_PID" --sort dso --percent-limit 0.5 -g none 2>/dev/null | grep -v '^$'
-        echo "# $1: the gateway's hottest symbols"
-        perf report -i "$data" --stdio --no-children --pid "$OBSERVE_PID" --sort sym --percent-limit 0.7 -g none 2>/dev/null | grep -v '^$'
+        echo "# $1: CPU samples by process, whole machine (2 cores), measured window"
+        perf script -i "$data" -F pid 2>/dev/null | awk -v ps="$RUNS/$1.perf.ps" -v gw="$OBSERVE_PID" '
+            BEGIN { while ((getline l < ps) > 0) { split(l, f, " "); name[f[1]] = f[2] } }
+            { n[$1]++; t++ }
+            END { for (p in n) { w = (p == 0) ? "idle" : (p in name ? name[p] : "other");
+                                 if (p == gw) w = w " (gateway)"; by[w] += n[p] }
+                  for (w in by) printf "%6.2f%%  %s\n", 100 * by[w] / t, w }' | sort -rn
+        echo "# $1: the gateway's samples by kind (symbol name patterns)"
+        perf report -i "$data" --stdio --no-children --pid "$OBSERVE_PID" --percentage relative --sort dso,sym \
+            --percent-limit 0 2>/dev/null | awk '
+            /^ *[0-9.]+%/ { pct = $1; sub("%", "", pct); line = $0
+                k = "other (std, glue)"
+                if (line ~ /\[k\]/) k = "kernel (syscalls, network stack, scheduler)"
+                else if (line ~ /_mi_|mi_free|mi_malloc|memmove|memcpy|memset/) k = "allocator and memcpy (mimalloc, libc)"
+                else if (line ~ /curve25519|schnorrkel|merlin|sha2|blake2|keccak|sp_core|ed25519/) k = "signature crypto"
+                else if (line ~ /tokio::/) k = "tokio (scheduler, timers, I\/O driver)"
+                else if (line ~ /hyper|httparse|h2::|http::/) k = "hyper and HTTP parsing"
+                else if (line ~ /redis::|combine::/) k = "redis client"
+                else if (line ~ /serde|json/) k = "serde / JSON"
+                else if (line ~ /reqwest|tower|axum|futures/) k = "reqwest, tower, axum, futures"
+                else if (line ~ /affine_gateway|chutes_sim/) k = "the gateway'"'"'s own code"
+                by[k] += pct; t += pct }
+            END { for (k in by) printf "%6.2f%%  %s\n", 100 * by[k] / t, k }' | sort -rn
+        echo "# $1: the gateway's hottest symbols (share of the gateway's samples)"
+        perf report -i "$data" --stdio --no-children --pid "$OBSERVE_PID" --percentage relative --sort dso,sym \
+            --percent-limit 0.8 2>/dev/null | grep -E '^ *[0-9.]+%' | cut -c1-160
     } >"$out"
-    rm -f "$data"
+    rm -f "$data" "$RUNS/$1.perf.ps"
     echo "   perf: $out"
 }
 

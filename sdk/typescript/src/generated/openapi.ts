@@ -223,7 +223,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Prometheus text exposition. */
+        /**
+         * Prometheus text exposition.
+         * @description Served on the API listener by default. With `server.metrics_listen`
+         *     (`GATEWAY_METRICS_LISTEN`) it is served on that address alone and the API listener answers
+         *     404 here, so that a NetworkPolicy can keep the metrics port to Prometheus.
+         */
         get: operations["metrics"];
         put?: never;
         post?: never;

@@ -227,3 +227,4 @@ else
   cargo test --test quotas -- --exact --test-threads=1 "${exact[@]}" || status=$?
   exit "$status"
 fi
+bash scripts/check-sdk-rust.sh --package-only

@@ -1,6 +1,8 @@
 //! The client: credentials, automatic sessions, bounded retries and one method per caller
 //! endpoint.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,6 +20,8 @@ use crate::types::{
     Account, ChatCompletion, ColdkeyLink, Cost, Models, ReasonRequest, ReasonResult, Session,
     Stats, UsageReport, Winner,
 };
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Builds a [`Client`]; see [`Client::builder`].
 #[derive(Debug)]
@@ -588,15 +592,17 @@ impl Client {
     /// so a 429/503 here is retried like an idempotent call.
     async fn exchange_session(&self) -> Result<Session, Error> {
         self.inner.session_exchanges.fetch_add(1, Ordering::Relaxed);
-        let (res, _) = Box::pin(self.send(
+        // Boxed as a trait object: `send` reaches this function again (through the session
+        // token of `Auth::Caller`), and only a type-erased future breaks that cycle.
+        let sending: BoxFuture<'_, Result<(reqwest::Response, u32), Error>> = Box::pin(self.send(
             Method::POST,
             "/v1/auth/session",
             &[],
             Some(Vec::new()),
             true,
             Auth::BtAuthOnly,
-        ))
-        .await?;
+        ));
+        let (res, _) = sending.await?;
         decode(res).await
     }
 }

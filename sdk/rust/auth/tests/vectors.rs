@@ -46,8 +46,13 @@ fn num(case: &Value, field: &str) -> u128 {
         .unwrap_or_else(|| panic!("{field} of {}", case["name"]))
 }
 
+/// A header of a case, by case-insensitive name (some cases spell names in lowercase).
 fn header<'a>(case: &'a Value, name: &str) -> Option<&'a str> {
-    case["headers"][name].as_str()
+    case["headers"]
+        .as_object()?
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.as_str())
 }
 
 fn verdict<T>(r: &Result<T, affine_reason_auth::Refusal>) -> &'static str {

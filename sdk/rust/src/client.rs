@@ -590,20 +590,25 @@ impl Client {
 
     /// One signed `POST /v1/auth/session`. Issuing a token changes nothing on the gateway,
     /// so a 429/503 here is retried like an idempotent call.
-    async fn exchange_session(&self) -> Result<Session, Error> {
-        self.inner.session_exchanges.fetch_add(1, Ordering::Relaxed);
-        // Boxed as a trait object: `send` reaches this function again (through the session
-        // token of `Auth::Caller`), and only a type-erased future breaks that cycle.
-        let sending: BoxFuture<'_, Result<(reqwest::Response, u32), Error>> = Box::pin(self.send(
-            Method::POST,
-            "/v1/auth/session",
-            &[],
-            Some(Vec::new()),
-            true,
-            Auth::BtAuthOnly,
-        ));
-        let (res, _) = sending.await?;
-        decode(res).await
+    ///
+    /// A boxed `Send` future with its type written out: `send` reaches this function again
+    /// (through the session token of `Auth::Caller`), and only a declared type breaks that
+    /// cycle for the compiler.
+    fn exchange_session(&self) -> BoxFuture<'_, Result<Session, Error>> {
+        Box::pin(async move {
+            self.inner.session_exchanges.fetch_add(1, Ordering::Relaxed);
+            let (res, _) = self
+                .send(
+                    Method::POST,
+                    "/v1/auth/session",
+                    &[],
+                    Some(Vec::new()),
+                    true,
+                    Auth::BtAuthOnly,
+                )
+                .await?;
+            decode(res).await
+        })
     }
 }
 

@@ -118,8 +118,7 @@ impl ClientBuilder {
                     ));
                 }
                 let sessions = self.session.unwrap_or(true);
-                if !sessions && self.scheme == Scheme::Epistula && key.crypto() != Crypto::Sr25519
-                {
+                if !sessions && self.scheme == Scheme::Epistula && key.crypto() != Crypto::Sr25519 {
                     return Err(Error::Config("Epistula signs with sr25519 only".to_owned()));
                 }
                 Credential::Signed {
@@ -238,7 +237,14 @@ impl Client {
         req.stream = None;
         let body = reason_body(&req)?;
         let (res, attempts) = self
-            .send(Method::POST, "/v1/reason", &[], Some(body), false, Auth::Caller)
+            .send(
+                Method::POST,
+                "/v1/reason",
+                &[],
+                Some(body),
+                false,
+                Auth::Caller,
+            )
             .await?;
         let request_id = header_str(res.headers(), "x-request-id");
         let rate_limit = RateLimit::from_headers(res.headers());
@@ -261,7 +267,14 @@ impl Client {
         req.stream = Some(true);
         let body = reason_body(&req)?;
         let (res, attempts) = self
-            .send(Method::POST, "/v1/reason", &[], Some(body), false, Auth::Caller)
+            .send(
+                Method::POST,
+                "/v1/reason",
+                &[],
+                Some(body),
+                false,
+                Auth::Caller,
+            )
             .await?;
         Ok(ReasonStream::new(res, attempts))
     }
@@ -431,7 +444,9 @@ impl Client {
         query: &[(&str, &str)],
         auth: Auth,
     ) -> Result<T, Error> {
-        let (res, _) = self.send(Method::GET, path, query, None, true, auth).await?;
+        let (res, _) = self
+            .send(Method::GET, path, query, None, true, auth)
+            .await?;
         decode(res).await
     }
 
@@ -714,7 +729,10 @@ mod tests {
             .build()
             .expect("client");
         let url = client.url("/v1/usage", &[("from", "2026-01-01")]);
-        assert_eq!(url.as_str(), "http://127.0.0.1:1/api/v1/usage?from=2026-01-01");
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:1/api/v1/usage?from=2026-01-01"
+        );
     }
 
     #[test]

@@ -157,6 +157,9 @@ mod tests {
         assert!(!e.is_retryable());
 
         let e = ApiError::from_response(502, &HeaderMap::new(), b"<html>");
-        assert_eq!((e.code.as_str(), e.message.as_str()), ("unknown", "HTTP 502"));
+        assert_eq!(
+            (e.code.as_str(), e.message.as_str()),
+            ("unknown", "HTTP 502")
+        );
     }
 }

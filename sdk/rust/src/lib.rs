@@ -43,7 +43,7 @@ pub use rate_limit::{Limit, RateLimit};
 pub use retry::RetryPolicy;
 pub use stream::{ChatStream, Event, ReasonStream};
 pub use types::{
-    Account, ChatCompletion, ColdkeyLink, Cost, Input, Message, Model, ModelInfo, Models,
-    Price, PriceAmount, ReasonRequest, ReasonResult, Session, Stats, StatsDay, Timing, Usage,
+    Account, ChatCompletion, ColdkeyLink, Cost, Input, Message, Model, ModelInfo, Models, Price,
+    PriceAmount, ReasonRequest, ReasonResult, Session, Stats, StatsDay, Timing, Usage,
     UsageCounters, UsageDay, UsageReport, Winner,
 };

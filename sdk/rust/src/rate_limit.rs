@@ -33,7 +33,9 @@ pub struct RateLimit {
 impl RateLimit {
     /// Parses the two headers; `None` when neither is present.
     pub fn from_headers(headers: &HeaderMap) -> Option<RateLimit> {
-        let policy = headers.get("ratelimit-policy").and_then(|v| v.to_str().ok());
+        let policy = headers
+            .get("ratelimit-policy")
+            .and_then(|v| v.to_str().ok());
         let state = headers.get("ratelimit").and_then(|v| v.to_str().ok());
         if policy.is_none() && state.is_none() {
             return None;

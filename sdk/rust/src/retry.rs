@@ -95,6 +95,9 @@ mod tests {
             ..RetryPolicy::default()
         };
         assert!(posts.wait(&refusal(503, Some(1)), 1, false).is_some());
-        assert_eq!(RetryPolicy::none().wait(&refusal(429, Some(1)), 1, true), None);
+        assert_eq!(
+            RetryPolicy::none().wait(&refusal(429, Some(1)), 1, true),
+            None
+        );
     }
 }

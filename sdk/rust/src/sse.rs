@@ -50,6 +50,15 @@ impl SseDecoder {
 
     /// Ends the stream: an event not yet terminated by a blank line is dispatched.
     pub fn finish(&mut self) -> Option<SseEvent> {
+        if !self.buf.is_empty() {
+            let rest = std::mem::take(&mut self.buf);
+            if let Ok(line) = String::from_utf8(rest) {
+                let line = line.strip_suffix('\r').unwrap_or(&line).to_owned();
+                if let Some(ev) = self.line(&line) {
+                    return Some(ev);
+                }
+            }
+        }
         self.line("")
     }
 

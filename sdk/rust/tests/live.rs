@@ -8,8 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use affine_reason::{
-    Client, Cost, Crypto, Error, Event, KeyPair, ReasonRequest, ReasonStream, RetryPolicy,
-    Scheme,
+    Client, Cost, Crypto, Error, Event, KeyPair, ReasonRequest, ReasonStream, RetryPolicy, Scheme,
 };
 use chutes_sim::SimConfig;
 use common::{DEV_HOTKEY, Gateway, plan};
@@ -45,7 +44,10 @@ async fn bearer_whole_streamed_and_every_read_endpoint() {
     })
     .await;
     let token = gw.enterprise("acme", "sdk").await;
-    let client = Client::builder(gw.url()).token(token).build().expect("client");
+    let client = Client::builder(gw.url())
+        .token(token)
+        .build()
+        .expect("client");
 
     let whole = client
         .reason(ReasonRequest::new("2+2?").max_tokens(64))
@@ -54,10 +56,18 @@ async fn bearer_whole_streamed_and_every_read_endpoint() {
     assert!(!whole.output.is_empty());
     assert!(whole.reasoning.as_deref().is_some_and(|r| !r.is_empty()));
     assert!(whole.cost.rao > 0, "a priced plan charges");
-    assert_eq!(whole.cost, Cost::from_rao(whole.cost.rao), "rao and TAO agree");
+    assert_eq!(
+        whole.cost,
+        Cost::from_rao(whole.cost.rao),
+        "rao and TAO agree"
+    );
     assert!(whole.request_id.is_some());
     assert_eq!(whole.attempts, 1);
-    let rpm = whole.rate_limit.as_ref().and_then(|r| r.get("rpm")).expect("rpm policy");
+    let rpm = whole
+        .rate_limit
+        .as_ref()
+        .and_then(|r| r.get("rpm"))
+        .expect("rpm policy");
     assert_eq!(rpm.quota, Some(1_000));
     assert!(rpm.remaining.is_some_and(|r| r < 1_000));
 
@@ -95,7 +105,10 @@ async fn bearer_whole_streamed_and_every_read_endpoint() {
         .collect()
         .await;
     assert!(chunks.len() > 1);
-    assert!(chunks.iter().all(|c| c.as_ref().is_ok_and(|c| c["object"] == "chat.completion.chunk")));
+    assert!(chunks.iter().all(|c| {
+        c.as_ref()
+            .is_ok_and(|c| c["object"] == "chat.completion.chunk")
+    }));
 
     let models = client.models().await.expect("models");
     assert!(models.data.iter().any(|m| m.id == "affine-winner"));
@@ -103,11 +116,17 @@ async fn bearer_whole_streamed_and_every_read_endpoint() {
     let winner = client.winner().await.expect("winner");
     assert_eq!(winner.model.id, SimConfig::default().model);
     let account = client.account().await.expect("account");
-    assert_eq!((account.id.as_str(), account.kind.as_str()), ("acme", "enterprise"));
+    assert_eq!(
+        (account.id.as_str(), account.kind.as_str()),
+        ("acme", "enterprise")
+    );
     gw.running.state.meter.flush(Duration::from_secs(5)).await;
     let usage = client.usage(None, None).await.expect("usage");
     assert_eq!(usage.account, "acme");
-    assert_eq!(usage.total.requests, 4, "two reason calls, two chat completions");
+    assert_eq!(
+        usage.total.requests, 4,
+        "two reason calls, two chat completions"
+    );
     let stats = client.stats(None, None).await.expect("stats");
     assert!(stats.days.iter().map(|d| d.requests).sum::<u64>() >= 4);
     assert_eq!(gw.requests_served("/v1/auth/session", 200).await, 0);
@@ -127,7 +146,8 @@ async fn btauth_signs_every_request_with_sr25519_and_ed25519() {
             .expect("client");
         let whole = client.reason("2+2?").await.expect("signed whole");
         assert!(!whole.output.is_empty());
-        let (_, output, last) = drain(client.reason_stream("2+2?").await.expect("signed stream")).await;
+        let (_, output, last) =
+            drain(client.reason_stream("2+2?").await.expect("signed stream")).await;
         assert!(!output.is_empty() && matches!(last, Event::Done(_)));
         assert_eq!(client.account().await.expect("account").id, hotkey);
         // A signed GET with a query: the signature covers the target exactly as sent.
@@ -164,7 +184,19 @@ async fn epistula_signs_every_request() {
 
 #[tokio::test]
 async fn sessions_sign_once_for_many_calls() {
-    let gw = Gateway::default().await;
+    let gw = Gateway::start(SimConfig::default(), |c| {
+        // Unregistered hotkeys call on the public plan (2 in flight) and the shared public
+        // tier; let the concurrent calls in.
+        c.quota.public_tier.max_concurrent = 64;
+        c.plans.insert(
+            "public".into(),
+            affine_gateway::config::PlanConfig {
+                max_concurrent: Some(64),
+                ..Default::default()
+            },
+        );
+    })
+    .await;
     for scheme in [Scheme::BtAuth, Scheme::Epistula] {
         let before = gw.requests_served("/v1/auth/session", 200).await;
         let dave = key("//Dave", Crypto::Sr25519);
@@ -208,14 +240,18 @@ async fn a_dropped_stream_is_settled_as_client_closed() {
         .build()
         .expect("client");
     let mut stream = client
-        .reason_stream(ReasonRequest::new("a long answer").include_reasoning(false))
+        .reason_stream(
+            ReasonRequest::new("a long answer")
+                .include_reasoning(false)
+                .metadata("probe", "dropped"),
+        )
         .await
         .expect("stream opens");
-    let request_id = stream.request_id().expect("request id").to_owned();
+    assert!(stream.request_id().is_some());
     let first = stream.next().await.expect("an event").expect("readable");
     assert!(matches!(first, Event::Output { .. }), "{first:?}");
     drop(stream);
-    let event = gw.usage_event(&request_id, Duration::from_secs(15)).await;
+    let event = gw.usage_event("dropped", Duration::from_secs(15)).await;
     assert_eq!(event["status"], "client_closed", "{event}");
     assert_eq!(event["estimated"], true, "{event}");
 }
@@ -227,18 +263,27 @@ async fn refusals_are_typed_with_code_and_retry_after() {
     })
     .await;
     // 402: a prepaid account with nothing on it.
-    gw.put_account("broke", serde_json::json!({"billing": "prepaid", "plan": "enterprise"}))
-        .await;
+    gw.put_account(
+        "broke",
+        serde_json::json!({"billing": "prepaid", "plan": "enterprise"}),
+    )
+    .await;
     let broke = Client::builder(gw.url())
         .token(gw.token("broke", &[affine_gateway::auth::jwt::Scope::Reason]))
         .build()
         .expect("client");
     let err = broke.reason("2+2?").await.expect_err("402");
     let api = err.api().expect("an API error");
-    assert_eq!((api.status, api.code.as_str()), (402, "insufficient_balance"));
+    assert_eq!(
+        (api.status, api.code.as_str()),
+        (402, "insufficient_balance")
+    );
     assert_eq!(api.retry_after, None);
     assert!(api.request_id.is_some());
-    let err = broke.reason_stream("2+2?").await.expect_err("402 before the stream");
+    let err = broke
+        .reason_stream("2+2?")
+        .await
+        .expect_err("402 before the stream");
     assert_eq!(err.code(), Some("insufficient_balance"));
 
     // 429: a 60-per-minute plan, drained.
@@ -250,7 +295,11 @@ async fn refusals_are_typed_with_code_and_retry_after() {
     assert_eq!((api.status, api.code.as_str()), (429, "rate_limited"));
     assert!(api.retry_after.is_some_and(|r| r >= Duration::from_secs(1)));
     assert!(api.request_id.is_some());
-    let rpm = api.rate_limit.as_ref().and_then(|r| r.get("rpm")).expect("rpm");
+    let rpm = api
+        .rate_limit
+        .as_ref()
+        .and_then(|r| r.get("rpm"))
+        .expect("rpm");
     assert_eq!((rpm.quota, rpm.remaining), (Some(60), Some(0)));
 }
 
@@ -322,7 +371,10 @@ async fn coldkeys_link_to_the_callers_account() {
         .await
         .expect("linked");
     assert!(linked.created);
-    assert_eq!((linked.link.coldkey.as_str(), linked.link.account.as_str()), (coldkey.ss58().as_str(), "acme"));
+    assert_eq!(
+        (linked.link.coldkey.as_str(), linked.link.account.as_str()),
+        (coldkey.ss58().as_str(), "acme")
+    );
     let again = client
         .link_coldkey(&coldkey, Some("acme"), Some(DEV_HOTKEY))
         .await

@@ -60,7 +60,10 @@ pub fn sign_link(
         return Err(KeyError::WrongCrypto(Crypto::Sr25519));
     }
     let message = link_message(account_id, gateway_hotkey, nonce);
-    Ok(format!("0x{}", hex::encode(coldkey.sign(message.as_bytes()))))
+    Ok(format!(
+        "0x{}",
+        hex::encode(coldkey.sign(message.as_bytes()))
+    ))
 }
 
 #[cfg(test)]

@@ -49,7 +49,9 @@ pub enum KeyError {
         source: std::io::Error,
     },
     /// The wallet file is encrypted; only unencrypted hotkey files can be loaded.
-    #[error("wallet file {0} is encrypted; decrypt it with the bittensor CLI or load the key another way")]
+    #[error(
+        "wallet file {0} is encrypted; decrypt it with the bittensor CLI or load the key another way"
+    )]
     WalletEncrypted(PathBuf),
     /// The wallet file is not the bittensor keyfile JSON, or its seed does not give its
     /// address under either scheme.
@@ -278,8 +280,8 @@ mod tests {
             KeyPair::from_seed_hex(&format!("0x{}", hex::encode(seed)), Crypto::Sr25519)
                 .expect("seed");
         assert_eq!(from_seed.public(), pair.public().0);
-        let derived = KeyPair::from_uri(&format!("{DEV_PHRASE}//Alice"), Crypto::Sr25519)
-            .expect("derived");
+        let derived =
+            KeyPair::from_uri(&format!("{DEV_PHRASE}//Alice"), Crypto::Sr25519).expect("derived");
         assert_eq!(derived.ss58(), ALICE);
         let ed = KeyPair::from_mnemonic(DEV_PHRASE, None, Crypto::Ed25519).expect("ed");
         assert_eq!(ed.crypto(), Crypto::Ed25519);

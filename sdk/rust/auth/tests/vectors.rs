@@ -9,7 +9,10 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 fn load(name: &str) -> Value {
-    let path = format!("{}/../../../tests/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../../tests/vectors/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
@@ -86,7 +89,12 @@ fn every_epistula_vector_gets_its_verdict_and_message() {
     let file = load("epistula_v2.json");
     let receiver = file["self_hotkey_ss58"].as_str().expect("receiver");
     for case in file["cases"].as_array().expect("cases") {
-        let got = epistula::verify(&case_headers(case), &body(case), receiver, num(case, "now_ms"));
+        let got = epistula::verify(
+            &case_headers(case),
+            &body(case),
+            receiver,
+            num(case, "now_ms"),
+        );
         assert_eq!(verdict(&got), case["expect"], "{}", case["name"]);
         if case["expect"] == "ok" {
             let message = epistula::message(

@@ -53,7 +53,10 @@ impl Gateway {
         cfg.quota.ip_per_second = 0;
         cfg.server.max_connections_per_ip = 0;
         cfg.metering.journal_path = std::env::temp_dir()
-            .join(format!("affine-reason-sdk-journal-{}", uuid::Uuid::new_v4().simple()))
+            .join(format!(
+                "affine-reason-sdk-journal-{}",
+                uuid::Uuid::new_v4().simple()
+            ))
             .display()
             .to_string();
         tweak(&mut cfg);
@@ -91,7 +94,11 @@ impl Gateway {
             .send()
             .await
             .expect("admin reachable");
-        assert!(res.status().is_success(), "PUT account {id}: {}", res.status());
+        assert!(
+            res.status().is_success(),
+            "PUT account {id}: {}",
+            res.status()
+        );
     }
 
     /// A postpaid enterprise account `id` on `plan`, and a `reason` token for it.
@@ -125,8 +132,9 @@ impl Gateway {
             .sum()
     }
 
-    /// The usage event of `request_id` from the admin export of this month, once settled.
-    pub async fn usage_event(&self, request_id: &str, within: Duration) -> serde_json::Value {
+    /// The usage event whose `metadata.probe` is `probe`, from the admin export of this
+    /// month, once settled.
+    pub async fn usage_event(&self, probe: &str, within: Duration) -> serde_json::Value {
         let now = time::OffsetDateTime::now_utc();
         let month = format!("{:04}-{:02}", now.year(), u8::from(now.month()));
         let admin = self.token("ops", &[Scope::Admin]);
@@ -149,13 +157,13 @@ impl Gateway {
             let found = text
                 .lines()
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .find(|ev| ev["request_id"] == request_id);
+                .find(|ev| ev["metadata"]["probe"] == probe);
             if let Some(ev) = found {
                 return ev;
             }
             assert!(
                 Instant::now() < deadline,
-                "no usage event for {request_id} within {within:?}"
+                "no usage event for probe {probe} within {within:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

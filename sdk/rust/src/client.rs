@@ -122,7 +122,7 @@ impl ClientBuilder {
                     return Err(Error::Config("Epistula signs with sr25519 only".to_owned()));
                 }
                 Credential::Signed {
-                    key,
+                    key: Box::new(key),
                     receiver,
                     scheme: self.scheme,
                     sessions,
@@ -181,7 +181,8 @@ enum Credential {
     None,
     Bearer(String),
     Signed {
-        key: KeyPair,
+        // Boxed: an sr25519 pair is large, and the other variants small.
+        key: Box<KeyPair>,
         receiver: String,
         scheme: Scheme,
         sessions: bool,
@@ -555,7 +556,7 @@ impl Client {
         } else {
             scheme
         };
-        let signed = match (scheme, key) {
+        let signed = match (scheme, &**key) {
             (Scheme::Epistula, KeyPair::Sr25519(pair)) => signing::epistula_headers(
                 pair,
                 body,

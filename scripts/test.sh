@@ -234,3 +234,6 @@ bash scripts/check-sdk-python.sh
 
 # The TypeScript SDK against live gateways on the simulator (issue #17).
 bash scripts/check-sdk-typescript.sh
+
+# The Rust SDK and the shared signing crate: their tests ran in the workspace above; cargo package.
+bash scripts/check-sdk-rust.sh --package-only

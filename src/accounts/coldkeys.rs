@@ -20,21 +20,14 @@
 //!   account already holds writes the entry again, repairing an index a crash left behind.
 
 use serde::{Deserialize, Serialize};
-use sp_core::{Pair, sr25519};
 use utoipa::ToSchema;
 
-use crate::auth::ss58::{self, Ss58Error};
-use crate::auth::verdict::{BYTES_CLOSE, BYTES_OPEN, parse_signature, verify_raw_or_wrapped};
-use crate::store::{Store, StoreError, keys};
+// The signed message and its check are shared with the SDK (`affine-reason-auth`).
+pub(crate) use affine_reason_auth::coldkey::{link_message, valid_nonce};
+use affine_reason_auth::coldkey::{parse_link_signature, verify_link};
 
-/// The text a coldkey signs to link itself to `account_id` on the gateway whose hotkey is
-/// `gateway_hotkey`: `affine-gateway:link-coldkey:<account id>:<gateway hotkey ss58>:<nonce>`.
-///
-/// Account ids (SS58 or `[a-z0-9-]` slugs) and SS58 addresses contain no `:`, so the fields
-/// cannot be shifted into one another even though a nonce may contain `:`.
-pub(crate) fn link_message(account_id: &str, gateway_hotkey: &str, nonce: &str) -> String {
-    format!("affine-gateway:link-coldkey:{account_id}:{gateway_hotkey}:{nonce}")
-}
+use crate::auth::ss58::{self, Ss58Error};
+use crate::store::{Store, StoreError, keys};
 
 /// A coldkey linked to an account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -117,14 +110,6 @@ pub(crate) enum Linked {
     Existing(ColdkeyLink),
 }
 
-/// Whether `nonce` is 1 to 64 of `[A-Za-z0-9._:-]`.
-pub(crate) fn valid_nonce(nonce: &str) -> bool {
-    (1..=64).contains(&nonce.len())
-        && nonce
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-}
-
 /// Checks a link request's shape and signature; returns the coldkey's public key.
 ///
 /// Pure CPU work: run before anything touches the store, so an unsigned request cannot burn
@@ -140,21 +125,11 @@ pub(crate) fn verify(
     if !valid_nonce(nonce) {
         return Err(LinkRefusal::Nonce);
     }
-    let sig = match signature.strip_prefix("0x").map(parse_signature) {
-        Some(Ok(Some(sig))) => sig,
-        _ => return Err(LinkRefusal::SignatureShape),
-    };
+    let sig = parse_link_signature(signature).ok_or(LinkRefusal::SignatureShape)?;
     let message = link_message(account_id, gateway_hotkey, nonce);
-    let mut wrapped = Vec::with_capacity(BYTES_OPEN.len() + message.len() + BYTES_CLOSE.len());
-    wrapped.extend_from_slice(BYTES_OPEN);
-    wrapped.extend_from_slice(message.as_bytes());
-    wrapped.extend_from_slice(BYTES_CLOSE);
-    let public_key = sr25519::Public::from_raw(public);
-    let signature = sr25519::Signature::from_raw(sig);
-    verify_raw_or_wrapped(&wrapped, |m| {
-        sr25519::Pair::verify(&signature, m, &public_key)
-    })
-    .map_err(|_| LinkRefusal::BadSignature)?;
+    if !verify_link(&public, &message, &sig) {
+        return Err(LinkRefusal::BadSignature);
+    }
     Ok(public)
 }
 
@@ -267,6 +242,7 @@ pub(crate) async fn account_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sp_core::{Pair, sr25519};
 
     const GATEWAY: &str = crate::config::DEV_HOTKEY;
 

@@ -6,20 +6,19 @@
 //! - [`jwt`]: an HS256 bearer token (enterprises, operators, and session tokens that
 //!   `POST /v1/auth/session` trades for one signed request).
 //!
-//! [`ss58`] decodes addresses, [`verdict`] holds the shared verification types, [`signing`]
-//! produces signed-request headers (tests, SDKs). [`middleware`] is the tower layer that runs
+//! The signed bytes, header parsing, signature checks, SS58 and the verdict types live in the
+//! `affine-reason-auth` crate (`sdk/rust/auth`), shared with the Rust SDK so client and
+//! gateway cannot drift; they are re-exported here under their old paths. What stays here is
+//! the gateway's policy: [`middleware`] is the tower layer that runs
 //! the checks and puts a [`Caller`] (or an [`Operator`]) into the request; [`revocation`]
 //! mirrors revoked token ids in memory on every replica.
 
-pub mod btauth;
 pub(crate) mod caller;
-pub mod epistula;
 pub mod jwt;
 pub(crate) mod middleware;
 pub(crate) mod revocation;
-pub mod signing;
-pub mod ss58;
-pub mod verdict;
+
+pub use affine_reason_auth::{btauth, epistula, signing, ss58, verdict};
 
 pub use caller::{AccessSubject, Caller, Operator};
 pub use middleware::Authenticator;

@@ -17,11 +17,11 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName};
 use sp_core::{Pair, ed25519, sr25519};
 
-use super::signing::Crypto;
-use super::verdict::{
+use crate::signing::Crypto;
+use crate::verdict::{
     BYTES_CLOSE, BYTES_OPEN, Refusal, Scheme, Signed, body_sha256_hex, freshness, mark_window,
     parse_decimal, parse_signature, sender_key, single_header, verify_raw_or_wrapped,
 };
@@ -65,14 +65,6 @@ pub fn present(headers: &HeaderMap) -> bool {
     headers
         .keys()
         .any(|name| name.as_str().starts_with(HEADER_PREFIX))
-}
-
-/// The scheme's name as it appears in the payload and the crypto header.
-fn scheme_name(crypto: Crypto) -> &'static str {
-    match crypto {
-        Crypto::Sr25519 => "sr25519",
-        Crypto::Ed25519 => "ed25519",
-    }
 }
 
 /// Parses `X-Bittensor-Crypto` as the bittensor SDK does: a scheme name in any case with
@@ -125,7 +117,7 @@ impl Fields<'_> {
     fn write(&self, out: &mut Vec<u8>, body_hash_hex: &[u8; 64]) {
         out.extend_from_slice(PROTOCOL.as_bytes());
         out.push(b'\n');
-        out.extend_from_slice(scheme_name(self.crypto).as_bytes());
+        out.extend_from_slice(self.crypto.name().as_bytes());
         out.push(b'\n');
         out.extend(self.method.bytes().map(|b| b.to_ascii_uppercase()));
         out.push(b'\n');

@@ -152,8 +152,8 @@ pub(crate) fn body_sha256_hex(body: &[u8]) -> [u8; 64] {
 /// `Ok(None)` when absent; [`Refusal::Malformed`] when repeated or not visible ASCII, since a
 /// verifier must never have to choose between two values of a signed field.
 pub(crate) fn single_header<'a>(
-    headers: &'a axum::http::HeaderMap,
-    name: &axum::http::HeaderName,
+    headers: &'a http::HeaderMap,
+    name: &http::HeaderName,
 ) -> Result<Option<&'a str>, Refusal> {
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
@@ -167,9 +167,9 @@ pub(crate) fn single_header<'a>(
 
 /// Decodes the sender's SS58 address (prefix 42, canonical spelling) into its public key.
 pub(crate) fn sender_key(addr: &str) -> Result<[u8; 32], Refusal> {
-    match super::ss58::decode42(addr) {
+    match crate::ss58::decode42(addr) {
         Ok(key) => Ok(key),
-        Err(super::ss58::Ss58Error::NonCanonical) => Err(Refusal::NonCanonicalHotkey),
+        Err(crate::ss58::Ss58Error::NonCanonical) => Err(Refusal::NonCanonicalHotkey),
         Err(_) => Err(Refusal::Malformed),
     }
 }

@@ -8,10 +8,10 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName};
 use sp_core::{Pair, sr25519};
 
-use super::verdict::{
+use crate::verdict::{
     BYTES_CLOSE, BYTES_OPEN, Refusal, Scheme, Signed, body_sha256_hex, freshness, mark_window,
     parse_decimal, parse_signature, sender_key, single_header, verify_raw_or_wrapped,
 };

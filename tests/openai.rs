@@ -207,3 +207,77 @@ async fn a_chat_stream_with_an_oversized_event_ends_with_an_error_frame() {
     .await;
     assert_eq!(failures, Some(1.0));
 }
+
+/// `name`'s `r` and `t` in a `RateLimit` field, and its `q` in `RateLimit-Policy`.
+fn ietf(res: &reqwest::Response, name: &str) -> (u64, u64, u64) {
+    let param = |field: &str, key: &str| -> u64 {
+        let v = res.headers()[field].to_str().unwrap();
+        let member = v
+            .split(", ")
+            .find(|m| m.starts_with(&format!("\"{name}\";")))
+            .unwrap_or_else(|| panic!("no `{name}` in {field}: {v}"));
+        member
+            .split(';')
+            .find_map(|p| p.strip_prefix(&format!("{key}=")))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (
+        param("ratelimit-policy", "q"),
+        param("ratelimit", "r"),
+        param("ratelimit", "t"),
+    )
+}
+
+/// Seconds of an OpenAI reset duration of whole seconds (`7s`, `1m0s`, `1h2m3s`).
+fn go_secs(d: &str) -> u64 {
+    let (mut total, mut n) = (0, 0);
+    for c in d.chars() {
+        match c {
+            '0'..='9' => n = n * 10 + u64::from(c.to_digit(10).unwrap()),
+            'h' => (total, n) = (total + n * 3600, 0),
+            'm' => (total, n) = (total + n * 60, 0),
+            's' => (total, n) = (total + n, 0),
+            _ => panic!("not a whole-second Go duration: {d}"),
+        }
+    }
+    total
+}
+
+fn assert_openai_matches_ietf(res: &reqwest::Response) {
+    let h = |n: &str| res.headers()[n].to_str().unwrap().to_owned();
+    for (kind, policy) in [("requests", "rpm"), ("tokens", "tpm")] {
+        let (q, r, t) = ietf(res, policy);
+        assert_eq!(h(&format!("x-ratelimit-limit-{kind}")), q.to_string());
+        assert_eq!(h(&format!("x-ratelimit-remaining-{kind}")), r.to_string());
+        let reset = h(&format!("x-ratelimit-reset-{kind}"));
+        assert!(reset.ends_with('s'), "{reset}");
+        assert_eq!(go_secs(&reset), t, "{kind} reset {reset} vs t={t}");
+    }
+}
+
+#[tokio::test]
+async fn openai_ratelimit_headers_agree_with_the_ietf_ones() {
+    let h = Harness::start(SimConfig::default()).await;
+    let res = chat(
+        &h,
+        r#"{"model":"affine-winner","messages":[{"role":"user","content":"hi"}],"max_tokens":50}"#,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_openai_matches_ietf(&res);
+    let (q, r, _) = ietf(&res, "rpm");
+    assert!(r < q, "the request was counted: {r} of {q}");
+    let res = h.reason(r#"{"input":"2+2?","max_tokens":50}"#).await;
+    assert_eq!(res.status(), 200);
+    assert_openai_matches_ietf(&res);
+    // A streamed answer: the headers go out before the first event.
+    let res = chat(
+        &h,
+        r#"{"model":"affine-winner","messages":[{"role":"user","content":"hi"}],"max_tokens":50,"stream":true}"#,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_openai_matches_ietf(&res);
+}

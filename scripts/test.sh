@@ -225,5 +225,8 @@ else
   status=0
   cargo test --workspace --no-fail-fast -- --exact "${skips[@]}" || status=$?
   cargo test --test quotas -- --exact --test-threads=1 "${exact[@]}" || status=$?
-  exit "$status"
+  [ "$status" = 0 ] || exit "$status"
 fi
+
+# The official `openai` Python package against the gateway (tests/openai_sdk).
+bash scripts/check-openai-sdk.sh

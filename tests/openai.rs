@@ -281,3 +281,131 @@ async fn openai_ratelimit_headers_agree_with_the_ietf_ones() {
     assert_eq!(res.status(), 200);
     assert_openai_matches_ietf(&res);
 }
+
+/// The `data:` payloads of a chat stream.
+async fn chat_stream_datas(res: reqwest::Response) -> Vec<String> {
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn reasoning_effort_reaches_the_provider_as_its_thinking_switch() {
+    let h = Harness::start(SimConfig::default()).await;
+    let msgs = r#""model":"affine-winner","messages":[{"role":"user","content":"2+2?"}],"max_tokens":60"#;
+    let v: serde_json::Value = chat(&h, &format!(r#"{{{msgs},"reasoning_effort":"low"}}"#))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let sent = &h.sim.requests()[0].body;
+    assert_eq!(sent["chat_template_kwargs"]["enable_thinking"], true);
+    assert_eq!(sent["reasoning_effort"], "low");
+    assert!(v["choices"][0]["message"]["reasoning_content"].is_string());
+    // `none`: thinking off at the provider, which then answers without reasoning.
+    let v: serde_json::Value = chat(&h, &format!(r#"{{{msgs},"reasoning_effort":"none"}}"#))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let sent = &h.sim.requests()[1].body;
+    assert_eq!(sent["chat_template_kwargs"]["enable_thinking"], false);
+    assert!(sent.get("reasoning_effort").is_none());
+    assert!(v["choices"][0]["message"].get("reasoning_content").is_none());
+    assert!(v["choices"][0]["message"]["content"].is_string());
+    // No effort: nothing added, the model's default.
+    chat(&h, &format!("{{{msgs}}}")).await;
+    assert!(h.sim.requests()[2].body.get("chat_template_kwargs").is_none());
+    // An effort the gateway does not know is refused before the provider is called.
+    let res = chat(&h, &format!(r#"{{{msgs},"reasoning_effort":"max"}}"#)).await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(h.sim.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn include_reasoning_false_leaves_reasoning_out_of_chat_answers() {
+    let h = Harness::start(SimConfig::default()).await;
+    let msgs = r#""model":"affine-winner","messages":[{"role":"user","content":"2+2?"}],"max_tokens":60"#;
+    // Kept by default, whole and streamed.
+    let v: serde_json::Value = chat(&h, &format!("{{{msgs}}}")).await.json().await.unwrap();
+    assert!(v["choices"][0]["message"]["reasoning_content"].is_string());
+    let datas = chat_stream_datas(chat(&h, &format!(r#"{{{msgs},"stream":true}}"#)).await).await;
+    assert!(datas.iter().any(|d| d.contains("reasoning_content")));
+    for extra in [r#""include_reasoning":false"#, r#""reasoning":{"exclude":true}"#] {
+        let v: serde_json::Value = chat(&h, &format!("{{{msgs},{extra}}}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let m = &v["choices"][0]["message"];
+        assert!(m.get("reasoning_content").is_none(), "{extra}: {m}");
+        assert!(v["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+        let datas =
+            chat_stream_datas(chat(&h, &format!(r#"{{{msgs},"stream":true,{extra}}}"#)).await)
+                .await;
+        assert!(!datas.iter().any(|d| d.contains("reasoning")), "{extra}");
+        assert_eq!(datas.last().map(String::as_str), Some("[DONE]"));
+        assert!(datas.iter().any(|d| d.contains("\"usage\"")));
+    }
+    assert!(
+        h.sim
+            .requests()
+            .iter()
+            .all(|r| r.body.get("include_reasoning").is_none()),
+        "the gateway's own control, not forwarded"
+    );
+}
+
+#[tokio::test]
+async fn multi_turn_reasoning_content_is_accepted_and_passed_on() {
+    let h = Harness::start(SimConfig::default()).await;
+    let res = chat(
+        &h,
+        r#"{"model":"affine-winner","max_tokens":40,"messages":[
+            {"role":"user","content":"Is 61 prime?"},
+            {"role":"assistant","content":"Yes.","reasoning_content":"61 has no divisor up to 7."},
+            {"role":"user","content":"And 2^61-1?"}]}"#,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert!(v["choices"][0]["message"]["reasoning_content"].is_string());
+    let sent = &h.sim.requests()[0].body;
+    assert_eq!(
+        sent["messages"][1]["reasoning_content"],
+        "61 has no divisor up to 7."
+    );
+    assert_eq!(sent["messages"][1]["content"], "Yes.");
+}
+
+#[tokio::test]
+async fn reason_takes_a_reasoning_effort() {
+    let h = Harness::start(SimConfig::default()).await;
+    let v: serde_json::Value = h
+        .reason(r#"{"input":"2+2?","max_tokens":60,"reasoning_effort":"none"}"#)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let sent = &h.sim.requests()[0].body;
+    assert_eq!(sent["chat_template_kwargs"]["enable_thinking"], false);
+    assert!(v["reasoning"].is_null(), "{v}");
+    assert!(v["output"].is_string());
+    let v: serde_json::Value = h
+        .reason(r#"{"input":"2+2?","max_tokens":60,"reasoning_effort":"high"}"#)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let sent = &h.sim.requests()[1].body;
+    assert_eq!(sent["chat_template_kwargs"]["enable_thinking"], true);
+    assert_eq!(sent["reasoning_effort"], "high");
+    assert!(v["reasoning"].is_string());
+    let res = h
+        .reason(r#"{"input":"2+2?","reasoning_effort":"extreme"}"#)
+        .await;
+    assert_eq!(res.status(), 400);
+}

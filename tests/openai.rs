@@ -37,6 +37,13 @@ async fn models_lists_the_alias_and_the_winner() {
         .map(|m| m["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["affine-winner", "affine-champ/Affine-Reasoner-32B"]);
+    for m in v["data"].as_array().unwrap() {
+        // Fixed prices: the catalogue is never read, so no context window is claimed; a
+        // static winner has no revision nor `since_block`.
+        assert!(m.get("context_length").is_none(), "{m}");
+        assert!(m.get("since_block").is_none(), "{m}");
+        assert!(m["price"]["input"]["rao"].as_u64().unwrap() > 0);
+    }
 }
 
 #[tokio::test]

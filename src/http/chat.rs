@@ -279,6 +279,17 @@ pub struct ModelEntry {
     pub created: i64,
     /// Who serves it.
     pub owned_by: &'static str,
+    /// The model's context window in tokens, as the provider's catalogue lists it; absent until
+    /// the gateway has read a catalogue that lists it (the catalogue is read when a plan is
+    /// priced by the provider).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_length: Option<u64>,
+    /// The served model's revision (commit sha), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// The chain block since which Affine names this model its champion, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since_block: Option<u64>,
     /// What a request served by it costs the caller on the caller's plan, per 1M tokens, in
     /// Chutes' shape (`price.input`, `price.output`). Absent while a provider-priced plan has
     /// no good provider price for the model yet (such requests are refused with 503
@@ -337,7 +348,7 @@ pub struct ModelList {
 }
 
 /// The models callers may ask for: the `affine-winner` alias and the current winner's id,
-/// each with its price on the caller's plan.
+/// each with its price on the caller's plan, its context window, revision and `since_block`.
 #[utoipa::path(get, path = "/v1/models", tag = "openai",
     responses((status = 200, description = "OpenAI-style model list; `price` is the caller's plan's price for the model", body = ModelList)))]
 pub async fn models(
@@ -354,23 +365,22 @@ pub async fn models(
         .prices(plan.pricing(), &w.model.id)
         .ok()
         .map(ModelPrice::from);
+    let context_length = st
+        .meter
+        .provider_prices()
+        .and_then(|pp| pp.context_length(&w.model.id));
+    let entry = |id: String| ModelEntry {
+        id,
+        object: "model",
+        created,
+        owned_by: "affine",
+        context_length,
+        revision: w.model.revision.clone(),
+        since_block: w.model.since_block,
+        price: price.clone(),
+    };
     Ok(Json(ModelList {
         object: "list",
-        data: vec![
-            ModelEntry {
-                id: WINNER_ALIAS.into(),
-                object: "model",
-                created,
-                owned_by: "affine",
-                price: price.clone(),
-            },
-            ModelEntry {
-                id: w.model.id.clone(),
-                object: "model",
-                created,
-                owned_by: "affine",
-                price,
-            },
-        ],
+        data: vec![entry(WINNER_ALIAS.into()), entry(w.model.id.clone())],
     }))
 }

@@ -408,7 +408,7 @@ pub async fn responses(inc: Incoming) -> Result<Response, ApiError> {
         model: job.winner.model.id.clone(),
         pieces: Vec::new(),
         seq: Cell::new(0),
-        started: false,
+        started: Cell::new(false),
         open: None,
         items: Vec::new(),
         ended: None,
@@ -444,8 +444,8 @@ struct Responses {
     pieces: Vec<Piece>,
     /// The next `sequence_number` (a `Cell`: the closing frames are built from `&self`).
     seq: Cell<u64>,
-    /// `response.created` was sent.
-    started: bool,
+    /// `response.created` was sent (a `Cell`, like `seq`).
+    started: Cell<bool>,
     /// The index in `items` of the item being streamed.
     open: Option<usize>,
     items: Vec<Item>,
@@ -549,11 +549,10 @@ impl Responses {
         }
     }
 
-    fn start(&mut self, out: &mut Vec<u8>) {
-        if self.started {
+    fn start(&self, out: &mut Vec<u8>) {
+        if self.started.replace(true) {
             return;
         }
-        self.started = true;
         let r = self.object(
             &self.id,
             self.created,
@@ -795,6 +794,8 @@ impl Surface for Responses {
 
     fn error_frame(&self, job: &Job, err: &ApiError) -> Bytes {
         let mut frame = Vec::new();
+        // A stream that broke before its first chunk still begins as the specification says.
+        self.start(&mut frame);
         let mut e = Map::new();
         e.insert("code".into(), err.code.as_str().into());
         e.insert("message".into(), err.detail.to_string().into());

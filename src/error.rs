@@ -115,9 +115,7 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             InvalidRequest | InvalidJson | UnknownField | MaxTokensExceedsPlan
-            | UnsupportedParameter => {
-                StatusCode::BAD_REQUEST
-            }
+            | UnsupportedParameter => StatusCode::BAD_REQUEST,
             AuthMissing | AuthMalformed | BadSignature | StaleRequest | ReplayedRequest
             | WrongReceiver | TokenInvalid | TokenExpired | TokenRevoked => {
                 StatusCode::UNAUTHORIZED

@@ -302,7 +302,8 @@ async fn chat_stream_datas(res: reqwest::Response) -> Vec<String> {
 #[tokio::test]
 async fn reasoning_effort_reaches_the_provider_as_its_thinking_switch() {
     let h = Harness::start(SimConfig::default()).await;
-    let msgs = r#""model":"affine-winner","messages":[{"role":"user","content":"2+2?"}],"max_tokens":60"#;
+    let msgs =
+        r#""model":"affine-winner","messages":[{"role":"user","content":"2+2?"}],"max_tokens":60"#;
     let v: serde_json::Value = chat(&h, &format!(r#"{{{msgs},"reasoning_effort":"low"}}"#))
         .await
         .json()
@@ -321,11 +322,20 @@ async fn reasoning_effort_reaches_the_provider_as_its_thinking_switch() {
     let sent = &h.sim.requests()[1].body;
     assert_eq!(sent["chat_template_kwargs"]["enable_thinking"], false);
     assert!(sent.get("reasoning_effort").is_none());
-    assert!(v["choices"][0]["message"].get("reasoning_content").is_none());
+    assert!(
+        v["choices"][0]["message"]
+            .get("reasoning_content")
+            .is_none()
+    );
     assert!(v["choices"][0]["message"]["content"].is_string());
     // No effort: nothing added, the model's default.
     chat(&h, &format!("{{{msgs}}}")).await;
-    assert!(h.sim.requests()[2].body.get("chat_template_kwargs").is_none());
+    assert!(
+        h.sim.requests()[2]
+            .body
+            .get("chat_template_kwargs")
+            .is_none()
+    );
     // An effort the gateway does not know is refused before the provider is called.
     let res = chat(&h, &format!(r#"{{{msgs},"reasoning_effort":"max"}}"#)).await;
     assert_eq!(res.status(), 400);
@@ -335,13 +345,17 @@ async fn reasoning_effort_reaches_the_provider_as_its_thinking_switch() {
 #[tokio::test]
 async fn include_reasoning_false_leaves_reasoning_out_of_chat_answers() {
     let h = Harness::start(SimConfig::default()).await;
-    let msgs = r#""model":"affine-winner","messages":[{"role":"user","content":"2+2?"}],"max_tokens":60"#;
+    let msgs =
+        r#""model":"affine-winner","messages":[{"role":"user","content":"2+2?"}],"max_tokens":60"#;
     // Kept by default, whole and streamed.
     let v: serde_json::Value = chat(&h, &format!("{{{msgs}}}")).await.json().await.unwrap();
     assert!(v["choices"][0]["message"]["reasoning_content"].is_string());
     let datas = chat_stream_datas(chat(&h, &format!(r#"{{{msgs},"stream":true}}"#)).await).await;
     assert!(datas.iter().any(|d| d.contains("reasoning_content")));
-    for extra in [r#""include_reasoning":false"#, r#""reasoning":{"exclude":true}"#] {
+    for extra in [
+        r#""include_reasoning":false"#,
+        r#""reasoning":{"exclude":true}"#,
+    ] {
         let v: serde_json::Value = chat(&h, &format!("{{{msgs},{extra}}}"))
             .await
             .json()

@@ -98,7 +98,10 @@ async fn effort_summary_and_exclude_shape_the_reasoning_item() {
     assert_eq!(v["output"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["output"][0]["type"], "message");
     // Excluded: the model reasons, the answer leaves it out.
-    for extra in [r#""reasoning":{"exclude":true}"#, r#""include_reasoning":false"#] {
+    for extra in [
+        r#""reasoning":{"exclude":true}"#,
+        r#""include_reasoning":false"#,
+    ] {
         let v: serde_json::Value = responses(
             &h,
             &format!(r#"{{"model":"affine-winner","input":"2+2?",{extra}}}"#),
@@ -129,7 +132,14 @@ async fn a_stream_is_typed_events_ending_in_response_completed() {
     assert!(res.headers().contains_key("x-ratelimit-limit-tokens"));
     let events = read_events(res).await;
     let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
-    assert_eq!(&kinds[..3], ["response.created", "response.in_progress", "response.output_item.added"]);
+    assert_eq!(
+        &kinds[..3],
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added"
+        ]
+    );
     assert_eq!(kinds.last(), Some(&"response.completed"));
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.data["type"], e.event, "the data names its event");
@@ -147,7 +157,13 @@ async fn a_stream_is_typed_events_ending_in_response_completed() {
     // Each item is opened before its deltas and closed after them.
     let pos = |k: &str| kinds.iter().position(|x| *x == k).unwrap();
     assert!(pos("response.reasoning_text.done") < pos("response.output_text.delta"));
-    assert_eq!(kinds.iter().filter(|k| **k == "response.output_item.done").count(), 2);
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "response.output_item.done")
+            .count(),
+        2
+    );
     assert!(pos("response.output_text.done") < pos("response.completed"));
 }
 
@@ -158,7 +174,10 @@ async fn stateful_features_are_refused_naming_the_field() {
         ("previous_response_id", r#""resp_abc""#),
         ("store", "true"),
         ("background", "true"),
-        ("tools", r#"[{"type":"function","name":"f","parameters":{}}]"#),
+        (
+            "tools",
+            r#"[{"type":"function","name":"f","parameters":{}}]"#,
+        ),
     ] {
         let res = responses(
             &h,
@@ -179,7 +198,11 @@ async fn stateful_features_are_refused_naming_the_field() {
     assert_eq!(res.status(), 200);
     let res = responses(&h, r#"{"model":"gpt-5","input":"x"}"#).await;
     assert_eq!(res.status(), 404);
-    assert_eq!(h.sim.requests().len(), 1, "refusals never reach the provider");
+    assert_eq!(
+        h.sim.requests().len(),
+        1,
+        "refusals never reach the provider"
+    );
 }
 
 #[tokio::test]
@@ -187,10 +210,9 @@ async fn a_stream_that_breaks_ends_with_response_failed() {
     let mut cfg = SimConfig::default();
     cfg.fault.kind = Some(FaultKind::Disconnect { after_chunks: 4 });
     let h = Harness::start(cfg).await;
-    let events = read_events(
-        responses(&h, r#"{"model":"affine-winner","input":"x","stream":true}"#).await,
-    )
-    .await;
+    let events =
+        read_events(responses(&h, r#"{"model":"affine-winner","input":"x","stream":true}"#).await)
+            .await;
     let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(kinds[0], "response.created");
     assert_eq!(&kinds[kinds.len() - 2..], ["error", "response.failed"]);

@@ -75,7 +75,10 @@ pub struct ChatCompletionRequest {
 
 /// `reasoning` on a chat completions request.
 #[derive(Debug, ToSchema)]
-#[expect(dead_code, reason = "the documented request shape; ChatPlan parses requests")]
+#[expect(
+    dead_code,
+    reason = "the documented request shape; ChatPlan parses requests"
+)]
 pub struct ChatReasoning {
     /// The same as `reasoning_effort`.
     pub effort: Option<Effort>,
@@ -185,7 +188,9 @@ impl Surface for Chat {
     fn render_whole(self, _job: &Job, _: (), body: Bytes, _cost: u64, _ttft_ms: u64) -> Response {
         let body = match self.strip {
             // `read_whole` already parsed it, so this is a JSON object.
-            Some(_) => crate::upstream::reasoning::strip_completion(&body).map_or(body, Bytes::from),
+            Some(_) => {
+                crate::upstream::reasoning::strip_completion(&body).map_or(body, Bytes::from)
+            }
             None => body,
         };
         (

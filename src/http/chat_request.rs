@@ -184,12 +184,15 @@ impl ChatPlan {
 fn reasoning_controls(obj: &mut Map<String, Value>) -> Result<(Option<Effort>, bool), ApiError> {
     let effort_of = |v: Value, name: &str| match v {
         Value::Null => Ok(None),
-        Value::String(s) => Effort::parse(&s).map(Some).ok_or_else(|| {
-            bad(format!("`{name}` must be one of {}", Effort::NAMES))
-        }),
+        Value::String(s) => Effort::parse(&s)
+            .map(Some)
+            .ok_or_else(|| bad(format!("`{name}` must be one of {}", Effort::NAMES))),
         _ => Err(bad(format!("`{name}` must be a string"))),
     };
-    let mut effort = effort_of(obj.remove("reasoning_effort").unwrap_or(Value::Null), "reasoning_effort")?;
+    let mut effort = effort_of(
+        obj.remove("reasoning_effort").unwrap_or(Value::Null),
+        "reasoning_effort",
+    )?;
     let mut include = match obj.remove("include_reasoning") {
         None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(b),
@@ -212,7 +215,9 @@ fn reasoning_controls(obj: &mut Map<String, Value>) -> Result<(Option<Effort>, b
                             return Err(bad("`reasoning.exclude` must be a boolean"));
                         };
                         if include == Some(x) {
-                            return Err(bad("`include_reasoning` and `reasoning.exclude` disagree"));
+                            return Err(bad(
+                                "`include_reasoning` and `reasoning.exclude` disagree",
+                            ));
                         }
                         include = Some(!x);
                     }
@@ -355,23 +360,40 @@ mod tests {
     #[test]
     fn reasoning_controls_are_read_and_checked() {
         let msgs = r#""messages":[{"role":"user","content":"hi"}]"#;
-        let p = |extra: &str| ChatPlan::parse(format!(r#"{{"model":"m",{msgs}{extra}}}"#).as_bytes());
+        let p =
+            |extra: &str| ChatPlan::parse(format!(r#"{{"model":"m",{msgs}{extra}}}"#).as_bytes());
         let plan = p("").unwrap();
         assert!(plan.include_reasoning && plan.effort.is_none());
         let body: Value = serde_json::from_slice(&plan.upstream_body("m", 9).unwrap()).unwrap();
-        assert!(body.get("chat_template_kwargs").is_none(), "no effort, no switch");
+        assert!(
+            body.get("chat_template_kwargs").is_none(),
+            "no effort, no switch"
+        );
         let plan = p(r#","reasoning_effort":"none","include_reasoning":false"#).unwrap();
         assert_eq!(plan.effort, Some(Effort::None));
         assert!(!plan.include_reasoning);
         let body: Value = serde_json::from_slice(&plan.upstream_body("m", 9).unwrap()).unwrap();
         assert_eq!(body["chat_template_kwargs"]["enable_thinking"], false);
         assert!(body.get("reasoning_effort").is_none());
-        assert!(body.get("include_reasoning").is_none(), "the gateway's own, never forwarded");
+        assert!(
+            body.get("include_reasoning").is_none(),
+            "the gateway's own, never forwarded"
+        );
         let plan = p(r#","reasoning":{"effort":"medium","exclude":true}"#).unwrap();
         assert_eq!(plan.effort, Some(Effort::Medium));
         assert!(!plan.include_reasoning);
-        assert!(refused(&format!(r#"{{"model":"m",{msgs},"reasoning_effort":"max"}}"#)).contains("one of"));
-        assert!(refused(&format!(r#"{{"model":"m",{msgs},"reasoning":{{"budget":1}}}}"#)).contains("reasoning.budget"));
+        assert!(
+            refused(&format!(
+                r#"{{"model":"m",{msgs},"reasoning_effort":"max"}}"#
+            ))
+            .contains("one of")
+        );
+        assert!(
+            refused(&format!(
+                r#"{{"model":"m",{msgs},"reasoning":{{"budget":1}}}}"#
+            ))
+            .contains("reasoning.budget")
+        );
         assert!(refused(&format!(r#"{{"model":"m",{msgs},"include_reasoning":false,"reasoning":{{"exclude":false}}}}"#)).contains("disagree"));
     }
 

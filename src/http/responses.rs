@@ -71,7 +71,10 @@ const IGNORED: &[&str] = &[
 
 /// The documented request shape (requests are parsed by [`parse`]).
 #[derive(Debug, ToSchema)]
-#[expect(dead_code, reason = "the documented request shape; `parse` reads requests")]
+#[expect(
+    dead_code,
+    reason = "the documented request shape; `parse` reads requests"
+)]
 pub struct ResponsesRequest {
     /// `affine-winner` or the current winner's id.
     #[schema(example = "affine-winner")]
@@ -104,7 +107,10 @@ pub struct ResponsesRequest {
 
 /// `reasoning` of a responses request.
 #[derive(Debug, ToSchema)]
-#[expect(dead_code, reason = "the documented request shape; `parse` reads requests")]
+#[expect(
+    dead_code,
+    reason = "the documented request shape; `parse` reads requests"
+)]
 pub struct ResponsesReasoning {
     /// Mapped to the provider's thinking switch (docs/API.md §5.1).
     pub effort: Option<Effort>,
@@ -202,7 +208,10 @@ fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
                     (_, Value::Null) => {}
                     ("effort", Value::String(e)) => {
                         effort = Some(Effort::parse(&e).ok_or_else(|| {
-                            bad(format!("`reasoning.effort` must be one of {}", Effort::NAMES))
+                            bad(format!(
+                                "`reasoning.effort` must be one of {}",
+                                Effort::NAMES
+                            ))
                         })?);
                     }
                     ("summary" | "generate_summary", Value::String(s))
@@ -274,7 +283,11 @@ fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
         top_p: reason.top_p,
         effort,
         summary: summary.clone(),
-        metadata: if metadata.is_null() { json!({}) } else { metadata },
+        metadata: if metadata.is_null() {
+            json!({})
+        } else {
+            metadata
+        },
     };
     Ok(Parsed {
         model,
@@ -294,7 +307,9 @@ fn message(i: usize, item: &Value) -> Result<Value, ApiError> {
     {
         return Err(ApiError::new(
             ErrorCode::UnsupportedParameter,
-            format!("`input[{i}].type` is `{t}`: only message items are supported (stateless, no tools)"),
+            format!(
+                "`input[{i}].type` is `{t}`: only message items are supported (stateless, no tools)"
+            ),
         ));
     }
     let role = match o.get("role").and_then(Value::as_str) {
@@ -879,9 +894,7 @@ mod tests {
             ("tools", r#"[{"type":"function","name":"f"}]"#),
             ("conversation", r#""conv_1""#),
         ] {
-            let e = refused(&format!(
-                r#"{{"model":"m","input":"x","{field}":{value}}}"#
-            ));
+            let e = refused(&format!(r#"{{"model":"m","input":"x","{field}":{value}}}"#));
             assert_eq!(e.code, ErrorCode::UnsupportedParameter, "{field}");
             assert!(e.detail.contains(field), "{}", e.detail);
         }
@@ -892,8 +905,10 @@ mod tests {
             refused(r#"{"model":"m","input":"x","frobnicate":1}"#).code,
             ErrorCode::UnknownField
         );
-        assert!(refused(r#"{"model":"m","input":"x","reasoning":{"effort":"max"}}"#)
-            .detail
-            .contains("reasoning.effort"));
+        assert!(
+            refused(r#"{"model":"m","input":"x","reasoning":{"effort":"max"}}"#)
+                .detail
+                .contains("reasoning.effort")
+        );
     }
 }

@@ -389,10 +389,16 @@ mod tests {
                 p("subnet-tpm", 9_000, 60, None, 10, 30),
             ],
         );
-        assert_eq!(h[X_RATELIMIT_LIMIT_REQUESTS], "6000", "the subnet has fewer left");
+        assert_eq!(
+            h[X_RATELIMIT_LIMIT_REQUESTS], "6000",
+            "the subnet has fewer left"
+        );
         assert_eq!(h[X_RATELIMIT_REMAINING_REQUESTS], "20");
         assert_eq!(h[X_RATELIMIT_RESET_REQUESTS], "6m0s");
-        assert_eq!(h[X_RATELIMIT_LIMIT_TOKENS], "1000", "a tie goes to the own plan");
+        assert_eq!(
+            h[X_RATELIMIT_LIMIT_TOKENS], "1000",
+            "a tie goes to the own plan"
+        );
         assert_eq!(h[X_RATELIMIT_RESET_TOKENS], "6s");
         // A cached refusal knows only its requests policy: no token fields then.
         let mut h = HeaderMap::new();

@@ -200,7 +200,10 @@ mod tests {
         let mut f = Map::new();
         f.insert("reasoning_effort".into(), "none".into());
         apply(&mut f, Effort::parse("none").unwrap());
-        assert_eq!(Value::Object(f.clone()), serde_json::json!({"chat_template_kwargs":{"enable_thinking":false}}));
+        assert_eq!(
+            Value::Object(f.clone()),
+            serde_json::json!({"chat_template_kwargs":{"enable_thinking":false}})
+        );
         apply(&mut f, Effort::Minimal);
         assert!(!f.contains_key("reasoning_effort"));
         apply(&mut f, Effort::parse("low").unwrap());
@@ -218,7 +221,10 @@ mod tests {
     fn a_whole_completion_loses_its_reasoning() {
         let body = br#"{"choices":[{"index":0,"message":{"role":"assistant","content":"<think>\nhmm\n</think>\n\n42","reasoning_content":"r"}}],"usage":{"prompt_tokens":1}}"#;
         let v: Value = serde_json::from_slice(&strip_completion(body).unwrap()).unwrap();
-        assert_eq!(v["choices"][0]["message"], serde_json::json!({"role":"assistant","content":"42"}));
+        assert_eq!(
+            v["choices"][0]["message"],
+            serde_json::json!({"role":"assistant","content":"42"})
+        );
         assert_eq!(v["usage"]["prompt_tokens"], 1);
         assert!(strip_completion(b"[1]").is_none());
     }
@@ -231,23 +237,54 @@ mod tests {
             s.event(d.as_bytes(), f)
                 .map(|b| String::from_utf8(b).unwrap())
         };
-        let role = ev(&mut s, r#"{"choices":[{"index":0,"delta":{"role":"assistant"}}]}"#, &mut flushed);
+        let role = ev(
+            &mut s,
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant"}}]}"#,
+            &mut flushed,
+        );
         assert!(role.is_some(), "a role delta stays");
-        let r = ev(&mut s, r#"{"choices":[{"index":0,"delta":{"reasoning_content":"think"}}]}"#, &mut flushed);
+        let r = ev(
+            &mut s,
+            r#"{"choices":[{"index":0,"delta":{"reasoning_content":"think"}}]}"#,
+            &mut flushed,
+        );
         assert_eq!(r, None, "a reasoning-only chunk is dropped");
-        let r = ev(&mut s, r#"{"choices":[{"index":0,"delta":{"content":"<think>x</think>an"}}]}"#, &mut flushed);
+        let r = ev(
+            &mut s,
+            r#"{"choices":[{"index":0,"delta":{"content":"<think>x</think>an"}}]}"#,
+            &mut flushed,
+        );
         assert!(r.unwrap().contains(r#""content":"an""#));
-        let r = ev(&mut s, r#"{"choices":[{"index":0,"delta":{"content":"swer"},"finish_reason":"stop"}]}"#, &mut flushed);
+        let r = ev(
+            &mut s,
+            r#"{"choices":[{"index":0,"delta":{"content":"swer"},"finish_reason":"stop"}]}"#,
+            &mut flushed,
+        );
         assert!(r.unwrap().contains(r#""content":"swer""#));
-        let r = ev(&mut s, r#"{"choices":[],"usage":{"prompt_tokens":1}}"#, &mut flushed);
+        let r = ev(
+            &mut s,
+            r#"{"choices":[],"usage":{"prompt_tokens":1}}"#,
+            &mut flushed,
+        );
         assert!(r.unwrap().contains("usage"));
-        assert_eq!(ev(&mut s, "[DONE]", &mut flushed).as_deref(), Some("[DONE]"));
+        assert_eq!(
+            ev(&mut s, "[DONE]", &mut flushed).as_deref(),
+            Some("[DONE]")
+        );
         assert!(flushed.is_none());
         // Output held back as a possible `<think>` start comes out before `[DONE]`.
         let mut s = StreamStripper::default();
-        let r = ev(&mut s, r#"{"choices":[{"index":0,"delta":{"content":"<th"}}]}"#, &mut flushed);
+        let r = ev(
+            &mut s,
+            r#"{"choices":[{"index":0,"delta":{"content":"<th"}}]}"#,
+            &mut flushed,
+        );
         assert_eq!(r, None);
         ev(&mut s, "[DONE]", &mut flushed);
-        assert!(String::from_utf8(flushed.unwrap()).unwrap().contains(r#""content":"<th""#));
+        assert!(
+            String::from_utf8(flushed.unwrap())
+                .unwrap()
+                .contains(r#""content":"<th""#)
+        );
     }
 }

@@ -237,3 +237,6 @@ bash scripts/check-sdk-typescript.sh
 
 # The Rust SDK and the shared signing crate: their tests ran in the workspace above; cargo package.
 bash scripts/check-sdk-rust.sh --package-only
+
+# The official `openai` Python package against the gateway (tests/openai_sdk).
+bash scripts/check-openai-sdk.sh

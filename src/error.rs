@@ -5,7 +5,7 @@
 //! `IntoResponse` only records it in the response extensions, and the
 //! [`render_problems`] middleware turns it into the body. Rendering happens there because
 //! that is where the request id and the route are known: `/v1/chat/completions` answers in
-//! (and its companion `/v1/models`) answer in the OpenAI error shape so existing SDKs
+//! (and its companions `/v1/models` and `/v1/responses`) answer in the OpenAI error shape so existing SDKs
 //! understand them, everything else in
 //! `application/problem+json` (RFC 9457).
 
@@ -37,6 +37,9 @@ pub enum ErrorCode {
     UnknownField,
     /// `max_tokens` is above what the caller's plan allows.
     MaxTokensExceedsPlan,
+    /// A recognised field asks for something this gateway does not offer (on
+    /// `/v1/responses`: stored state, background mode, tools); the detail names the field.
+    UnsupportedParameter,
     /// No credentials were presented.
     AuthMissing,
     /// Credentials were presented but are not well-formed.
@@ -111,9 +114,8 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
-            InvalidRequest | InvalidJson | UnknownField | MaxTokensExceedsPlan => {
-                StatusCode::BAD_REQUEST
-            }
+            InvalidRequest | InvalidJson | UnknownField | MaxTokensExceedsPlan
+            | UnsupportedParameter => StatusCode::BAD_REQUEST,
             AuthMissing | AuthMalformed | BadSignature | StaleRequest | ReplayedRequest
             | WrongReceiver | TokenInvalid | TokenExpired | TokenRevoked => {
                 StatusCode::UNAUTHORIZED
@@ -149,6 +151,7 @@ impl ErrorCode {
             InvalidJson => "Body is not valid JSON",
             UnknownField => "Unknown field",
             MaxTokensExceedsPlan => "max_tokens exceeds the plan's limit",
+            UnsupportedParameter => "Unsupported parameter",
             AuthMissing => "Authentication required",
             AuthMalformed => "Malformed credentials",
             BadSignature => "Bad signature",
@@ -329,7 +332,10 @@ impl IntoResponse for ApiError {
 /// Sits right inside the request-id layers so every error, including those of the layers
 /// below it (body limit, timeout, fallback routes), carries the request id.
 pub async fn render_problems(req: Request, next: Next) -> Response {
-    let openai = matches!(req.uri().path(), "/v1/chat/completions" | "/v1/models");
+    let openai = matches!(
+        req.uri().path(),
+        "/v1/chat/completions" | "/v1/models" | "/v1/responses"
+    );
     let request_id = req
         .headers()
         .get(crate::http::request_id::X_REQUEST_ID)

@@ -306,6 +306,10 @@ async fn the_model_list_shows_the_callers_price_in_rao_and_exact_tao() {
     assert_eq!(list["data"][0]["id"], "affine-winner");
     assert_eq!(list["data"][1]["id"], m.as_str());
     assert_eq!(list["data"][0]["price"], list["data"][1]["price"]);
+    // The catalogue also gave the context window (the simulator lists Chutes' `max_model_len`).
+    for entry in list["data"].as_array().unwrap() {
+        assert_eq!(entry["context_length"], 65_536, "{entry}");
+    }
 
     // A caller on a fixed plan sees that plan's price.
     put_account(

@@ -115,6 +115,21 @@ async fn the_champion_of_rank_current_is_served_and_followed() {
     let last = h.sim.requests().pop().unwrap();
     assert_eq!(last.path, "/v1/chat/completions");
     assert_eq!(last.body["model"], CHAMP);
+    // `GET /v1/models` names the champion's revision and since when it is champion.
+    let models: Value = h
+        .http
+        .get(h.url("/v1/models"))
+        .bearer_auth(&h.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for m in models["data"].as_array().unwrap() {
+        assert_eq!(m["revision"], CHAMP_REV, "{m}");
+        assert_eq!(m["since_block"], CHAMP_SINCE, "{m}");
+    }
 
     // `/rank/current` crowns the runner-up while the scores still say uid 41: the rank wins.
     h.sim.set_config(SimConfig {

@@ -51,6 +51,10 @@ pub struct ReasonRequest {
     /// Whether to return the model's reasoning (default true).
     #[serde(default)]
     pub include_reasoning: Option<bool>,
+    /// How hard the model thinks: `none` and `minimal` turn the provider's thinking switch
+    /// off, `low`, `medium` and `high` turn it on and are passed on (default: the model's own).
+    #[serde(default)]
+    pub reasoning_effort: Option<crate::upstream::reasoning::Effort>,
     /// Stream the answer as server-sent events.
     #[serde(default)]
     pub stream: bool,

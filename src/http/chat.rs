@@ -5,7 +5,10 @@
 //! the same way; this module is only the adapter. The model may be `affine-winner` or the
 //! current winner's id. The provider's answer is passed through as it came (whole body, or
 //! the SSE bytes as they arrive), so nothing is re-serialised; it is only read on the side for
-//! its usage. Errors use the OpenAI error shape (see [`crate::error`]).
+//! its usage — except when the caller asked for the reasoning to be left out
+//! (`include_reasoning: false` or `reasoning.exclude: true`): then `reasoning_content` (and an
+//! inline `<think>` block) is removed from the answer or from each chunk
+//! ([`crate::upstream::reasoning`]). Errors use the OpenAI error shape (see [`crate::error`]).
 
 use std::convert::Infallible;
 
@@ -28,6 +31,7 @@ use crate::http::pipeline::{self, Call, Incoming, Job, Surface};
 use crate::upstream::UpstreamError;
 use crate::upstream::events::Chunk;
 use crate::upstream::openai::{ChatCompletion, ChatUsage, StreamChunk};
+use crate::upstream::reasoning::{Effort, StreamStripper};
 
 /// The alias that always means "the current winner".
 pub const WINNER_ALIAS: &str = "affine-winner";
@@ -58,6 +62,28 @@ pub struct ChatCompletionRequest {
     /// Sampling temperature.
     #[schema(minimum = 0.0, maximum = 2.0)]
     pub temperature: Option<f64>,
+    /// How hard the model thinks: `none` and `minimal` turn the provider's thinking switch off
+    /// (`chat_template_kwargs.enable_thinking: false`), `low`/`medium`/`high` turn it on and are
+    /// forwarded.
+    pub reasoning_effort: Option<Effort>,
+    /// `false` leaves the model's reasoning (`reasoning_content`, an inline `<think>` block)
+    /// out of the answer; default true.
+    pub include_reasoning: Option<bool>,
+    /// OpenRouter's spelling: `{"effort": …, "exclude": true}`.
+    pub reasoning: Option<ChatReasoning>,
+}
+
+/// `reasoning` on a chat completions request.
+#[derive(Debug, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "the documented request shape; ChatPlan parses requests"
+)]
+pub struct ChatReasoning {
+    /// The same as `reasoning_effort`.
+    pub effort: Option<Effort>,
+    /// `true` is the same as `include_reasoning: false`.
+    pub exclude: Option<bool>,
 }
 
 /// OpenAI-compatible chat completions, whole or streamed.
@@ -105,6 +131,10 @@ pub async fn chat_completions(inc: Incoming) -> Result<Response, ApiError> {
         ));
     }
     let (input_estimate, stream) = (req.input_estimate, req.stream);
+    let surface = Chat {
+        strip: (!req.include_reasoning).then(StreamStripper::default),
+        ..Chat::default()
+    };
     let call = Call {
         upstream_body: req.upstream_body(&winner.model.id, max_tokens)?,
         max_tokens,
@@ -117,15 +147,18 @@ pub async fn chat_completions(inc: Incoming) -> Result<Response, ApiError> {
         winner,
         input_estimate,
     );
-    Ok(pipeline::run(st, &inc.caller, scopes, job, call, Chat::default()).await)
+    Ok(pipeline::run(st, &inc.caller, scopes, job, call, surface).await)
 }
 
-/// The `/v1/chat/completions` adapter: the provider's bytes go through unchanged; its usage
-/// (or, when it reports none, the number of deltas seen) is read on the side.
+/// The `/v1/chat/completions` adapter: the provider's bytes go through unchanged (unless the
+/// reasoning is to be left out); its usage (or, when it reports none, the number of deltas
+/// seen) is read on the side.
 #[derive(Debug, Default)]
 struct Chat {
     usage: Option<ChatUsage>,
     deltas: u64,
+    /// Set when the caller asked for no reasoning: rewrites what goes out.
+    strip: Option<StreamStripper>,
 }
 
 /// A chat usage in our terms, and whether it is the gateway's estimate.
@@ -153,6 +186,13 @@ impl Surface for Chat {
     }
 
     fn render_whole(self, _job: &Job, _: (), body: Bytes, _cost: u64, _ttft_ms: u64) -> Response {
+        let body = match self.strip {
+            // `read_whole` already parsed it, so this is a JSON object.
+            Some(_) => {
+                crate::upstream::reasoning::strip_completion(&body).map_or(body, Bytes::from)
+            }
+            None => body,
+        };
         (
             [(
                 header::CONTENT_TYPE,
@@ -173,7 +213,22 @@ impl Surface for Chat {
                 }
             }
         }
-        if !chunk.bytes.is_empty() {
+        if let Some(strip) = &mut self.strip {
+            // Re-emitted event by event: the provider's bytes carry the reasoning.
+            let mut frame = Vec::with_capacity(chunk.bytes.len());
+            for ev in &chunk.events {
+                let mut flushed = None;
+                let data = strip.event(&ev.data, &mut flushed);
+                for d in flushed.iter().chain(data.iter()) {
+                    frame.extend_from_slice(b"data: ");
+                    frame.extend_from_slice(d);
+                    frame.extend_from_slice(b"\n\n");
+                }
+            }
+            if !frame.is_empty() {
+                out.push(Bytes::from(frame));
+            }
+        } else if !chunk.bytes.is_empty() {
             out.push(chunk.bytes);
         }
         // The provider's bytes go through to its end of the body.
@@ -229,6 +284,17 @@ pub struct ModelEntry {
     pub created: i64,
     /// Who serves it.
     pub owned_by: &'static str,
+    /// The model's context window in tokens, as the provider's catalogue lists it; absent until
+    /// the gateway has read a catalogue that lists it (the catalogue is read when a plan is
+    /// priced by the provider).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_length: Option<u64>,
+    /// The served model's revision (commit sha), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// The chain block since which Affine names this model its champion, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since_block: Option<u64>,
     /// What a request served by it costs the caller on the caller's plan, per 1M tokens, in
     /// Chutes' shape (`price.input`, `price.output`). Absent while a provider-priced plan has
     /// no good provider price for the model yet (such requests are refused with 503
@@ -287,7 +353,7 @@ pub struct ModelList {
 }
 
 /// The models callers may ask for: the `affine-winner` alias and the current winner's id,
-/// each with its price on the caller's plan.
+/// each with its price on the caller's plan, its context window, revision and `since_block`.
 #[utoipa::path(get, path = "/v1/models", tag = "openai",
     responses((status = 200, description = "OpenAI-style model list; `price` is the caller's plan's price for the model", body = ModelList)))]
 pub async fn models(
@@ -304,23 +370,22 @@ pub async fn models(
         .prices(plan.pricing(), &w.model.id)
         .ok()
         .map(ModelPrice::from);
+    let context_length = st
+        .meter
+        .provider_prices()
+        .and_then(|pp| pp.context_length(&w.model.id));
+    let entry = |id: String| ModelEntry {
+        id,
+        object: "model",
+        created,
+        owned_by: "affine",
+        context_length,
+        revision: w.model.revision.clone(),
+        since_block: w.model.since_block,
+        price: price.clone(),
+    };
     Ok(Json(ModelList {
         object: "list",
-        data: vec![
-            ModelEntry {
-                id: WINNER_ALIAS.into(),
-                object: "model",
-                created,
-                owned_by: "affine",
-                price: price.clone(),
-            },
-            ModelEntry {
-                id: w.model.id.clone(),
-                object: "model",
-                created,
-                owned_by: "affine",
-                price,
-            },
-        ],
+        data: vec![entry(WINNER_ALIAS.into()), entry(w.model.id.clone())],
     }))
 }

@@ -6,7 +6,9 @@
 //! allowlist, written down here and for callers in docs/API.md §5:
 //!
 //! - handled by the gateway: `model`, `messages`, `max_tokens` / `max_completion_tokens`,
-//!   `stream`, `n` (only 1);
+//!   `stream`, `n` (only 1), and the reasoning controls: `reasoning_effort` (mapped to the
+//!   provider's thinking switch, [`crate::upstream::reasoning`]), `include_reasoning` and
+//!   `reasoning: {effort, exclude}` (OpenRouter's spelling of the same two);
 //! - forwarded as sent: [`FORWARDED`];
 //! - accepted and not forwarded (they change nothing here): [`IGNORED`];
 //! - anything else is refused with 400 `invalid_request` naming the field (`best_of` and
@@ -19,6 +21,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ErrorCode};
+use crate::upstream::reasoning::{self, Effort};
 
 /// Top-level fields passed to the provider unchanged.
 pub const FORWARDED: &[&str] = &[
@@ -33,7 +36,6 @@ pub const FORWARDED: &[&str] = &[
     "stop",
     "logit_bias",
     "response_format",
-    "reasoning_effort",
     "tools",
     "tool_choice",
     "parallel_tool_calls",
@@ -74,6 +76,11 @@ pub struct ChatPlan {
     pub max_tokens: Option<u32>,
     /// The gateway's estimate of the input tokens the provider will read.
     pub input_estimate: u64,
+    /// Whether the answer keeps the model's reasoning (`include_reasoning`, default true;
+    /// `reasoning.exclude: true` is the same as `false`).
+    pub include_reasoning: bool,
+    /// The reasoning effort asked for, if any.
+    pub effort: Option<Effort>,
     /// The fields to send (without `model`, `max_tokens` and `stream`, which
     /// [`ChatPlan::upstream_body`] sets).
     fields: Map<String, Value>,
@@ -116,6 +123,7 @@ impl ChatPlan {
                 )));
             }
         }
+        let (effort, include_reasoning) = reasoning_controls(&mut obj)?;
         let mut fields = Map::new();
         for (k, v) in obj {
             if FORWARDED.contains(&k.as_str()) {
@@ -141,6 +149,8 @@ impl ChatPlan {
             stream,
             max_tokens: max_completion.or(max_tokens),
             input_estimate: crate::api::reason::estimate_input_tokens(texts.into_iter()),
+            include_reasoning,
+            effort,
             fields,
         })
     }
@@ -152,6 +162,9 @@ impl ChatPlan {
         f.insert("model".into(), model.into());
         f.insert("max_tokens".into(), max_tokens.into());
         f.insert("stream".into(), self.stream.into());
+        if let Some(e) = self.effort {
+            reasoning::apply(f, e);
+        }
         if self.stream {
             f.insert(
                 "stream_options".into(),
@@ -163,6 +176,62 @@ impl ChatPlan {
         serde_json::to_vec(&self.fields)
             .map_err(|_| ApiError::new(ErrorCode::Internal, "could not encode the request"))
     }
+}
+
+/// Takes the reasoning controls out of the request: the effort (`reasoning_effort`, or
+/// `reasoning.effort`) and whether reasoning is returned (`include_reasoning`, or
+/// `reasoning.exclude`). Asking for both spellings with different values is refused.
+fn reasoning_controls(obj: &mut Map<String, Value>) -> Result<(Option<Effort>, bool), ApiError> {
+    let effort_of = |v: Value, name: &str| match v {
+        Value::Null => Ok(None),
+        Value::String(s) => Effort::parse(&s)
+            .map(Some)
+            .ok_or_else(|| bad(format!("`{name}` must be one of {}", Effort::NAMES))),
+        _ => Err(bad(format!("`{name}` must be a string"))),
+    };
+    let mut effort = effort_of(
+        obj.remove("reasoning_effort").unwrap_or(Value::Null),
+        "reasoning_effort",
+    )?;
+    let mut include = match obj.remove("include_reasoning") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(b),
+        Some(_) => return Err(bad("`include_reasoning` must be a boolean")),
+    };
+    match obj.remove("reasoning") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(r)) => {
+            for (k, v) in r {
+                match k.as_str() {
+                    "effort" => {
+                        let e = effort_of(v, "reasoning.effort")?;
+                        if effort.is_some() && e.is_some() && effort != e {
+                            return Err(bad("`reasoning_effort` and `reasoning.effort` differ"));
+                        }
+                        effort = effort.or(e);
+                    }
+                    "exclude" => {
+                        let Value::Bool(x) = v else {
+                            return Err(bad("`reasoning.exclude` must be a boolean"));
+                        };
+                        if include == Some(x) {
+                            return Err(bad(
+                                "`include_reasoning` and `reasoning.exclude` disagree",
+                            ));
+                        }
+                        include = Some(!x);
+                    }
+                    _ => {
+                        return Err(bad(format!(
+                            "`reasoning.{k}` is not supported (only `effort` and `exclude`)"
+                        )));
+                    }
+                }
+            }
+        }
+        Some(_) => return Err(bad("`reasoning` must be an object")),
+    }
+    Ok((effort, include.unwrap_or(true)))
 }
 
 /// An optional whole number of `u32` range, read as `/v1/reason` reads its whole numbers
@@ -271,6 +340,7 @@ mod tests {
         assert_eq!(
             keys,
             [
+                "chat_template_kwargs",
                 "max_tokens",
                 "messages",
                 "model",
@@ -284,6 +354,47 @@ mod tests {
         );
         assert_eq!(body["max_tokens"], 9);
         assert_eq!(body["model"], "m");
+        assert_eq!(body["chat_template_kwargs"]["enable_thinking"], true);
+    }
+
+    #[test]
+    fn reasoning_controls_are_read_and_checked() {
+        let msgs = r#""messages":[{"role":"user","content":"hi"}]"#;
+        let p =
+            |extra: &str| ChatPlan::parse(format!(r#"{{"model":"m",{msgs}{extra}}}"#).as_bytes());
+        let plan = p("").unwrap();
+        assert!(plan.include_reasoning && plan.effort.is_none());
+        let body: Value = serde_json::from_slice(&plan.upstream_body("m", 9).unwrap()).unwrap();
+        assert!(
+            body.get("chat_template_kwargs").is_none(),
+            "no effort, no switch"
+        );
+        let plan = p(r#","reasoning_effort":"none","include_reasoning":false"#).unwrap();
+        assert_eq!(plan.effort, Some(Effort::None));
+        assert!(!plan.include_reasoning);
+        let body: Value = serde_json::from_slice(&plan.upstream_body("m", 9).unwrap()).unwrap();
+        assert_eq!(body["chat_template_kwargs"]["enable_thinking"], false);
+        assert!(body.get("reasoning_effort").is_none());
+        assert!(
+            body.get("include_reasoning").is_none(),
+            "the gateway's own, never forwarded"
+        );
+        let plan = p(r#","reasoning":{"effort":"medium","exclude":true}"#).unwrap();
+        assert_eq!(plan.effort, Some(Effort::Medium));
+        assert!(!plan.include_reasoning);
+        assert!(
+            refused(&format!(
+                r#"{{"model":"m",{msgs},"reasoning_effort":"max"}}"#
+            ))
+            .contains("one of")
+        );
+        assert!(
+            refused(&format!(
+                r#"{{"model":"m",{msgs},"reasoning":{{"budget":1}}}}"#
+            ))
+            .contains("reasoning.budget")
+        );
+        assert!(refused(&format!(r#"{{"model":"m",{msgs},"include_reasoning":false,"reasoning":{{"exclude":false}}}}"#)).contains("disagree"));
     }
 
     #[test]

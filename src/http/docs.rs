@@ -28,6 +28,7 @@ use crate::error::ErrorCode;
         crate::http::usage::stats,
         crate::http::usage::export,
         crate::http::chat::chat_completions,
+        crate::http::responses::responses,
         crate::http::chat::models,
         crate::http::admin::put_account,
         crate::http::admin::get_account,

@@ -6,7 +6,7 @@
 //! - [`client_ip`]: the client's address behind trusted proxies (`X-Forwarded-For`).
 //! - [`extract`]: the JSON body extractor (content type, size limit, one read into `Bytes`).
 //! - [`pipeline`]: the one request pipeline of every caller route (admit, call, answer or
-//!   pump, settle); [`reason`] and [`chat`] are its adapters.
+//!   pump, settle); [`reason`], [`chat`] and [`responses`] are its adapters.
 //! - [`health`], [`winner`], [`docs`]: the public informational routes.
 //! - [`admin_winner`]: the runtime winner pin (`PUT`/`DELETE /admin/v1/winner`).
 //! - [`coldkeys`]: coldkey links (`POST /v1/account/coldkeys`, the admin list and unlink).
@@ -25,6 +25,7 @@ pub(crate) mod health;
 pub(crate) mod pipeline;
 pub(crate) mod reason;
 pub(crate) mod request_id;
+pub(crate) mod responses;
 pub(crate) mod session;
 pub(crate) mod stack;
 pub mod state;

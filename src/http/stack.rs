@@ -67,8 +67,8 @@ use crate::auth::middleware as auth;
 use crate::error::{ApiError, ErrorCode, render_problems};
 use crate::http::request_id::{X_REQUEST_ID, drop_invalid_request_id};
 use crate::http::{
-    AppState, account, admin, admin_winner, chain, chat, coldkeys, docs, health, reason, session,
-    usage, winner,
+    AppState, account, admin, admin_winner, chain, chat, coldkeys, docs, health, reason, responses,
+    session, usage, winner,
 };
 
 /// Builds the complete application: routes and layers.
@@ -83,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/account", get(account::account))
         .route("/v1/account/coldkeys", post(coldkeys::link))
         .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/responses", post(responses::responses))
         .route("/v1/models", get(chat::models))
         .route("/v1/usage", get(usage::usage))
         .route_layer(middleware::from_fn_with_state(

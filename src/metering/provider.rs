@@ -76,6 +76,8 @@ pub struct PollReport {
 /// The last good provider price of each model, and the poller that keeps them.
 pub struct ProviderPrices {
     current: ArcSwap<HashMap<String, ProviderPrice>>,
+    /// Context windows the catalogues list, for `GET /v1/models`.
+    contexts: ArcSwap<HashMap<String, u64>>,
     client: CatalogueClient,
     sources: Sources,
     metrics: PriceMetrics,
@@ -107,6 +109,7 @@ impl ProviderPrices {
     ) -> Result<Arc<ProviderPrices>, String> {
         Ok(Arc::new(ProviderPrices {
             current: ArcSwap::from_pointee(HashMap::new()),
+            contexts: ArcSwap::from_pointee(HashMap::new()),
             client: CatalogueClient::new(FETCH_TIMEOUT)?,
             sources,
             metrics,
@@ -120,6 +123,11 @@ impl ProviderPrices {
     /// The last good provider price of `model`, if one is known.
     pub fn get(&self, model: &str) -> Option<ProviderPrice> {
         self.current.load().get(model).copied()
+    }
+
+    /// The context window the provider's catalogue lists for `model`, once read.
+    pub fn context_length(&self, model: &str) -> Option<u64> {
+        self.contexts.load().get(model).copied()
     }
 
     /// Asks for a read at the next wake-up (within a second): a request found no price.
@@ -152,6 +160,8 @@ impl ProviderPrices {
         let old = self.current.load_full();
         let mut next: HashMap<String, ProviderPrice> = (*old).clone();
         let mut not_yet_listed = std::collections::HashSet::new();
+        // The first source that lists a model's context window decides it this round.
+        let mut fresh: HashMap<String, u64> = HashMap::new();
         for s in &sources {
             let Some((_, _, read)) = reads
                 .iter()
@@ -168,6 +178,13 @@ impl ProviderPrices {
                     continue;
                 }
             };
+            if let Some(n) = catalogue
+                .models
+                .get(&s.model)
+                .and_then(|e| e.context_length)
+            {
+                fresh.entry(s.model.clone()).or_insert(n);
+            }
             if s.pending && !catalogue.lists(&s.model) {
                 not_yet_listed.insert(s.model.as_str());
                 continue;
@@ -197,6 +214,11 @@ impl ProviderPrices {
             }
         }
         self.log_reads(&report);
+        if !fresh.is_empty() {
+            let mut contexts = (**self.contexts.load()).clone();
+            contexts.extend(fresh);
+            self.contexts.store(Arc::new(contexts));
+        }
         if next != *old {
             self.current.store(Arc::new(next));
         }

@@ -76,6 +76,9 @@ pub struct CatalogueEntry {
     pub price: Option<ProviderPrice>,
     /// Why `price` is `None` (the first problem found, input before output).
     pub price_problem: Option<PriceProblem>,
+    /// The context window in tokens (`max_model_len` on vLLM/SGLang and Chutes,
+    /// `context_length` elsewhere), when listed.
+    pub context_length: Option<u64>,
 }
 
 /// What one upstream's `GET /models` lists: model id → entry.
@@ -129,6 +132,10 @@ struct RawEntry<'a> {
     id: String,
     #[serde(borrow)]
     price: Option<&'a RawValue>,
+    #[serde(default)]
+    max_model_len: Option<u64>,
+    #[serde(default)]
+    context_length: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -171,6 +178,7 @@ impl Catalogue {
                 CatalogueEntry {
                     price,
                     price_problem,
+                    context_length: entry.max_model_len.or(entry.context_length),
                 },
             );
         }

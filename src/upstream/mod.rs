@@ -8,6 +8,8 @@
 //!   stream deadlines.
 //! - [`think`]: separates a leading `<think>…</think>` block from the answer.
 //! - [`catalogue`]: the provider's `GET /models` (which models it serves, at what price).
+//! - [`reasoning`]: the caller's reasoning controls as the provider understands them, and
+//!   reasoning left out of OpenAI-shaped answers.
 //! - [`answer`]: turns a provider answer (whole or streamed) into the `/v1/reason` shape.
 
 pub(crate) mod answer;
@@ -15,6 +17,7 @@ pub mod catalogue;
 pub mod client;
 pub(crate) mod events;
 pub(crate) mod openai;
+pub mod reasoning;
 pub mod sse;
 pub(crate) mod think;
 

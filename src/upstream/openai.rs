@@ -35,6 +35,12 @@ pub struct ChatRequest<'a> {
     /// Asks for the usage chunk at the end of a stream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,
+    /// The caller's effort, when the model thinks at that effort.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<&'static str>,
+    /// The provider's thinking switch, when the caller set an effort.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat_template_kwargs: Option<super::reasoning::TemplateKwargs>,
 }
 
 /// `stream_options`.
@@ -84,6 +90,10 @@ impl<'a> ChatRequest<'a> {
                 content: &m.content,
             })),
         }
+        let (chat_template_kwargs, reasoning_effort) = req
+            .reasoning_effort
+            .map(super::reasoning::provider_switch)
+            .unzip();
         ChatRequest {
             model,
             messages,
@@ -96,6 +106,8 @@ impl<'a> ChatRequest<'a> {
             stream_options: req.stream.then_some(StreamOptions {
                 include_usage: true,
             }),
+            reasoning_effort: reasoning_effort.flatten(),
+            chat_template_kwargs,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The part of an OpenAI chat request the simulator looks at, parsed without allocating.
 //!
-//! Only `model`, `messages`, `max_tokens` (or `max_completion_tokens`) and `stream` change the
-//! answer; every other field (`temperature`, `top_p`, `seed`, `stop`, `stream_options`, …) is
+//! Only `model`, `messages`, `max_tokens` (or `max_completion_tokens`), `stream` and the
+//! thinking switch (`chat_template_kwargs.enable_thinking`, what vLLM and SGLang — hence Chutes —
+//! hand to the chat template) change the answer; every other field (`temperature`, `top_p`, `seed`, `stop`, `stream_options`, …) is
 //! accepted and ignored, as unknown fields are.
 
 use std::borrow::Cow;
@@ -28,12 +29,31 @@ pub struct ChatRequest<'a> {
     /// SSE answer when true.
     #[serde(default)]
     pub stream: Option<bool>,
+    /// Variables for the chat template; `enable_thinking: false` turns reasoning off.
+    #[serde(default)]
+    pub chat_template_kwargs: Option<TemplateKwargs>,
+}
+
+/// The chat template variables the simulator reads.
+#[derive(Debug, Default, Deserialize)]
+pub struct TemplateKwargs {
+    /// Qwen3-style thinking switch; absent means the model's default (thinking on).
+    #[serde(default)]
+    pub enable_thinking: Option<bool>,
 }
 
 impl ChatRequest<'_> {
     /// The effective completion limit.
     pub fn limit(&self) -> Option<u64> {
         self.max_tokens.or(self.max_completion_tokens)
+    }
+
+    /// Whether the request turned thinking off, so the answer carries no reasoning.
+    pub fn thinking_off(&self) -> bool {
+        self.chat_template_kwargs
+            .as_ref()
+            .and_then(|k| k.enable_thinking)
+            == Some(false)
     }
 
     /// Whether the client asked for SSE.

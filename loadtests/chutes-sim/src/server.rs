@@ -665,7 +665,12 @@ async fn chat_completions(
         n,
         reasoning_tokens: config.reasoning_tokens,
         output_tokens: config.output_tokens,
-        style: config.reasoning_style,
+        // A template told not to think leaves the reasoning out, as the real model does.
+        style: if request.thinking_off() {
+            crate::config::ReasoningStyle::None
+        } else {
+            config.reasoning_style
+        },
         limit: request.limit().filter(|_| config.honour_max_tokens),
         prompt_tokens: request.prompt_tokens(),
     });

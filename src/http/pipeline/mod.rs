@@ -13,8 +13,8 @@
 //! - [`pump`]: the streamed call, pumped by a detached task that owns the upstream response
 //!   and settles whatever the client does.
 //!
-//! `/v1/reason` ([`crate::http::reason`]) and `/v1/chat/completions` ([`crate::http::chat`])
-//! are the adapters today; a new API surface is another adapter, not a copy of this.
+//! `/v1/reason` ([`crate::http::reason`]), `/v1/chat/completions` ([`crate::http::chat`])
+//! and `/v1/responses` ([`crate::http::responses`]) are the adapters today; a new API surface is another adapter, not a copy of this.
 
 pub(crate) mod admission;
 mod pump;

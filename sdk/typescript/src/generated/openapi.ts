@@ -335,7 +335,7 @@ export interface paths {
         };
         /**
          * The models callers may ask for: the `affine-winner` alias and the current winner's id,
-         *     each with its price on the caller's plan.
+         *     each with its price on the caller's plan, its context window, revision and `since_block`.
          */
         get: operations["models"];
         put?: never;
@@ -357,6 +357,23 @@ export interface paths {
         put?: never;
         /** Answers a reasoning request, whole or streamed. */
         post: operations["reason"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/responses": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Open Responses `POST /v1/responses` (stateless subset), whole or streamed. */
+        post: operations["responses"];
         delete?: never;
         options?: never;
         head?: never;
@@ -556,6 +573,19 @@ export interface components {
              * @description Sampling temperature.
              */
             temperature?: number | null;
+            reasoning_effort?: components["schemas"]["Effort"] | null;
+            /**
+             * @description `false` leaves the model's reasoning (`reasoning_content`, an inline `<think>` block)
+             *     out of the answer; default true.
+             */
+            include_reasoning?: boolean | null;
+            reasoning?: components["schemas"]["ChatReasoning"] | null;
+        };
+        /** @description `reasoning` on a chat completions request. */
+        ChatReasoning: {
+            effort?: components["schemas"]["Effort"] | null;
+            /** @description `true` is the same as `include_reasoning: false`. */
+            exclude?: boolean | null;
         };
         /** @description What `/readyz` checked. */
         Checks: {
@@ -706,6 +736,11 @@ export interface components {
             /** @description The last round's error, if it failed. */
             last_error?: string | null;
         };
+        /**
+         * @description How hard the model should think.
+         * @enum {string}
+         */
+        Effort: "none" | "minimal" | "low" | "medium" | "high";
         /** @description One endpoint's health, as `GET /admin/v1/chain` shows it. */
         EndpointStatus: {
             /** @description `lite0`, `archive1`, …: never the URL, which may carry a key. */
@@ -731,7 +766,7 @@ export interface components {
          * @description Stable error codes of docs/API.md §8. The serialized name is the public `code`.
          * @enum {string}
          */
-        ErrorCode: "invalid_request" | "invalid_json" | "unknown_field" | "max_tokens_exceeds_plan" | "auth_missing" | "auth_malformed" | "bad_signature" | "stale_request" | "replayed_request" | "wrong_receiver" | "token_invalid" | "token_expired" | "token_revoked" | "insufficient_balance" | "forbidden" | "conflict" | "unregistered_hotkey" | "account_disabled" | "membership_unknown" | "membership_required" | "not_found" | "method_not_allowed" | "body_too_large" | "unsupported_media_type" | "request_timeout" | "rate_limited" | "quota_exceeded" | "concurrency_limited" | "upstream_error" | "no_winner" | "upstream_unavailable" | "upstream_timeout" | "internal" | "store_unavailable" | "price_unavailable";
+        ErrorCode: "invalid_request" | "invalid_json" | "unknown_field" | "max_tokens_exceeds_plan" | "unsupported_parameter" | "auth_missing" | "auth_malformed" | "bad_signature" | "stale_request" | "replayed_request" | "wrong_receiver" | "token_invalid" | "token_expired" | "token_revoked" | "insufficient_balance" | "forbidden" | "conflict" | "unregistered_hotkey" | "account_disabled" | "membership_unknown" | "membership_required" | "not_found" | "method_not_allowed" | "body_too_large" | "unsupported_media_type" | "request_timeout" | "rate_limited" | "quota_exceeded" | "concurrency_limited" | "upstream_error" | "no_winner" | "upstream_unavailable" | "upstream_timeout" | "internal" | "store_unavailable" | "price_unavailable";
         /**
          * @description The export's format.
          * @enum {string}
@@ -839,6 +874,20 @@ export interface components {
             created: number;
             /** @description Who serves it. */
             owned_by: string;
+            /**
+             * Format: int64
+             * @description The model's context window in tokens, as the provider's catalogue lists it; absent until
+             *     the gateway has read a catalogue that lists it (the catalogue is read when a plan is
+             *     priced by the provider).
+             */
+            context_length?: number | null;
+            /** @description The served model's revision (commit sha), when known. */
+            revision?: string | null;
+            /**
+             * Format: int64
+             * @description The chain block since which Affine names this model its champion, when known.
+             */
+            since_block?: number | null;
             price?: components["schemas"]["ModelPrice"] | null;
         };
         /** @description The model that answered (docs/API.md §4.2, `model`). */
@@ -1102,6 +1151,7 @@ export interface components {
             stop?: components["schemas"]["Stop"] | null;
             /** @description Whether to return the model's reasoning (default true). */
             include_reasoning?: boolean | null;
+            reasoning_effort?: components["schemas"]["Effort"] | null;
             /** @description Stream the answer as server-sent events. */
             stream?: boolean;
             metadata?: {
@@ -1162,6 +1212,57 @@ export interface components {
              * @description Requests in flight now.
              */
             in_flight: number;
+        };
+        /** @description `reasoning` of a responses request. */
+        ResponsesReasoning: {
+            effort?: components["schemas"]["Effort"] | null;
+            /**
+             * @description `auto`, `concise` or `detailed`: the reasoning is returned as `summary_text` (the
+             *     model's own reasoning; no separate summary is written).
+             */
+            summary?: string | null;
+            /** @description `true` leaves the reasoning item out. */
+            exclude?: boolean | null;
+        };
+        /** @description The documented request shape (requests are parsed by [`parse`]). */
+        ResponsesRequest: {
+            /**
+             * @description `affine-winner` or the current winner's id.
+             * @example affine-winner
+             */
+            model: string;
+            /**
+             * @description A prompt, or message items (`{"role", "content"}`, `type: "message"` optional) whose
+             *     content is a string or `input_text` / `output_text` parts. Roles: `user`, `assistant`,
+             *     `system`, `developer`.
+             */
+            input: Record<string, never>;
+            /** @description A system message sent first. */
+            instructions?: string | null;
+            /**
+             * Format: int32
+             * @description Most tokens to generate, reasoning included.
+             */
+            max_output_tokens?: number | null;
+            /**
+             * Format: double
+             * @description Sampling temperature, 0 to 2.
+             */
+            temperature?: number | null;
+            /**
+             * Format: double
+             * @description Nucleus sampling, (0, 1].
+             */
+            top_p?: number | null;
+            reasoning?: components["schemas"]["ResponsesReasoning"] | null;
+            /** @description `false` leaves the reasoning item out (the same as `reasoning.exclude: true`). */
+            include_reasoning?: boolean | null;
+            /** @description Stream typed events. */
+            stream?: boolean | null;
+            /** @description Up to 16 string pairs, recorded with usage (the rules of `/v1/reason`). */
+            metadata?: {
+                [key: string]: string;
+            } | null;
         };
         /** @description `POST /admin/v1/tokens/revoke` body. */
         RevokeRequest: {
@@ -3486,6 +3587,148 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    responses: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description An Open Responses request, stateless subset; `model` is `affine-winner` or the current winner's id */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ResponsesRequest"];
+            };
+        };
+        responses: {
+            /** @description a `response` object (or, with `stream: true`, `text/event-stream` of typed `response.*` events ending in `response.completed`, `response.incomplete` or `response.failed`) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description OpenAI error shape: invalid_request, invalid_json, unknown_field, max_tokens_exceeds_plan, unsupported_parameter (`previous_response_id`, `conversation`, `store: true`, `background: true`, `tools`, `prompt`, non-message input items) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorBody"];
+                };
+            };
+            /** @description OpenAI error shape */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorBody"];
+                };
+            };
+            /** @description forbidden, unregistered_hotkey, account_disabled */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unknown model (not_found) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorBody"];
+                };
+            };
+            /** @description method_not_allowed */
+            405: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description body_too_large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate_limited, quota_exceeded, concurrency_limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorBody"];
+                };
+            };
+            /** @description internal: a bug in the gateway, or data the store refused */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description upstream_error */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorBody"];
+                };
+            };
+            /** @description no_winner, upstream_unavailable, store_unavailable, price_unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorBody"];
+                };
+            };
+            /** @description upstream_timeout */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
         };

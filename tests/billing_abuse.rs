@@ -108,6 +108,8 @@ async fn chat_refuses_what_it_cannot_price_and_forwards_only_its_allowlist() {
     assert_eq!(
         keys,
         [
+            // `reasoning_effort` is mapped to the provider's thinking switch (issue #18).
+            "chat_template_kwargs",
             "max_tokens",
             "messages",
             "model",
@@ -120,6 +122,10 @@ async fn chat_refuses_what_it_cannot_price_and_forwards_only_its_allowlist() {
         ]
     );
     assert_eq!(sent["messages"][1]["reasoning_content"], "greet back");
+    assert_eq!(
+        sent["chat_template_kwargs"],
+        serde_json::json!({"enable_thinking": true})
+    );
 }
 
 /// Item 1: 600 KB of tool schemas are input the provider reads: they are in the hold, so a

@@ -144,7 +144,7 @@ fn string(min: usize, max: Option<usize>) -> utoipa::openapi::schema::Object {
 }
 
 // ASCII keys and values in the schema keep its byte limits exact for generated examples.
-fn metadata_schema() -> utoipa::openapi::schema::Object {
+pub(crate) fn metadata_schema() -> utoipa::openapi::schema::Object {
     use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
     let mut value = string(0, Some(MAX_METADATA_VALUE_BYTES));
     value.pattern = Some("^[ -~]*$".into());

@@ -60,6 +60,7 @@ use crate::error::ErrorCode;
         crate::http::account::AccountView,
         crate::http::chat::ModelList,
         crate::http::chat::ChatCompletionRequest,
+        crate::http::responses::ResponsesMessage,
         crate::http::chat::ModelEntry,
         crate::error::OpenAiErrorBody,
         crate::http::account::Remaining,
@@ -145,7 +146,10 @@ impl utoipa::Modify for Security {
         let signed = vec![caller[1].clone()];
         let admin = vec![SecurityRequirement::new("bearer", Vec::<String>::new())];
         for (path, item) in doc.paths.paths.iter_mut() {
-            let openai = path == "/v1/chat/completions" || path == "/v1/models";
+            let openai = matches!(
+                path.as_str(),
+                "/v1/chat/completions" | "/v1/models" | "/v1/responses"
+            );
             for op in [
                 &mut item.get,
                 &mut item.post,
@@ -177,7 +181,10 @@ impl utoipa::Modify for Security {
                         ("429", "rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After"),
                     ]);
                 }
-                if path == "/v1/reason" || path == "/v1/chat/completions" {
+                if matches!(
+                    path.as_str(),
+                    "/v1/reason" | "/v1/chat/completions" | "/v1/responses"
+                ) {
                     codes.push((
                         "402",
                         "insufficient_balance: the worst-case cost does not fit the balance (prepaid: minus holds; postpaid: down to the credit limit)",
@@ -218,13 +225,15 @@ impl utoipa::Modify for Security {
                 }
             }
             // Streamed answers share the 200 of the whole ones, as text/event-stream.
-            if (path == "/v1/reason" || path == "/v1/chat/completions")
-                && let Some(op) = item.post.as_mut()
+            if matches!(
+                path.as_str(),
+                "/v1/reason" | "/v1/chat/completions" | "/v1/responses"
+            ) && let Some(op) = item.post.as_mut()
                 && let Some(utoipa::openapi::RefOr::T(ok)) = op.responses.responses.get_mut("200")
             {
                 // Each event as schema tools see it: its name and its data (JSON text:
-                // StreamDelta, ReasonDoneSchema or Problem). The OpenAI stream's chunks are
-                // the provider's own and `[DONE]` is not JSON, so that one is left open.
+                // StreamDelta, ReasonDoneSchema or Problem). The OpenAI streams' events (chat
+                // chunks, `response.*` events) are left open: `[DONE]` is not JSON.
                 let content = if path == "/v1/reason" {
                     use utoipa::openapi::schema::{ObjectBuilder, Type};
                     let event = ObjectBuilder::new()
@@ -253,7 +262,11 @@ impl utoipa::Modify for Security {
                 &signed
             } else if matches!(
                 path.as_str(),
-                "/v1/reason" | "/v1/account" | "/v1/chat/completions" | "/v1/models"
+                "/v1/reason"
+                    | "/v1/account"
+                    | "/v1/chat/completions"
+                    | "/v1/responses"
+                    | "/v1/models"
             ) {
                 &caller
             } else {

@@ -69,8 +69,10 @@ const IGNORED: &[&str] = &[
     "stream_options",
 ];
 
-/// The documented request shape (requests are parsed by [`parse`]).
+/// The documented request shape (requests are parsed by [`parse`], which refuses fields it does
+/// not know: `additionalProperties: false` in the document).
 #[derive(Debug, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[expect(
     dead_code,
     reason = "the documented request shape; `parse` reads requests"
@@ -82,7 +84,7 @@ pub struct ResponsesRequest {
     /// A prompt, or message items (`{"role", "content"}`, `type: "message"` optional) whose
     /// content is a string or `input_text` / `output_text` parts. Roles: `user`, `assistant`,
     /// `system`, `developer`.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = input_schema)]
     pub input: Value,
     /// A system message sent first.
     pub instructions: Option<String>,
@@ -102,7 +104,120 @@ pub struct ResponsesRequest {
     /// Stream typed events.
     pub stream: Option<bool>,
     /// Up to 16 string pairs, recorded with usage (the rules of `/v1/reason`).
+    #[schema(schema_with = crate::api::reason::metadata_schema)]
     pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// The schema of `input`: a prompt, or at least one message item (a derived untagged enum
+/// cannot say "at least one").
+fn input_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .description(Some("A prompt, sent as one user message.")),
+        )
+        .item(
+            ArrayBuilder::new()
+                .items(utoipa::openapi::Ref::from_schema_name("ResponsesMessage"))
+                .min_items(Some(1))
+                .description(Some("Message items, in order.")),
+        )
+        .description(Some(
+            "A prompt, or message items whose content is a string or `input_text` / \
+             `output_text` parts. Roles: `user`, `assistant`, `system`, `developer`.",
+        ))
+        .into()
+}
+
+/// One message item of `input` (stateless: no item references, no tool items).
+#[derive(Debug, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "the documented request shape; `parse` reads requests"
+)]
+pub struct ResponsesMessage {
+    /// `message` when given; any other item type is refused (`unsupported_parameter`).
+    pub r#type: Option<ResponsesItemType>,
+    /// `developer` is sent as `system`.
+    pub role: ResponsesRole,
+    /// Text, or text parts concatenated in order.
+    pub content: ResponsesContent,
+}
+
+/// The item types `input` accepts.
+#[derive(Debug, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[expect(
+    dead_code,
+    reason = "the documented request shape; `parse` reads requests"
+)]
+pub enum ResponsesItemType {
+    /// A message.
+    Message,
+}
+
+/// The roles of `input` message items.
+#[derive(Debug, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[expect(
+    dead_code,
+    reason = "the documented request shape; `parse` reads requests"
+)]
+pub enum ResponsesRole {
+    /// The caller.
+    User,
+    /// An earlier answer.
+    Assistant,
+    /// Instructions.
+    System,
+    /// Instructions (sent as `system`).
+    Developer,
+}
+
+/// The content of an `input` message item.
+#[derive(Debug, ToSchema)]
+#[serde(untagged)]
+#[expect(
+    dead_code,
+    reason = "the documented request shape; `parse` reads requests"
+)]
+pub enum ResponsesContent {
+    /// Text.
+    Text(String),
+    /// Text parts (this model reads text only).
+    Parts(Vec<ResponsesTextPart>),
+}
+
+/// A text part of an `input` message.
+#[derive(Debug, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "the documented request shape; `parse` reads requests"
+)]
+pub struct ResponsesTextPart {
+    /// `input_text`, `output_text` or `text`.
+    pub r#type: ResponsesPartType,
+    /// The text.
+    pub text: String,
+}
+
+/// The part types `input` message content accepts.
+#[derive(Debug, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[expect(
+    dead_code,
+    reason = "the documented request shape; `parse` reads requests"
+)]
+pub enum ResponsesPartType {
+    /// Caller text.
+    InputText,
+    /// Text of an earlier answer.
+    OutputText,
+    /// Plain text.
+    Text,
 }
 
 /// `reasoning` of a responses request.

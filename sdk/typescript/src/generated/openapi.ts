@@ -1213,6 +1213,26 @@ export interface components {
              */
             in_flight: number;
         };
+        /** @description The content of an `input` message item. */
+        ResponsesContent: string | components["schemas"]["ResponsesTextPart"][];
+        /**
+         * @description The item types `input` accepts.
+         * @enum {string}
+         */
+        ResponsesItemType: "message";
+        /** @description One message item of `input` (stateless: no item references, no tool items). */
+        ResponsesMessage: {
+            type?: components["schemas"]["ResponsesItemType"] | null;
+            /** @description `developer` is sent as `system`. */
+            role: components["schemas"]["ResponsesRole"];
+            /** @description Text, or text parts concatenated in order. */
+            content: components["schemas"]["ResponsesContent"];
+        };
+        /**
+         * @description The part types `input` message content accepts.
+         * @enum {string}
+         */
+        ResponsesPartType: "input_text" | "output_text" | "text";
         /** @description `reasoning` of a responses request. */
         ResponsesReasoning: {
             effort?: components["schemas"]["Effort"] | null;
@@ -1224,19 +1244,18 @@ export interface components {
             /** @description `true` leaves the reasoning item out. */
             exclude?: boolean | null;
         };
-        /** @description The documented request shape (requests are parsed by [`parse`]). */
+        /**
+         * @description The documented request shape (requests are parsed by [`parse`], which refuses fields it does
+         *     not know: `additionalProperties: false` in the document).
+         */
         ResponsesRequest: {
             /**
              * @description `affine-winner` or the current winner's id.
              * @example affine-winner
              */
             model: string;
-            /**
-             * @description A prompt, or message items (`{"role", "content"}`, `type: "message"` optional) whose
-             *     content is a string or `input_text` / `output_text` parts. Roles: `user`, `assistant`,
-             *     `system`, `developer`.
-             */
-            input: Record<string, never>;
+            /** @description A prompt, or message items whose content is a string or `input_text` / `output_text` parts. Roles: `user`, `assistant`, `system`, `developer`. */
+            input: string | components["schemas"]["ResponsesMessage"][];
             /** @description A system message sent first. */
             instructions?: string | null;
             /**
@@ -1259,10 +1278,21 @@ export interface components {
             include_reasoning?: boolean | null;
             /** @description Stream typed events. */
             stream?: boolean | null;
-            /** @description Up to 16 string pairs, recorded with usage (the rules of `/v1/reason`). */
             metadata?: {
                 [key: string]: string;
             } | null;
+        };
+        /**
+         * @description The roles of `input` message items.
+         * @enum {string}
+         */
+        ResponsesRole: "user" | "assistant" | "system" | "developer";
+        /** @description A text part of an `input` message. */
+        ResponsesTextPart: {
+            /** @description `input_text`, `output_text` or `text`. */
+            type: components["schemas"]["ResponsesPartType"];
+            /** @description The text. */
+            text: string;
         };
         /** @description `POST /admin/v1/tokens/revoke` body. */
         RevokeRequest: {
@@ -3612,6 +3642,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": unknown;
+                    "text/event-stream": unknown;
                 };
             };
             /** @description OpenAI error shape: invalid_request, invalid_json, unknown_field, max_tokens_exceeds_plan, unsupported_parameter (`previous_response_id`, `conversation`, `store: true`, `background: true`, `tools`, `prompt`, non-message input items) */
@@ -3632,13 +3663,22 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
+            /** @description insufficient_balance: the worst-case cost does not fit the balance (prepaid: minus holds; postpaid: down to the credit limit) */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorBody"];
+                };
+            };
             /** @description forbidden, unregistered_hotkey, account_disabled */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
             /** @description unknown model (not_found) */
@@ -3656,7 +3696,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
             /** @description request_timeout: the body did not arrive in time */
@@ -3665,7 +3705,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
             /** @description body_too_large */
@@ -3674,7 +3714,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
             /** @description unsupported_media_type */
@@ -3683,7 +3723,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
             /** @description rate_limited, quota_exceeded, concurrency_limited */
@@ -3701,7 +3741,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
             /** @description upstream_error */

@@ -20,7 +20,7 @@ use crate::api::{
 use crate::error::ApiError;
 use crate::http::pipeline::{self, Call, Incoming, Job, Surface};
 use crate::upstream::UpstreamError;
-use crate::upstream::answer::{Answer, StreamSummary, StreamTranslator, from_completion};
+use crate::upstream::answer::{Answer, StreamSummary, StreamTranslator, read_whole_answer};
 use crate::upstream::events::Chunk;
 use crate::upstream::openai::ChatRequest;
 use crate::upstream::think::Piece;
@@ -129,9 +129,7 @@ impl Surface for Reason {
     type Frame = Event;
 
     fn read_whole(&self, _job: &Job, body: &Bytes) -> Result<(Answer, Usage, bool), UpstreamError> {
-        let answer = from_completion(body, self.include_reasoning)?;
-        let (usage, estimated) = (answer.usage, answer.usage_estimated);
-        Ok((answer, usage, estimated))
+        read_whole_answer(body, self.include_reasoning)
     }
 
     fn render_whole(

@@ -38,6 +38,17 @@ fn usage_of(u: ChatUsage) -> Usage {
     }
 }
 
+/// A whole answer as the pipeline's surfaces read it: the answer, its usage and whether that
+/// usage is an estimate (settlement charges the usage either way).
+pub fn read_whole_answer(
+    body: &[u8],
+    include_reasoning: bool,
+) -> Result<(Answer, Usage, bool), UpstreamError> {
+    let answer = from_completion(body, include_reasoning)?;
+    let (usage, estimated) = (answer.usage, answer.usage_estimated);
+    Ok((answer, usage, estimated))
+}
+
 /// Parses a non-streaming `/chat/completions` answer.
 pub fn from_completion(body: &[u8], include_reasoning: bool) -> Result<Answer, UpstreamError> {
     let c: ChatCompletion = serde_json::from_slice(body)

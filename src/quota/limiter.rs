@@ -274,14 +274,26 @@ impl Limiter {
                         false,
                         None,
                     )),
-                    _ => Err(Refusal::Limited(Box::new(Refused {
-                        error: ApiError::new(
-                            ErrorCode::StoreUnavailable,
-                            "the quota and balance store is unavailable; try again shortly",
-                        )
-                        .with_retry_after(1),
-                        policies: Vec::new(),
-                    }))),
+                    _ => {
+                        let refused = Box::new(Refused {
+                            error: ApiError::new(
+                                ErrorCode::StoreUnavailable,
+                                "the quota and balance store is unavailable; try again shortly",
+                            )
+                            .with_retry_after(1),
+                            policies: Vec::new(),
+                        });
+                        // A timed-out script was sent and may still run: a stalled Redis
+                        // runs what was queued once it resumes (tests/chaos.rs, redis_stall).
+                        if matches!(e, crate::store::StoreError::Timeout) {
+                            Err(Refusal::Unsure {
+                                refused,
+                                specs: scopes.specs,
+                            })
+                        } else {
+                            Err(Refusal::Limited(refused))
+                        }
+                    }
                 }
             }
         }
@@ -321,6 +333,17 @@ impl Limiter {
 pub enum Refusal {
     /// A limit (or the store) refused: the problem and headers are ready to send.
     Limited(Box<Refused>),
+    /// The store did not answer the admission within the command timeout (503
+    /// `store_unavailable`, as `Limited`), but it may still run it later and take the
+    /// request's lease and hold. The caller must settle the request id as failed over `specs`,
+    /// so that whatever a late admission takes is released instead of expiring into an
+    /// `unsettled` charge for a request that was never served.
+    Unsure {
+        /// The refusal to send.
+        refused: Box<Refused>,
+        /// The scopes the admission was sent for.
+        specs: Vec<ScopeSpec>,
+    },
     /// The account's money does not cover the request's worst case: the caller of the
     /// admission (which knows the price) explains it, with these numbers and headers.
     Unfunded {

@@ -61,6 +61,22 @@ pub(super) async fn admit(
     let lease = match st.limiter.admit(scopes, &job.id, estimate, money).await {
         Ok(lease) => lease,
         Err(Refusal::Limited(refused)) => return Err(refused.into_response()),
+        Err(Refusal::Unsure { refused, specs }) => {
+            // Settled after the admission on the same connection (or replayed from the
+            // journal), this releases a late hold and lease; should it land first, its
+            // done-mark makes the hold's later sweep release it uncharged. No tokens go back:
+            // whether the buckets were debited is unknown, and a refund would mint quota.
+            st.meter.settle_detached(
+                specs,
+                job.id.clone(),
+                0,
+                Some((
+                    ticket.charge(&Outcome::failed()),
+                    ticket.event.plan.clone(),
+                )),
+            );
+            return Err(refused.into_response());
+        }
         Err(Refusal::Unfunded {
             balance_rao,
             held_rao,

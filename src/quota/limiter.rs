@@ -283,9 +283,18 @@ impl Limiter {
                             .with_retry_after(1),
                             policies: Vec::new(),
                         });
-                        // A timed-out script was sent and may still run: a stalled Redis
-                        // runs what was queued once it resumes (tests/chaos.rs, redis_stall).
-                        if matches!(e, crate::store::StoreError::Timeout) {
+                        // The script may have run although no reply came: a stalled Redis
+                        // runs what was queued once it resumes, and one killed after running it
+                        // keeps it in its AOF (tests/chaos.rs, redis_stall and redis_restart).
+                        // A hold left so would expire into a charge; a lease only lingers for
+                        // its TTL, so an outage (unavailable) costs the settlement only for
+                        // prepaid requests.
+                        let unsure = match e {
+                            crate::store::StoreError::Timeout => true,
+                            crate::store::StoreError::Unavailable(_) => must_hold,
+                            crate::store::StoreError::Protocol(_) => false,
+                        };
+                        if unsure {
                             Err(Refusal::Unsure {
                                 refused,
                                 specs: scopes.specs,

@@ -707,8 +707,15 @@ async fn settlements_survive_a_redis_outage_through_the_journal() {
     // No new prepaid reservation without Redis: no free usage.
     let refused = reason_as(&h, &token, r#"{"input":"hi","max_tokens":20}"#).await;
     expect_problem(refused, 503, "store_unavailable").await;
+    // Its admission may have reached Redis before the failure, so it is settled as failed
+    // (nothing charged) through the journal too: a hold it left must not expire into a charge.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gauge(&h, "agw_journal_backlog").await < 4.0 {
+        assert!(Instant::now() < deadline, "the refusal's settlement was not journaled");
+        settled(&h).await;
+    }
     let journal = std::fs::read_to_string(&h.cfg.metering.journal_path).unwrap();
-    assert_eq!(journal.lines().count(), 3);
+    assert_eq!(journal.lines().count(), 4);
 
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -750,7 +757,15 @@ async fn settlements_survive_a_redis_outage_through_the_journal() {
     assert!(r.is_clean(), "{r}");
     assert_eq!(snap.accounts["outage"].balance_rao, 10_000 - 60);
     assert_eq!(snap.accounts["outage"].held_rao, 0);
-    assert_eq!(snap.events[&this_month()]["outage"], (3, 60));
+    assert_eq!(snap.events[&this_month()]["outage"], (4, 60));
+    let failed = h
+        .events_of(&this_month())
+        .await
+        .into_iter()
+        .filter(|e| e["account"] == "outage" && e["status"] == "failed")
+        .collect::<Vec<_>>();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["cost_rao"], 0);
 }
 
 /// Accounts, subnets and the public stats share the memory ledger's shards: settling for many

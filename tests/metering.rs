@@ -711,7 +711,10 @@ async fn settlements_survive_a_redis_outage_through_the_journal() {
     // (nothing charged) through the journal too: a hold it left must not expire into a charge.
     let deadline = Instant::now() + Duration::from_secs(10);
     while gauge(&h, "agw_journal_backlog").await < 4.0 {
-        assert!(Instant::now() < deadline, "the refusal's settlement was not journaled");
+        assert!(
+            Instant::now() < deadline,
+            "the refusal's settlement was not journaled"
+        );
         settled(&h).await;
     }
     let journal = std::fs::read_to_string(&h.cfg.metering.journal_path).unwrap();

@@ -31,18 +31,36 @@ pub struct Measured {
     pub recovery: Duration,
     pub settled_in: Duration,
     pub events: usize,
+    /// Usage events of the scenario's requests by status (`ok`, `client_closed`, …).
+    pub statuses: BTreeMap<String, usize>,
     pub reconcile: String,
 }
 
 impl std::fmt::Display for Measured {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "chaos scenario {}", self.scenario)?;
-        writeln!(f, "  requests: {}  usage events: {}", self.requests, self.events)?;
+        writeln!(
+            f,
+            "  requests: {}  usage events: {}",
+            self.requests, self.events
+        )?;
         for (k, n) in &self.outcomes {
-            writeln!(f, "    {k}: {n}")?;
+            writeln!(f, "    answered {k}: {n}")?;
         }
-        writeln!(f, "  recovered within {} ms (limit {} s)", self.recovery.as_millis(), RECOVERY.as_secs())?;
-        writeln!(f, "  ledger at rest within {} ms", self.settled_in.as_millis())?;
+        for (k, n) in &self.statuses {
+            writeln!(f, "    event {k}: {n}")?;
+        }
+        writeln!(
+            f,
+            "  recovered within {} ms (limit {} s)",
+            self.recovery.as_millis(),
+            RECOVERY.as_secs()
+        )?;
+        writeln!(
+            f,
+            "  ledger at rest within {} ms",
+            self.settled_in.as_millis()
+        )?;
         write!(f, "  reconcile: {}", self.reconcile)
     }
 }
@@ -75,12 +93,22 @@ pub async fn recovered(ch: &Chaos, scenario: &str, fault_end: Instant) -> (Durat
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    (fault_end.elapsed(), sent)
+    let took = fault_end.elapsed();
+    assert!(
+        took <= RECOVERY,
+        "{scenario}: recovery took {took:?}, over {RECOVERY:?}"
+    );
+    (took, sent)
 }
 
 /// Lets the ledger come to rest after the load and asserts every invariant over `sent`
 /// (everything the scenario sent, probes included); `recovery` is what [`recovered`] measured.
-pub async fn verify(ch: &mut Chaos, scenario: &'static str, sent: Vec<Sent>, recovery: Duration) -> Measured {
+pub async fn verify(
+    ch: &mut Chaos,
+    scenario: &'static str,
+    sent: Vec<Sent>,
+    recovery: Duration,
+) -> Measured {
     // The replicas serve again after the load, too (a fault may have been at its very end).
     let (_, probes) = recovered(ch, scenario, Instant::now()).await;
     let mut sent = sent;
@@ -91,17 +119,18 @@ pub async fn verify(ch: &mut Chaos, scenario: &'static str, sent: Vec<Sent>, rec
         let at_rest = at_rest(ch, &mut con).await;
         if at_rest.is_ok() {
             let events = export(ch).await;
-            let missing = sent
+            let missing: Vec<_> = sent
                 .iter()
                 .filter(|s| matches!(s.outcome, Outcome::Charged(_)))
                 .filter(|s| !events.contains_key(&s.tag))
-                .count();
-            if missing == 0 {
+                .collect();
+            if missing.is_empty() {
                 break events;
             }
             assert!(
                 settle_start.elapsed() < SETTLE,
-                "{scenario}: {missing} answered requests have no usage event after {SETTLE:?}"
+                "{scenario}: {} answered requests have no usage event after {SETTLE:?}: {missing:?}",
+                missing.len()
             );
         } else {
             assert!(
@@ -118,9 +147,17 @@ pub async fn verify(ch: &mut Chaos, scenario: &'static str, sent: Vec<Sent>, rec
     check_events(scenario, &sent, &events);
     check_balances(ch, &mut con, scenario).await;
     for (i, r) in ch.replicas.iter_mut().enumerate() {
-        assert!(r.running(), "{scenario}: replica {i} exited:\n{}", tail(&r.log_text()));
+        assert!(
+            r.running(),
+            "{scenario}: replica {i} exited:\n{}",
+            tail(&r.log_text())
+        );
         let log = r.log_text();
-        assert!(!log.contains("panicked"), "{scenario}: replica {i} panicked:\n{}", tail(&log));
+        assert!(
+            !log.contains("panicked"),
+            "{scenario}: replica {i} panicked:\n{}",
+            tail(&log)
+        );
     }
     let m = Measured {
         scenario,
@@ -129,6 +166,11 @@ pub async fn verify(ch: &mut Chaos, scenario: &'static str, sent: Vec<Sent>, rec
         recovery,
         settled_in,
         events: events.values().map(Vec::len).sum(),
+        statuses: events.values().flatten().fold(BTreeMap::new(), |mut m, e| {
+            *m.entry(e["status"].as_str().unwrap_or("?").to_string())
+                .or_insert(0) += 1;
+            m
+        }),
         reconcile,
     };
     eprintln!("{m}");
@@ -215,7 +257,10 @@ async fn export(ch: &Chaos) -> HashMap<String, Vec<serde_json::Value>> {
     for month in months {
         let res = ch
             .http
-            .get(format!("{}/admin/v1/usage/export?month={month}", ch.replicas[0].url()))
+            .get(format!(
+                "{}/admin/v1/usage/export?month={month}",
+                ch.replicas[0].url()
+            ))
             .bearer_auth(admin_token())
             .send()
             .await
@@ -258,13 +303,23 @@ fn check_events(scenario: &str, sent: &[Sent], events: &HashMap<String, Vec<serd
     for evs in events.values() {
         for e in evs {
             let id = e["request_id"].as_str().unwrap().to_string();
-            assert!(ids.insert(id.clone()), "{scenario}: request id {id} has two events");
+            assert!(
+                ids.insert(id.clone()),
+                "{scenario}: request id {id} has two events"
+            );
         }
     }
     for s in sent {
         let evs = events.get(&s.tag).map(Vec::as_slice).unwrap_or(&[]);
-        assert!(evs.len() <= 1, "{scenario}: {} counted {} times: {evs:?}", s.tag, evs.len());
-        let cost = evs.first().map(|e| e["cost_rao"].as_u64().expect("cost_rao"));
+        assert!(
+            evs.len() <= 1,
+            "{scenario}: {} counted {} times: {evs:?}",
+            s.tag,
+            evs.len()
+        );
+        let cost = evs
+            .first()
+            .map(|e| e["cost_rao"].as_u64().expect("cost_rao"));
         match &s.outcome {
             Outcome::Charged(c) => assert_eq!(
                 cost,

@@ -36,7 +36,7 @@ pub const MAX_OVERSHOOT_RAO: i64 = MAX_TOKENS as i64;
 #[derive(Clone)]
 pub enum Caller {
     /// A bearer token of the account.
-    Bearer { token: String },
+    Bearer { name: &'static str, token: String },
     /// btauth/1 signed by the account's hotkey.
     Signed { key: std::sync::Arc<KeyPair> },
     /// btauth/1 signed by a hotkey never seen before (no account: the public tier).
@@ -103,7 +103,10 @@ fn gateway_config(sim: &SimHandle, sim_cfg: &SimConfig) -> Config {
     c.server.stream_send_timeout_secs = 2;
     c.upstream.first_token_timeout_secs = 2;
     c.upstream.idle_timeout_secs = 2;
-    c.upstream.total_timeout_secs = 30;
+    // A whole answer is bounded by the total deadline alone (no idle deadline inside a body),
+    // so a provider stalling mid-body holds its caller this long: above the longest answer
+    // (`MAX_TOKENS` words at 50 per second, about 9 s), far below the default 600 s.
+    c.upstream.total_timeout_secs = 15;
     c.plans.insert(
         "chaos".into(),
         PlanConfig {
@@ -150,9 +153,18 @@ impl Chaos {
             env.push(("GATEWAY_LISTEN".into(), format!("127.0.0.1:{port}")));
             env.push((
                 "GATEWAY_JOURNAL_PATH".into(),
-                dir.path().join(format!("replica-{i}.journal")).display().to_string(),
+                dir.path()
+                    .join(format!("replica-{i}.journal"))
+                    .display()
+                    .to_string(),
             ));
-            replicas.push(Replica::start(dir.path(), &format!("replica-{i}"), port, &config, env));
+            replicas.push(Replica::start(
+                dir.path(),
+                &format!("replica-{i}"),
+                port,
+                &config,
+                env,
+            ));
         }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
@@ -176,7 +188,11 @@ impl Chaos {
         };
         for i in 0..chaos.replicas.len() {
             let waited = chaos.wait_ready(i, Duration::from_secs(30)).await;
-            assert!(waited.is_some(), "replica {i} never became ready:\n{}", chaos.replicas[i].log_text());
+            assert!(
+                waited.is_some(),
+                "replica {i} never became ready:\n{}",
+                chaos.replicas[i].log_text()
+            );
         }
         chaos.accounts = chaos.create_accounts().await;
         chaos
@@ -184,7 +200,8 @@ impl Chaos {
 
     async fn create_accounts(&self) -> Accounts {
         let base = self.replicas[0].url();
-        let bearer = |account: &str| Caller::Bearer {
+        let bearer = |account: &'static str| Caller::Bearer {
+            name: account,
             token: common::token(account, &[Scope::Reason], 3600),
         };
         let key = KeyPair::from_uri("//ChaosSigned", Crypto::Sr25519).unwrap();

@@ -31,6 +31,8 @@ pub enum Outcome {
 pub struct Sent {
     /// Its `metadata.chaos`.
     pub tag: String,
+    /// Who sent it and where: caller kind, replica, whole or streamed (for failure messages).
+    pub how: String,
     /// The most it may cost (0 for the free public tier).
     pub worst_rao: u64,
     /// What the caller learned.
@@ -152,7 +154,11 @@ pub async fn one(t: &Target, n: u64, mix: Mix) -> Sent {
     };
     let stream = (n / 4) % 2 == 1;
     // Mostly short answers; one in sixteen runs to the plan's limit, a longer stream.
-    let max_tokens = if n % 16 == 5 { MAX_TOKENS } else { 16 + (n % 4) * 16 };
+    let max_tokens = if n % 16 == 5 {
+        MAX_TOKENS
+    } else {
+        16 + (n % 4) * 16
+    };
     let replica = ((n / 8) as usize) % t.urls.len();
     let leave_early = mix.disconnect && n % 2 == 0;
     send(t, &caller, replica, stream, max_tokens, leave_early).await
@@ -191,14 +197,28 @@ async fn send(
             max_tokens
         }
         Caller::Signed { key } => {
-            for (k, v) in btauth_headers(key, "POST", "/v1/reason", body.as_bytes(), DEV_HOTKEY, nonce()) {
+            for (k, v) in btauth_headers(
+                key,
+                "POST",
+                "/v1/reason",
+                body.as_bytes(),
+                DEV_HOTKEY,
+                nonce(),
+            ) {
                 rb = rb.header(k, v);
             }
             max_tokens
         }
         Caller::Fresh => {
             let key = KeyPair::from_uri(&format!("//chaos-fresh-{tag}"), Crypto::Ed25519).unwrap();
-            for (k, v) in btauth_headers(&key, "POST", "/v1/reason", body.as_bytes(), DEV_HOTKEY, nonce()) {
+            for (k, v) in btauth_headers(
+                &key,
+                "POST",
+                "/v1/reason",
+                body.as_bytes(),
+                DEV_HOTKEY,
+                nonce(),
+            ) {
                 rb = rb.header(k, v);
             }
             // The public tier is free.
@@ -209,8 +229,14 @@ async fn send(
         Err(_) => Outcome::NoAnswer,
         Ok(res) => read(res, stream, leave_early).await,
     };
+    let who = match caller {
+        Caller::Bearer { name, .. } => name,
+        Caller::Signed { .. } => "signed",
+        Caller::Fresh => "fresh",
+    };
     Sent {
         tag,
+        how: format!("{who} on replica {replica}, stream {stream}"),
         worst_rao,
         outcome,
     }

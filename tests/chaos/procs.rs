@@ -148,7 +148,13 @@ pub struct Replica {
 
 impl Replica {
     /// Starts `serve --config config` with `env` (secrets, listen address, journal) on `port`.
-    pub fn start(dir: &Path, name: &str, port: u16, config: &Path, env: Vec<(String, String)>) -> Replica {
+    pub fn start(
+        dir: &Path,
+        name: &str,
+        port: u16,
+        config: &Path,
+        env: Vec<(String, String)>,
+    ) -> Replica {
         let mut r = Replica {
             child: None,
             port,

@@ -66,9 +66,13 @@ pub async fn readers(t: &Target, until: Instant) -> Vec<Sent> {
                     // The pace of the reader, not a wait for anything.
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                assert!(read > 0 || Instant::now() >= until, "slow reader got nothing");
+                assert!(
+                    read > 0 || Instant::now() >= until,
+                    "slow reader got nothing"
+                );
                 Sent {
                     tag,
+                    how: format!("slow reader on replica {}", i % 2),
                     worst_rao: MAX_TOKENS,
                     outcome: Outcome::Interrupted("slow reader"),
                 }
@@ -142,6 +146,9 @@ pub async fn loris(t: &Target, until: Instant) {
     }
     for task in tasks {
         let closed = task.await.expect("a slowloris connection's check failed");
-        assert!(closed >= Duration::from_millis(500), "closed before any timeout: {closed:?}");
+        assert!(
+            closed >= Duration::from_millis(500),
+            "closed before any timeout: {closed:?}"
+        );
     }
 }

@@ -70,10 +70,7 @@ pub(super) async fn admit(
                 specs,
                 job.id.clone(),
                 0,
-                Some((
-                    ticket.charge(&Outcome::failed()),
-                    ticket.event.plan.clone(),
-                )),
+                Some((ticket.charge(&Outcome::failed()), ticket.event.plan.clone())),
             );
             return Err(refused.into_response());
         }

@@ -71,7 +71,7 @@ async fn redis_restart() {
     let (recovery, probes) = recovered(&ch, "redis restart", fault_end).await;
     let mut sent = task.await.unwrap();
     sent.extend(probes);
-    verify(&mut ch, "redis restart", sent, recovery).await;
+    verify(&mut ch, "redis restart", sent, recovery, None).await;
 }
 
 /// How long the stall scenario freezes Redis: eight command timeouts.
@@ -90,7 +90,7 @@ async fn redis_stall() {
     let (recovery, probes) = recovered(&ch, "redis stall", fault_end).await;
     let mut sent = task.await.unwrap();
     sent.extend(probes);
-    verify(&mut ch, "redis stall", sent, recovery).await;
+    verify(&mut ch, "redis stall", sent, recovery, None).await;
 }
 
 // (d) Clients drop one stream in two after its first chunk.
@@ -106,7 +106,7 @@ async fn clients_disconnect_mid_stream() {
     let (recovery, probes) = recovered(&ch, "client disconnects", Instant::now()).await;
     let mut sent = sent;
     sent.extend(probes);
-    verify(&mut ch, "client disconnects", sent, recovery).await;
+    verify(&mut ch, "client disconnects", sent, recovery, None).await;
 }
 
 // (e) Some clients read their streams at 1 byte/s (with a tiny receive buffer) beside the load.
@@ -119,7 +119,7 @@ async fn clients_read_at_one_byte_per_second() {
     sent.extend(readers);
     let (recovery, probes) = recovered(&ch, "slow readers", Instant::now()).await;
     sent.extend(probes);
-    verify(&mut ch, "slow readers", sent, recovery).await;
+    verify(&mut ch, "slow readers", sent, recovery, None).await;
 }
 
 // (f) Slowloris: connections that dribble their headers, and ones that dribble their bodies.
@@ -127,7 +127,8 @@ async fn clients_read_at_one_byte_per_second() {
 async fn slowloris_headers_and_bodies() {
     let mut ch = Chaos::start().await;
     let (t, task, until) = start_load(&ch, Mix::default()).await;
-    slow::loris(&t, until).await;
+    let loris = slow::loris(&t, until).await;
+    eprintln!("slowloris connections opened and closed by the replicas: {loris}");
     let sent = task.await.unwrap();
     assert!(
         sent.iter()
@@ -137,7 +138,7 @@ async fn slowloris_headers_and_bodies() {
     let (recovery, probes) = recovered(&ch, "slowloris", Instant::now()).await;
     let mut sent = sent;
     sent.extend(probes);
-    verify(&mut ch, "slowloris", sent, recovery).await;
+    verify(&mut ch, "slowloris", sent, recovery, None).await;
 }
 
 // (g) Half the load is signed by hotkeys never seen before (the public tier).
@@ -153,7 +154,7 @@ async fn a_flood_of_fresh_hotkeys() {
     let (recovery, probes) = recovered(&ch, "fresh hotkeys", Instant::now()).await;
     let mut sent = sent;
     sent.extend(probes);
-    verify(&mut ch, "fresh hotkeys", sent, recovery).await;
+    verify(&mut ch, "fresh hotkeys", sent, recovery, None).await;
 }
 
 // (b) The upstream fails half its requests with 429, then half with 503, then stalls half its
@@ -183,7 +184,7 @@ async fn upstream_fails_half_and_stalls_streams() {
     let (recovery, probes) = recovered(&ch, "upstream faults", fault_end).await;
     let mut sent = task.await.unwrap();
     sent.extend(probes);
-    verify(&mut ch, "upstream faults", sent, recovery).await;
+    verify(&mut ch, "upstream faults", sent, recovery, None).await;
 }
 
 // (c) Replica 1 is SIGKILLed while it serves streams and started again on its journal.
@@ -204,11 +205,19 @@ async fn replica_killed_mid_stream_and_restarted() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let killed_at = Instant::now();
     ch.replicas[1].kill();
     ch.replicas[1].start_again();
     let fault_end = Instant::now();
     let (recovery, probes) = recovered(&ch, "replica killed", fault_end).await;
     let mut sent = task.await.unwrap();
     sent.extend(probes);
-    verify(&mut ch, "replica killed", sent, recovery).await;
+    verify(
+        &mut ch,
+        "replica killed",
+        sent,
+        recovery,
+        Some((1, killed_at)),
+    )
+    .await;
 }

@@ -31,8 +31,12 @@ pub enum Outcome {
 pub struct Sent {
     /// Its `metadata.chaos`.
     pub tag: String,
-    /// Who sent it and where: caller kind, replica, whole or streamed (for failure messages).
-    pub how: String,
+    /// Who sent it: the account's name, `signed` or `fresh`.
+    pub caller: &'static str,
+    /// The replica it was sent to.
+    pub replica: usize,
+    /// When it was sent.
+    pub sent_at: Instant,
     /// The most it may cost (0 for the free public tier).
     pub worst_rao: u64,
     /// What the caller learned.
@@ -178,6 +182,7 @@ async fn send(
     max_tokens: u64,
     leave_early: bool,
 ) -> Sent {
+    let sent_at = Instant::now();
     let tag = format!("c-{}", uuid::Uuid::new_v4().simple());
     let body = serde_json::json!({
         "input": "chaos",
@@ -230,13 +235,15 @@ async fn send(
         Ok(res) => read(res, stream, leave_early).await,
     };
     let who = match caller {
-        Caller::Bearer { name, .. } => name,
+        Caller::Bearer { name, .. } => *name,
         Caller::Signed { .. } => "signed",
         Caller::Fresh => "fresh",
     };
     Sent {
         tag,
-        how: format!("{who} on replica {replica}, stream {stream}"),
+        caller: who,
+        replica,
+        sent_at,
         worst_rao,
         outcome,
     }

@@ -40,6 +40,7 @@ pub async fn readers(t: &Target, until: Instant) -> Vec<Sent> {
             let addr = t.addr(i % 2);
             let token = t.prepaid_token();
             tokio::spawn(async move {
+                let sent_at = Instant::now();
                 let tag = format!("slow-{}", uuid::Uuid::new_v4().simple());
                 let body = serde_json::json!({
                     "input": "chaos",
@@ -72,7 +73,9 @@ pub async fn readers(t: &Target, until: Instant) -> Vec<Sent> {
                 );
                 Sent {
                     tag,
-                    how: format!("slow reader on replica {}", i % 2),
+                    caller: "chaos-prepaid",
+                    replica: i % 2,
+                    sent_at,
                     worst_rao: MAX_TOKENS,
                     outcome: Outcome::Interrupted("slow reader"),
                 }
@@ -86,12 +89,22 @@ pub async fn readers(t: &Target, until: Instant) -> Vec<Sent> {
     out
 }
 
+/// Waves of slowloris connections (see [`loris_wave`]) until `until`; returns how many.
+pub async fn loris(t: &Target, until: Instant) -> usize {
+    let mut n = 0;
+    loop {
+        n += loris_wave(t).await;
+        if Instant::now() >= until {
+            return n;
+        }
+    }
+}
+
 /// Opens `LORIS` connections that send their headers a byte at a time and `LORIS` that send
 /// complete headers and then their body a byte at a time, and asserts the replica closes
 /// each (or answers it, 408) within its read timeout and `CLOSE_SLACK`. Returns when all
-/// are closed.
-pub async fn loris(t: &Target, until: Instant) {
-    let _ = until;
+/// are closed, with how many there were.
+async fn loris_wave(t: &Target) -> usize {
     let mut tasks = Vec::new();
     for i in 0..2 * LORIS {
         let addr = t.addr(i % 2);
@@ -144,6 +157,7 @@ pub async fn loris(t: &Target, until: Instant) {
             closed
         }));
     }
+    let n = tasks.len();
     for task in tasks {
         let closed = task.await.expect("a slowloris connection's check failed");
         assert!(
@@ -151,4 +165,5 @@ pub async fn loris(t: &Target, until: Instant) {
             "closed before any timeout: {closed:?}"
         );
     }
+    n
 }

@@ -220,11 +220,18 @@ else
     echo "found none of the limiter's exactness tests in tests/quotas.rs" >&2
     exit 1
   fi
+  # The chaos suite (tests/chaos.rs, own Redis and gateway processes) likewise runs alone.
+  mapfile -t chaos < <(cargo test --quiet --test chaos -- --list | sed -n 's/: test$//p')
+  if [ "${#chaos[@]}" -eq 0 ]; then
+    echo "found none of the chaos scenarios in tests/chaos.rs" >&2
+    exit 1
+  fi
   skips=()
-  for t in "${exact[@]}"; do skips+=(--skip "$t"); done
+  for t in "${exact[@]}" "${chaos[@]}"; do skips+=(--skip "$t"); done
   status=0
   cargo test --workspace --no-fail-fast -- --exact "${skips[@]}" || status=$?
   cargo test --test quotas -- --exact --test-threads=1 "${exact[@]}" || status=$?
+  cargo test --test chaos -- --exact --test-threads=1 "${chaos[@]}" || status=$?
   # The SDK checks below run only after the cargo tests passed, as they do under nextest.
   [ "$status" = 0 ] || exit "$status"
 fi

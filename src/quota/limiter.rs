@@ -342,9 +342,9 @@ impl Limiter {
 pub enum Refusal {
     /// A limit (or the store) refused: the problem and headers are ready to send.
     Limited(Box<Refused>),
-    /// The store did not answer the admission within the command timeout (503
-    /// `store_unavailable`, as `Limited`), but it may still run it later and take the
-    /// request's lease and hold. The caller must settle the request id as failed over `specs`,
+    /// The admission failed in the store in a way that may still have run it (a timeout; for
+    /// a prepaid request any store failure): 503 `store_unavailable`, as `Limited`, but the
+    /// store may have taken, or may still take, the request's lease and hold. The caller must settle the request id as failed over `specs`,
     /// so that whatever a late admission takes is released instead of expiring into an
     /// `unsettled` charge for a request that was never served.
     Unsure {

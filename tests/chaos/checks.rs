@@ -125,29 +125,28 @@ pub async fn verify(
     let settle_start = Instant::now();
     let mut con = ch.redis_conn().await;
     let events = loop {
-        let at_rest = at_rest(ch, &mut con).await;
-        if at_rest.is_ok() {
-            let events = export(ch).await;
-            let missing: Vec<_> = sent
-                .iter()
-                .filter(|s| matches!(s.outcome, Outcome::Charged(_)))
-                .filter(|s| !lost_to_kill(s, killed))
-                .filter(|s| !events.contains_key(&s.tag))
-                .collect();
-            if missing.is_empty() {
-                break events;
+        match at_rest(ch, &mut con).await {
+            Ok(()) => {
+                let events = export(ch).await;
+                let missing: Vec<_> = sent
+                    .iter()
+                    .filter(|s| matches!(s.outcome, Outcome::Charged(_)))
+                    .filter(|s| !lost_to_kill(s, killed))
+                    .filter(|s| !events.contains_key(&s.tag))
+                    .collect();
+                if missing.is_empty() {
+                    break events;
+                }
+                assert!(
+                    settle_start.elapsed() < SETTLE,
+                    "{scenario}: {} answered requests have no usage event after {SETTLE:?}: {missing:?}",
+                    missing.len()
+                );
             }
-            assert!(
+            Err(what) => assert!(
                 settle_start.elapsed() < SETTLE,
-                "{scenario}: {} answered requests have no usage event after {SETTLE:?}: {missing:?}",
-                missing.len()
-            );
-        } else {
-            assert!(
-                settle_start.elapsed() < SETTLE,
-                "{scenario}: the ledger did not come to rest within {SETTLE:?}: {}",
-                at_rest.unwrap_err()
-            );
+                "{scenario}: the ledger did not come to rest within {SETTLE:?}: {what}"
+            ),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };

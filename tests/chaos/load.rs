@@ -164,7 +164,7 @@ pub async fn one(t: &Target, n: u64, mix: Mix) -> Sent {
         16 + (n % 4) * 16
     };
     let replica = ((n / 8) as usize) % t.urls.len();
-    let leave_early = mix.disconnect && n % 2 == 0;
+    let leave_early = mix.disconnect && n.is_multiple_of(2);
     send(t, &caller, replica, stream, max_tokens, leave_early).await
 }
 

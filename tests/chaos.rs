@@ -141,12 +141,16 @@ async fn slowloris_headers_and_bodies() {
     verify(&mut ch, "slowloris", sent, recovery, None).await;
 }
 
-// (g) Half the load is signed by hotkeys never seen before (the public tier).
+/// Workers flooding the replicas with fresh hotkeys in scenario g, beside the steady mix.
+const FRESH_WORKERS: u64 = 24;
+
+// (g) Beside the steady mix, a flood of short requests each signed by a hotkey never seen
+// before (the public tier).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_fresh_hotkeys() {
     let mut ch = Chaos::start().await;
     let mix = Mix {
-        fresh_hotkeys: true,
+        fresh_workers: FRESH_WORKERS,
         ..Mix::default()
     };
     let (_t, task, _) = start_load(&ch, mix).await;

@@ -46,8 +46,9 @@ pub struct Sent {
 /// What a scenario's load does besides the plain mix.
 #[derive(Clone, Copy, Default)]
 pub struct Mix {
-    /// Every second request is from a hotkey never seen before (scenario g).
-    pub fresh_hotkeys: bool,
+    /// Workers besides the mix's that send only short requests, each signed by a hotkey never
+    /// seen before (the public tier): scenario g's flood.
+    pub fresh_workers: u64,
     /// Streams are dropped by the client after their first chunk, one in two (scenario d).
     pub disconnect: bool,
 }
@@ -105,14 +106,18 @@ impl Target {
 
 /// Runs `WORKERS` callers until `until` and returns every request they sent.
 pub async fn run(t: &Target, until: Instant, mix: Mix) -> Vec<Sent> {
-    let tasks: Vec<_> = (0..WORKERS)
-        .map(|_| {
+    let tasks: Vec<_> = (0..WORKERS + mix.fresh_workers)
+        .map(|w| {
             let t = t.clone();
             tokio::spawn(async move {
                 let mut sent = Vec::new();
                 while Instant::now() < until {
                     let n = t.seq.fetch_add(1, Ordering::Relaxed);
-                    let s = one(&t, n, mix).await;
+                    let s = if w < WORKERS {
+                        one(&t, n, mix).await
+                    } else {
+                        send(&t, &Caller::Fresh, (n % 2) as usize, n % 4 == 1, 16, false).await
+                    };
                     // A replica that is down refuses connections at once; pacing the retry
                     // keeps a worker from spinning through thousands of refusals meanwhile.
                     if s.outcome == Outcome::NoAnswer {
@@ -151,11 +156,7 @@ fn nonce() -> u128 {
 
 /// Sends request number `n` of the mix and reads its answer.
 pub async fn one(t: &Target, n: u64, mix: Mix) -> Sent {
-    let caller = if mix.fresh_hotkeys && n % 2 == 1 {
-        Caller::Fresh
-    } else {
-        t.callers[(n as usize) % t.callers.len()].clone()
-    };
+    let caller = t.callers[(n as usize) % t.callers.len()].clone();
     let stream = (n / 4) % 2 == 1;
     // Mostly short answers; one in sixteen runs to the plan's limit, a longer stream.
     let max_tokens = if n % 16 == 5 {

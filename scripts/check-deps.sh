@@ -33,10 +33,10 @@ WORK=target/deps-check
 MAX_AGE_DAYS=${AGW_ADVISORY_MAX_AGE_DAYS:-90}
 MIRROR=${AGW_ADVISORY_MIRROR:-/work/.mirror/rustsec+advisory-db/repo}
 SNAPSHOT=${AGW_ADVISORY_SNAPSHOT:-../shared/advisory-db}
-# cargo-deny keeps the database named by deny.toml's db-urls in <db-path>/<last path segment>-
-# <xxhash64 of the URL>; this is that name for https://github.com/rustsec/advisory-db. A
-# cargo-deny that names it differently fails below with "failed to get HEAD timestamp" and the
-# path it expected.
+# cargo-deny keeps each advisory database in <db-path>/<last segment of its URL>-<xxhash64 of
+# the URL>; this is that name for its default, the RustSec advisory-db (deny.toml sets no
+# db-urls). A cargo-deny that names it differently fails below with "failed to get HEAD
+# timestamp" and the path it expected.
 DB_DIR_NAME=advisory-db-3157b0e258782691
 required=0
 if [ "${CI:-}" = true ] || [ "${REQUIRE_DEPS_CHECKS:-0}" = 1 ]; then required=1; fi

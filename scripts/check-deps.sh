@@ -81,9 +81,14 @@ if ! awk -v today="$(date -u +%F)" '
   exit 1
 fi
 
-# --- crate sources for cargo metadata --offline ---------------------------------------------
-# cargo-deny reads every package's manifest, of every target; a no-op once they are cached.
+# --- crate sources and index entries, for --offline ---------------------------------------
+# cargo-deny reads every package's manifest, of every target (a no-op once they are cached),
+# and judges `yanked` from the local index cache, which a locked build never refreshes: a dry
+# run of `cargo update` re-reads the index entry of every crate in Cargo.lock (~4 s), and
+# writes nothing.
 cargo fetch --locked --quiet || echo "check-deps: cargo fetch failed; using the crates already cached" >&2
+cargo update --dry-run --quiet 2>/dev/null ||
+  loud "check-deps: could not refresh the crates.io index cache: yanked versions are judged from the cached index."
 
 # --- the advisory database ------------------------------------------------------------------
 lock_crates() { awk -f scripts/lib/registry-crates.awk Cargo.lock | LC_ALL=C sort -u; }

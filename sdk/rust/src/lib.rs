@@ -31,6 +31,7 @@
 mod client;
 mod error;
 mod rate_limit;
+mod responses;
 mod retry;
 mod sse;
 mod stream;
@@ -40,6 +41,11 @@ pub use affine_reason_auth::{self as auth, Crypto, KeyError, KeyPair, Scheme};
 pub use client::{Client, ClientBuilder, Linked};
 pub use error::{ApiError, Error};
 pub use rate_limit::{Limit, RateLimit};
+pub use responses::{
+    InputTokensDetails, ItemEvent, MessageItem, OutputItem, OutputTokensDetails, PartEvent,
+    ReasoningItem, ReasoningOptions, Response, ResponseEvent, ResponseStream, ResponseUsage,
+    ResponsesRequest, TextDelta, TextDone, TextPart,
+};
 pub use retry::RetryPolicy;
 pub use stream::{ChatStream, Event, ReasonStream};
 pub use types::{

@@ -23,6 +23,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! `POST /v1/responses` (Open Responses, stateless subset) is [`Client::responses`] and
+//! [`Client::responses_stream`], a [`ResponseStream`] of typed [`ResponseEvent`]s.
+//!
 //! Credentials: a bearer token ([`ClientBuilder::token`]), or a hotkey
 //! ([`ClientBuilder::keypair`]) that signs btauth/1 (or Epistula v2) — by default once, for
 //! a session token it reuses until shortly before expiry. Signing comes from

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
 
 from . import _json
 from ._json import Reader
@@ -204,6 +204,23 @@ LifecycleType = Literal[
     "response.incomplete",
     "response.failed",
 ]
+ItemType = Literal["response.output_item.added", "response.output_item.done"]
+PartType = Literal[
+    "response.content_part.added",
+    "response.content_part.done",
+    "response.reasoning_summary_part.added",
+    "response.reasoning_summary_part.done",
+]
+DeltaType = Literal[
+    "response.reasoning_text.delta",
+    "response.reasoning_summary_text.delta",
+    "response.output_text.delta",
+]
+DoneType = Literal[
+    "response.reasoning_text.done",
+    "response.reasoning_summary_text.done",
+    "response.output_text.done",
+]
 TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 
 
@@ -222,7 +239,7 @@ class ResponseLifecycleEvent:
 class ResponseItemEvent:
     """``response.output_item.added`` (the item without content) or ``.done`` (whole)."""
 
-    type: Literal["response.output_item.added", "response.output_item.done"]
+    type: ItemType
     output_index: int
     item: ResponseOutputItem
     sequence_number: int
@@ -235,12 +252,7 @@ class ResponsePartEvent:
     ``index`` is the event's ``content_index`` (or ``summary_index``).
     """
 
-    type: Literal[
-        "response.content_part.added",
-        "response.content_part.done",
-        "response.reasoning_summary_part.added",
-        "response.reasoning_summary_part.done",
-    ]
+    type: PartType
     item_id: str
     output_index: int
     index: int
@@ -254,11 +266,7 @@ class ResponseTextDeltaEvent:
     ``response.reasoning_summary_text.delta`` or ``response.output_text.delta``.
     """
 
-    type: Literal[
-        "response.reasoning_text.delta",
-        "response.reasoning_summary_text.delta",
-        "response.output_text.delta",
-    ]
+    type: DeltaType
     item_id: str
     output_index: int
     index: int
@@ -272,11 +280,7 @@ class ResponseTextDoneEvent:
     ``response.reasoning_summary_text.done`` or ``response.output_text.done``.
     """
 
-    type: Literal[
-        "response.reasoning_text.done",
-        "response.reasoning_summary_text.done",
-        "response.output_text.done",
-    ]
+    type: DoneType
     item_id: str
     output_index: int
     index: int
@@ -307,24 +311,11 @@ ResponseEvent = (
     | ResponseErrorEvent
 )
 
-_LIFECYCLE = {"response.created", "response.in_progress", *TERMINAL}
-_ITEMS = {"response.output_item.added", "response.output_item.done"}
-_PARTS = {
-    "response.content_part.added",
-    "response.content_part.done",
-    "response.reasoning_summary_part.added",
-    "response.reasoning_summary_part.done",
-}
-_DELTAS = {
-    "response.reasoning_text.delta",
-    "response.reasoning_summary_text.delta",
-    "response.output_text.delta",
-}
-_DONES = {
-    "response.reasoning_text.done",
-    "response.reasoning_summary_text.done",
-    "response.output_text.done",
-}
+_LIFECYCLE = set(get_args(LifecycleType))
+_ITEMS = set(get_args(ItemType))
+_PARTS = set(get_args(PartType))
+_DELTAS = set(get_args(DeltaType))
+_DONES = set(get_args(DoneType))
 
 
 def parse_response_event(
@@ -347,10 +338,10 @@ def parse_response_event(
         )
     if name in _LIFECYCLE:
         resp = Response.from_json(r.obj("response"), request_id, rate_limit)
-        return ResponseLifecycleEvent(name, resp, seq)  # type: ignore[arg-type]
+        return ResponseLifecycleEvent(cast(LifecycleType, name), resp, seq)
     if name in _ITEMS:
         return ResponseItemEvent(
-            name,  # type: ignore[arg-type]
+            cast(ItemType, name),
             r.integer("output_index"),
             _item(r.obj("item")),
             seq,
@@ -360,7 +351,7 @@ def parse_response_event(
         index = r.opt_int("summary_index") or 0
     if name in _PARTS:
         return ResponsePartEvent(
-            name,  # type: ignore[arg-type]
+            cast(PartType, name),
             r.string("item_id"),
             r.integer("output_index"),
             index,
@@ -369,7 +360,7 @@ def parse_response_event(
         )
     if name in _DELTAS:
         return ResponseTextDeltaEvent(
-            name,  # type: ignore[arg-type]
+            cast(DeltaType, name),
             r.string("item_id"),
             r.integer("output_index"),
             index,
@@ -378,7 +369,7 @@ def parse_response_event(
         )
     if name in _DONES:
         return ResponseTextDoneEvent(
-            name,  # type: ignore[arg-type]
+            cast(DoneType, name),
             r.string("item_id"),
             r.integer("output_index"),
             index,

@@ -287,6 +287,8 @@ impl Client {
     pub async fn responses(&self, req: impl Into<ResponsesRequest>) -> Result<Response, Error> {
         let mut req = req.into();
         req.stream = None;
+        // `stream` through `.field` would turn the answer into events this call cannot read.
+        req.extra.remove("stream");
         let body = responses_body(&req)?;
         let (res, attempts) = self
             .send(
@@ -317,6 +319,7 @@ impl Client {
     ) -> Result<ResponseStream, Error> {
         let mut req = req.into();
         req.stream = Some(true);
+        req.extra.remove("stream");
         let body = responses_body(&req)?;
         let (res, attempts) = self
             .send(

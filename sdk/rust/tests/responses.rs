@@ -86,7 +86,9 @@ async fn a_whole_response_has_reasoning_message_usage_and_cost() {
             .temperature(0.3)
             .top_p(0.9)
             .effort("high")
-            .metadata("run", "r1"),
+            .metadata("run", "r1")
+            // The call decides whether it streams, whatever the extra fields say.
+            .field("stream", serde_json::Value::Bool(true)),
         )
         .await
         .expect("whole response");

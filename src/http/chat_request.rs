@@ -499,16 +499,22 @@ mod tests {
     fn message_fields_are_checked_by_type() {
         let with = |m: &str| format!(r#"{{"model":"m","messages":[{m}]}}"#);
         assert!(
-            refused(&with(r#"{"role":"assistant","content":"a","reasoning_content":5}"#))
-                .contains("`messages[0].reasoning_content` must be a string or null")
+            refused(&with(
+                r#"{"role":"assistant","content":"a","reasoning_content":5}"#
+            ))
+            .contains("`messages[0].reasoning_content` must be a string or null")
         );
         assert!(
-            refused(&with(r#"{"role":"assistant","content":null,"tool_calls":{}}"#))
-                .contains("`messages[0].tool_calls`")
+            refused(&with(
+                r#"{"role":"assistant","content":null,"tool_calls":{}}"#
+            ))
+            .contains("`messages[0].tool_calls`")
         );
         assert!(refused(&with(r#"{"role":"user","content":"a","name":["x"]}"#)).contains("name"));
-        ChatPlan::parse(with(r#"{"role":"tool","content":"r","name":null,"tool_call_id":"c"}"#).as_bytes())
-            .unwrap();
+        ChatPlan::parse(
+            with(r#"{"role":"tool","content":"r","name":null,"tool_call_id":"c"}"#).as_bytes(),
+        )
+        .unwrap();
     }
 
     #[test]

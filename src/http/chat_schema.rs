@@ -6,6 +6,12 @@
 //! Where a rule cannot be written as a schema (`content: null` beside `tool_calls`), the schema
 //! shows the narrower form.
 
+// The types are read by the OpenAPI derive only; no value of them is ever built.
+#![expect(
+    dead_code,
+    reason = "the documented request shape; ChatPlan parses requests"
+)]
+
 use utoipa::ToSchema;
 
 use crate::upstream::reasoning::Effort;
@@ -18,10 +24,6 @@ use crate::upstream::reasoning::Effort;
 // requests are parsed by `ChatPlan`, which checks every field against the allowlist.
 #[derive(Debug, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[expect(
-    dead_code,
-    reason = "the documented request shape; ChatPlan parses requests"
-)]
 pub struct ChatCompletionRequest {
     /// `affine-winner` or the current winner's id (see `GET /v1/models`).
     #[schema(example = "affine-winner")]
@@ -109,10 +111,6 @@ pub struct ChatCompletionRequest {
 /// `reasoning` on a chat completions request.
 #[derive(Debug, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[expect(
-    dead_code,
-    reason = "the documented request shape; ChatPlan parses requests"
-)]
 pub struct ChatReasoning {
     /// The same as `reasoning_effort`.
     pub effort: Option<Effort>,
@@ -120,11 +118,9 @@ pub struct ChatReasoning {
     pub exclude: Option<bool>,
 }
 
-
 /// One message of a chat conversation: the schema picks the fields by `role`.
 #[derive(Debug, ToSchema)]
 #[serde(untagged)]
-#[expect(dead_code, reason = "the documented request shape; ChatPlan parses requests")]
 pub enum ChatMessage {
     /// `system`, `developer` or `user`.
     Prompt(ChatPromptMessage),
@@ -137,7 +133,6 @@ pub enum ChatMessage {
 /// A `system`, `developer` or `user` message.
 #[derive(Debug, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[expect(dead_code, reason = "the documented request shape; ChatPlan parses requests")]
 pub struct ChatPromptMessage {
     /// Who wrote it.
     pub role: PromptRole,
@@ -150,7 +145,6 @@ pub struct ChatPromptMessage {
 /// The roles of a [`ChatPromptMessage`].
 #[derive(Debug, ToSchema)]
 #[serde(rename_all = "lowercase")]
-#[expect(dead_code, reason = "the documented request shape; ChatPlan parses requests")]
 pub enum PromptRole {
     /// Instructions.
     System,
@@ -163,7 +157,6 @@ pub enum PromptRole {
 /// An `assistant` message sent back in a multi-turn call.
 #[derive(Debug, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[expect(dead_code, reason = "the documented request shape; ChatPlan parses requests")]
 pub struct ChatAssistantMessage {
     /// `assistant`.
     #[schema(value_type = String, pattern = "^assistant$")]
@@ -184,7 +177,6 @@ pub struct ChatAssistantMessage {
 /// A `tool` message: a tool's result.
 #[derive(Debug, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[expect(dead_code, reason = "the documented request shape; ChatPlan parses requests")]
 pub struct ChatToolMessage {
     /// `tool`.
     #[schema(value_type = String, pattern = "^tool$")]
@@ -200,7 +192,6 @@ pub struct ChatToolMessage {
 /// A message's content: a string, or text parts (this model reads text only).
 #[derive(Debug, ToSchema)]
 #[serde(untagged)]
-#[expect(dead_code, reason = "the documented request shape; ChatPlan parses requests")]
 pub enum ChatContent {
     /// The text.
     Text(String),
@@ -211,7 +202,6 @@ pub enum ChatContent {
 /// `{"type": "text", "text": …}`.
 #[derive(Debug, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[expect(dead_code, reason = "the documented request shape; ChatPlan parses requests")]
 pub struct ChatTextPart {
     /// `text`.
     #[schema(value_type = String, pattern = "^text$")]
@@ -230,8 +220,6 @@ fn logit_bias_schema() -> utoipa::openapi::schema::Object {
     ObjectBuilder::new()
         .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
         .additional_properties(Some(AdditionalProperties::RefOr(bias.into())))
-        .description(Some(
-            "Token id (as a string) to a bias from -100 to 100.",
-        ))
+        .description(Some("Token id (as a string) to a bias from -100 to 100."))
         .build()
 }

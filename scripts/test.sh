@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, the Prometheus rules, the deployment files
-# (scripts/check-deploy.sh), then every test of the workspace.
+# (scripts/check-deploy.sh), the dependency audit (scripts/check-deps.sh), then every test of
+# the workspace.
 #
 # It needs nothing running beforehand:
 # - Redis: the tests share the server named by AGW_TEST_REDIS_URL (default
@@ -180,6 +181,11 @@ fi
 # hadolint, the Compose schema, kubernetes-validate and the CRD schemas. In CI (CI=true) a
 # tool that cannot be installed fails the run; locally it is reported loudly.
 bash scripts/check-deploy.sh
+
+# The dependency audit: `cargo deny check advisories licenses bans sources` (deny.toml), offline
+# against a local copy of the RustSec advisory database (docs/SECURITY.md, "Dependency audit").
+# In CI a missing cargo-deny or advisory database fails the run; locally it is reported loudly.
+bash scripts/check-deps.sh
 
 if [ -z "${AGW_TEST_REDIS_URL:-}" ]; then
   probe=${AGW_TEST_REDIS_PROBE:-127.0.0.1:6379}

@@ -6,14 +6,7 @@ use chutes_sim::SimConfig;
 use common::*;
 
 async fn chat(h: &Harness, body: &str) -> reqwest::Response {
-    h.http
-        .post(h.url("/v1/chat/completions"))
-        .bearer_auth(&h.token)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
+    h.post_json("/v1/chat/completions", body).await
 }
 
 #[tokio::test]

@@ -6,14 +6,7 @@ use chutes_sim::{FaultKind, SimConfig};
 use common::*;
 
 async fn responses(h: &Harness, body: &str) -> reqwest::Response {
-    h.http
-        .post(h.url("/v1/responses"))
-        .bearer_auth(&h.token)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
+    h.post_json("/v1/responses", body).await
 }
 
 #[tokio::test]

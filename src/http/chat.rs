@@ -31,74 +31,18 @@ use crate::http::pipeline::{self, Call, Incoming, Job, Surface};
 use crate::upstream::UpstreamError;
 use crate::upstream::events::Chunk;
 use crate::upstream::openai::{ChatCompletion, ChatUsage, StreamChunk};
-use crate::upstream::reasoning::{Effort, StreamStripper};
+use crate::upstream::reasoning::StreamStripper;
 
 /// The alias that always means "the current winner".
 pub const WINNER_ALIAS: &str = "affine-winner";
 
-/// What the OpenAI-compatible route reads. The provider receives only an allowlist of fields
-/// (sampling parameters, `stop`, `seed`, `response_format`, `reasoning_effort`, `tools`, … —
-/// listed in docs/API.md §5); client bookkeeping (`user`, `metadata`, `store`, …) is accepted and
-/// dropped; any other field, `n` above 1 and `best_of` are refused with 400 `invalid_request`.
-// Only the OpenAPI document reads this type (a doc comment here would enter the document):
-// requests are parsed by `ChatPlan`, which checks every field against the allowlist.
-#[derive(Debug, ToSchema)]
-#[expect(
-    dead_code,
-    reason = "the documented request shape; ChatPlan parses requests"
-)]
-pub struct ChatCompletionRequest {
-    /// `affine-winner` or the current winner's id (see `GET /v1/models`).
-    #[schema(example = "affine-winner")]
-    pub model: String,
-    /// The conversation.
-    #[schema(min_items = 1)]
-    pub messages: Vec<crate::api::Message>,
-    /// Most tokens to generate (the plan may allow less than the maximum shown).
-    #[schema(minimum = 1, maximum = 32768)]
-    pub max_tokens: Option<u32>,
-    /// Stream `chat.completion.chunk` events.
-    pub stream: Option<bool>,
-    /// Sampling temperature.
-    #[schema(minimum = 0.0, maximum = 2.0)]
-    pub temperature: Option<f64>,
-    /// How hard the model thinks: `none` and `minimal` turn the provider's thinking switch off
-    /// (`chat_template_kwargs.enable_thinking: false`), `low`/`medium`/`high` turn it on and are
-    /// forwarded.
-    pub reasoning_effort: Option<Effort>,
-    /// `false` leaves the model's reasoning (`reasoning_content`, an inline `<think>` block)
-    /// out of the answer; default true.
-    pub include_reasoning: Option<bool>,
-    /// OpenRouter's spelling: `{"effort": …, "exclude": true}`.
-    pub reasoning: Option<ChatReasoning>,
-}
-
-/// `reasoning` on a chat completions request.
-#[derive(Debug, ToSchema)]
-#[expect(
-    dead_code,
-    reason = "the documented request shape; ChatPlan parses requests"
-)]
-pub struct ChatReasoning {
-    /// The same as `reasoning_effort`.
-    pub effort: Option<Effort>,
-    /// `true` is the same as `include_reasoning: false`.
-    pub exclude: Option<bool>,
-}
-
 /// OpenAI-compatible chat completions, whole or streamed.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
-    request_body(content = ChatCompletionRequest, content_type = "application/json",
+    request_body(content = crate::http::chat_schema::ChatCompletionRequest, content_type = "application/json",
         description = "An OpenAI chat completions request; `model` is `affine-winner` or the current winner's id"),
     responses(
         (status = 200, description = "the provider's chat.completion (or chat.completion.chunk events when streaming)", body = serde_json::Value),
         (status = 400, description = "OpenAI error shape: invalid_request (also a field outside the forwarded allowlist, `n` above 1, `best_of`, non-text content parts), invalid_json, max_tokens_exceeds_plan", body = crate::error::OpenAiErrorBody),
-        (status = 401, description = "OpenAI error shape", body = crate::error::OpenAiErrorBody),
-        (status = 404, description = "unknown model (not_found)", body = crate::error::OpenAiErrorBody),
-        (status = 429, description = "rate_limited, quota_exceeded, concurrency_limited", body = crate::error::OpenAiErrorBody),
-        (status = 502, description = "upstream_error", body = crate::error::OpenAiErrorBody),
-        (status = 503, description = "no_winner, upstream_unavailable, store_unavailable, price_unavailable (a provider-priced plan before the provider price is known)", body = crate::error::OpenAiErrorBody),
-        (status = 504, description = "upstream_timeout", body = crate::error::OpenAiErrorBody),
     ))]
 pub async fn chat_completions(inc: Incoming) -> Result<Response, ApiError> {
     let st = &inc.st;

@@ -127,8 +127,13 @@ impl ChatPlan {
         let mut fields = Map::new();
         for (k, v) in obj {
             if FORWARDED.contains(&k.as_str()) {
-                fields.insert(k, v);
-            } else if !IGNORED.contains(&k.as_str()) {
+                check_field(&k, &v)?;
+                if !v.is_null() {
+                    fields.insert(k, v);
+                }
+            } else if IGNORED.contains(&k.as_str()) {
+                check_field(&k, &v)?;
+            } else {
                 return Err(bad(format!(
                     "`{k}` is not supported on this route (docs/API.md lists the fields it forwards)"
                 )));
@@ -257,7 +262,10 @@ fn check_message(i: usize, m: &Value) -> Result<usize, ApiError> {
         match k.as_str() {
             "role" => {}
             "content" => len += content_len(i, role, v, obj.contains_key("tool_calls"))?,
-            k if allowed.contains(&k) => len += strings_len(v),
+            k if allowed.contains(&k) => {
+                check_message_field(i, k, v)?;
+                len += strings_len(v);
+            }
             k => {
                 return Err(bad(format!(
                     "`messages[{i}].{k}` is not supported for a {role} message"
@@ -269,6 +277,103 @@ fn check_message(i: usize, m: &Value) -> Result<usize, ApiError> {
         return Err(bad(format!("`messages[{i}].content` is required")));
     }
     Ok(len)
+}
+
+/// Checks a top-level field against the type and range the OpenAPI document gives it
+/// (`ChatCompletionRequest`): a value the provider would refuse, or misread, is the caller's
+/// 400 naming the field, not a provider error after the request was admitted. `null` is the
+/// same as leaving the field out.
+fn check_field(k: &str, v: &Value) -> Result<(), ApiError> {
+    let num = |lo: f64, hi: f64, lo_open: bool| -> Result<(), ApiError> {
+        match v.as_f64() {
+            Some(x) if x <= hi && (x > lo || (!lo_open && x == lo)) => Ok(()),
+            _ => {
+                let open = if lo_open { "(" } else { "[" };
+                Err(bad(format!("`{k}` must be a number in {open}{lo}, {hi}]")))
+            }
+        }
+    };
+    let integer = |lo: Option<i64>| -> Result<(), ApiError> {
+        match crate::api::reason::whole::opt_i64(v.clone()) {
+            Ok(Some(x)) if lo.is_none_or(|lo| x >= lo) => Ok(()),
+            _ => Err(bad(match lo {
+                Some(lo) => format!("`{k}` must be an integer of at least {lo}"),
+                None => format!("`{k}` must be a 64-bit integer"),
+            })),
+        }
+    };
+    let kind = |ok: bool, want: &str| -> Result<(), ApiError> {
+        if ok {
+            Ok(())
+        } else {
+            Err(bad(format!("`{k}` must be {want}")))
+        }
+    };
+    if v.is_null() {
+        return Ok(());
+    }
+    match k {
+        "temperature" => num(0.0, 2.0, false),
+        "top_p" => num(0.0, 1.0, true),
+        "min_p" => num(0.0, 1.0, false),
+        "frequency_penalty" | "presence_penalty" => num(-2.0, 2.0, false),
+        "repetition_penalty" => num(0.0, 2.0, true),
+        "top_k" => integer(Some(-1)),
+        "seed" => integer(None),
+        "stop" => {
+            let ok = match v {
+                Value::String(s) => !s.is_empty(),
+                Value::Array(a) => {
+                    a.len() <= crate::api::reason::MAX_STOP_SEQUENCES
+                        && a.iter().all(|s| s.as_str().is_some_and(|s| !s.is_empty()))
+                }
+                _ => false,
+            };
+            kind(
+                ok,
+                "a non-empty string or an array of at most 4 non-empty strings",
+            )
+        }
+        "logit_bias" => kind(
+            v.as_object().is_some_and(|o| {
+                o.values()
+                    .all(|b| b.as_f64().is_some_and(|b| (-100.0..=100.0).contains(&b)))
+            }),
+            "an object of token ids to numbers from -100 to 100",
+        ),
+        "metadata" => kind(
+            v.as_object()
+                .is_some_and(|o| o.values().all(Value::is_string)),
+            "an object of strings",
+        ),
+        "response_format" | "stream_options" => kind(v.is_object(), "an object"),
+        "tools" => kind(
+            v.as_array().is_some_and(|a| a.iter().all(Value::is_object)),
+            "an array of objects",
+        ),
+        "tool_choice" => kind(v.is_string() || v.is_object(), "a string or an object"),
+        "parallel_tool_calls" | "store" => kind(v.is_boolean(), "a boolean"),
+        _ => kind(v.is_string(), "a string"),
+    }
+}
+
+/// The type of a message field besides `role` and `content`: what the provider would refuse
+/// is the caller's 400 here, named, rather than a provider error.
+fn check_message_field(i: usize, k: &str, v: &Value) -> Result<(), ApiError> {
+    // `null` is the same as leaving the field out, as OpenAI's SDKs may send it.
+    let ok = v.is_null()
+        || match k {
+            "tool_calls" => v.as_array().is_some_and(|a| a.iter().all(Value::is_object)),
+            _ => v.is_string(),
+        };
+    if ok {
+        return Ok(());
+    }
+    let want = match k {
+        "tool_calls" => "an array of objects",
+        _ => "a string",
+    };
+    Err(bad(format!("`messages[{i}].{k}` must be {want} or null")))
 }
 
 /// Bytes of a message's content: a string, text parts, or null beside `tool_calls`.
@@ -355,6 +460,61 @@ mod tests {
         assert_eq!(body["max_tokens"], 9);
         assert_eq!(body["model"], "m");
         assert_eq!(body["chat_template_kwargs"]["enable_thinking"], true);
+    }
+
+    #[test]
+    fn forwarded_fields_are_checked_against_their_documented_types() {
+        let with = |extra: &str| {
+            format!(r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],{extra}}}"#)
+        };
+        for (extra, named) in [
+            (r#""temperature":"hot""#, "`temperature`"),
+            (r#""temperature":2.5"#, "`temperature`"),
+            (r#""top_p":0"#, "`top_p`"),
+            (r#""top_k":-2"#, "`top_k`"),
+            (r#""seed":1.5"#, "`seed`"),
+            (r#""stop":["a","b","c","d","e"]"#, "`stop`"),
+            (r#""stop":[""]"#, "`stop`"),
+            (r#""logit_bias":{"42":101}"#, "`logit_bias`"),
+            (r#""tools":[1]"#, "`tools`"),
+            (r#""parallel_tool_calls":"yes""#, "`parallel_tool_calls`"),
+            (r#""metadata":{"k":1}"#, "`metadata`"),
+            (r#""user":7"#, "`user`"),
+        ] {
+            assert!(refused(&with(extra)).contains(named), "{extra}");
+        }
+        let p = ChatPlan::parse(
+            with(r#""seed":2.0,"top_k":-1,"top_p":null,"stop":"x","logit_bias":{"42":-100},"tool_choice":"none""#)
+                .as_bytes(),
+        )
+        .unwrap();
+        let body = p.upstream_body("m", 9).unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        // `null` is the same as leaving a field out: nothing of it reaches the provider.
+        assert!(body.get("top_p").is_none());
+        assert_eq!(body["top_k"], -1);
+    }
+
+    #[test]
+    fn message_fields_are_checked_by_type() {
+        let with = |m: &str| format!(r#"{{"model":"m","messages":[{m}]}}"#);
+        assert!(
+            refused(&with(
+                r#"{"role":"assistant","content":"a","reasoning_content":5}"#
+            ))
+            .contains("`messages[0].reasoning_content` must be a string or null")
+        );
+        assert!(
+            refused(&with(
+                r#"{"role":"assistant","content":null,"tool_calls":{}}"#
+            ))
+            .contains("`messages[0].tool_calls`")
+        );
+        assert!(refused(&with(r#"{"role":"user","content":"a","name":["x"]}"#)).contains("name"));
+        ChatPlan::parse(
+            with(r#"{"role":"tool","content":"r","name":null,"tool_call_id":"c"}"#).as_bytes(),
+        )
+        .unwrap();
     }
 
     #[test]

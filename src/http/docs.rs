@@ -50,6 +50,8 @@ use crate::error::ErrorCode;
     ),
     components(schemas(
         crate::api::ReasonRequest,
+        crate::api::Message,
+        crate::api::Role,
         crate::api::ReasonResponse,
         crate::api::ReasonDoneSchema,
         crate::api::StreamDelta,
@@ -59,7 +61,7 @@ use crate::error::ErrorCode;
         crate::http::session::Session,
         crate::http::account::AccountView,
         crate::http::chat::ModelList,
-        crate::http::chat::ChatCompletionRequest,
+        crate::http::chat_schema::ChatCompletionRequest,
         crate::http::responses::ResponsesMessage,
         crate::http::chat::ModelEntry,
         crate::error::OpenAiErrorBody,
@@ -178,7 +180,7 @@ impl utoipa::Modify for Security {
                     codes.extend([
                         ("401", "auth_missing, auth_malformed, bad_signature, stale_request, replayed_request, wrong_receiver, token_invalid, token_expired, token_revoked"),
                         ("403", "forbidden, unregistered_hotkey, account_disabled"),
-                        ("429", "rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After"),
+                        ("429", "rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md"),
                     ]);
                 }
                 if matches!(
@@ -189,6 +191,23 @@ impl utoipa::Modify for Security {
                         "402",
                         "insufficient_balance: the worst-case cost does not fit the balance (prepaid: minus holds; postpaid: down to the credit limit)",
                     ));
+                }
+                if matches!(
+                    path.as_str(),
+                    "/v1/reason" | "/v1/chat/completions" | "/v1/responses"
+                ) {
+                    // The inference routes' own 503 causes, listed before the store's so they win.
+                    codes.extend([
+                        ("502", "upstream_error"),
+                        (
+                            "503",
+                            "no_winner, upstream_unavailable, store_unavailable, price_unavailable (a provider-priced plan before the provider price is known)",
+                        ),
+                        ("504", "upstream_timeout"),
+                    ]);
+                    if openai {
+                        codes.push(("404", "not_found: a `model` that is not served here"));
+                    }
                 }
                 if path.starts_with("/v1/") || path.starts_with("/admin/") {
                     codes.push((

@@ -5,6 +5,7 @@
 //! - [`request_id`]: `X-Request-Id` validation and generation.
 //! - [`client_ip`]: the client's address behind trusted proxies (`X-Forwarded-For`).
 //! - [`extract`]: the JSON body extractor (content type, size limit, one read into `Bytes`).
+//! - [`chat_schema`]: the documented shape of a chat completions request.
 //! - [`pipeline`]: the one request pipeline of every caller route (admit, call, answer or
 //!   pump, settle); [`reason`], [`chat`] and [`responses`] are its adapters.
 //! - [`health`], [`winner`], [`docs`]: the public informational routes.
@@ -17,6 +18,7 @@ pub(crate) mod admin_winner;
 pub(crate) mod chain;
 pub(crate) mod chat;
 pub(crate) mod chat_request;
+pub(crate) mod chat_schema;
 pub(crate) mod client_ip;
 pub(crate) mod coldkeys;
 pub mod docs;

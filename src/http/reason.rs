@@ -34,14 +34,6 @@ use crate::upstream::think::Piece;
     responses(
         (status = 200, description = "The answer (or, with `stream: true`, `text/event-stream` of `reasoning`/`output` events and one `done` or `error`)", body = ReasonResponse),
         (status = 400, description = "invalid_request, invalid_json, unknown_field, max_tokens_exceeds_plan", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "auth_missing, auth_malformed, bad_signature, stale_request, replayed_request, wrong_receiver, token_invalid, token_expired, token_revoked", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "forbidden, unregistered_hotkey, account_disabled", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "rate_limited, quota_exceeded, concurrency_limited (with Retry-After, RateLimit-Policy and RateLimit)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "body_too_large", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "unsupported_media_type", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 502, description = "upstream_error", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "no_winner, upstream_unavailable, store_unavailable, price_unavailable (a provider-priced plan before the provider price is known)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 504, description = "upstream_timeout", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn reason(inc: Incoming) -> Result<Response, ApiError> {

@@ -222,6 +222,7 @@ pub enum ResponsesPartType {
 
 /// `reasoning` of a responses request.
 #[derive(Debug, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[expect(
     dead_code,
     reason = "the documented request shape; `parse` reads requests"
@@ -229,11 +230,27 @@ pub enum ResponsesPartType {
 pub struct ResponsesReasoning {
     /// Mapped to the provider's thinking switch (docs/API.md §5.1).
     pub effort: Option<Effort>,
-    /// `auto`, `concise` or `detailed`: the reasoning is returned as `summary_text` (the
-    /// model's own reasoning; no separate summary is written).
-    pub summary: Option<String>,
+    /// The reasoning is returned as `summary_text` (the model's own reasoning; no separate
+    /// summary is written).
+    pub summary: Option<ResponsesSummary>,
     /// `true` leaves the reasoning item out.
     pub exclude: Option<bool>,
+}
+
+/// `reasoning.summary` values.
+#[derive(Debug, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[expect(
+    dead_code,
+    reason = "the documented request shape; `parse` reads requests"
+)]
+pub enum ResponsesSummary {
+    /// The provider's choice.
+    Auto,
+    /// Short.
+    Concise,
+    /// Long.
+    Detailed,
 }
 
 /// A parsed request: the `/v1/reason` request it amounts to, and what shapes the answer.
@@ -476,12 +493,6 @@ fn message(i: usize, item: &Value) -> Result<Value, ApiError> {
     responses(
         (status = 200, description = "a `response` object (or, with `stream: true`, `text/event-stream` of typed `response.*` events ending in `response.completed`, `response.incomplete` or `response.failed`)", body = serde_json::Value),
         (status = 400, description = "OpenAI error shape: invalid_request, invalid_json, unknown_field, max_tokens_exceeds_plan, unsupported_parameter (`previous_response_id`, `conversation`, `store: true`, `background: true`, `tools`, `prompt`, non-message input items)", body = crate::error::OpenAiErrorBody),
-        (status = 401, description = "OpenAI error shape", body = crate::error::OpenAiErrorBody),
-        (status = 404, description = "unknown model (not_found)", body = crate::error::OpenAiErrorBody),
-        (status = 429, description = "rate_limited, quota_exceeded, concurrency_limited", body = crate::error::OpenAiErrorBody),
-        (status = 502, description = "upstream_error", body = crate::error::OpenAiErrorBody),
-        (status = 503, description = "no_winner, upstream_unavailable, store_unavailable, price_unavailable", body = crate::error::OpenAiErrorBody),
-        (status = 504, description = "upstream_timeout", body = crate::error::OpenAiErrorBody),
     ))]
 pub async fn responses(inc: Incoming) -> Result<Response, ApiError> {
     let st = &inc.st;

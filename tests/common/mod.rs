@@ -272,8 +272,13 @@ impl Harness {
 
     /// POSTs a JSON body to `/v1/reason` as the test account.
     pub async fn reason(&self, body: &str) -> reqwest::Response {
+        self.post_json("/v1/reason", body).await
+    }
+
+    /// POSTs a JSON body to `path` as the test account.
+    pub async fn post_json(&self, path: &str, body: &str) -> reqwest::Response {
         self.http
-            .post(self.url("/v1/reason"))
+            .post(self.url(path))
             .bearer_auth(&self.token)
             .header("content-type", "application/json")
             .body(body.to_string())

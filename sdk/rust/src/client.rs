@@ -14,6 +14,7 @@ use tokio::sync::Mutex;
 
 use crate::error::{ApiError, Error, header_str};
 use crate::rate_limit::RateLimit;
+use crate::responses::{Response, ResponseStream, ResponsesRequest};
 use crate::retry::RetryPolicy;
 use crate::stream::{ChatStream, ReasonStream};
 use crate::types::{
@@ -278,6 +279,59 @@ impl Client {
             )
             .await?;
         Ok(ReasonStream::new(res, attempts))
+    }
+
+    /// `POST /v1/responses`, whole: the `response` object (a reasoning item, when there is
+    /// one, and the message item; usage and cost). Not retried automatically unless
+    /// [`RetryPolicy::non_idempotent`] is set.
+    pub async fn responses(&self, req: impl Into<ResponsesRequest>) -> Result<Response, Error> {
+        let mut req = req.into();
+        req.stream = None;
+        // `stream` through `.field` would turn the answer into events this call cannot read.
+        req.extra.remove("stream");
+        let body = responses_body(&req)?;
+        let (res, attempts) = self
+            .send(
+                Method::POST,
+                "/v1/responses",
+                &[],
+                Some(body),
+                false,
+                Auth::Caller,
+            )
+            .await?;
+        let request_id = header_str(res.headers(), "x-request-id");
+        let rate_limit = RateLimit::from_headers(res.headers());
+        let mut result: Response = decode(res).await?;
+        result.request_id = request_id;
+        result.rate_limit = rate_limit;
+        result.attempts = attempts;
+        Ok(result)
+    }
+
+    /// `POST /v1/responses` streamed: a [`Stream`](futures_core::Stream) of
+    /// [`ResponseEvent`](crate::ResponseEvent)s ending with `Completed`, `Incomplete` or
+    /// `Failed`. A refusal before the stream began is an `Err` here; nothing is retried once
+    /// the stream started. Dropping the stream closes the connection.
+    pub async fn responses_stream(
+        &self,
+        req: impl Into<ResponsesRequest>,
+    ) -> Result<ResponseStream, Error> {
+        let mut req = req.into();
+        req.stream = Some(true);
+        req.extra.remove("stream");
+        let body = responses_body(&req)?;
+        let (res, attempts) = self
+            .send(
+                Method::POST,
+                "/v1/responses",
+                &[],
+                Some(body),
+                false,
+                Auth::Caller,
+            )
+            .await?;
+        Ok(ResponseStream::new(res, attempts))
     }
 
     /// `POST /v1/chat/completions`, whole: the provider's `chat.completion` as it came.
@@ -672,6 +726,15 @@ fn range<'a>(from: Option<&'a str>, to: Option<&'a str>) -> Vec<(&'static str, &
 fn reason_body(req: &ReasonRequest) -> Result<Vec<u8>, Error> {
     if req.input.is_none() {
         return Err(Error::Config("a reason request needs an input".to_owned()));
+    }
+    serde_json::to_vec(req).map_err(|e| Error::Decode(e.to_string()))
+}
+
+fn responses_body(req: &ResponsesRequest) -> Result<Vec<u8>, Error> {
+    if req.input.is_none() {
+        return Err(Error::Config(
+            "a responses request needs an input".to_owned(),
+        ));
     }
     serde_json::to_vec(req).map_err(|e| Error::Decode(e.to_string()))
 }

@@ -8,8 +8,8 @@ use reqwest::header::HeaderMap;
 use crate::rate_limit::RateLimit;
 
 /// A refusal or failure the gateway answered with (an RFC 9457 problem, or the OpenAI error
-/// shape on `/v1/chat/completions` and `/v1/models`), or the `error` event that ended a
-/// stream.
+/// shape on `/v1/chat/completions`, `/v1/responses` and `/v1/models`), or the `error` event
+/// that ended a stream.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status} {code}: {message}")]
 pub struct ApiError {

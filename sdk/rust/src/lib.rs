@@ -23,6 +23,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! `POST /v1/responses` (Open Responses, stateless subset) is [`Client::responses`] and
+//! [`Client::responses_stream`], a [`ResponseStream`] of typed [`ResponseEvent`]s.
+//!
 //! Credentials: a bearer token ([`ClientBuilder::token`]), or a hotkey
 //! ([`ClientBuilder::keypair`]) that signs btauth/1 (or Epistula v2) — by default once, for
 //! a session token it reuses until shortly before expiry. Signing comes from
@@ -31,6 +34,7 @@
 mod client;
 mod error;
 mod rate_limit;
+mod responses;
 mod retry;
 mod sse;
 mod stream;
@@ -40,6 +44,11 @@ pub use affine_reason_auth::{self as auth, Crypto, KeyError, KeyPair, Scheme};
 pub use client::{Client, ClientBuilder, Linked};
 pub use error::{ApiError, Error};
 pub use rate_limit::{Limit, RateLimit};
+pub use responses::{
+    InputTokensDetails, ItemEvent, MessageItem, OutputItem, OutputTokensDetails, PartEvent,
+    ReasoningItem, ReasoningOptions, Response, ResponseEvent, ResponseStream, ResponseUsage,
+    ResponsesRequest, TextDelta, TextDone, TextPart,
+};
 pub use retry::RetryPolicy;
 pub use stream::{ChatStream, Event, ReasonStream};
 pub use types::{

@@ -13,6 +13,13 @@ import { ApiError, errorFromResponse, fromProblem } from "./errors.js";
 import { parseJson } from "./json.js";
 import { costOf } from "./money.js";
 import { parseRateLimit } from "./ratelimit.js";
+import {
+  ResponseStream,
+  responseStep,
+  type ResponseObject,
+  type ResponsesRequest,
+  type ResponsesResult,
+} from "./responses.js";
 import { sleep } from "./sleep.js";
 import { EventStream, type Step } from "./stream.js";
 import type {
@@ -110,6 +117,8 @@ interface Send {
 }
 
 const DEFAULT_SESSION_MARGIN_MS = 60_000;
+/** The alias the gateway serves the current winner under. */
+const WINNER = "affine-winner";
 
 /** A client of the Affine Reasoning API gateway. */
 export class Client {
@@ -187,6 +196,46 @@ export class Client {
         accept: "text/event-stream",
       });
     return new ReasonStream(open, reasonStep, options?.signal);
+  }
+
+  /**
+   * `POST /v1/responses` (Open Responses, stateless subset), whole: the `response` object with
+   * its reasoning and message items, `usage` and `cost`. `model` defaults to `affine-winner`.
+   * Stateful fields are refused by the gateway with `unsupported_parameter`. Not retried unless
+   * asked (`retry: true`).
+   */
+  async responses(request: ResponsesRequest, options?: CallOptions): Promise<ResponsesResult> {
+    const response = await this.send({
+      method: "POST",
+      path: "/v1/responses",
+      body: { model: WINNER, ...request, stream: false },
+      auth: "caller",
+      idempotent: false,
+      call: options,
+    });
+    const body = (await this.json(response)) as ResponseObject;
+    return { ...body, ...meta(response) };
+  }
+
+  /**
+   * `POST /v1/responses` streamed: yields the typed `response.*` events (`response.created`,
+   * `response.output_item.added`, `response.reasoning_text.delta`,
+   * `response.output_text.delta`, …) and ends after `response.completed`,
+   * `response.incomplete` or `response.failed` (an `error` event with an {@link ApiError}
+   * comes just before the latter). A refusal before the stream began is thrown.
+   */
+  responsesStream(request: ResponsesRequest, options?: CallOptions): ResponseStream {
+    const open = (signal: AbortSignal) =>
+      this.send({
+        method: "POST",
+        path: "/v1/responses",
+        body: { model: WINNER, ...request, stream: true },
+        auth: "caller",
+        idempotent: false,
+        call: { ...options, signal },
+        accept: "text/event-stream",
+      });
+    return new ResponseStream(open, responseStep, options?.signal);
   }
 
   /** `POST /v1/chat/completions`, whole (OpenAI-compatible), with the cost header parsed. */

@@ -21,7 +21,8 @@ export interface ApiErrorInit {
 
 /**
  * A refusal by the gateway: an HTTP error (problem+json, or the OpenAI error shape on
- * `/v1/chat/completions` and `/v1/models`), or the `error` event that ended a stream.
+ * `/v1/chat/completions`, `/v1/responses` and `/v1/models`), or the `error` event that ended a
+ * stream.
  *
  * Branch on {@link ApiError.code} (stable), not on the message (for humans). Treat an unknown
  * code by its {@link ApiError.status}.

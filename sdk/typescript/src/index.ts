@@ -13,6 +13,19 @@ export type { CallOptions, ClientOptions, ReasonEvent, RetryInfo, Scheme } from 
 export { ApiError } from "./errors.js";
 export type { ApiErrorInit, ErrorCode } from "./errors.js";
 export { EventStream } from "./stream.js";
+export { ResponseStream, outputText, reasoningText } from "./responses.js";
+export type {
+  ResponseEvent,
+  ResponseMessageItem,
+  ResponseObject,
+  ResponseOutputItem,
+  ResponseReasoningItem,
+  ResponsesRequest,
+  ResponsesResult,
+  ResponseTerminalType,
+  ResponseTextPart,
+  ResponseUsage,
+} from "./responses.js";
 export { parseRateLimit, parseRetryAfter } from "./ratelimit.js";
 export type { RateLimit, RateLimitPolicy } from "./ratelimit.js";
 export { RAO_PER_TAO, costOf, raoToTao, taoToRao } from "./money.js";

@@ -8,8 +8,8 @@
 
 from ._core import Scheme, chat_body, reason_body
 from ._version import __version__
-from .async_client import AsyncChatStream, AsyncClient, AsyncReasonStream
-from .client import ChatStream, Client, ReasonStream
+from .async_client import AsyncChatStream, AsyncClient, AsyncReasonStream, AsyncResponseStream
+from .client import ChatStream, Client, ReasonStream, ResponseStream
 from .errors import AffineReasonError, ApiError, ProtocolError, TransportError
 from .events import DoneEvent, ErrorEvent, OutputEvent, ReasonEvent, ReasoningEvent
 from .models import (
@@ -44,6 +44,23 @@ from .models import (
     Winner,
 )
 from .ratelimit import RateLimit, RateLimitPolicy
+from .responses import (
+    Response,
+    ResponseErrorEvent,
+    ResponseEvent,
+    ResponseItemEvent,
+    ResponseLifecycleEvent,
+    ResponseMessageItem,
+    ResponseOtherItem,
+    ResponseOutputItem,
+    ResponsePartEvent,
+    ResponseReasoningItem,
+    ResponseTextDeltaEvent,
+    ResponseTextDoneEvent,
+    ResponseTextPart,
+    ResponseUsage,
+    responses_body,
+)
 from .signing import Keypair, sign_btauth, sign_epistula
 
 __all__ = [
@@ -53,6 +70,7 @@ __all__ = [
     "AsyncChatStream",
     "AsyncClient",
     "AsyncReasonStream",
+    "AsyncResponseStream",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatStream",
@@ -82,6 +100,21 @@ __all__ = [
     "ReasonStream",
     "ReasoningEvent",
     "Remaining",
+    "Response",
+    "ResponseErrorEvent",
+    "ResponseEvent",
+    "ResponseItemEvent",
+    "ResponseLifecycleEvent",
+    "ResponseMessageItem",
+    "ResponseOtherItem",
+    "ResponseOutputItem",
+    "ResponsePartEvent",
+    "ResponseReasoningItem",
+    "ResponseStream",
+    "ResponseTextDeltaEvent",
+    "ResponseTextDoneEvent",
+    "ResponseTextPart",
+    "ResponseUsage",
     "Scheme",
     "ServingRule",
     "Session",
@@ -98,6 +131,7 @@ __all__ = [
     "__version__",
     "chat_body",
     "reason_body",
+    "responses_body",
     "sign_btauth",
     "sign_epistula",
 ]

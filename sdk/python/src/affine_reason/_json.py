@@ -68,6 +68,10 @@ class Reader:
     def raw(self, key: str) -> Any:
         return self._d.get(key)
 
+    def mapping(self) -> Mapping[str, Any]:
+        """The whole object, for data passed on as sent."""
+        return self._d
+
     def string(self, key: str) -> str:
         v = self._d.get(key)
         if not isinstance(v, str):

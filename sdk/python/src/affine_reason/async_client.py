@@ -7,7 +7,7 @@ import contextlib
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 from httpx_sse import EventSource, SSEError
@@ -41,27 +41,36 @@ from .models import (
     Winner,
 )
 from .ratelimit import RateLimit
+from .responses import (
+    TERMINAL,
+    Response,
+    ResponseEvent,
+    parse_response_event,
+    responses_body,
+)
 from .signing import coldkey_link_message
 
+E = TypeVar("E")
+S = TypeVar("S", bound="_AsyncEventStream[Any]")
+AsyncEventReader = Callable[[httpx.Response, str | None, RateLimit | None], AsyncGenerator[E, None]]
 
-class AsyncReasonStream:
-    """A streamed ``/v1/reason`` answer: ``async for`` it for typed events.
 
-    The request is sent when iteration starts (or on ``async with``); an HTTP error is raised
-    then as :class:`ApiError`. ``aclose()``, leaving the ``async with`` block, or breaking out
-    of the loop closes the connection (the gateway settles the request as ``client_closed``).
-    """
+class _AsyncEventStream(Generic[E]):
+    """A streamed answer of typed events, opened on first use and closed with its connection."""
 
-    def __init__(self, opener: Callable[[], Awaitable[httpx.Response]]) -> None:
+    def __init__(
+        self, opener: Callable[[], Awaitable[httpx.Response]], read: AsyncEventReader[E]
+    ) -> None:
         self._opener = opener
+        self._read = read
         self._response: httpx.Response | None = None
-        self._events: AsyncGenerator[ReasonEvent, None] | None = None
+        self._events: AsyncGenerator[E, None] | None = None
         self._closed = False
         self.request_id: str | None = None
         self.rate_limit: RateLimit | None = None
         self.model: str | None = None
 
-    async def _open(self) -> AsyncIterator[ReasonEvent]:
+    async def _open(self) -> AsyncIterator[E]:
         if self._events is None:
             if self._closed:
                 raise ValueError("the stream is closed")
@@ -70,13 +79,13 @@ class AsyncReasonStream:
             self.request_id = response.headers.get("x-request-id")
             self.rate_limit = RateLimit.from_headers(response.headers)
             self.model = response.headers.get("x-affine-model")
-            self._events = _reason_events(response, self.request_id, self.rate_limit)
+            self._events = self._read(response, self.request_id, self.rate_limit)
         return self._events
 
-    def __aiter__(self) -> AsyncIterator[ReasonEvent]:
+    def __aiter__(self) -> AsyncIterator[E]:
         return self
 
-    async def __anext__(self) -> ReasonEvent:
+    async def __anext__(self) -> E:
         events = await self._open()
         try:
             return await events.__anext__()
@@ -87,7 +96,7 @@ class AsyncReasonStream:
             await self.aclose()
             raise
 
-    async def __aenter__(self) -> AsyncReasonStream:
+    async def __aenter__(self: S) -> S:
         await self._open()
         return self
 
@@ -114,6 +123,29 @@ class AsyncReasonStream:
             _close_now(response)
 
 
+class AsyncReasonStream(_AsyncEventStream[ReasonEvent]):
+    """A streamed ``/v1/reason`` answer: ``async for`` it for typed events.
+
+    The request is sent when iteration starts (or on ``async with``); an HTTP error is raised
+    then as :class:`ApiError`. ``aclose()``, leaving the ``async with`` block, or breaking out
+    of the loop closes the connection (the gateway settles the request as ``client_closed``).
+    """
+
+    def __init__(self, opener: Callable[[], Awaitable[httpx.Response]]) -> None:
+        super().__init__(opener, _reason_events)
+
+
+class AsyncResponseStream(_AsyncEventStream[ResponseEvent]):
+    """A streamed ``/v1/responses`` answer: ``async for`` it for typed ``response.*`` events.
+
+    It ends after ``response.completed``, ``response.incomplete`` or ``response.failed``;
+    opening and closing are those of :class:`AsyncReasonStream`.
+    """
+
+    def __init__(self, opener: Callable[[], Awaitable[httpx.Response]]) -> None:
+        super().__init__(opener, _response_events)
+
+
 async def _reason_events(
     response: httpx.Response, request_id: str | None, rate_limit: RateLimit | None
 ) -> AsyncGenerator[ReasonEvent, None]:
@@ -127,6 +159,26 @@ async def _reason_events(
             if event.type in ("done", "error"):
                 return
         raise TransportError("the stream ended before its done or error event")
+    except SSEError as e:
+        raise ProtocolError(f"not an event stream: {e}") from e
+    except httpx.TransportError as e:
+        raise TransportError(f"the stream broke: {e}") from e
+    finally:
+        await response.aclose()
+
+
+async def _response_events(
+    response: httpx.Response, request_id: str | None, rate_limit: RateLimit | None
+) -> AsyncGenerator[ResponseEvent, None]:
+    try:
+        async for sse in EventSource(response).aiter_sse():
+            event = parse_response_event(sse.event, sse.data, request_id, rate_limit)
+            if event is None:
+                continue
+            yield event
+            if event.type in TERMINAL:
+                return
+        raise TransportError("the stream ended before response.completed or response.failed")
     except SSEError as e:
         raise ProtocolError(f"not an event stream: {e}") from e
     except httpx.TransportError as e:
@@ -443,6 +495,90 @@ class AsyncClient:
             stream=True,
         )
         return AsyncReasonStream(lambda: self._send(call))
+
+    async def responses(
+        self,
+        input: str | list[Mapping[str, Any]],
+        *,
+        model: str = "affine-winner",
+        instructions: str | None = None,
+        max_output_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        reasoning: Mapping[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_retries: int | None = None,
+        **fields: Any,
+    ) -> Response:
+        """``POST /v1/responses``, whole: the typed ``response`` object (see ``Client``)."""
+        if fields.pop("stream", False):
+            raise ValueError("use responses_stream() for a streamed answer")
+        body = responses_body(
+            input,
+            model=model,
+            instructions=instructions,
+            max_output_tokens=max_output_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            reasoning=dict(reasoning) if reasoning is not None else None,
+            metadata=dict(metadata) if metadata is not None else None,
+            **fields,
+        )
+        call = Call(
+            "POST",
+            "/v1/responses",
+            body,
+            idempotent=False,
+            headers=headers or {},
+            max_retries=max_retries,
+        )
+        response, value = await self._json(call)
+        return Response.from_json(
+            Reader(value, "response"),
+            response.headers.get("x-request-id"),
+            RateLimit.from_headers(response.headers),
+        )
+
+    def responses_stream(
+        self,
+        input: str | list[Mapping[str, Any]],
+        *,
+        model: str = "affine-winner",
+        instructions: str | None = None,
+        max_output_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        reasoning: Mapping[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_retries: int | None = None,
+        **fields: Any,
+    ) -> AsyncResponseStream:
+        """``POST /v1/responses`` streamed: an :class:`AsyncResponseStream` of events."""
+        fields.pop("stream", None)
+        body = responses_body(
+            input,
+            model=model,
+            stream=True,
+            instructions=instructions,
+            max_output_tokens=max_output_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            reasoning=dict(reasoning) if reasoning is not None else None,
+            metadata=dict(metadata) if metadata is not None else None,
+            **fields,
+        )
+        call = Call(
+            "POST",
+            "/v1/responses",
+            body,
+            idempotent=False,
+            headers=headers or {},
+            max_retries=max_retries,
+            stream=True,
+        )
+        return AsyncResponseStream(lambda: self._send(call))
 
     async def chat_completions(
         self,

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 from httpx_sse import EventSource, SSEError
@@ -41,24 +41,31 @@ from .models import (
     Winner,
 )
 from .ratelimit import RateLimit
+from .responses import (
+    TERMINAL,
+    Response,
+    ResponseEvent,
+    parse_response_event,
+    responses_body,
+)
 from .signing import coldkey_link_message
 
 DateLike = Any  # a datetime.date, a datetime, or "YYYY-MM-DD"
 
 
-class ReasonStream:
-    """A streamed ``/v1/reason`` answer: iterate it for typed events.
+E = TypeVar("E")
+S = TypeVar("S", bound="_EventStream[Any]")
+EventReader = Callable[[httpx.Response, str | None, RateLimit | None], Generator[E, None, None]]
 
-    The request is sent when iteration starts (or on ``with``); an HTTP error is raised then
-    as :class:`ApiError`. Closing it — ``close()``, leaving the ``with`` block, breaking out of
-    a ``for`` over it — closes the connection, and the gateway settles the request as
-    ``client_closed`` (charged for what was produced).
-    """
 
-    def __init__(self, opener: Callable[[], httpx.Response]) -> None:
+class _EventStream(Generic[E]):
+    """A streamed answer of typed events, opened on first use and closed with its connection."""
+
+    def __init__(self, opener: Callable[[], httpx.Response], read: EventReader[E]) -> None:
         self._opener = opener
+        self._read = read
         self._response: httpx.Response | None = None
-        self._events: Generator[ReasonEvent, None, None] | None = None
+        self._events: Generator[E, None, None] | None = None
         self._closed = False
         self.request_id: str | None = None
         """``X-Request-Id`` of the answer, once it has started."""
@@ -67,7 +74,7 @@ class ReasonStream:
         self.model: str | None = None
         """``X-Affine-Model``: the model serving the stream, once it has started."""
 
-    def _open(self) -> Iterator[ReasonEvent]:
+    def _open(self) -> Iterator[E]:
         if self._events is None:
             if self._closed:
                 raise ValueError("the stream is closed")
@@ -76,16 +83,16 @@ class ReasonStream:
             self.request_id = response.headers.get("x-request-id")
             self.rate_limit = RateLimit.from_headers(response.headers)
             self.model = response.headers.get("x-affine-model")
-            self._events = _reason_events(response, self.request_id, self.rate_limit)
+            self._events = self._read(response, self.request_id, self.rate_limit)
         return self._events
 
-    def __iter__(self) -> Iterator[ReasonEvent]:
+    def __iter__(self) -> Iterator[E]:
         return self
 
-    def __next__(self) -> ReasonEvent:
+    def __next__(self) -> E:
         return next(self._open())
 
-    def __enter__(self) -> ReasonStream:
+    def __enter__(self: S) -> S:
         self._open()
         return self
 
@@ -109,6 +116,31 @@ class ReasonStream:
         # Dropping an unfinished stream must not keep the connection (and the request) alive.
         if self._response is not None and not self._response.is_closed:
             self._response.close()
+
+
+class ReasonStream(_EventStream[ReasonEvent]):
+    """A streamed ``/v1/reason`` answer: iterate it for typed events.
+
+    The request is sent when iteration starts (or on ``with``); an HTTP error is raised then
+    as :class:`ApiError`. Closing it — ``close()``, leaving the ``with`` block, breaking out of
+    a ``for`` over it — closes the connection, and the gateway settles the request as
+    ``client_closed`` (charged for what was produced).
+    """
+
+    def __init__(self, opener: Callable[[], httpx.Response]) -> None:
+        super().__init__(opener, _reason_events)
+
+
+class ResponseStream(_EventStream[ResponseEvent]):
+    """A streamed ``/v1/responses`` answer: iterate it for typed ``response.*`` events.
+
+    It ends after ``response.completed``, ``response.incomplete`` or ``response.failed`` (an
+    ``error`` event comes just before the latter). Opening and closing are those of
+    :class:`ReasonStream`.
+    """
+
+    def __init__(self, opener: Callable[[], httpx.Response]) -> None:
+        super().__init__(opener, _response_events)
 
 
 class ChatStream:
@@ -180,6 +212,26 @@ def _reason_events(
             if event.type in ("done", "error"):
                 return
         raise TransportError("the stream ended before its done or error event")
+    except SSEError as e:
+        raise ProtocolError(f"not an event stream: {e}") from e
+    except httpx.TransportError as e:
+        raise TransportError(f"the stream broke: {e}") from e
+    finally:
+        response.close()
+
+
+def _response_events(
+    response: httpx.Response, request_id: str | None, rate_limit: RateLimit | None
+) -> Generator[ResponseEvent, None, None]:
+    try:
+        for sse in EventSource(response).iter_sse():
+            event = parse_response_event(sse.event, sse.data, request_id, rate_limit)
+            if event is None:
+                continue
+            yield event
+            if event.type in TERMINAL:
+                return
+        raise TransportError("the stream ended before response.completed or response.failed")
     except SSEError as e:
         raise ProtocolError(f"not an event stream: {e}") from e
     except httpx.TransportError as e:
@@ -464,6 +516,96 @@ class Client:
             stream=True,
         )
         return ReasonStream(lambda: self._send(call))
+
+    def responses(
+        self,
+        input: str | list[Mapping[str, Any]],
+        *,
+        model: str = "affine-winner",
+        instructions: str | None = None,
+        max_output_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        reasoning: Mapping[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_retries: int | None = None,
+        **fields: Any,
+    ) -> Response:
+        """``POST /v1/responses``, whole: the typed ``response`` object.
+
+        ``input`` is a prompt or message items (``{"role", "content"}``); ``reasoning`` is
+        ``{"effort": …, "summary": …}``. Other ``fields`` are sent as given; stateful ones
+        (``previous_response_id``, ``store=True``, ``tools``) are refused by the gateway with
+        ``unsupported_parameter``.
+        """
+        if fields.pop("stream", False):
+            raise ValueError("use responses_stream() for a streamed answer")
+        body = responses_body(
+            input,
+            model=model,
+            instructions=instructions,
+            max_output_tokens=max_output_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            reasoning=dict(reasoning) if reasoning is not None else None,
+            metadata=dict(metadata) if metadata is not None else None,
+            **fields,
+        )
+        call = Call(
+            "POST",
+            "/v1/responses",
+            body,
+            idempotent=False,
+            headers=headers or {},
+            max_retries=max_retries,
+        )
+        response, value = self._json(call)
+        return Response.from_json(
+            Reader(value, "response"),
+            response.headers.get("x-request-id"),
+            RateLimit.from_headers(response.headers),
+        )
+
+    def responses_stream(
+        self,
+        input: str | list[Mapping[str, Any]],
+        *,
+        model: str = "affine-winner",
+        instructions: str | None = None,
+        max_output_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        reasoning: Mapping[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_retries: int | None = None,
+        **fields: Any,
+    ) -> ResponseStream:
+        """``POST /v1/responses`` with ``"stream": true``: a :class:`ResponseStream`."""
+        fields.pop("stream", None)
+        body = responses_body(
+            input,
+            model=model,
+            stream=True,
+            instructions=instructions,
+            max_output_tokens=max_output_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            reasoning=dict(reasoning) if reasoning is not None else None,
+            metadata=dict(metadata) if metadata is not None else None,
+            **fields,
+        )
+        call = Call(
+            "POST",
+            "/v1/responses",
+            body,
+            idempotent=False,
+            headers=headers or {},
+            max_retries=max_retries,
+            stream=True,
+        )
+        return ResponseStream(lambda: self._send(call))
 
     def chat_completions(
         self,

@@ -83,7 +83,7 @@ class ApiError(AffineReasonError):
     ) -> ApiError:
         """An error from a problem object: an error answer's body or a stream's ``error`` event."""
         if isinstance(problem.get("error"), Mapping):
-            # The OpenAI shape of /v1/chat/completions and /v1/models.
+            # The OpenAI shape of /v1/chat/completions, /v1/responses and /v1/models.
             inner: Mapping[str, Any] = problem["error"]
             code = inner.get("code")
             message = inner.get("message")

@@ -547,11 +547,26 @@ export interface components {
             max_age_secs: number;
             deposits?: components["schemas"]["DepositSync"] | null;
         };
+        /** @description An `assistant` message sent back in a multi-turn call. */
+        ChatAssistantMessage: {
+            /** @description `assistant`. */
+            role: string;
+            /** @description The answer's text (may also be `null` when `tool_calls` is set). */
+            content: components["schemas"]["ChatContent"];
+            /** @description A name for the author. */
+            name?: string | null;
+            /** @description The model's reasoning in that turn, passed on to the provider as sent. */
+            reasoning_content?: string | null;
+            /** @description The tool calls the model made in that turn, passed on as sent. */
+            tool_calls?: Record<string, never>[] | null;
+            /** @description The model's refusal, if it refused. */
+            refusal?: string | null;
+        };
         /**
-         * @description What the OpenAI-compatible route reads. The provider receives only an allowlist of fields
-         *     (sampling parameters, `stop`, `seed`, `response_format`, `reasoning_effort`, `tools`, … —
-         *     listed in docs/API.md §5); client bookkeeping (`user`, `metadata`, `store`, …) is accepted and
-         *     dropped; any other field, `n` above 1 and `best_of` are refused with 400 `invalid_request`.
+         * @description What the OpenAI-compatible route reads: every field it accepts (docs/API.md §5). The provider
+         *     receives the sampling parameters, `stop`, `seed`, `response_format`, `tools`, … as sent;
+         *     client bookkeeping (`user`, `metadata`, `store`, …) is accepted and dropped; any other
+         *     field, `n` above 1 and `best_of` are refused with 400 `invalid_request`.
          */
         ChatCompletionRequest: {
             /**
@@ -560,7 +575,7 @@ export interface components {
              */
             model: string;
             /** @description The conversation. */
-            messages: components["schemas"]["Message"][];
+            messages: components["schemas"]["ChatMessage"][];
             /**
              * Format: int32
              * @description Most tokens to generate (the plan may allow less than the maximum shown).
@@ -570,7 +585,7 @@ export interface components {
             stream?: boolean | null;
             /**
              * Format: double
-             * @description Sampling temperature.
+             * @description Sampling temperature, 0 to 2.
              */
             temperature?: number | null;
             reasoning_effort?: components["schemas"]["Effort"] | null;
@@ -580,12 +595,117 @@ export interface components {
              */
             include_reasoning?: boolean | null;
             reasoning?: components["schemas"]["ChatReasoning"] | null;
+            /**
+             * Format: int32
+             * @description OpenAI's newer name for `max_tokens`; wins over it when both are set.
+             */
+            max_completion_tokens?: number | null;
+            /**
+             * Format: int32
+             * @description How many choices: only 1 (one request is one priced answer).
+             */
+            n?: number | null;
+            /**
+             * Format: double
+             * @description Nucleus sampling, (0, 1].
+             */
+            top_p?: number | null;
+            /**
+             * Format: int64
+             * @description Sample from the k most likely tokens (`-1`: all).
+             */
+            top_k?: number | null;
+            /**
+             * Format: double
+             * @description Drop tokens below this share of the most likely one's probability.
+             */
+            min_p?: number | null;
+            /**
+             * Format: double
+             * @description Penalise tokens by how often they appeared.
+             */
+            frequency_penalty?: number | null;
+            /**
+             * Format: double
+             * @description Penalise tokens that appeared at all.
+             */
+            presence_penalty?: number | null;
+            /**
+             * Format: double
+             * @description vLLM's multiplicative repetition penalty (1: none).
+             */
+            repetition_penalty?: number | null;
+            /**
+             * Format: int64
+             * @description Sampling seed, for repeatable answers where the provider supports it.
+             */
+            seed?: number | null;
+            stop?: components["schemas"]["Stop"] | null;
+            /** @description Token id (as a string) to a bias from -100 to 100. */
+            logit_bias?: {
+                [key: string]: number;
+            } | null;
+            /** @description `{"type": "text" | "json_object" | "json_schema", …}`, forwarded as sent. */
+            response_format?: Record<string, never> | null;
+            /** @description Tool (function) definitions, forwarded as sent; they count as input. */
+            tools?: Record<string, never>[] | null;
+            /** @description `none`, `auto`, `required` or a named tool, forwarded as sent. */
+            tool_choice?: Record<string, never> | null;
+            /** @description Whether the model may call several tools in one turn. */
+            parallel_tool_calls?: boolean | null;
+            /** @description `{"include_usage": true}`: the gateway always asks the provider for usage. */
+            stream_options?: Record<string, never> | null;
+            /** @description Client bookkeeping, accepted and not forwarded. */
+            user?: string | null;
+            /** @description Client bookkeeping, accepted and not forwarded. */
+            metadata?: {
+                [key: string]: string;
+            } | null;
+            /** @description Accepted and not forwarded: nothing is stored. */
+            store?: boolean | null;
+            /** @description Accepted and not forwarded. */
+            service_tier?: string | null;
+            /** @description Accepted and not forwarded. */
+            prompt_cache_key?: string | null;
+            /** @description Accepted and not forwarded. */
+            safety_identifier?: string | null;
+        };
+        /** @description A message's content: a string, or text parts (this model reads text only). */
+        ChatContent: string | components["schemas"]["ChatTextPart"][];
+        /** @description One message of a chat conversation: the schema picks the fields by `role`. */
+        ChatMessage: components["schemas"]["ChatPromptMessage"] | components["schemas"]["ChatAssistantMessage"] | components["schemas"]["ChatToolMessage"];
+        /** @description A `system`, `developer` or `user` message. */
+        ChatPromptMessage: {
+            /** @description Who wrote it. */
+            role: components["schemas"]["PromptRole"];
+            /** @description The text, or text parts. */
+            content: components["schemas"]["ChatContent"];
+            /** @description A name for the author. */
+            name?: string | null;
         };
         /** @description `reasoning` on a chat completions request. */
         ChatReasoning: {
             effort?: components["schemas"]["Effort"] | null;
             /** @description `true` is the same as `include_reasoning: false`. */
             exclude?: boolean | null;
+        };
+        /** @description `{"type": "text", "text": …}`. */
+        ChatTextPart: {
+            /** @description `text`. */
+            type: string;
+            /** @description The text. */
+            text: string;
+        };
+        /** @description A `tool` message: a tool's result. */
+        ChatToolMessage: {
+            /** @description `tool`. */
+            role: string;
+            /** @description The tool's result. */
+            content: components["schemas"]["ChatContent"];
+            /** @description The call this answers. */
+            tool_call_id?: string | null;
+            /** @description The tool's name. */
+            name?: string | null;
         };
         /** @description What `/readyz` checked. */
         Checks: {
@@ -1096,6 +1216,11 @@ export interface components {
             /** @description The request id (also in the `X-Request-Id` header). */
             request_id: string;
         };
+        /**
+         * @description The roles of a [`ChatPromptMessage`].
+         * @enum {string}
+         */
+        PromptRole: "system" | "developer" | "user";
         /** @description Schema of the `done` event's data (documentation only; see [`ReasonDone`]). */
         ReasonDoneSchema: {
             /** @description As in the response. */
@@ -1236,11 +1361,7 @@ export interface components {
         /** @description `reasoning` of a responses request. */
         ResponsesReasoning: {
             effort?: components["schemas"]["Effort"] | null;
-            /**
-             * @description `auto`, `concise` or `detailed`: the reasoning is returned as `summary_text` (the
-             *     model's own reasoning; no separate summary is written).
-             */
-            summary?: string | null;
+            summary?: components["schemas"]["ResponsesSummary"] | null;
             /** @description `true` leaves the reasoning item out. */
             exclude?: boolean | null;
         };
@@ -1287,6 +1408,11 @@ export interface components {
          * @enum {string}
          */
         ResponsesRole: "user" | "assistant" | "system" | "developer";
+        /**
+         * @description `reasoning.summary` values.
+         * @enum {string}
+         */
+        ResponsesSummary: "auto" | "concise" | "detailed";
         /** @description A text part of an `input` message. */
         ResponsesTextPart: {
             /** @description `input_text`, `output_text` or `text`. */
@@ -1601,7 +1727,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After */
+            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1727,7 +1853,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After */
+            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1804,7 +1930,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After */
+            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1899,7 +2025,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After */
+            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2034,7 +2160,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After */
+            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2108,7 +2234,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After */
+            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2203,7 +2329,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After */
+            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2298,7 +2424,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After */
+            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2433,7 +2559,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After */
+            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2547,7 +2673,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After */
+            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2639,7 +2765,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After */
+            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2753,7 +2879,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After */
+            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2825,7 +2951,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After */
+            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3022,7 +3148,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After */
+            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3145,7 +3271,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After */
+            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3219,7 +3345,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After */
+            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3281,7 +3407,7 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
-            /** @description OpenAI error shape */
+            /** @description auth_missing, auth_malformed, bad_signature, stale_request, replayed_request, wrong_receiver, token_invalid, token_expired, token_revoked */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3308,7 +3434,7 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
-            /** @description unknown model (not_found) */
+            /** @description not_found: a `model` that is not served here */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3353,7 +3479,7 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
-            /** @description rate_limited, quota_exceeded, concurrency_limited */
+            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3445,7 +3571,7 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
-            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After */
+            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3574,7 +3700,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description rate_limited, quota_exceeded, concurrency_limited (with Retry-After, RateLimit-Policy and RateLimit) */
+            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3654,7 +3780,7 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
-            /** @description OpenAI error shape */
+            /** @description auth_missing, auth_malformed, bad_signature, stale_request, replayed_request, wrong_receiver, token_invalid, token_expired, token_revoked */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3681,7 +3807,7 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
-            /** @description unknown model (not_found) */
+            /** @description not_found: a `model` that is not served here */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3726,7 +3852,7 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
-            /** @description rate_limited, quota_exceeded, concurrency_limited */
+            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3753,7 +3879,7 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAiErrorBody"];
                 };
             };
-            /** @description no_winner, upstream_unavailable, store_unavailable, price_unavailable */
+            /** @description no_winner, upstream_unavailable, store_unavailable, price_unavailable (a provider-priced plan before the provider price is known) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3905,7 +4031,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After */
+            /** @description rate_limited (per-IP flood guard or plan), quota_exceeded, concurrency_limited; with Retry-After and the rate-limit headers of docs/API.md */
             429: {
                 headers: {
                     [name: string]: unknown;

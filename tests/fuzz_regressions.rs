@@ -77,7 +77,8 @@ replay_tests!(
 
 #[test]
 fn chain_events() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/chain/fixtures/state_getMetadata.hex");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/chain/fixtures/state_getMetadata.hex");
     let text = std::fs::read_to_string(&path).expect("metadata fixture");
     let bytes = hex::decode(text.trim().trim_start_matches("0x")).expect("fixture is hex");
     let target = fuzzing::ChainEvents::new(&bytes).expect("fixture metadata decodes");
@@ -88,8 +89,26 @@ fn chain_events() {
 /// line end, a BOM, comments and multi-byte characters.
 fn sse_stream() -> impl Strategy<Value = Vec<u8>> {
     let piece = prop::sample::select(vec![
-        "data", "data:", "data: ", "event:", "event: e", "id: 7", "retry: 1", ":", ": ping",
-        "\n", "\n", "\r", "\r\n", "\r\n", "\u{FEFF}", "{\"a\":1}", "x", "π", "[DONE]", " ",
+        "data",
+        "data:",
+        "data: ",
+        "event:",
+        "event: e",
+        "id: 7",
+        "retry: 1",
+        ":",
+        ": ping",
+        "\n",
+        "\n",
+        "\r",
+        "\r\n",
+        "\r\n",
+        "\u{FEFF}",
+        "{\"a\":1}",
+        "x",
+        "π",
+        "[DONE]",
+        " ",
     ]);
     prop::collection::vec(piece, 0..40).prop_map(|p| p.concat().into_bytes())
 }

@@ -112,8 +112,15 @@ pub fn btauth(data: &[u8]) {
         assert_eq!(full, Err(e), "check_headers and verify disagree");
     }
     if let Ok(signed) = &full {
-        let hotkey = req.headers.get(btauth::HEADER_HOTKEY).and_then(|v| v.to_str().ok());
-        assert_eq!(hotkey, Some(signed.hotkey.as_str()), "verified another hotkey");
+        let hotkey = req
+            .headers
+            .get(btauth::HEADER_HOTKEY)
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(
+            hotkey,
+            Some(signed.hotkey.as_str()),
+            "verified another hotkey"
+        );
     }
 
     // 2. The same method, target and body, signed: it verifies, and no mutation does.
@@ -172,13 +179,21 @@ pub fn btauth(data: &[u8]) {
         }
     }
     let mutated = btauth::verify(&req.method, &target, &headers, &body, RECEIVER, NOW_NS);
-    assert_eq!(mutated, Err(Refusal::BadSignature), "mutation {}", (choice >> 1) % 4);
+    assert_eq!(
+        mutated,
+        Err(Refusal::BadSignature),
+        "mutation {}",
+        (choice >> 1) % 4
+    );
 }
 
 /// Flips bit `flip % 512` of the `0x`-hex signature in header `name`.
 fn flip_signature_bit(headers: &mut HeaderMap, name: &str, flip: usize) {
     let name = header_name(name);
-    let value = headers.get(&name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let value = headers
+        .get(&name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let mut sig = hex::decode(value.trim_start_matches("0x")).expect("hex signature");
     sig[(flip / 8) % 64] ^= 1 << (flip % 8);
     let value = format!("0x{}", hex::encode(sig));
@@ -204,8 +219,15 @@ pub fn epistula(data: &[u8]) {
         assert_eq!(full, Err(e), "check_headers and verify disagree");
     }
     if let Ok(signed) = &full {
-        let hotkey = req.headers.get(epistula::HEADER_SIGNED_BY).and_then(|v| v.to_str().ok());
-        assert_eq!(hotkey, Some(signed.hotkey.as_str()), "verified another hotkey");
+        let hotkey = req
+            .headers
+            .get(epistula::HEADER_SIGNED_BY)
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(
+            hotkey,
+            Some(signed.hotkey.as_str()),
+            "verified another hotkey"
+        );
     }
 
     let KeyPair::Sr25519(pair) = alice(Crypto::Sr25519) else {
@@ -233,7 +255,9 @@ pub fn epistula(data: &[u8]) {
         0 => flip_signature_bit(&mut headers, epistula::HEADER_SIGNATURE, flip),
         1 => body.push(b'x'),
         2 => {
-            let other = uuid::Uuid::from_bytes(id.map(|b| !b)).hyphenated().to_string();
+            let other = uuid::Uuid::from_bytes(id.map(|b| !b))
+                .hyphenated()
+                .to_string();
             headers.insert(
                 header_name(epistula::HEADER_UUID),
                 HeaderValue::from_str(&other).expect("uuid"),
@@ -247,7 +271,12 @@ pub fn epistula(data: &[u8]) {
         }
     }
     let mutated = epistula::verify(&headers, &body, RECEIVER, NOW_MS);
-    assert_eq!(mutated, Err(Refusal::BadSignature), "mutation {}", (choice >> 2) % 4);
+    assert_eq!(
+        mutated,
+        Err(Refusal::BadSignature),
+        "mutation {}",
+        (choice >> 2) % 4
+    );
 }
 
 const JWT_SECRET: &[u8] = b"fuzz-current-secret-0123456789abcdef";
@@ -338,7 +367,11 @@ pub fn ss58(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     // Only the canonical spelling of a key decodes, so decoding then encoding is the identity.
     if let Ok(key) = ss58::decode42(&text) {
-        assert_eq!(ss58::encode42(&key), text, "a non-canonical address decoded");
+        assert_eq!(
+            ss58::encode42(&key),
+            text,
+            "a non-canonical address decoded"
+        );
         assert!(ss58::is_valid42(&text));
     }
     // Every key's address decodes back to it.

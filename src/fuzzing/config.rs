@@ -16,6 +16,9 @@ pub fn config(data: &[u8]) {
     if !shown.contains(REDACTED) {
         let back = Config::from_toml_str(&shown)
             .unwrap_or_else(|e| panic!("the rendering does not parse back: {e}\n{shown}"));
-        assert_eq!(back, config, "the rendering parses back to another configuration");
+        assert_eq!(
+            back, config,
+            "the rendering parses back to another configuration"
+        );
     }
 }

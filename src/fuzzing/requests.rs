@@ -12,7 +12,12 @@ const LIMITS: ReasonLimits = ReasonLimits {
 
 /// A refused body must be refused with one of the 400 codes the contract names.
 fn assert_client_error(e: &ApiError, allowed: &[ErrorCode]) {
-    assert!(allowed.contains(&e.code), "unexpected code {:?}: {}", e.code, e.detail);
+    assert!(
+        allowed.contains(&e.code),
+        "unexpected code {:?}: {}",
+        e.code,
+        e.detail
+    );
 }
 
 /// The checks after decoding, shared by `/v1/reason` and `/v1/responses` (which becomes a

@@ -70,8 +70,16 @@ fn decode_sse<'a>(max: usize, chunks: impl IntoIterator<Item = &'a [u8]>) -> Dec
 fn sticky(dec: &mut SseDecoder, e: SseError) -> SseError {
     let SseError::TooLarge(limit) = e;
     dec.push(b"data: more\n\n");
-    assert_eq!(dec.next_event(), Err(SseError::TooLarge(limit)), "error must stick");
-    assert_eq!(dec.finish(), Err(SseError::TooLarge(limit)), "error must stick at the end");
+    assert_eq!(
+        dec.next_event(),
+        Err(SseError::TooLarge(limit)),
+        "error must stick"
+    );
+    assert_eq!(
+        dec.finish(),
+        Err(SseError::TooLarge(limit)),
+        "error must stick at the end"
+    );
     e
 }
 

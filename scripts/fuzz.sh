@@ -40,7 +40,7 @@ case "${1:-}" in
     if [ "$#" -gt 0 ]; then list=("$@"); else mapfile -t list < <(targets); fi
     mkdir -p fuzz/logs
     cd fuzz
-    cargo +nightly fuzz build "${FUZZ_FLAGS[@]}"
+    nice -n 10 cargo +nightly fuzz build "${FUZZ_FLAGS[@]}"
     for t in "${list[@]}"; do
       echo "== $t: $secs s" >&2
       mkdir -p "corpus/$t"

@@ -13,7 +13,9 @@ pub fn config(data: &[u8]) {
     };
     let _ = config.warnings();
     let shown = config.to_redacted_toml();
-    if !shown.contains(REDACTED) {
+    // The first line is a comment naming the placeholder; a secret shows in the rest.
+    let body = shown.split_once('\n').map_or("", |(_, body)| body);
+    if !body.contains(REDACTED) {
         let back = Config::from_toml_str(&shown)
             .unwrap_or_else(|e| panic!("the rendering does not parse back: {e}\n{shown}"));
         assert_eq!(

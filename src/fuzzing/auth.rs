@@ -205,7 +205,8 @@ pub fn epistula(data: &[u8]) {
     let mut input = Input::new(data);
     let choice = input.byte();
     let flip = usize::from(input.byte());
-    let age_ms = u128::from(input.byte()) * 32;
+    // Within Epistula's window (8 s), which is shorter than btauth's.
+    let age_ms = u128::from(input.byte()) * 32 % epistula::MAX_AGE.as_millis();
     let mut id = [0u8; 16];
     id.copy_from_slice(&{
         let mut b = input.bytes(16).to_vec();

@@ -9,6 +9,7 @@
 #                                                by hand, on nightly: cargo-fuzz runs each TARGET
 #                                                (default: all) for SECONDS, one at a time, on one
 #                                                core under nice, then minimises its corpus
+#                                                (cmin, then at most 150 KiB of it)
 #   bash scripts/fuzz.sh --list                  the targets
 #
 # Needs, for --long: a nightly toolchain (rustup toolchain install nightly) and cargo-fuzz
@@ -56,6 +57,10 @@ case "${1:-}" in
       fi
       nice -n 10 cargo +nightly fuzz cmin "${FUZZ_FLAGS[@]}" "$t" >/dev/null 2>&1 ||
         echo "!! cmin of $t failed" >&2
+      # The corpus is committed: past 150 KiB the biggest inputs (the least coverage per byte)
+      # are dropped, so all targets together stay under 2 MB.
+      find "corpus/$t" -type f -printf '%s %p\n' | sort -n |
+        awk '{ s += $1; if (s > 153600) print $2 }' | xargs -r rm -f
       echo "   corpus: $(find "corpus/$t" -type f | wc -l) files, $(du -sh "corpus/$t" | cut -f1)" >&2
     done
     ;;

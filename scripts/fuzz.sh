@@ -20,8 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Built without a sanitizer (the code is safe Rust; ASan costs half the speed and doubles the
-# build) but with debug assertions, so integer overflow panics as a finding.
+# Built without a sanitizer (the code is safe Rust; AddressSanitizer's cost goes to executions
+# instead) but with debug assertions, so integer overflow panics as a finding.
 FUZZ_FLAGS=(--sanitizer none --debug-assertions)
 
 targets() {

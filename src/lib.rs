@@ -45,6 +45,10 @@ pub(crate) mod chain;
 mod clock;
 pub mod config;
 pub(crate) mod error;
+// Public only for the two fuzz harnesses outside the crate (fuzz/ on nightly, and
+// tests/fuzz_regressions.rs on stable), which share these bodies; not part of the API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod metering;
 pub(crate) mod metrics;

@@ -112,15 +112,29 @@ pub(crate) fn decode_block_events(
     md: &Metadata,
     events: &[u8],
 ) -> Result<BlockEvents, DecodeError> {
+    let info = frame_decode::storage::StorageInfo {
+        keys: std::borrow::Cow::Borrowed(&[]),
+        value_id: md.events_ty,
+        default_value: None,
+        use_old_v9_storage_hashers: false,
+    };
+    // A first pass that only walks the bytes: scale-value reserves a vector of the declared
+    // length of every sequence before reading its items, so a few bytes claiming 2^30 events
+    // (or a 2^30-byte field) would abort the process on an 80 GB allocation (found by the
+    // `chain_events` fuzz target). Walking item by item fails as soon as the bytes run out,
+    // so only sequences that are really there are reserved by the second pass.
+    let mut walk = events;
+    frame_decode::storage::decode_storage_value_with_info(
+        &mut walk,
+        &info,
+        &md.types,
+        frame_decode::helpers::scale_decode::visitor::IgnoreVisitor::new(),
+    )
+    .map_err(|e| DecodeError::Scale(e.to_string()))?;
     let mut cursor = events;
     let value = frame_decode::storage::decode_storage_value_with_info(
         &mut cursor,
-        &frame_decode::storage::StorageInfo {
-            keys: std::borrow::Cow::Borrowed(&[]),
-            value_id: md.events_ty,
-            default_value: None,
-            use_old_v9_storage_hashers: false,
-        },
+        &info,
         &md.types,
         scale_value::scale::ValueVisitor::new(),
     )
@@ -362,6 +376,28 @@ mod tests {
             decode_block_events(&md, &longer),
             Err(DecodeError::Trailing(1))
         );
+    }
+
+    #[test]
+    fn a_huge_declared_length_is_refused_without_reserving_it() {
+        // 31 bytes whose compact prefix claims 1 073 741 811 events: reserving them aborted
+        // the process (fuzz/artifacts/chain_events/crash-080b6c03…).
+        let mut bytes = vec![0xce];
+        bytes.extend([0xff; 30]);
+        let md = fixture_metadata();
+        assert!(
+            matches!(decode_block_events(&md, &bytes), Err(DecodeError::Scale(_))),
+            "refused as invalid SCALE"
+        );
+        // The same inside an event: an EVM log whose data claims 2^30 bytes.
+        let mut records = testing::encode_events(
+            &md,
+            vec![testing::record(Some(0), testing::evm_log(vec![1, 2, 3]))],
+        );
+        let at = records.len() - 4 - 1;
+        records.truncate(at);
+        records.extend([0xfe, 0xff, 0xff, 0xff]);
+        assert!(decode_block_events(&md, &records).is_err());
     }
 
     #[test]

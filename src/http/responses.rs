@@ -254,9 +254,9 @@ pub enum ResponsesSummary {
 }
 
 /// A parsed request: the `/v1/reason` request it amounts to, and what shapes the answer.
-struct Parsed {
+pub(crate) struct Parsed {
     model: String,
-    reason: ReasonRequest,
+    pub(crate) reason: ReasonRequest,
     /// The reasoning goes out as `summary_text`.
     summary: Option<String>,
     echo: Echo,
@@ -288,7 +288,7 @@ fn truthy(v: &Value) -> bool {
 }
 
 /// Reads a responses request into the `/v1/reason` request it means.
-fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
+pub(crate) fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(crate::api::classify_json_error)?;
     let Value::Object(mut obj) = value else {
         return Err(bad("the request must be a JSON object"));

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use affine_gateway::auth::jwt::Scope;
@@ -13,6 +12,7 @@ use affine_gateway::store::{
     Charge, Ending, LedgerPolicy, Limit, Peek, Recorded, ScopeSpec, Store,
 };
 use chutes_sim::SimConfig;
+use common::durable_redis::DurableRedis;
 use common::*;
 
 /// One rao per output token, inputs free: a request's worst case is exactly its `max_tokens`.
@@ -599,70 +599,6 @@ async fn the_export_holds_exactly_the_months_events(redis: &TestRedis) {
     expect_problem(bad, 400, "invalid_request").await;
 }
 
-/// A throwaway Redis that keeps its data on disk across a stop and a restart.
-struct DurableRedis {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl DurableRedis {
-    fn start() -> DurableRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut r = DurableRedis {
-            child: None,
-            port,
-            dir: tempfile::tempdir().unwrap(),
-        };
-        r.restart();
-        r
-    }
-
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                self.dir.path().to_str().unwrap(),
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "throwaway redis did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for DurableRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 #[tokio::test]
 async fn settlements_survive_a_redis_outage_through_the_journal() {
     let mut redis = DurableRedis::start();
@@ -691,7 +627,7 @@ async fn settlements_survive_a_redis_outage_through_the_journal() {
         assert!(res.chunk().await.unwrap().is_some());
         streams.push(res);
     }
-    redis.stop();
+    redis.kill();
     let mut costs = 0;
     for res in streams {
         let events = read_events(res).await;
@@ -720,7 +656,7 @@ async fn settlements_survive_a_redis_outage_through_the_journal() {
     let journal = std::fs::read_to_string(&h.cfg.metering.journal_path).unwrap();
     assert_eq!(journal.lines().count(), 4);
 
-    redis.restart();
+    redis.start_again();
     let deadline = Instant::now() + Duration::from_secs(15);
     eventually(
         deadline.saturating_duration_since(Instant::now()),

@@ -10,7 +10,8 @@ use affine_gateway::auth::signing::{Crypto, KeyPair};
 use affine_gateway::config::{Config, PlanConfig};
 use chutes_sim::{Sim, SimConfig, SimHandle};
 
-use super::procs::{Redis, Replica, free_port};
+use super::procs::{Replica, free_port};
+use crate::common::durable_redis::DurableRedis;
 use crate::common::{self, admin_token, put_account};
 
 /// Key prefix of the cluster's own Redis.
@@ -59,7 +60,7 @@ pub struct Accounts {
 
 /// The cluster.
 pub struct Chaos {
-    pub redis: Redis,
+    pub redis: DurableRedis,
     pub sim: SimHandle,
     pub replicas: Vec<Replica>,
     pub http: reqwest::Client,
@@ -127,7 +128,7 @@ impl Chaos {
     /// Starts everything and creates the accounts.
     pub async fn start() -> Chaos {
         affine_gateway::upstream::client::install_crypto_provider();
-        let redis = Redis::start();
+        let redis = DurableRedis::start();
         let sim_cfg = steady_sim();
         let sim = Sim::start(sim_cfg.clone()).await.expect("simulator starts");
         let dir = tempfile::tempdir().unwrap();

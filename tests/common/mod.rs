@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod durable_redis;
 pub mod quota_ops;
 
 // Not every test binary uses it; those that do reach it through `common::*`.

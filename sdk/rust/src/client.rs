@@ -238,16 +238,7 @@ impl Client {
         let mut req = req.into();
         req.stream = None;
         let body = reason_body(&req)?;
-        let (res, attempts) = self
-            .send(
-                Method::POST,
-                "/v1/reason",
-                &[],
-                Some(body),
-                false,
-                Auth::Caller,
-            )
-            .await?;
+        let (res, attempts) = self.post("/v1/reason", body).await?;
         let request_id = header_str(res.headers(), "x-request-id");
         let rate_limit = RateLimit::from_headers(res.headers());
         let mut result: ReasonResult = decode(res).await?;
@@ -268,16 +259,7 @@ impl Client {
         let mut req = req.into();
         req.stream = Some(true);
         let body = reason_body(&req)?;
-        let (res, attempts) = self
-            .send(
-                Method::POST,
-                "/v1/reason",
-                &[],
-                Some(body),
-                false,
-                Auth::Caller,
-            )
-            .await?;
+        let (res, attempts) = self.post("/v1/reason", body).await?;
         Ok(ReasonStream::new(res, attempts))
     }
 
@@ -290,16 +272,7 @@ impl Client {
         // `stream` through `.field` would turn the answer into events this call cannot read.
         req.extra.remove("stream");
         let body = responses_body(&req)?;
-        let (res, attempts) = self
-            .send(
-                Method::POST,
-                "/v1/responses",
-                &[],
-                Some(body),
-                false,
-                Auth::Caller,
-            )
-            .await?;
+        let (res, attempts) = self.post("/v1/responses", body).await?;
         let request_id = header_str(res.headers(), "x-request-id");
         let rate_limit = RateLimit::from_headers(res.headers());
         let mut result: Response = decode(res).await?;
@@ -321,16 +294,7 @@ impl Client {
         req.stream = Some(true);
         req.extra.remove("stream");
         let body = responses_body(&req)?;
-        let (res, attempts) = self
-            .send(
-                Method::POST,
-                "/v1/responses",
-                &[],
-                Some(body),
-                false,
-                Auth::Caller,
-            )
-            .await?;
+        let (res, attempts) = self.post("/v1/responses", body).await?;
         Ok(ResponseStream::new(res, attempts))
     }
 
@@ -343,16 +307,7 @@ impl Client {
     ) -> Result<ChatCompletion, Error> {
         set_stream(&mut body, false)?;
         let bytes = serde_json::to_vec(&body).map_err(|e| Error::Decode(e.to_string()))?;
-        let (res, _) = self
-            .send(
-                Method::POST,
-                "/v1/chat/completions",
-                &[],
-                Some(bytes),
-                false,
-                Auth::Caller,
-            )
-            .await?;
+        let (res, _) = self.post("/v1/chat/completions", bytes).await?;
         let headers = res.headers().clone();
         let body = decode(res).await?;
         Ok(ChatCompletion {
@@ -373,16 +328,7 @@ impl Client {
     ) -> Result<ChatStream, Error> {
         set_stream(&mut body, true)?;
         let bytes = serde_json::to_vec(&body).map_err(|e| Error::Decode(e.to_string()))?;
-        let (res, _) = self
-            .send(
-                Method::POST,
-                "/v1/chat/completions",
-                &[],
-                Some(bytes),
-                false,
-                Auth::Caller,
-            )
-            .await?;
+        let (res, _) = self.post("/v1/chat/completions", bytes).await?;
         Ok(ChatStream::new(res))
     }
 
@@ -469,16 +415,7 @@ impl Client {
             "coldkey": coldkey, "nonce": nonce, "signature": signature,
         }))
         .map_err(|e| Error::Decode(e.to_string()))?;
-        let (res, _) = self
-            .send(
-                Method::POST,
-                "/v1/account/coldkeys",
-                &[],
-                Some(body),
-                false,
-                Auth::Caller,
-            )
-            .await?;
+        let (res, _) = self.post("/v1/account/coldkeys", body).await?;
         let created = res.status() == StatusCode::CREATED;
         Ok(Linked {
             link: decode(res).await?,
@@ -491,6 +428,13 @@ impl Client {
             self.inner.credential,
             Credential::Signed { sessions: true, .. }
         )
+    }
+
+    /// POSTs `body` to `path` as the caller: not idempotent, so retried only where the retry
+    /// policy allows non-idempotent retries.
+    async fn post(&self, path: &str, body: Vec<u8>) -> Result<(reqwest::Response, u32), Error> {
+        self.send(Method::POST, path, &[], Some(body), false, Auth::Caller)
+            .await
     }
 
     async fn get<T: serde::de::DeserializeOwned>(

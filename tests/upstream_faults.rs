@@ -90,6 +90,26 @@ async fn a_stalled_provider_times_out_with_504() {
 }
 
 #[tokio::test]
+async fn a_whole_answer_whose_body_stalls_times_out_on_the_idle_timeout() {
+    // Headers and half the body, then silence: the idle timeout ends it, not the (long) total
+    // deadline, which would hold the request's slot and hold for minutes.
+    let h = Harness::start_with(faulty(FaultKind::StallAfter { after_chunks: 3 }), |c| {
+        c.upstream.first_token_timeout_secs = 1;
+        c.upstream.idle_timeout_secs = 1;
+        c.upstream.total_timeout_secs = 5;
+    })
+    .await;
+    let res = h.reason(r#"{"input":"x"}"#).await;
+    assert_eq!(res.status(), 504);
+    let p: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(p["code"], "upstream_timeout");
+    assert!(
+        p["detail"].as_str().unwrap().contains("idle"),
+        "the idle timeout, not the total one: {p}"
+    );
+}
+
+#[tokio::test]
 async fn a_stall_mid_stream_ends_with_one_timeout_event() {
     let h = Harness::start_with(
         faulty(FaultKind::StallAfter { after_chunks: 3 }),

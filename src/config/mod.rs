@@ -225,7 +225,8 @@ pub struct UpstreamConfig {
     /// Deadline for the first token of the answer, in seconds. Long: reasoning models may
     /// think silently for a while.
     pub first_token_timeout_secs: u64,
-    /// Longest silence allowed between two stream chunks, in seconds.
+    /// Longest silence allowed between two chunks of an answer, in seconds: between stream
+    /// chunks, and in a whole answer's body once its headers arrived.
     pub idle_timeout_secs: u64,
     /// Deadline for the whole upstream call, streaming included, in seconds.
     pub total_timeout_secs: u64,
@@ -385,7 +386,7 @@ pub struct ServingRuleConfig {
     /// First-token deadline, seconds; unset: `upstream.first_token_timeout_secs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_token_timeout_secs: Option<u64>,
-    /// Longest silence between stream chunks, seconds; unset: `upstream.idle_timeout_secs`.
+    /// Longest silence between chunks of an answer, seconds; unset: `upstream.idle_timeout_secs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_secs: Option<u64>,
     /// Whole-call deadline, seconds; unset: `upstream.total_timeout_secs`.

@@ -368,7 +368,7 @@ impl UpstreamClient {
                     retry_after: None,
                 });
             }
-            read_capped(res, max).await
+            read_capped(res, max, deadline).await
         };
         tokio::time::timeout(deadline, call)
             .await
@@ -387,7 +387,7 @@ impl UpstreamClient {
         let call = async {
             let res = self.open_at(completions_url, body, total).await?;
             let headers_at = std::time::Instant::now();
-            let bytes = read_capped(res, self.max_answer_bytes).await?;
+            let bytes = read_capped(res, self.max_answer_bytes, timeouts.idle).await?;
             Ok((bytes, headers_at))
         };
         match tokio::time::timeout(total, call).await {
@@ -405,8 +405,14 @@ impl UpstreamClient {
 
 /// Reads a whole answer, refusing one longer than `max` bytes as soon as it is known to be
 /// (from `Content-Length`, or while the chunks arrive): a provider — or whatever answers at its
-/// address — must not be able to make the gateway buffer without bound.
-async fn read_capped(mut res: reqwest::Response, max: usize) -> Result<Bytes, UpstreamError> {
+/// address — must not be able to make the gateway buffer without bound. Once the headers are
+/// in, the model has finished: a body that falls silent for `idle` is a stalled provider, not
+/// a thinking one, and must not hold the request's slot and hold until the total deadline.
+async fn read_capped(
+    mut res: reqwest::Response,
+    max: usize,
+    idle: Duration,
+) -> Result<Bytes, UpstreamError> {
     let too_large = || UpstreamError::Malformed(format!("answer longer than {max} bytes"));
     let announced = res.content_length().unwrap_or(0);
     if announced > max as u64 {
@@ -414,7 +420,10 @@ async fn read_capped(mut res: reqwest::Response, max: usize) -> Result<Bytes, Up
     }
     let mut buf = bytes::BytesMut::with_capacity(usize::try_from(announced).unwrap_or(0));
     loop {
-        match res.chunk().await {
+        let Ok(chunk) = tokio::time::timeout(idle, res.chunk()).await else {
+            return Err(UpstreamError::Timeout(TimeoutKind::Idle));
+        };
+        match chunk {
             Ok(Some(c)) => {
                 if buf.len() + c.len() > max {
                     return Err(too_large());
